@@ -1,0 +1,1351 @@
+//! The aggregation pipeline: stage parsing and execution over in-memory documents.
+//!
+//! Supported stages: `$match`, `$project`, `$addFields`/`$set`, `$unset`, `$group`, `$sort`,
+//! `$skip`, `$limit`, `$count`, `$unwind`, `$lookup` (equality and pipeline forms, the foreign
+//! collection comes from [`PipelineEnv::lookup_collection`]), `$replaceRoot`/`$replaceWith`,
+//! `$sortByCount`, `$facet`, `$sample`, `$documents`. Unknown stages fail with 40324
+//! "Unrecognized pipeline stage name". Every stage calls `env.check()` once and at least every
+//! 128 documents, so a killed operation stops promptly.
+
+use std::collections::HashMap;
+
+use bson::{Bson, Document};
+
+use crate::compare::{Num, as_num, canonical_key, cmp_bson};
+use crate::error::{CommandError, Result};
+use crate::expr::{EvalCtx, Expr, MISSING, is_missing, num_add};
+use crate::filter::Filter;
+use crate::interrupt::{CHECK_EVERY, Interrupt};
+use crate::path::collect_doc;
+use crate::projection::{Projection, ProjectionKind};
+use crate::sort::SortSpec;
+
+/// What a pipeline needs from its surroundings: interruption and `$lookup`'s foreign
+/// collections (in the pipeline's database).
+pub trait PipelineEnv: Interrupt {
+    /// All documents of collection `coll` (empty if it does not exist).
+    fn lookup_collection(&self, coll: &str) -> Result<Vec<Document>>;
+}
+
+/// A parsed aggregation pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone)]
+enum AddSpec {
+    Value(Expr),
+    Nested(Vec<(String, AddSpec)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acc {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    First,
+    Last,
+    Push,
+    AddToSet,
+    MergeObjects,
+    StdDevPop,
+    StdDevSamp,
+}
+
+#[derive(Debug, Clone)]
+enum Stage {
+    Match(Filter),
+    Project(Projection),
+    AddFields(Vec<(String, AddSpec)>),
+    Group {
+        id: Expr,
+        accs: Vec<(String, Acc, Expr)>,
+    },
+    Sort(SortSpec),
+    Skip(u64),
+    Limit(u64),
+    Count(String),
+    Unwind {
+        path: Vec<String>,
+        index: Option<String>,
+        preserve: bool,
+    },
+    Lookup {
+        from: String,
+        local: Option<String>,
+        foreign: Option<String>,
+        as_field: String,
+        lets: Vec<(String, Expr)>,
+        pipeline: Option<Box<Pipeline>>,
+    },
+    ReplaceRoot(Expr),
+    SortByCount(Expr),
+    Facet(Vec<(String, Pipeline)>),
+    Sample(u64),
+    Documents(Expr),
+    UnionWith {
+        coll: String,
+        pipeline: Option<Box<Pipeline>>,
+    },
+    Bucket {
+        group_by: Expr,
+        boundaries: Vec<Bson>,
+        default: Option<Bson>,
+        accs: Vec<(String, Acc, Expr)>,
+    },
+}
+
+fn stage_int(v: &Bson, stage: &str, code: i32) -> Result<i64> {
+    match as_num(v) {
+        Some(Num::Int(i)) => Ok(i),
+        Some(Num::Float(f)) if f.fract() == 0.0 && f.is_finite() => Ok(f as i64),
+        _ => Err(CommandError::location(
+            code,
+            format!("invalid argument to {stage} stage: Expected an integer: {stage}: {v}"),
+        )),
+    }
+}
+
+fn parse_add_fields(d: &Document) -> Result<Vec<(String, AddSpec)>> {
+    let mut out: Vec<(String, AddSpec)> = Vec::new();
+    for (k, v) in d {
+        if k.is_empty() || k.starts_with('$') || k.split('.').any(str::is_empty) {
+            return Err(CommandError::location(16410, format!("Invalid $addFields field name '{k}'")));
+        }
+        let spec = match v {
+            Bson::Document(sub) if sub.keys().next().is_some_and(|f| !f.starts_with('$')) => {
+                AddSpec::Nested(parse_add_fields(sub)?)
+            }
+            other => AddSpec::Value(Expr::parse(other)?),
+        };
+        // Dotted names become nested specs.
+        let parts: Vec<&str> = k.split('.').collect();
+        let mut spec = spec;
+        for p in parts[1..].iter().rev() {
+            spec = AddSpec::Nested(vec![(p.to_string(), spec)]);
+        }
+        merge_add(&mut out, parts[0], spec);
+    }
+    Ok(out)
+}
+
+fn merge_add(list: &mut Vec<(String, AddSpec)>, key: &str, spec: AddSpec) {
+    if let Some(pos) = list.iter().position(|(k, _)| k == key)
+        && let (AddSpec::Nested(existing), AddSpec::Nested(new)) = (&mut list[pos].1, &spec)
+    {
+        for (k, s) in new.clone() {
+            merge_add(existing, &k, s);
+        }
+        return;
+    }
+    list.retain(|(k, _)| k != key);
+    list.push((key.to_string(), spec));
+}
+
+fn parse_acc(field: &str, v: &Bson) -> Result<(Acc, Expr)> {
+    if field.contains('.') {
+        return Err(CommandError::location(40235, format!("The field name '{field}' cannot contain '.'")));
+    }
+    if field.starts_with('$') {
+        return Err(CommandError::location(
+            40236,
+            format!("The field name '{field}' cannot be an operator name"),
+        ));
+    }
+    let Bson::Document(d) = v else {
+        return Err(CommandError::location(
+            40234,
+            format!("The field '{field}' must be an accumulator object"),
+        ));
+    };
+    if d.len() != 1 {
+        return Err(CommandError::location(
+            40238,
+            format!("The field '{field}' must specify one accumulator"),
+        ));
+    }
+    let (name, arg) = d.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", &Bson::Null));
+    let acc = match name {
+        "$sum" => Acc::Sum,
+        "$avg" => Acc::Avg,
+        "$min" => Acc::Min,
+        "$max" => Acc::Max,
+        "$first" => Acc::First,
+        "$last" => Acc::Last,
+        "$push" => Acc::Push,
+        "$addToSet" => Acc::AddToSet,
+        "$mergeObjects" => Acc::MergeObjects,
+        "$stdDevPop" => Acc::StdDevPop,
+        "$stdDevSamp" => Acc::StdDevSamp,
+        "$count" => {
+            if !matches!(arg, Bson::Document(a) if a.is_empty()) {
+                return Err(CommandError::location(40237, "$count takes no arguments, i.e. $count:{}"));
+            }
+            return Ok((Acc::Sum, Expr::Literal(Bson::Int32(1))));
+        }
+        other => {
+            return Err(CommandError::location(15952, format!("unknown group operator '{other}'")));
+        }
+    };
+    if matches!(arg, Bson::Array(_)) {
+        return Err(CommandError::location(40237, format!("The {name} accumulator is a unary operator")));
+    }
+    Ok((acc, Expr::parse(arg)?))
+}
+
+fn parse_unwind(arg: &Bson) -> Result<Stage> {
+    let (path, index, preserve) = match arg {
+        Bson::String(s) => (s.clone(), None, false),
+        Bson::Document(d) => {
+            let mut path = None;
+            let mut index = None;
+            let mut preserve = false;
+            for (k, v) in d {
+                match (k.as_str(), v) {
+                    ("path", Bson::String(s)) => path = Some(s.clone()),
+                    ("path", _) => {
+                        return Err(CommandError::location(
+                            28808,
+                            "expected a string as the path for $unwind stage",
+                        ));
+                    }
+                    ("includeArrayIndex", Bson::String(s)) => {
+                        if s.is_empty() || s.starts_with('$') {
+                            return Err(CommandError::location(
+                                28822,
+                                format!(
+                                    "includeArrayIndex option to $unwind stage should not be prefixed with a '$': {s}"
+                                ),
+                            ));
+                        }
+                        index = Some(s.clone());
+                    }
+                    ("includeArrayIndex", _) => {
+                        return Err(CommandError::location(
+                            28810,
+                            "expected a non-empty string for the includeArrayIndex option to $unwind stage",
+                        ));
+                    }
+                    ("preserveNullAndEmptyArrays", Bson::Boolean(b)) => preserve = *b,
+                    ("preserveNullAndEmptyArrays", _) => {
+                        return Err(CommandError::location(
+                            28809,
+                            "expected a boolean for the preserveNullAndEmptyArrays option to $unwind stage",
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(CommandError::location(
+                            28811,
+                            format!("unrecognized option to $unwind stage: {other}"),
+                        ));
+                    }
+                }
+            }
+            (
+                path.ok_or_else(|| CommandError::location(28812, "no path specified to $unwind stage"))?,
+                index,
+                preserve,
+            )
+        }
+        _ => {
+            return Err(CommandError::location(
+                15981,
+                "expected either a string or an object as specification for $unwind stage",
+            ));
+        }
+    };
+    let Some(p) = path.strip_prefix('$') else {
+        return Err(CommandError::location(
+            28818,
+            format!("path option to $unwind stage should be prefixed with a '$': {path}"),
+        ));
+    };
+    if p.is_empty() || p.split('.').any(str::is_empty) {
+        return Err(CommandError::location(15998, "FieldPath field names may not be empty strings."));
+    }
+    Ok(Stage::Unwind { path: p.split('.').map(str::to_string).collect(), index, preserve })
+}
+
+fn parse_lookup(arg: &Bson) -> Result<Stage> {
+    let Bson::Document(d) = arg else {
+        return Err(CommandError::failed_to_parse("the $lookup stage specification must be an object"));
+    };
+    let mut from = None;
+    let (mut local, mut foreign, mut as_field) = (None, None, None);
+    let mut lets = Vec::new();
+    let mut pipeline = None;
+    for (k, v) in d {
+        match (k.as_str(), v) {
+            ("from", Bson::String(s)) => from = Some(s.clone()),
+            ("from", Bson::Document(fd)) => match fd.get("coll") {
+                Some(Bson::String(s)) => from = Some(s.clone()),
+                _ => return Err(CommandError::failed_to_parse("$lookup 'from' must have a 'coll' string")),
+            },
+            ("localField", Bson::String(s)) => local = Some(s.clone()),
+            ("foreignField", Bson::String(s)) => foreign = Some(s.clone()),
+            ("as", Bson::String(s)) => as_field = Some(s.clone()),
+            ("let", Bson::Document(ld)) => {
+                for (lk, lv) in ld {
+                    lets.push((lk.clone(), Expr::parse(lv)?));
+                }
+            }
+            ("pipeline", Bson::Array(stages)) => {
+                let mut docs = Vec::new();
+                for s in stages {
+                    match s {
+                        Bson::Document(sd) => docs.push(sd.clone()),
+                        _ => {
+                            return Err(CommandError::type_mismatch(
+                                "Each element of the 'pipeline' array must be an object",
+                            ));
+                        }
+                    }
+                }
+                pipeline = Some(Box::new(Pipeline::parse(&docs)?));
+            }
+            (other, _)
+                if matches!(other, "from" | "localField" | "foreignField" | "as" | "let" | "pipeline") =>
+            {
+                return Err(CommandError::failed_to_parse(format!(
+                    "$lookup argument '{other}' has the wrong type"
+                )));
+            }
+            (other, _) => {
+                return Err(CommandError::failed_to_parse(format!("unknown argument to $lookup: {other}")));
+            }
+        }
+    }
+    let as_field =
+        as_field.ok_or_else(|| CommandError::failed_to_parse("must specify 'as' field for a $lookup"))?;
+    let from =
+        from.ok_or_else(|| CommandError::failed_to_parse("must specify 'from' field for a $lookup"))?;
+    if local.is_some() != foreign.is_some() {
+        return Err(CommandError::failed_to_parse(
+            "$lookup requires both or neither of 'localField' and 'foreignField' to be specified",
+        ));
+    }
+    if local.is_none() && pipeline.is_none() {
+        return Err(CommandError::failed_to_parse(
+            "$lookup requires either 'pipeline' or both 'localField' and 'foreignField' to be specified",
+        ));
+    }
+    Ok(Stage::Lookup { from, local, foreign, as_field, lets, pipeline })
+}
+
+fn parse_union_with(arg: &Bson) -> Result<Stage> {
+    match arg {
+        Bson::String(s) => Ok(Stage::UnionWith { coll: s.clone(), pipeline: None }),
+        Bson::Document(d) => {
+            let mut coll = None;
+            let mut pipeline = None;
+            for (k, v) in d {
+                match (k.as_str(), v) {
+                    ("coll", Bson::String(s)) => coll = Some(s.clone()),
+                    ("pipeline", Bson::Array(items)) => {
+                        let docs = items
+                            .iter()
+                            .map(|i| match i {
+                                Bson::Document(sd) => Ok(sd.clone()),
+                                _ => Err(CommandError::type_mismatch(
+                                    "Each element of the 'pipeline' array must be an object",
+                                )),
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        pipeline = Some(Box::new(Pipeline::parse(&docs)?));
+                    }
+                    (other, _) => {
+                        return Err(CommandError::failed_to_parse(format!(
+                            "unknown or malformed $unionWith argument: {other}"
+                        )));
+                    }
+                }
+            }
+            let coll =
+                coll.ok_or_else(|| CommandError::failed_to_parse("$unionWith requires a 'coll' string"))?;
+            Ok(Stage::UnionWith { coll, pipeline })
+        }
+        _ => Err(CommandError::failed_to_parse(
+            "the $unionWith stage specification must be an object or string",
+        )),
+    }
+}
+
+fn parse_bucket(d: &Document) -> Result<Stage> {
+    let mut group_by = None;
+    let mut boundaries = Vec::new();
+    let mut default = None;
+    let mut accs = Vec::new();
+    for (k, v) in d {
+        match k.as_str() {
+            "groupBy" => {
+                let ok = matches!(v, Bson::String(s) if s.starts_with('$')) || matches!(v, Bson::Document(_));
+                if !ok {
+                    return Err(CommandError::location(
+                        40202,
+                        "The $bucket 'groupBy' field must be defined as a $-prefixed path or an expression",
+                    ));
+                }
+                group_by = Some(Expr::parse(v)?);
+            }
+            "boundaries" => match v {
+                Bson::Array(b) => boundaries = b.clone(),
+                _ => {
+                    return Err(CommandError::location(
+                        40200,
+                        "The $bucket 'boundaries' field must be an array",
+                    ));
+                }
+            },
+            "default" => default = Some(v.clone()),
+            "output" => {
+                let Bson::Document(out) = v else {
+                    return Err(CommandError::location(
+                        40196,
+                        "The $bucket 'output' field must be an object",
+                    ));
+                };
+                for (name, spec) in out {
+                    let (acc, e) = parse_acc(name, spec)?;
+                    accs.push((name.clone(), acc, e));
+                }
+            }
+            other => {
+                return Err(CommandError::location(
+                    40197,
+                    format!("Unrecognized option to $bucket: {other}."),
+                ));
+            }
+        }
+    }
+    let group_by = group_by.ok_or_else(|| {
+        CommandError::location(40198, "$bucket requires 'groupBy' and 'boundaries' to be specified.")
+    })?;
+    if boundaries.len() < 2 {
+        return Err(CommandError::location(
+            40192,
+            "The $bucket 'boundaries' field must have at least 2 values",
+        ));
+    }
+    for w in boundaries.windows(2) {
+        if crate::compare::canonical_type_order(&w[0]) != crate::compare::canonical_type_order(&w[1]) {
+            return Err(CommandError::location(
+                40193,
+                "All values in the 'boundaries' option to $bucket must have the same type",
+            ));
+        }
+        if !cmp_bson(&w[0], &w[1]).is_lt() {
+            return Err(CommandError::location(
+                40194,
+                "The 'boundaries' option to $bucket must be sorted in ascending order",
+            ));
+        }
+    }
+    if let Some(dv) = &default {
+        let first = &boundaries[0];
+        let last = &boundaries[boundaries.len() - 1];
+        let same_type =
+            crate::compare::canonical_type_order(dv) == crate::compare::canonical_type_order(first);
+        if same_type && !cmp_bson(dv, first).is_lt() && cmp_bson(dv, last).is_lt() {
+            return Err(CommandError::location(
+                40199,
+                "The $bucket 'default' field must be less than the lowest boundary or greater than or equal to the highest boundary.",
+            ));
+        }
+    }
+    if accs.is_empty() {
+        accs.push(("count".to_string(), Acc::Sum, Expr::Literal(Bson::Int32(1))));
+    }
+    Ok(Stage::Bucket { group_by, boundaries, default, accs })
+}
+
+fn parse_stage(stage: &Document) -> Result<Stage> {
+    if stage.len() != 1 {
+        return Err(CommandError::location(
+            40323,
+            "A pipeline stage specification object must contain exactly one field.",
+        ));
+    }
+    let (name, arg) = stage.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", &Bson::Null));
+    let doc_arg = || -> Result<&Document> {
+        match arg {
+            Bson::Document(d) => Ok(d),
+            _ => Err(CommandError::location(15959, format!("the {name} specification must be an object"))),
+        }
+    };
+    Ok(match name {
+        "$match" => {
+            let d = match arg {
+                Bson::Document(d) => d,
+                _ => {
+                    return Err(CommandError::location(
+                        15959,
+                        "the match filter must be an expression in an object",
+                    ));
+                }
+            };
+            Stage::Match(Filter::parse(d)?)
+        }
+        "$project" => {
+            let d = doc_arg()?;
+            if d.is_empty() {
+                return Err(CommandError::location(51272, "$project requires at least one output field"));
+            }
+            Stage::Project(Projection::parse_kind(d, ProjectionKind::Aggregate)?)
+        }
+        "$addFields" | "$set" => Stage::AddFields(parse_add_fields(doc_arg()?)?),
+        "$unset" => {
+            let paths: Vec<String> = match arg {
+                Bson::String(s) => vec![s.clone()],
+                Bson::Array(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        Bson::String(s) => Ok(s.clone()),
+                        _ => Err(CommandError::location(
+                            31120,
+                            "$unset specification must be a string or an array containing only string values",
+                        )),
+                    })
+                    .collect::<Result<_>>()?,
+                _ => {
+                    return Err(CommandError::location(
+                        31002,
+                        "$unset specification must be a string or an array",
+                    ));
+                }
+            };
+            Stage::Project(Projection::unset(&paths)?)
+        }
+        "$group" => {
+            let d = doc_arg()?;
+            let mut id = None;
+            let mut accs = Vec::new();
+            for (k, v) in d {
+                if k == "_id" {
+                    id = Some(Expr::parse(v)?);
+                } else {
+                    let (acc, e) = parse_acc(k, v)?;
+                    accs.push((k.clone(), acc, e));
+                }
+            }
+            let id =
+                id.ok_or_else(|| CommandError::location(15955, "a group specification must include an _id"))?;
+            Stage::Group { id, accs }
+        }
+        "$sort" => {
+            let d = doc_arg()?;
+            if d.is_empty() {
+                return Err(CommandError::location(15976, "$sort stage must have at least one sort key"));
+            }
+            Stage::Sort(SortSpec::parse(d)?)
+        }
+        "$skip" => {
+            let n = stage_int(arg, "$skip", 5107200)?;
+            if n < 0 {
+                return Err(CommandError::location(
+                    5107200,
+                    format!("invalid argument to $skip stage: Expected a non-negative number in: $skip: {n}"),
+                ));
+            }
+            Stage::Skip(n as u64)
+        }
+        "$limit" => {
+            let n = stage_int(arg, "$limit", 5107201)?;
+            if n <= 0 {
+                return Err(CommandError::location(15958, "the limit must be positive"));
+            }
+            Stage::Limit(n as u64)
+        }
+        "$count" => {
+            let Bson::String(s) = arg else {
+                return Err(CommandError::location(40156, "the count field must be a non-empty string"));
+            };
+            if s.is_empty() {
+                return Err(CommandError::location(40157, "the count field must be a non-empty string"));
+            }
+            if s.starts_with('$') {
+                return Err(CommandError::location(40158, "the count field cannot be a $-prefixed path"));
+            }
+            if s.contains('.') {
+                return Err(CommandError::location(40160, "the count field cannot contain '.'"));
+            }
+            Stage::Count(s.clone())
+        }
+        "$unwind" => parse_unwind(arg)?,
+        "$lookup" => parse_lookup(arg)?,
+        "$replaceRoot" => {
+            let d = doc_arg()?;
+            let nr = d.get("newRoot").ok_or_else(|| {
+                CommandError::location(40231, "no newRoot specified for the $replaceRoot stage")
+            })?;
+            if d.len() != 1 {
+                return Err(CommandError::location(40415, "unrecognized option to $replaceRoot stage"));
+            }
+            Stage::ReplaceRoot(Expr::parse(nr)?)
+        }
+        "$replaceWith" => Stage::ReplaceRoot(Expr::parse(arg)?),
+        "$sortByCount" => {
+            let ok = match arg {
+                Bson::String(s) => s.starts_with('$'),
+                Bson::Document(d) => d.len() == 1 && d.keys().all(|k| k.starts_with('$')),
+                _ => false,
+            };
+            if !ok {
+                return Err(CommandError::location(
+                    40148,
+                    "the sortByCount field must be defined as a $-prefixed path or an expression object",
+                ));
+            }
+            Stage::SortByCount(Expr::parse(arg)?)
+        }
+        "$facet" => {
+            let d = doc_arg()?;
+            if d.is_empty() {
+                return Err(CommandError::location(
+                    40169,
+                    "the $facet specification must be a non-empty object",
+                ));
+            }
+            let mut facets = Vec::new();
+            for (k, v) in d {
+                let Bson::Array(items) = v else {
+                    return Err(CommandError::location(
+                        40170,
+                        format!(
+                            "arguments to $facet must be arrays, {k} is type {}",
+                            crate::expr::type_name(v)
+                        ),
+                    ));
+                };
+                let mut docs = Vec::new();
+                for i in items {
+                    let Bson::Document(sd) = i else {
+                        return Err(CommandError::location(40171, "subpipeline stages must be objects"));
+                    };
+                    let sname = sd.keys().next().map(String::as_str).unwrap_or_default();
+                    if matches!(
+                        sname,
+                        "$facet" | "$out" | "$merge" | "$collStats" | "$indexStats" | "$currentOp"
+                    ) {
+                        return Err(CommandError::location(
+                            40600,
+                            format!("{sname} is not allowed to be used within a $facet stage"),
+                        ));
+                    }
+                    docs.push(sd.clone());
+                }
+                facets.push((k.clone(), Pipeline::parse(&docs)?));
+            }
+            Stage::Facet(facets)
+        }
+        "$sample" => {
+            let d = doc_arg()?;
+            let size = d
+                .get("size")
+                .ok_or_else(|| CommandError::location(28749, "$sample stage must specify a size"))?;
+            let n = stage_int(size, "$sample", 28746)?;
+            if n < 0 {
+                return Err(CommandError::location(28747, "size argument to $sample must not be negative"));
+            }
+            Stage::Sample(n as u64)
+        }
+        "$documents" => Stage::Documents(Expr::parse(arg)?),
+        "$unionWith" => parse_union_with(arg)?,
+        "$bucket" => parse_bucket(doc_arg()?)?,
+        "$out" | "$merge" => {
+            return Err(CommandError::command_not_supported(format!(
+                "{name} is not supported by this server"
+            )));
+        }
+        "$currentOp" | "$listSessions" | "$listLocalSessions" | "$collStats" | "$indexStats"
+        | "$changeStream" | "$planCacheStats" => {
+            return Err(CommandError::location(
+                40602,
+                format!("{name} is only valid as the first stage in a pipeline"),
+            ));
+        }
+        other => return Err(CommandError::unrecognized_stage(other)),
+    })
+}
+
+/// Counts documents and checks for interruption every [`CHECK_EVERY`] of them.
+struct Ticker<'a> {
+    env: &'a dyn PipelineEnv,
+    n: usize,
+}
+
+impl Ticker<'_> {
+    fn tick(&mut self) -> Result<()> {
+        self.n += 1;
+        if self.n.is_multiple_of(CHECK_EVERY) {
+            self.env.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// State of one accumulator in one group.
+#[derive(Debug, Clone)]
+enum AccState {
+    Sum(Bson),
+    Avg(f64, u64),
+    Best(Option<Bson>),
+    First(Option<Bson>),
+    Last(Bson),
+    Push(Vec<Bson>),
+    Set(Vec<Bson>, std::collections::HashSet<String>),
+    Merge(Document),
+    Std(Vec<f64>),
+}
+
+impl AccState {
+    fn new(acc: Acc) -> Self {
+        match acc {
+            Acc::Sum => AccState::Sum(Bson::Int32(0)),
+            Acc::Avg => AccState::Avg(0.0, 0),
+            Acc::Min | Acc::Max => AccState::Best(None),
+            Acc::First => AccState::First(None),
+            Acc::Last => AccState::Last(Bson::Null),
+            Acc::Push => AccState::Push(Vec::new()),
+            Acc::AddToSet => AccState::Set(Vec::new(), Default::default()),
+            Acc::MergeObjects => AccState::Merge(Document::new()),
+            Acc::StdDevPop | Acc::StdDevSamp => AccState::Std(Vec::new()),
+        }
+    }
+
+    fn add(&mut self, acc: Acc, v: Bson) -> Result<()> {
+        match self {
+            AccState::Sum(s) => {
+                if let Some(n) = num_add(s, &v) {
+                    *s = n;
+                }
+            }
+            AccState::Avg(sum, n) => {
+                if let Some(x) = as_num(&v) {
+                    *sum += match x {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    };
+                    *n += 1;
+                }
+            }
+            AccState::Best(b) => {
+                if !matches!(v, Bson::Null | Bson::Undefined) {
+                    let better = match b {
+                        None => true,
+                        Some(cur) => {
+                            let o = cmp_bson(&v, cur);
+                            if acc == Acc::Min { o.is_lt() } else { o.is_gt() }
+                        }
+                    };
+                    if better {
+                        *b = Some(v);
+                    }
+                }
+            }
+            AccState::First(f) => {
+                if f.is_none() {
+                    *f = Some(if is_missing(&v) { Bson::Null } else { v });
+                }
+            }
+            AccState::Last(l) => *l = if is_missing(&v) { Bson::Null } else { v },
+            AccState::Push(items) => {
+                if !is_missing(&v) {
+                    items.push(v);
+                }
+            }
+            AccState::Set(items, seen) => {
+                if !is_missing(&v) {
+                    let mut k = String::new();
+                    canonical_key(&v, &mut k);
+                    if seen.insert(k) {
+                        items.push(v);
+                    }
+                }
+            }
+            AccState::Merge(d) => match v {
+                Bson::Document(sub) => {
+                    for (k, x) in sub {
+                        d.insert(k, x);
+                    }
+                }
+                Bson::Null | Bson::Undefined => {}
+                other => {
+                    return Err(CommandError::location(
+                        40400,
+                        format!(
+                            "$mergeObjects requires object inputs, but input {other} is of type {}",
+                            crate::expr::type_name(&other)
+                        ),
+                    ));
+                }
+            },
+            AccState::Std(xs) => {
+                if let Some(x) = as_num(&v) {
+                    xs.push(match x {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, acc: Acc) -> Bson {
+        match self {
+            AccState::Sum(s) => s,
+            AccState::Avg(_, 0) => Bson::Null,
+            AccState::Avg(sum, n) => Bson::Double(sum / n as f64),
+            AccState::Best(b) => b.unwrap_or(Bson::Null),
+            AccState::First(f) => f.unwrap_or(Bson::Null),
+            AccState::Last(l) => l,
+            AccState::Push(items) | AccState::Set(items, _) => Bson::Array(items),
+            AccState::Merge(d) => Bson::Document(d),
+            AccState::Std(xs) => {
+                let n = xs.len();
+                let denom = if acc == Acc::StdDevSamp { n.saturating_sub(1) } else { n };
+                if denom == 0 {
+                    return Bson::Null;
+                }
+                let mean = xs.iter().sum::<f64>() / n as f64;
+                let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / denom as f64;
+                Bson::Double(var.sqrt())
+            }
+        }
+    }
+}
+
+fn apply_add(
+    target: &mut Document,
+    spec: &[(String, AddSpec)],
+    root: &Document,
+    ctx: &mut EvalCtx,
+) -> Result<()> {
+    for (k, s) in spec {
+        match s {
+            AddSpec::Value(e) => {
+                let v = e.eval(root, ctx)?;
+                if is_missing(&v) {
+                    target.remove(k);
+                } else {
+                    target.insert(k.clone(), v);
+                }
+            }
+            AddSpec::Nested(sub) => match target.get_mut(k) {
+                Some(Bson::Document(d)) => apply_add(d, sub, root, ctx)?,
+                Some(Bson::Array(items)) => {
+                    for it in items.iter_mut() {
+                        match it {
+                            Bson::Document(d) => apply_add(d, sub, root, ctx)?,
+                            other => {
+                                let mut d = Document::new();
+                                apply_add(&mut d, sub, root, ctx)?;
+                                *other = Bson::Document(d);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let mut d = Document::new();
+                    apply_add(&mut d, sub, root, ctx)?;
+                    target.insert(k.clone(), d);
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Field lookup through documents only (aggregation paths do not index arrays).
+fn get_doc_path<'a>(doc: &'a Document, parts: &[String]) -> Option<&'a Bson> {
+    let (first, rest) = parts.split_first()?;
+    let mut cur = doc.get(first)?;
+    for p in rest {
+        match cur {
+            Bson::Document(d) => cur = d.get(p)?,
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+fn set_doc_path(doc: &mut Document, parts: &[String], v: Bson) {
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        doc.insert(first.clone(), v);
+        return;
+    }
+    if !matches!(doc.get(first), Some(Bson::Document(_))) {
+        doc.insert(first.clone(), Document::new());
+    }
+    if let Some(Bson::Document(d)) = doc.get_mut(first) {
+        set_doc_path(d, rest, v);
+    }
+}
+
+fn remove_doc_path(doc: &mut Document, parts: &[String]) {
+    let Some((last, parent)) = parts.split_last() else {
+        return;
+    };
+    if parent.is_empty() {
+        doc.remove(last);
+        return;
+    }
+    let mut cur = doc;
+    for p in parent {
+        match cur.get_mut(p) {
+            Some(Bson::Document(d)) => cur = d,
+            _ => return,
+        }
+    }
+    cur.remove(last);
+}
+
+/// Keys under which a value is found by `$lookup` equality: the value, and for arrays each
+/// element too; missing counts as null.
+fn lookup_keys(doc: &Document, path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut found = Vec::new();
+    collect_doc(doc, &parts, &mut found);
+    let mut keys = Vec::new();
+    let mut push = |v: &Bson| {
+        let mut k = String::new();
+        let v = if matches!(v, Bson::Undefined) { &Bson::Null } else { v };
+        canonical_key(v, &mut k);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    };
+    for v in found {
+        match v {
+            None => push(&Bson::Null),
+            Some(Bson::Array(items)) => {
+                if items.is_empty() {
+                    // An empty array matches nothing by element but still matches itself.
+                    push(&Bson::Array(Vec::new()));
+                }
+                for i in items {
+                    push(i);
+                }
+                push(&Bson::Array(items.clone()));
+            }
+            Some(x) => push(x),
+        }
+    }
+    keys
+}
+
+/// Tiny deterministic-per-run PRNG for `$sample` (xorshift64*), seeded from the clock.
+fn sample_indices(len: usize, n: usize) -> Vec<usize> {
+    let mut state = (bson::DateTime::now().timestamp_millis() as u64) ^ 0x9E37_79B9_7F4A_7C15 ^ (len as u64);
+    let mut next = || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut idx: Vec<usize> = (0..len).collect();
+    let take = n.min(len);
+    for i in 0..take {
+        let j = i + (next() % (len - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    idx.truncate(take);
+    idx
+}
+
+impl Pipeline {
+    /// Parses the stages. 40324 on unknown stages.
+    pub fn parse(stages: &[Document]) -> Result<Self> {
+        Ok(Pipeline { stages: stages.iter().map(parse_stage).collect::<Result<_>>()? })
+    }
+
+    /// Number of stages.
+    pub fn len(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// True for an empty pipeline.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// The filter of a leading `$match`, which the engine may answer with an index.
+    pub fn leading_match(&self) -> Option<&Filter> {
+        match self.stages.first() {
+            Some(Stage::Match(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Names of the foreign collections this pipeline's `$lookup` stages read (also nested).
+    pub fn lookup_collections(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.stages {
+            match s {
+                Stage::Lookup { from, pipeline, .. } => {
+                    out.push(from.clone());
+                    if let Some(p) = pipeline {
+                        out.extend(p.lookup_collections());
+                    }
+                }
+                Stage::Facet(fs) => {
+                    for (_, p) in fs {
+                        out.extend(p.lookup_collections());
+                    }
+                }
+                Stage::UnionWith { coll, pipeline } => {
+                    out.push(coll.clone());
+                    if let Some(p) = pipeline {
+                        out.extend(p.lookup_collections());
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Runs the pipeline over `input`.
+    pub fn run(&self, input: Vec<Document>, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
+        let mut ctx = EvalCtx::new();
+        self.run_ctx(input, env, &mut ctx)
+    }
+
+    fn run_ctx(
+        &self,
+        mut docs: Vec<Document>,
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        env.check()?;
+        for stage in &self.stages {
+            env.check()?;
+            docs = run_stage(stage, docs, env, ctx)?;
+        }
+        Ok(docs)
+    }
+}
+
+fn run_stage(
+    stage: &Stage,
+    docs: Vec<Document>,
+    env: &dyn PipelineEnv,
+    ctx: &mut EvalCtx,
+) -> Result<Vec<Document>> {
+    let mut t = Ticker { env, n: 0 };
+    Ok(match stage {
+        Stage::Match(f) => {
+            let mut out = Vec::new();
+            for d in docs {
+                t.tick()?;
+                if f.matches_ctx(&d, ctx)? {
+                    out.push(d);
+                }
+            }
+            out
+        }
+        Stage::Project(p) => {
+            let mut out = Vec::with_capacity(docs.len());
+            for d in docs {
+                t.tick()?;
+                out.push(p.apply_ctx(&d, None, ctx)?);
+            }
+            out
+        }
+        Stage::AddFields(spec) => {
+            let mut out = Vec::with_capacity(docs.len());
+            for d in docs {
+                t.tick()?;
+                let mut new = d.clone();
+                apply_add(&mut new, spec, &d, ctx)?;
+                out.push(new);
+            }
+            out
+        }
+        Stage::Group { id, accs } => {
+            let mut index: HashMap<String, usize> = HashMap::new();
+            let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
+            for d in &docs {
+                t.tick()?;
+                let mut key_val = id.eval(d, ctx)?;
+                if is_missing(&key_val) {
+                    key_val = Bson::Null;
+                }
+                let mut key = String::new();
+                canonical_key(&key_val, &mut key);
+                let gi = match index.get(&key) {
+                    Some(i) => *i,
+                    None => {
+                        groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
+                        index.insert(key, groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                for (ai, (_, acc, e)) in accs.iter().enumerate() {
+                    let v = e.eval(d, ctx)?;
+                    groups[gi].1[ai].add(*acc, v)?;
+                }
+            }
+            groups
+                .into_iter()
+                .map(|(k, states)| {
+                    let mut out = Document::new();
+                    out.insert("_id", k);
+                    for ((name, acc, _), st) in accs.iter().zip(states) {
+                        out.insert(name.clone(), st.finish(*acc));
+                    }
+                    out
+                })
+                .collect()
+        }
+        Stage::Sort(s) => {
+            let mut docs = docs;
+            s.sort(&mut docs);
+            docs
+        }
+        Stage::Skip(n) => docs.into_iter().skip(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),
+        Stage::Limit(n) => docs.into_iter().take(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),
+        Stage::Count(name) => {
+            if docs.is_empty() {
+                Vec::new()
+            } else {
+                let n = docs.len();
+                let v = i32::try_from(n).map(Bson::Int32).unwrap_or(Bson::Int64(n as i64));
+                let mut d = Document::new();
+                d.insert(name.clone(), v);
+                vec![d]
+            }
+        }
+        Stage::Unwind { path, index, preserve } => {
+            let mut out = Vec::new();
+            let index_parts: Option<Vec<String>> =
+                index.as_ref().map(|s| s.split('.').map(str::to_string).collect());
+            for d in docs {
+                t.tick()?;
+                match get_doc_path(&d, path).cloned() {
+                    Some(Bson::Array(items)) if !items.is_empty() => {
+                        for (i, it) in items.into_iter().enumerate() {
+                            let mut nd = d.clone();
+                            set_doc_path(&mut nd, path, it);
+                            if let Some(ip) = &index_parts {
+                                set_doc_path(&mut nd, ip, Bson::Int64(i as i64));
+                            }
+                            out.push(nd);
+                        }
+                    }
+                    Some(Bson::Array(_)) => {
+                        if *preserve {
+                            let mut nd = d;
+                            remove_doc_path(&mut nd, path);
+                            if let Some(ip) = &index_parts {
+                                set_doc_path(&mut nd, ip, Bson::Null);
+                            }
+                            out.push(nd);
+                        }
+                    }
+                    None | Some(Bson::Null) | Some(Bson::Undefined) => {
+                        if *preserve {
+                            let mut nd = d;
+                            if let Some(ip) = &index_parts {
+                                set_doc_path(&mut nd, ip, Bson::Null);
+                            }
+                            out.push(nd);
+                        }
+                    }
+                    Some(_) => {
+                        let mut nd = d;
+                        if let Some(ip) = &index_parts {
+                            set_doc_path(&mut nd, ip, Bson::Null);
+                        }
+                        out.push(nd);
+                    }
+                }
+            }
+            out
+        }
+        Stage::Lookup { from, local, foreign, as_field, lets, pipeline } => {
+            let foreign_docs = env.lookup_collection(from)?;
+            env.check()?;
+            // Hash the foreign side by the keys of its foreignField values.
+            let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+            if let Some(ff) = foreign {
+                for (i, fd) in foreign_docs.iter().enumerate() {
+                    t.tick()?;
+                    for k in lookup_keys(fd, ff) {
+                        by_key.entry(k).or_default().push(i);
+                    }
+                }
+            }
+            let as_parts: Vec<String> = as_field.split('.').map(str::to_string).collect();
+            let mut out = Vec::with_capacity(docs.len());
+            for d in docs {
+                t.tick()?;
+                let mut matched: Vec<Document> = match local {
+                    Some(lf) => {
+                        let mut idx: Vec<usize> = Vec::new();
+                        for k in lookup_keys(&d, lf) {
+                            if let Some(is) = by_key.get(&k) {
+                                idx.extend(is);
+                            }
+                        }
+                        idx.sort_unstable();
+                        idx.dedup();
+                        idx.into_iter().map(|i| foreign_docs[i].clone()).collect()
+                    }
+                    None => foreign_docs.clone(),
+                };
+                if let Some(p) = pipeline {
+                    let mut sub = ctx.clone();
+                    for (name, e) in lets {
+                        let v = e.eval(&d, ctx)?;
+                        sub.bind(name.clone(), if is_missing(&v) { MISSING } else { v });
+                    }
+                    matched = p.run_ctx(matched, env, &mut sub)?;
+                }
+                let mut nd = d;
+                let arr = Bson::Array(matched.into_iter().map(Bson::Document).collect());
+                if crate::path::set_parts(&mut nd, &as_parts, arr.clone()).is_err() {
+                    set_doc_path(&mut nd, &as_parts, arr);
+                }
+                out.push(nd);
+            }
+            out
+        }
+        Stage::ReplaceRoot(e) => {
+            let mut out = Vec::with_capacity(docs.len());
+            for d in docs {
+                t.tick()?;
+                match e.eval(&d, ctx)? {
+                    Bson::Document(nd) => out.push(nd),
+                    other => {
+                        return Err(CommandError::location(
+                            40228,
+                            format!(
+                                "'newRoot' expression must evaluate to an object, but resulting value was: {}. Type of resulting value: '{}'. Input document: {d}",
+                                if is_missing(&other) { "MISSING".to_string() } else { other.to_string() },
+                                crate::expr::type_name(&other)
+                            ),
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        Stage::SortByCount(e) => {
+            let group = Stage::Group {
+                id: e.clone(),
+                accs: vec![("count".to_string(), Acc::Sum, Expr::Literal(Bson::Int32(1)))],
+            };
+            let mut out = run_stage(&group, docs, env, ctx)?;
+            // Descending by count; ties keep first-seen order.
+            out.sort_by(|a, b| {
+                cmp_bson(b.get("count").unwrap_or(&Bson::Null), a.get("count").unwrap_or(&Bson::Null))
+            });
+            out
+        }
+        Stage::Facet(facets) => {
+            let mut result = Document::new();
+            for (name, p) in facets {
+                let r = p.run_ctx(docs.clone(), env, ctx)?;
+                result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
+            }
+            vec![result]
+        }
+        Stage::Sample(n) => {
+            let n = usize::try_from(*n).unwrap_or(usize::MAX);
+            let idx = sample_indices(docs.len(), n);
+            let mut docs: Vec<Option<Document>> = docs.into_iter().map(Some).collect();
+            idx.into_iter().filter_map(|i| docs[i].take()).collect()
+        }
+        Stage::UnionWith { coll, pipeline } => {
+            let mut docs = docs;
+            let mut other = env.lookup_collection(coll)?;
+            if let Some(p) = pipeline {
+                other = p.run_ctx(other, env, ctx)?;
+            }
+            docs.extend(other);
+            docs
+        }
+        Stage::Bucket { group_by, boundaries, default, accs } => {
+            // Bucket index per document: position in `boundaries`, or `boundaries.len()` for default.
+            let mut states: Vec<Option<Vec<AccState>>> = vec![None; boundaries.len()];
+            let bucket_type = crate::compare::canonical_type_order(&boundaries[0]);
+            for d in &docs {
+                t.tick()?;
+                let v = group_by.eval(d, ctx)?;
+                let v = if is_missing(&v) { Bson::Null } else { v };
+                let slot = if crate::compare::canonical_type_order(&v) == bucket_type {
+                    boundaries
+                        .windows(2)
+                        .position(|w| !cmp_bson(&v, &w[0]).is_lt() && cmp_bson(&v, &w[1]).is_lt())
+                } else {
+                    None
+                };
+                let slot = match (slot, default) {
+                    (Some(i), _) => i,
+                    (None, Some(_)) => boundaries.len() - 1,
+                    (None, None) => {
+                        return Err(CommandError::location(
+                            40066,
+                            "$switch could not find a matching branch for an input, and no default was specified.",
+                        ));
+                    }
+                };
+                let st = states[slot]
+                    .get_or_insert_with(|| accs.iter().map(|(_, a, _)| AccState::new(*a)).collect());
+                for (ai, (_, acc, e)) in accs.iter().enumerate() {
+                    let v = e.eval(d, ctx)?;
+                    st[ai].add(*acc, v)?;
+                }
+            }
+            let mut out = Vec::new();
+            for (i, st) in states.into_iter().enumerate() {
+                let Some(st) = st else { continue };
+                let id = if i + 1 == boundaries.len() {
+                    default.clone().unwrap_or(Bson::Null)
+                } else {
+                    boundaries[i].clone()
+                };
+                let mut d = Document::new();
+                d.insert("_id", id);
+                for ((name, acc, _), s) in accs.iter().zip(st) {
+                    d.insert(name.clone(), s.finish(*acc));
+                }
+                out.push(d);
+            }
+            out
+        }
+        Stage::Documents(e) => {
+            let empty = Document::new();
+            match e.eval(&empty, ctx)? {
+                Bson::Array(items) => items
+                    .into_iter()
+                    .map(|i| match i {
+                        Bson::Document(d) => Ok(d),
+                        _ => Err(CommandError::location(
+                            5858203,
+                            "$documents stage must evaluate to an array of objects",
+                        )),
+                    })
+                    .collect::<Result<_>>()?,
+                _ => {
+                    return Err(CommandError::location(
+                        5858203,
+                        "$documents stage must evaluate to an array of objects",
+                    ));
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod tests;

@@ -1,0 +1,319 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use bson::doc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+/// A test environment: named collections, and an interrupt that fires after `kill_after`
+/// checks.
+struct Env {
+    colls: Vec<(String, Vec<Document>)>,
+    checks: AtomicUsize,
+    kill_after: usize,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env { colls: Vec::new(), checks: AtomicUsize::new(0), kill_after: usize::MAX }
+    }
+    fn with(mut self, name: &str, docs: Vec<Document>) -> Self {
+        self.colls.push((name.to_string(), docs));
+        self
+    }
+}
+
+impl Interrupt for Env {
+    fn check(&self) -> Result<()> {
+        let n = self.checks.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+        if n > self.kill_after { Err(CommandError::interrupted()) } else { Ok(()) }
+    }
+}
+
+impl PipelineEnv for Env {
+    fn lookup_collection(&self, coll: &str) -> Result<Vec<Document>> {
+        Ok(self.colls.iter().find(|(n, _)| n == coll).map(|(_, d)| d.clone()).unwrap_or_default())
+    }
+}
+
+fn run(stages: Vec<Document>, input: Vec<Document>) -> Vec<Document> {
+    Pipeline::parse(&stages).unwrap().run(input, &Env::new()).unwrap()
+}
+
+fn sales() -> Vec<Document> {
+    vec![
+        doc! {"_id": 1, "item": "a", "price": 10, "qty": 2, "tags": ["x", "y"]},
+        doc! {"_id": 2, "item": "b", "price": 20, "qty": 1, "tags": []},
+        doc! {"_id": 3, "item": "a", "price": 10, "qty": 5, "tags": ["y"]},
+        doc! {"_id": 4, "item": "c", "price": 5.5, "qty": 10},
+    ]
+}
+
+#[test]
+fn match_sort_skip_limit_count() {
+    let out = run(
+        vec![
+            doc! {"$match": {"price": {"$gte": 10}}},
+            doc! {"$sort": {"qty": -1}},
+            doc! {"$skip": 1},
+            doc! {"$limit": 1},
+        ],
+        sales(),
+    );
+    assert_eq!(out, vec![sales()[0].clone()]);
+    let out = run(vec![doc! {"$match": {"item": "a"}}, doc! {"$count": "n"}], sales());
+    assert_eq!(out, vec![doc! {"n": 2}]);
+    let out = run(vec![doc! {"$match": {"item": "zz"}}, doc! {"$count": "n"}], sales());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn group_accumulators() {
+    let out = run(
+        vec![
+            doc! {"$group": {
+                "_id": "$item",
+                "total": {"$sum": {"$multiply": ["$price", "$qty"]}},
+                "n": {"$sum": 1},
+                "cnt": {"$count": {}},
+                "avgQty": {"$avg": "$qty"},
+                "minQ": {"$min": "$qty"},
+                "maxQ": {"$max": "$qty"},
+                "first": {"$first": "$_id"},
+                "last": {"$last": "$_id"},
+                "ids": {"$push": "$_id"},
+                "prices": {"$addToSet": "$price"},
+            }},
+            doc! {"$sort": {"_id": 1}},
+        ],
+        sales(),
+    );
+    assert_eq!(out.len(), 3);
+    assert_eq!(
+        out[0],
+        doc! {"_id": "a", "total": 70, "n": 2, "cnt": 2, "avgQty": 3.5, "minQ": 2, "maxQ": 5, "first": 1, "last": 3, "ids": [1, 3], "prices": [10]}
+    );
+    assert_eq!(out[2].get("total"), Some(&Bson::Double(55.0)));
+    let out =
+        run(vec![doc! {"$group": {"_id": null, "sum": {"$sum": "$qty"}, "avg": {"$avg": "$nope"}}}], sales());
+    assert_eq!(out, vec![doc! {"_id": null, "sum": 18, "avg": null}]);
+    // Compound keys; numerically equal keys group together.
+    let out = run(
+        vec![doc! {"$group": {"_id": {"p": "$price"}, "c": {"$sum": 1}}}, doc! {"$sort": {"_id.p": 1}}],
+        vec![doc! {"price": 1}, doc! {"price": 1.0}, doc! {"price": 2i64}],
+    );
+    assert_eq!(out, vec![doc! {"_id": {"p": 1}, "c": 2}, doc! {"_id": {"p": 2i64}, "c": 1}]);
+}
+
+#[test]
+fn project_addfields_unset_replace() {
+    let out = run(
+        vec![doc! {"$project": {"item": 1, "value": {"$multiply": ["$price", "$qty"]}}}, doc! {"$limit": 1}],
+        sales(),
+    );
+    assert_eq!(out, vec![doc! {"_id": 1, "item": "a", "value": 20}]);
+    let out = run(
+        vec![
+            doc! {"$addFields": {"value": {"$multiply": ["$price", "$qty"]}, "meta.src": "x"}},
+            doc! {"$limit": 1},
+        ],
+        sales(),
+    );
+    assert_eq!(out[0].get("value"), Some(&Bson::Int32(20)));
+    assert_eq!(out[0].get_document("meta").unwrap(), &doc! {"src": "x"});
+    let out = run(vec![doc! {"$set": {"o": {"b": 2}}}], vec![doc! {"o": {"a": 1}}]);
+    assert_eq!(out, vec![doc! {"o": {"a": 1, "b": 2}}]);
+    let out = run(vec![doc! {"$set": {"gone": "$$REMOVE", "x": 1}}], vec![doc! {"gone": 1}]);
+    assert_eq!(out, vec![doc! {"x": 1}]);
+    let out = run(vec![doc! {"$unset": ["tags", "qty"]}, doc! {"$limit": 1}], sales());
+    assert_eq!(out, vec![doc! {"_id": 1, "item": "a", "price": 10}]);
+    let out = run(vec![doc! {"$replaceRoot": {"newRoot": "$inner"}}], vec![doc! {"inner": {"z": 1}}]);
+    assert_eq!(out, vec![doc! {"z": 1}]);
+    let out = run(vec![doc! {"$replaceWith": {"k": "$_id"}}], vec![doc! {"_id": 7}]);
+    assert_eq!(out, vec![doc! {"k": 7}]);
+    let e = Pipeline::parse(&[doc! {"$replaceRoot": {"newRoot": "$missing"}}])
+        .unwrap()
+        .run(vec![doc! {}], &Env::new())
+        .unwrap_err();
+    assert_eq!(e.code, 40228);
+}
+
+#[test]
+fn unwind_forms() {
+    let input = vec![
+        doc! {"_id": 1, "t": ["a", "b"]},
+        doc! {"_id": 2, "t": []},
+        doc! {"_id": 3, "t": null},
+        doc! {"_id": 4},
+        doc! {"_id": 5, "t": "scalar"},
+    ];
+    let out = run(vec![doc! {"$unwind": "$t"}], input.clone());
+    assert_eq!(
+        out,
+        vec![doc! {"_id": 1, "t": "a"}, doc! {"_id": 1, "t": "b"}, doc! {"_id": 5, "t": "scalar"}]
+    );
+    let out = run(
+        vec![doc! {"$unwind": {"path": "$t", "includeArrayIndex": "i", "preserveNullAndEmptyArrays": true}}],
+        input,
+    );
+    assert_eq!(
+        out,
+        vec![
+            doc! {"_id": 1, "t": "a", "i": 0i64},
+            doc! {"_id": 1, "t": "b", "i": 1i64},
+            doc! {"_id": 2, "i": null},
+            doc! {"_id": 3, "t": null, "i": null},
+            doc! {"_id": 4, "i": null},
+            doc! {"_id": 5, "t": "scalar", "i": null},
+        ]
+    );
+    let out = run(vec![doc! {"$unwind": "$a.b"}], vec![doc! {"a": {"b": [1, 2]}}]);
+    assert_eq!(out, vec![doc! {"a": {"b": 1}}, doc! {"a": {"b": 2}}]);
+}
+
+#[test]
+fn lookup_equality_and_pipeline() {
+    let env = Env::new().with(
+        "inv",
+        vec![
+            doc! {"_id": 10, "sku": "a", "stock": 1},
+            doc! {"_id": 11, "sku": "b", "stock": 0},
+            doc! {"_id": 12, "sku": ["a", "c"], "stock": 5},
+            doc! {"_id": 13, "stock": 9},
+        ],
+    );
+    let p = Pipeline::parse(&[
+        doc! {"$lookup": {"from": "inv", "localField": "item", "foreignField": "sku", "as": "inv"}},
+    ])
+    .unwrap();
+    let out = p
+        .run(vec![doc! {"_id": 1, "item": "a"}, doc! {"_id": 2}, doc! {"_id": 3, "item": ["b", "c"]}], &env)
+        .unwrap();
+    let ids = |d: &Document| -> Vec<i32> {
+        d.get_array("inv").unwrap().iter().map(|x| x.as_document().unwrap().get_i32("_id").unwrap()).collect()
+    };
+    assert_eq!(ids(&out[0]), vec![10, 12]);
+    assert_eq!(ids(&out[1]), vec![13]); // missing local matches missing foreign
+    assert_eq!(ids(&out[2]), vec![11, 12]);
+    let p = Pipeline::parse(&[doc! {"$lookup": {
+        "from": "inv",
+        "let": {"min": "$minStock"},
+        "pipeline": [{"$match": {"$expr": {"$gte": ["$stock", "$$min"]}}}, {"$project": {"_id": 1}}],
+        "as": "rich",
+    }}])
+    .unwrap();
+    let out = p.run(vec![doc! {"_id": 1, "minStock": 5}], &env).unwrap();
+    assert_eq!(
+        out[0].get_array("rich").unwrap(),
+        &vec![Bson::Document(doc! {"_id": 12}), Bson::Document(doc! {"_id": 13})]
+    );
+    assert_eq!(p.lookup_collections(), vec!["inv".to_string()]);
+}
+
+#[test]
+fn sort_by_count_facet_documents_sample() {
+    let out = run(vec![doc! {"$unwind": "$tags"}, doc! {"$sortByCount": "$tags"}], sales());
+    assert_eq!(out, vec![doc! {"_id": "y", "count": 2}, doc! {"_id": "x", "count": 1}]);
+    let out = run(
+        vec![
+            doc! {"$facet": {"cheap": [{"$match": {"price": {"$lt": 10}}}, {"$project": {"_id": 1}}], "n": [{"$count": "c"}]}},
+        ],
+        sales(),
+    );
+    assert_eq!(out, vec![doc! {"cheap": [{"_id": 4}], "n": [{"c": 4}]}]);
+    let out = run(vec![doc! {"$documents": [{"a": 1}, {"a": 2}]}], vec![]);
+    assert_eq!(out, vec![doc! {"a": 1}, doc! {"a": 2}]);
+    let out = run(vec![doc! {"$sample": {"size": 2}}], sales());
+    assert_eq!(out.len(), 2);
+    assert_ne!(out[0], out[1]);
+}
+
+#[test]
+fn union_with_and_bucket() {
+    let env = Env::new().with("other", vec![doc! {"_id": 100, "price": 1}, doc! {"_id": 101, "price": 50}]);
+    let p = Pipeline::parse(&[
+        doc! {"$unionWith": {"coll": "other", "pipeline": [{"$match": {"price": {"$gt": 10}}}]}},
+    ])
+    .unwrap();
+    let out = p.run(vec![doc! {"_id": 1}], &env).unwrap();
+    assert_eq!(out, vec![doc! {"_id": 1}, doc! {"_id": 101, "price": 50}]);
+    assert_eq!(p.lookup_collections(), vec!["other".to_string()]);
+    let out = run(
+        vec![
+            doc! {"$bucket": {"groupBy": "$price", "boundaries": [0, 10, 20], "default": "other", "output": {"n": {"$sum": 1}, "ids": {"$push": "$_id"}}}},
+        ],
+        sales(),
+    );
+    assert_eq!(
+        out,
+        vec![
+            doc! {"_id": 0, "n": 1, "ids": [4]},
+            doc! {"_id": 10, "n": 2, "ids": [1, 3]},
+            doc! {"_id": "other", "n": 1, "ids": [2]},
+        ]
+    );
+    let out = run(vec![doc! {"$bucket": {"groupBy": "$price", "boundaries": [0, 100]}}], sales());
+    assert_eq!(out, vec![doc! {"_id": 0, "count": 4}]);
+    let e = Pipeline::parse(&[doc! {"$bucket": {"groupBy": "$price", "boundaries": [0, 10]}}])
+        .unwrap()
+        .run(sales(), &Env::new())
+        .unwrap_err();
+    assert_eq!(e.code, 40066);
+    assert_eq!(
+        Pipeline::parse(&[doc! {"$bucket": {"groupBy": "$p", "boundaries": [5, 1]}}]).unwrap_err().code,
+        40194
+    );
+}
+
+#[test]
+fn parse_errors() {
+    let table: Vec<(Document, i32)> = vec![
+        (doc! {"$bogus": {}}, 40324),
+        (doc! {"$match": {"a": {"$bad": 1}}}, 2),
+        (doc! {"$project": {"a": {"$nope": 1}}}, 168),
+        (doc! {"$group": {"n": {"$sum": 1}}}, 15955),
+        (doc! {"$group": {"_id": null, "n": {"$median": 1}}}, 15952),
+        (doc! {"$group": {"_id": null, "a.b": {"$sum": 1}}}, 40235),
+        (doc! {"$limit": 0}, 15958),
+        (doc! {"$skip": -1}, 5107200),
+        (doc! {"$sort": {}}, 15976),
+        (doc! {"$sort": {"a": 2}}, 15975),
+        (doc! {"$count": ""}, 40157),
+        (doc! {"$count": "$x"}, 40158),
+        (doc! {"$unwind": "noDollar"}, 28818),
+        (doc! {"$lookup": {"from": "x", "localField": "a", "as": "y"}}, 9),
+        (doc! {"$project": {}}, 51272),
+        (doc! {"$project": {"a": 1, "b": 0}}, 31254),
+        (doc! {"$currentOp": {}}, 40602),
+        (doc! {"$match": {}, "$limit": 1}, 40323),
+    ];
+    for (stage, code) in table {
+        let e = Pipeline::parse(std::slice::from_ref(&stage)).unwrap_err();
+        assert_eq!(e.code, code, "{stage}: {e}");
+    }
+}
+
+#[test]
+fn leading_match_is_exposed() {
+    let p = Pipeline::parse(&[doc! {"$match": {"a": 1}}, doc! {"$limit": 1}]).unwrap();
+    assert!(p.leading_match().unwrap().matches(&doc! {"a": 1}));
+    let p = Pipeline::parse(&[doc! {"$limit": 1}, doc! {"$match": {"a": 1}}]).unwrap();
+    assert!(p.leading_match().is_none());
+    assert_eq!(p.len(), 2);
+}
+
+#[test]
+fn interrupt_is_checked_per_stage_and_every_128_docs() {
+    let input: Vec<Document> = (0..1000).map(|i| doc! {"i": i}).collect();
+    // Kill right away: the first check fails.
+    let env = Env { kill_after: 0, ..Env::new() };
+    let p = Pipeline::parse(&[doc! {"$match": {}}]).unwrap();
+    assert_eq!(p.run(input.clone(), &env).unwrap_err().code, 11601);
+    // Kill during a long stage: fails before the stage finishes.
+    let env = Env { kill_after: 3, ..Env::new() };
+    let p = Pipeline::parse(&[doc! {"$addFields": {"j": {"$add": ["$i", 1]}}}]).unwrap();
+    assert_eq!(p.run(input.clone(), &env).unwrap_err().code, 11601);
+    // A healthy run checks at least once per 128 documents per stage.
+    let env = Env::new();
+    let p = Pipeline::parse(&[doc! {"$match": {}}, doc! {"$project": {"i": 1}}]).unwrap();
+    p.run(input, &env).unwrap();
+    assert!(env.checks.load(AtomicOrdering::SeqCst) >= 2 * (1000 / 128));
+}

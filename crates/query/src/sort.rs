@@ -1,0 +1,316 @@
+//! Sort specifications (`{a: 1, "b.c": -1}`) and MongoDB's document ordering.
+//!
+//! The sort key of a document for one field is taken from all values at the dotted path (with
+//! array traversal): arrays contribute their elements, an empty array sorts below `null`, and a
+//! missing path counts as `null`. Ascending order uses the smallest such value, descending the
+//! largest, as MongoDB does. `{$meta: ...}` keys are rejected.
+
+use std::cmp::Ordering;
+
+use bson::{Bson, Document};
+
+use crate::compare::{Num, as_num, cmp_bson};
+use crate::error::{CommandError, Result};
+use crate::path::collect_value;
+
+/// A parsed sort specification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortSpec {
+    fields: Vec<(String, i32)>,
+    parts: Vec<Vec<String>>,
+}
+
+fn direction(v: &Bson) -> Option<i32> {
+    match as_num(v)? {
+        Num::Int(1) => Some(1),
+        Num::Int(-1) => Some(-1),
+        Num::Float(1.0) => Some(1),
+        Num::Float(-1.0) => Some(-1),
+        _ => None,
+    }
+}
+
+static NULL_KEY: Bson = Bson::Null;
+/// The key of an empty array: below null, as MongoDB sorts it.
+static EMPTY_ARRAY_KEY: Bson = Bson::Undefined;
+
+impl SortSpec {
+    /// Parses `{field: 1 | -1, ...}`; an empty document sorts nothing.
+    pub fn parse(spec: &Document) -> Result<Self> {
+        let mut fields = Vec::with_capacity(spec.len());
+        for (k, v) in spec {
+            if k.is_empty() || k.split('.').any(str::is_empty) {
+                return Err(CommandError::bad_value(format!("bad sort key: '{k}'")));
+            }
+            if k.starts_with('$') {
+                return Err(CommandError::bad_value(format!("bad sort key: '{k}' may not start with '$'")));
+            }
+            if let Bson::Document(d) = v
+                && d.contains_key("$meta")
+            {
+                return Err(CommandError::bad_value("$meta sort keys are not supported by this server"));
+            }
+            let dir = direction(v).ok_or_else(|| {
+                CommandError::location(
+                    15975,
+                    "$sort key ordering must be 1 (for ascending) or -1 (for descending)",
+                )
+            })?;
+            fields.push((k.clone(), dir));
+        }
+        let parts = fields.iter().map(|(k, _)| k.split('.').map(str::to_string).collect()).collect();
+        Ok(SortSpec { fields, parts })
+    }
+
+    /// The fields and directions, in order.
+    pub fn fields(&self) -> &[(String, i32)] {
+        &self.fields
+    }
+
+    /// True when the spec has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Compares two documents by the spec.
+    pub fn compare(&self, a: &Document, b: &Document) -> Ordering {
+        for ((_, dir), parts) in self.fields.iter().zip(&self.parts) {
+            let ka = key_ref(a, parts, *dir);
+            let kb = key_ref(b, parts, *dir);
+            let o = cmp_bson(ka, kb);
+            let o = if *dir < 0 { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// The sort key of a document: one value per field (see [`sort_key`]). Sorting by
+    /// precomputed keys with [`SortSpec::compare_keys`] equals sorting with
+    /// [`SortSpec::compare`].
+    pub fn key(&self, doc: &Document) -> Vec<Bson> {
+        self.fields
+            .iter()
+            .zip(&self.parts)
+            .map(|((_, dir), parts)| key_ref(doc, parts, *dir).clone())
+            .collect()
+    }
+
+    /// Compares two keys made by [`SortSpec::key`].
+    pub fn compare_keys(&self, a: &[Bson], b: &[Bson]) -> Ordering {
+        for (((_, dir), ka), kb) in self.fields.iter().zip(a).zip(b) {
+            let o = cmp_bson(ka, kb);
+            let o = if *dir < 0 { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// Sorts documents in place (stable), computing each document's key once.
+    pub fn sort(&self, docs: &mut Vec<Document>) {
+        if self.fields.is_empty() || docs.len() < 2 {
+            return;
+        }
+        let mut keyed: Vec<(Vec<Bson>, Document)> = docs.drain(..).map(|d| (self.key(&d), d)).collect();
+        keyed.sort_by(|a, b| self.compare_keys(&a.0, &b.0));
+        docs.extend(keyed.into_iter().map(|(_, d)| d));
+    }
+}
+
+fn pick<'a>(candidates: impl Iterator<Item = &'a Bson>, dir: i32) -> Option<&'a Bson> {
+    if dir < 0 { candidates.max_by(|x, y| cmp_bson(x, y)) } else { candidates.min_by(|x, y| cmp_bson(x, y)) }
+}
+
+fn leaf_key(v: &Bson, dir: i32) -> &Bson {
+    match v {
+        Bson::Array(items) if items.is_empty() => &EMPTY_ARRAY_KEY,
+        Bson::Array(items) => pick(items.iter(), dir).unwrap_or(&NULL_KEY),
+        other => other,
+    }
+}
+
+/// The key of `doc` for one field, by reference: a fast walk through documents, falling back
+/// to full array traversal when the path crosses an array.
+fn key_ref<'a>(doc: &'a Document, parts: &[String], dir: i32) -> &'a Bson {
+    let Some((first, rest)) = parts.split_first() else {
+        return &NULL_KEY;
+    };
+    let mut cur = match doc.get(first) {
+        Some(v) => v,
+        None => return &NULL_KEY,
+    };
+    for (i, p) in rest.iter().enumerate() {
+        match cur {
+            Bson::Document(d) => match d.get(p) {
+                Some(v) => cur = v,
+                None => return &NULL_KEY,
+            },
+            Bson::Array(_) => return key_slow(cur, &rest[i..], dir),
+            _ => return &NULL_KEY,
+        }
+    }
+    leaf_key(cur, dir)
+}
+
+fn key_slow<'a>(v: &'a Bson, parts: &[String], dir: i32) -> &'a Bson {
+    let mut found = Vec::new();
+    collect_value(v, parts, &mut found);
+    let candidates = found.iter().map(|f| match f {
+        None => &NULL_KEY,
+        Some(x) => leaf_key(x, dir),
+    });
+    pick(candidates, dir).unwrap_or(&NULL_KEY)
+}
+
+/// The key of `doc` for one sort field: the min (ascending) or max (descending) of the values
+/// at `path`, arrays contributing their elements; missing is null, an empty array sorts below
+/// null.
+pub fn sort_key(doc: &Document, path: &str, dir: i32) -> Bson {
+    let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+    key_ref(doc, &parts, dir).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bson::doc;
+    use proptest::prelude::*;
+
+    fn ids(docs: &[Document]) -> Vec<i32> {
+        docs.iter().map(|d| d.get_i32("_id").unwrap()).collect()
+    }
+
+    #[test]
+    fn parse_rejects_bad_directions() {
+        for bad in [doc! {"a": 2}, doc! {"a": "x"}, doc! {"a": {"$meta": "textScore"}}, doc! {"": 1}] {
+            assert!(SortSpec::parse(&bad).is_err(), "{bad}");
+        }
+        let s = SortSpec::parse(&doc! {"a": 1, "b": -1.0, "c": 1i64}).unwrap();
+        assert_eq!(s.fields(), &[("a".to_string(), 1), ("b".to_string(), -1), ("c".to_string(), 1)]);
+    }
+
+    #[test]
+    fn multi_field_sort() {
+        let mut docs = vec![
+            doc! {"_id": 1, "a": 2, "b": 1},
+            doc! {"_id": 2, "a": 1, "b": 5},
+            doc! {"_id": 3, "a": 2, "b": 3},
+            doc! {"_id": 4, "a": 1, "b": 7},
+        ];
+        SortSpec::parse(&doc! {"a": 1, "b": -1}).unwrap().sort(&mut docs);
+        assert_eq!(ids(&docs), vec![4, 2, 3, 1]);
+    }
+
+    #[test]
+    fn mixed_types_and_missing() {
+        let mut docs = vec![
+            doc! {"_id": 1, "a": "str"},
+            doc! {"_id": 2, "a": 5},
+            doc! {"_id": 3},
+            doc! {"_id": 4, "a": null},
+            doc! {"_id": 5, "a": {"x": 1}},
+            doc! {"_id": 6, "a": 1.5},
+        ];
+        SortSpec::parse(&doc! {"a": 1}).unwrap().sort(&mut docs);
+        // null and missing tie and keep input order (stable).
+        assert_eq!(ids(&docs), vec![3, 4, 6, 2, 1, 5]);
+    }
+
+    #[test]
+    fn arrays_use_min_ascending_max_descending() {
+        let mut docs = vec![
+            doc! {"_id": 1, "a": [1, 10]},
+            doc! {"_id": 2, "a": [5]},
+            doc! {"_id": 3, "a": 7},
+            doc! {"_id": 4, "a": []},
+        ];
+        let asc = SortSpec::parse(&doc! {"a": 1}).unwrap();
+        asc.sort(&mut docs);
+        assert_eq!(ids(&docs), vec![4, 1, 2, 3]);
+        let desc = SortSpec::parse(&doc! {"a": -1}).unwrap();
+        desc.sort(&mut docs);
+        assert_eq!(ids(&docs), vec![1, 3, 2, 4]);
+    }
+
+    #[test]
+    fn dotted_paths_through_arrays() {
+        let mut docs = vec![
+            doc! {"_id": 1, "a": [{"b": 9}, {"b": 2}]},
+            doc! {"_id": 2, "a": {"b": 3}},
+            doc! {"_id": 3, "a": [{"b": 1}]},
+        ];
+        SortSpec::parse(&doc! {"a.b": 1}).unwrap().sort(&mut docs);
+        assert_eq!(ids(&docs), vec![3, 1, 2]);
+    }
+
+    fn arb_field() -> impl Strategy<Value = Bson> {
+        let leaf = prop_oneof![
+            Just(Bson::Null),
+            (-3i32..3).prop_map(Bson::Int32),
+            (-3i64..3).prop_map(|i| Bson::Double(i as f64 / 2.0)),
+            "[ab]{0,2}".prop_map(Bson::String),
+        ];
+        prop_oneof![
+            3 => leaf.clone(),
+            1 => prop::collection::vec(leaf, 0..3).prop_map(Bson::Array),
+        ]
+    }
+
+    fn arb_doc() -> impl Strategy<Value = Document> {
+        (prop::option::of(arb_field()), prop::option::of(arb_field())).prop_map(|(a, b)| {
+            let mut d = Document::new();
+            if let Some(a) = a {
+                d.insert("a", a);
+            }
+            if let Some(b) = b {
+                d.insert("b", b);
+            }
+            d
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// The document order is a total preorder: antisymmetric and transitive on samples, so
+        /// `sort_by` is well defined.
+        #[test]
+        fn compare_is_a_total_preorder(x in arb_doc(), y in arb_doc(), z in arb_doc(), da in prop_oneof![Just(1), Just(-1)], db in prop_oneof![Just(1), Just(-1)]) {
+            let spec = SortSpec::parse(&doc! {"a": da, "b": db}).unwrap();
+            prop_assert_eq!(spec.compare(&x, &y), spec.compare(&y, &x).reverse());
+            let mut v = [x, y, z];
+            v.sort_by(|p, q| spec.compare(p, q));
+            prop_assert_ne!(spec.compare(&v[0], &v[1]), Ordering::Greater);
+            prop_assert_ne!(spec.compare(&v[1], &v[2]), Ordering::Greater);
+            prop_assert_ne!(spec.compare(&v[0], &v[2]), Ordering::Greater);
+            // Precomputed keys order exactly like compare().
+            let (k0, k1) = (spec.key(&v[0]), spec.key(&v[1]));
+            prop_assert_eq!(spec.compare_keys(&k0, &k1), spec.compare(&v[0], &v[1]));
+        }
+
+        /// Nested paths through arrays: the fast path and the full traversal agree.
+        #[test]
+        fn nested_keys_match_reference(inner in prop::collection::vec(arb_doc(), 0..3), dir in prop_oneof![Just(1), Just(-1)]) {
+            let d = doc! {"x": inner.iter().cloned().map(Bson::Document).collect::<Vec<_>>()};
+            let got = sort_key(&d, "x.a", dir);
+            // Reference: all values at the path, arrays expanded, missing as null.
+            let parts = ["x", "a"];
+            let mut found = Vec::new();
+            crate::path::collect_doc(&d, &parts, &mut found);
+            let mut cands: Vec<Bson> = Vec::new();
+            for f in found {
+                match f {
+                    None => cands.push(Bson::Null),
+                    Some(Bson::Array(a)) if a.is_empty() => cands.push(Bson::Undefined),
+                    Some(Bson::Array(a)) => cands.extend(a.iter().cloned()),
+                    Some(v) => cands.push(v.clone()),
+                }
+            }
+            let want = if dir < 0 { cands.into_iter().max_by(cmp_bson) } else { cands.into_iter().min_by(cmp_bson) };
+            prop_assert_eq!(cmp_bson(&got, &want.unwrap_or(Bson::Null)), Ordering::Equal);
+        }
+    }
+}
