@@ -1,0 +1,273 @@
+//! One collection's in-memory state: documents ordered by `_id` plus its secondary indexes,
+//! with the three primitive mutations (insert, replace, remove) that keep them in step, and an
+//! undo log so a batch can be rolled back when its journal write fails.
+//!
+//! Invariants: `docs` maps `KeyVal(doc._id)` to the document; every index holds exactly the
+//! entries of the current documents (see [`crate::index`]); `data_bytes` is the sum of the
+//! documents' BSON sizes. Mutations check uniqueness *before* changing anything, so a failed
+//! check leaves the state untouched.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use docplane_query::{CommandError, Result};
+use parking_lot::RwLock;
+
+use crate::index::{DocKeys, Index};
+use crate::keys::{self, KeyVal};
+
+/// A stored document and its BSON size.
+#[derive(Debug, Clone)]
+pub(crate) struct Rec {
+    pub doc: Arc<Document>,
+    pub size: u64,
+}
+
+/// A collection in the catalog. Renaming creates a new `Collection` and marks the old one
+/// dropped, so holders of the old `Arc` notice.
+#[derive(Debug)]
+pub(crate) struct Collection {
+    pub db: String,
+    pub name: String,
+    pub uuid: [u8; 16],
+    pub options: Document,
+    pub data: RwLock<CollData>,
+}
+
+impl Collection {
+    pub(crate) fn new(db: &str, name: &str, uuid: [u8; 16], options: Document) -> Collection {
+        Collection {
+            db: db.to_string(),
+            name: name.to_string(),
+            uuid,
+            options,
+            data: RwLock::new(CollData::default()),
+        }
+    }
+    pub(crate) fn ns(&self) -> String {
+        format!("{}.{}", self.db, self.name)
+    }
+}
+
+/// Precomputed index keys of a document about to be stored (one slot per index).
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    keys: Vec<(DocKeys, bool)>,
+}
+
+/// How to reverse one mutation.
+#[derive(Debug)]
+pub(crate) enum Undo {
+    Inserted(Bson),
+    Replaced(Rec),
+    Removed(Rec),
+}
+
+/// Documents and indexes of one collection.
+#[derive(Debug, Default)]
+pub(crate) struct CollData {
+    /// Set when the collection was dropped or renamed away; scans then stop.
+    pub dropped: bool,
+    pub docs: BTreeMap<KeyVal, Rec>,
+    pub indexes: Vec<Index>,
+    pub data_bytes: u64,
+}
+
+pub(crate) fn dup_key_error(ns: &str, index: &str, key: Document) -> CommandError {
+    CommandError::duplicate_key(keys::dup_key_message(ns, index, &key))
+}
+
+impl CollData {
+    /// Computes index keys for `doc` and checks every unique constraint, treating the document
+    /// with `doc._id` (if stored) as the one being replaced.
+    pub(crate) fn prepare(&self, ns: &str, doc: &Document, id: &KeyVal, is_insert: bool) -> Result<Prepared> {
+        if is_insert && self.docs.contains_key(id) {
+            let mut k = Document::new();
+            k.insert("_id", id.0.clone());
+            return Err(dup_key_error(ns, "_id_", k));
+        }
+        let mut keys = Vec::with_capacity(self.indexes.len());
+        for ix in &self.indexes {
+            let (k, mk) = ix.keys_of(doc)?;
+            if let Some(clash) = ix.conflict(&k, id) {
+                return Err(dup_key_error(ns, &ix.spec.name, ix.key_document(clash)));
+            }
+            keys.push((k, mk));
+        }
+        Ok(Prepared { keys })
+    }
+
+    /// Stores a new document (after [`CollData::prepare`]).
+    pub(crate) fn insert(&mut self, id: KeyVal, doc: Arc<Document>, size: u64, prepared: Prepared) -> Undo {
+        for (ix, (k, mk)) in self.indexes.iter_mut().zip(&prepared.keys) {
+            ix.add(k, *mk, &id.0);
+        }
+        self.data_bytes += size;
+        let undo = Undo::Inserted(id.0.clone());
+        self.docs.insert(id, Rec { doc, size });
+        undo
+    }
+
+    fn unindex(&mut self, id: &Bson, doc: &Document) {
+        for ix in &mut self.indexes {
+            // Keys of a stored document were computable when it was stored.
+            if let Ok((k, _)) = ix.keys_of(doc) {
+                ix.remove(&k, id);
+            }
+        }
+    }
+
+    /// Replaces the stored document with the same `_id` (after [`CollData::prepare`]).
+    pub(crate) fn replace(
+        &mut self,
+        id: KeyVal,
+        doc: Arc<Document>,
+        size: u64,
+        prepared: Prepared,
+    ) -> Option<Undo> {
+        let old = self.docs.remove(&id)?;
+        self.unindex(&id.0, &old.doc);
+        self.data_bytes = self.data_bytes.saturating_sub(old.size);
+        self.insert(id, doc, size, prepared);
+        Some(Undo::Replaced(old))
+    }
+
+    /// Removes the document with this `_id`.
+    pub(crate) fn remove(&mut self, id: &KeyVal) -> Option<Undo> {
+        let old = self.docs.remove(id)?;
+        self.unindex(&id.0, &old.doc);
+        self.data_bytes = self.data_bytes.saturating_sub(old.size);
+        Some(Undo::Removed(old))
+    }
+
+    /// Reverts mutations, newest first.
+    pub(crate) fn undo(&mut self, log: Vec<Undo>) {
+        for u in log.into_iter().rev() {
+            match u {
+                Undo::Inserted(id) => {
+                    self.remove(&KeyVal(id));
+                }
+                Undo::Replaced(rec) | Undo::Removed(rec) => {
+                    let Some(id) = rec.doc.get("_id").cloned() else { continue };
+                    let id = KeyVal(id);
+                    self.remove(&id);
+                    if let Ok(p) = self.prepare("", &rec.doc, &id, true) {
+                        self.insert(id, rec.doc, rec.size, p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds `ix` over every document and adds it. Fails (leaving `self` unchanged) on a unique
+    /// violation or unindexable document. `check` is called every 128 documents.
+    pub(crate) fn build_index(
+        &self,
+        ns: &str,
+        mut ix: Index,
+        check: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Index> {
+        for (n, (id, rec)) in self.docs.iter().enumerate() {
+            if n % docplane_query::interrupt::CHECK_EVERY == 0 {
+                check()?;
+            }
+            let (k, mk) = ix.keys_of(&rec.doc)?;
+            if let Some(clash) = ix.conflict(&k, id) {
+                return Err(dup_key_error(ns, &ix.spec.name, ix.key_document(clash)));
+            }
+            ix.add(&k, mk, &id.0);
+        }
+        Ok(ix)
+    }
+
+    /// Approximate bytes used by index entries (`_id_` included), for stats.
+    pub(crate) fn index_sizes(&self) -> Vec<(String, u64)> {
+        let mut out = vec![("_id_".to_string(), self.docs.len() as u64 * 24)];
+        for ix in &self.indexes {
+            out.push((
+                ix.spec.name.clone(),
+                ix.entries.len() as u64 * (16 + 16 * ix.spec.fields.len() as u64),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::index::{Index, parse_spec};
+    use bson::doc;
+
+    fn put(c: &mut CollData, d: Document) -> Result<Undo> {
+        let id = KeyVal(d.get("_id").unwrap().clone());
+        let p = c.prepare("t.c", &d, &id, true)?;
+        Ok(c.insert(id, Arc::new(d), 10, p))
+    }
+
+    fn with_unique_a() -> CollData {
+        let mut c = CollData::default();
+        c.indexes.push(Index::new(1, parse_spec(&doc! {"key": {"a": 1}, "unique": true}).unwrap()));
+        c
+    }
+
+    #[test]
+    fn insert_replace_remove_keep_indexes_in_step() {
+        let mut c = with_unique_a();
+        put(&mut c, doc! {"_id": 1, "a": 1}).unwrap();
+        put(&mut c, doc! {"_id": 2, "a": 2}).unwrap();
+        let e = put(&mut c, doc! {"_id": 3, "a": 1}).unwrap_err();
+        assert_eq!(e.code, 11000);
+        assert_eq!(e.message, "E11000 duplicate key error collection: t.c index: a_1 dup key: { a: 1 }");
+        let e = put(&mut c, doc! {"_id": 1.0, "a": 9}).unwrap_err();
+        assert_eq!(e.message, "E11000 duplicate key error collection: t.c index: _id_ dup key: { _id: 1.0 }");
+        assert_eq!(c.docs.len(), 2);
+        assert_eq!(c.indexes[0].entries.len(), 2);
+
+        let id = KeyVal(Bson::Int32(1));
+        let d = doc! {"_id": 1, "a": 3};
+        let p = c.prepare("t.c", &d, &id, false).unwrap();
+        c.replace(id.clone(), Arc::new(d), 10, p).unwrap();
+        // a:1 is free again
+        put(&mut c, doc! {"_id": 4, "a": 1}).unwrap();
+        assert_eq!(c.indexes[0].entries.len(), 3);
+        c.remove(&id).unwrap();
+        assert_eq!(c.indexes[0].entries.len(), 2);
+        assert_eq!(c.data_bytes, 20);
+    }
+
+    #[test]
+    fn undo_restores_previous_state() {
+        let mut c = with_unique_a();
+        put(&mut c, doc! {"_id": 1, "a": 1}).unwrap();
+        let mut log = vec![put(&mut c, doc! {"_id": 2, "a": 2}).unwrap()];
+        let id = KeyVal(Bson::Int32(1));
+        let d = doc! {"_id": 1, "a": 7};
+        let p = c.prepare("t.c", &d, &id, false).unwrap();
+        log.push(c.replace(id.clone(), Arc::new(d), 10, p).unwrap());
+        log.push(c.remove(&id).unwrap());
+        c.undo(log);
+        assert_eq!(c.docs.len(), 1);
+        assert_eq!(*c.docs[&id].doc, doc! {"_id": 1, "a": 1});
+        assert_eq!(c.indexes[0].entries.len(), 1);
+        assert_eq!(c.data_bytes, 10);
+    }
+
+    #[test]
+    fn build_index_detects_duplicates() {
+        let mut c = CollData::default();
+        put(&mut c, doc! {"_id": 1, "a": 1}).unwrap();
+        put(&mut c, doc! {"_id": 2, "a": 1}).unwrap();
+        let ix = Index::new(2, parse_spec(&doc! {"key": {"a": 1}, "unique": true}).unwrap());
+        let e = c.build_index("t.c", ix, &mut || Ok(())).unwrap_err();
+        assert_eq!(e.code, 11000);
+        let ix = Index::new(3, parse_spec(&doc! {"key": {"a": 1}}).unwrap());
+        let ix = c.build_index("t.c", ix, &mut || Ok(())).unwrap();
+        assert_eq!(ix.entries.len(), 2);
+        let ix = Index::new(4, parse_spec(&doc! {"key": {"a": 1}}).unwrap());
+        let e = c.build_index("t.c", ix, &mut || Err(CommandError::interrupted())).unwrap_err();
+        assert_eq!(e.code, 11601);
+    }
+}
