@@ -1,0 +1,178 @@
+//! Kill-latency benchmark: from the killOp reply to the killed client receiving 11601, p50/p99 over
+//! 1,000 kills of a running `sleep` and of a running collection scan; plus the cost of `$currentOp`
+//! with 1,000 concurrent operations.
+//!
+//! Run: `cargo run --release -p docplane-node --example kill_latency` (optional arg: number of kills).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use docplane_node::{Node, NodeConfig};
+use futures::TryStreamExt;
+use mongodb::Client;
+use mongodb::bson::{Document, doc};
+use mongodb::error::ErrorKind;
+use tokio::sync::oneshot;
+
+fn code(e: &mongodb::error::Error) -> Option<i32> {
+    match &*e.kind {
+        ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+async fn find_opid(admin: &Client, filter: Document) -> i32 {
+    loop {
+        let mut cmd = doc! {"currentOp": 1};
+        cmd.extend(filter.clone());
+        let r = admin.database("admin").run_command(cmd).await.unwrap();
+        if let Some(op) = r.get_array("inprog").unwrap().first() {
+            return op.as_document().unwrap().get_i32("opid").unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Kills `victim` (started by `start`) `n` times; returns the latencies.
+async fn measure<F, Fut>(n: usize, admin: &Client, filter: Document, start: F) -> Vec<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = mongodb::error::Error> + Send + 'static,
+{
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = oneshot::channel();
+        let fut = start();
+        tokio::spawn(async move {
+            let e = fut.await;
+            let _ = tx.send((Instant::now(), code(&e)));
+        });
+        let opid = find_opid(admin, filter.clone()).await;
+        admin.database("admin").run_command(doc! {"killOp": 1, "op": opid}).await.unwrap();
+        let replied = Instant::now();
+        let (got, c) = rx.await.unwrap();
+        assert_eq!(c, Some(11601));
+        lat.push(got.saturating_duration_since(replied));
+    }
+    lat
+}
+
+fn report(name: &str, mut lat: Vec<Duration>) {
+    let p50 = pct(&mut lat, 0.5);
+    let p99 = pct(&mut lat, 0.99);
+    let max = lat.last().copied().unwrap_or_default();
+    println!(
+        "{name}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+        lat.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let kills: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let config = NodeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        enable_test_commands: true,
+        auth: false,
+        ..Default::default()
+    };
+    let node = Node::start(config).await.unwrap();
+    let uri = format!("mongodb://{}/?maxPoolSize=1200", node.local_addr());
+    let victim = Client::with_uri_str(format!("{uri}&appName=victim")).await.unwrap();
+    let admin = Client::with_uri_str(format!("{uri}&appName=admin")).await.unwrap();
+    admin.database("admin").run_command(doc! {"ping": 1}).await.unwrap();
+
+    // 1. sleep
+    let v = victim.clone();
+    let lat = measure(kills, &admin, doc! {"command.sleep": {"$exists": true}}, move || {
+        let v = v.clone();
+        async move { v.database("admin").run_command(doc! {"sleep": 1, "millis": 60_000}).await.unwrap_err() }
+    })
+    .await;
+    report("kill sleep", lat);
+
+    // 2. collection scan over 200k documents with a non-matching $regex
+    let coll = victim.database("bench").collection::<Document>("scan");
+    let t = Instant::now();
+    for b in 0..200 {
+        let docs: Vec<Document> =
+            (0..1000).map(|i| doc! {"i": b * 1000 + i, "s": format!("value-{i}")}).collect();
+        coll.insert_many(docs).await.unwrap();
+    }
+    let ins = t.elapsed();
+    println!("insert 200k docs in batches of 1000: {:.0} docs/s", 200_000.0 / ins.as_secs_f64());
+    let filter = doc! {"s": {"$regex": "^nomatch"}};
+    let t = Instant::now();
+    let _ = coll.count_documents(filter.clone()).await.unwrap();
+    let scan = t.elapsed();
+    println!(
+        "filtered collection scan of 200k docs: {:.1} ms ({:.0} docs/s)",
+        scan.as_secs_f64() * 1e3,
+        200_000.0 / scan.as_secs_f64()
+    );
+    let c2 = coll.clone();
+    let lat = measure(kills, &admin, doc! {"command.comment": "scan"}, move || {
+        let c = c2.clone();
+        let f = filter.clone();
+        async move {
+            loop {
+                if let Err(e) = c.find(f.clone()).comment("scan").await {
+                    return e;
+                }
+            }
+        }
+    })
+    .await;
+    report("kill collection scan", lat);
+
+    // 3. $currentOp with 1,000 concurrent ops
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let v = victim.clone();
+        tasks.push(tokio::spawn(async move {
+            v.database("admin").run_command(doc! {"sleep": 1, "millis": 120_000}).await
+        }));
+    }
+    loop {
+        let r = admin
+            .database("admin")
+            .run_command(doc! {"currentOp": 1, "command.sleep": {"$exists": true}})
+            .await
+            .unwrap();
+        if r.get_array("inprog").unwrap().len() >= 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lat = Vec::new();
+    let mut count = 0;
+    for _ in 0..100 {
+        let t = Instant::now();
+        let docs: Vec<Document> = admin
+            .database("admin")
+            .aggregate(vec![doc! {"$currentOp": {"allUsers": true, "idleSessions": false}}])
+            .batch_size(2000)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+        count = docs.len();
+    }
+    report(&format!("$currentOp with {count} ops"), lat);
+    admin.database("admin").run_command(doc! {"killAllSessions": []}).await.unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    node.shutdown().await.unwrap();
+}

@@ -1,0 +1,855 @@
+//! Data commands: parse the command document into engine requests, run them on a blocking thread with
+//! the op's interrupt, and shape replies as mongod does (cursor `{id, ns, firstBatch|nextBatch}`,
+//! `n`/`nModified`/`upserted`/`writeErrors`, `lastErrorObject`/`value`, ...).
+//!
+//! Interruptions (killOp, shutdown, maxTimeMS) fail the whole command with a top-level error, as mongod
+//! does for write batches too.
+
+use std::collections::VecDeque;
+
+use bson::{Bson, Document, doc};
+use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
+use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
+
+use super::{Authz, CmdResult, Ctx, authz, currentop, util};
+use crate::auth::roles_grant;
+use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
+use crate::reply::{command_not_found, summarize};
+
+/// Dispatches a data command.
+pub async fn run(ctx: &mut Ctx<'_>, name: &str, cmd: &Document) -> CmdResult {
+    match name {
+        "find" => find(ctx, cmd).await,
+        "getMore" => get_more(ctx, cmd),
+        "killCursors" => kill_cursors(ctx, cmd),
+        "insert" => insert(ctx, cmd).await,
+        "update" => update(ctx, cmd).await,
+        "delete" => delete(ctx, cmd).await,
+        "findAndModify" | "findandmodify" => find_and_modify(ctx, cmd, name).await,
+        "count" => count(ctx, cmd).await,
+        "distinct" => distinct(ctx, cmd).await,
+        "aggregate" => aggregate(ctx, cmd).await,
+        "create" => create(ctx, cmd).await,
+        "drop" => drop_coll(ctx, cmd).await,
+        "listCollections" => list_collections(ctx, cmd).await,
+        "listDatabases" => list_databases(ctx, cmd).await,
+        "dropDatabase" => drop_database(ctx).await,
+        "renameCollection" => rename_collection(ctx, cmd).await,
+        "createIndexes" => create_indexes(ctx, cmd).await,
+        "listIndexes" => list_indexes(ctx, cmd).await,
+        "dropIndexes" | "deleteIndexes" => drop_indexes(ctx, cmd, name).await,
+        "collStats" => coll_stats(ctx, cmd).await,
+        "dbStats" => db_stats(ctx, cmd).await,
+        "validate" => validate(ctx, cmd).await,
+        "explain" => explain(ctx, cmd).await,
+        other => Err(command_not_found(other)),
+    }
+}
+
+fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
+    match util::opt_doc(cmd, key)? {
+        Some(f) => Filter::parse(f),
+        None => Ok(Filter::match_all()),
+    }
+}
+
+fn sort_of(cmd: &Document, key: &str) -> Result<Option<SortSpec>, CommandError> {
+    util::opt_doc(cmd, key)?.filter(|d| !d.is_empty()).map(SortSpec::parse).transpose()
+}
+
+fn projection_of(cmd: &Document, key: &str) -> Result<Option<Projection>, CommandError> {
+    util::opt_doc(cmd, key)?.filter(|d| !d.is_empty()).map(Projection::parse).transpose()
+}
+
+fn hint_of(cmd: &Document) -> Option<Bson> {
+    match cmd.get("hint") {
+        Some(Bson::String(s)) if !s.is_empty() => Some(Bson::String(s.clone())),
+        Some(Bson::Document(d)) if !d.is_empty() => Some(Bson::Document(d.clone())),
+        _ => None,
+    }
+}
+
+fn cursor_reply(ns: &str, batch: Vec<Document>, id: i64, first: bool) -> Document {
+    let key = if first { "firstBatch" } else { "nextBatch" };
+    doc! {"cursor": {key: batch, "id": id, "ns": ns}}
+}
+
+/// Opens a cursor over `docs` and returns the first-batch reply.
+fn open_cursor(
+    ctx: &Ctx<'_>,
+    ns: String,
+    docs: Vec<Document>,
+    batch_size: Option<usize>,
+    single_batch: bool,
+    cmd: &Document,
+) -> Document {
+    let size = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
+    let mut docs: VecDeque<Document> = docs.into();
+    if single_batch {
+        let batch = crate::cursors::take_batch(&mut docs, size);
+        return cursor_reply(&ns, batch, 0, true);
+    }
+    let (batch, id) = ctx.state.cursors.first_batch(
+        docs,
+        size,
+        NewCursor {
+            ns: ns.clone(),
+            users: ctx.users(),
+            session: ctx.op.session.clone(),
+            lsid: ctx.op.lsid.clone(),
+            conn_id: ctx.conn.info.id,
+            originating_command: ctx.op.command.clone(),
+            plan_summary: ctx.op.plan_summary.lock().clone(),
+            no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
+        },
+    );
+    if id != 0 {
+        ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+    cursor_reply(&ns, batch, id, true)
+}
+
+fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
+    match cmd.get("cursor") {
+        Some(Bson::Document(c)) => parse_batch_size(c.get("batchSize")),
+        None => Ok(None),
+        Some(_) => Err(CommandError::type_mismatch("cursor field must be missing or an object")),
+    }
+}
+
+async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
+    let filter = filter_of(cmd, "filter")?;
+    let sort = sort_of(cmd, "sort")?;
+    let projection = projection_of(cmd, "projection")?;
+    let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
+    let mut single_batch = util::opt_bool(cmd, "singleBatch")?.unwrap_or(false);
+    let limit = match cmd.get("limit") {
+        None | Some(Bson::Null) => 0,
+        Some(b) => {
+            let n = util::as_i64(b).ok_or_else(|| CommandError::type_mismatch("limit must be a number"))?;
+            if n < 0 {
+                single_batch = true;
+            }
+            n.unsigned_abs()
+        }
+    };
+    let batch_size = parse_batch_size(cmd.get("batchSize"))?;
+    let hint = hint_of(cmd);
+    let q = FindQuery { filter, projection, sort, skip, limit, hint };
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let out = ctx
+        .blocking(move |e, intr| {
+            op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
+            e.find(&db, &coll, &q, intr)
+        })
+        .await?;
+    ctx.op.set_plan_summary(out.plan_summary.clone());
+    let ns = ctx.op.ns.clone();
+    Ok(open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd))
+}
+
+fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let id = match cmd.get("getMore") {
+        Some(Bson::Int64(i)) => *i,
+        Some(Bson::Int32(i)) => i64::from(*i),
+        _ => return Err(CommandError::type_mismatch("Field 'getMore' must be of type long in: getMore")),
+    };
+    let coll = util::req_str(cmd, "collection")?;
+    let ns = format!("{}.{coll}", ctx.db);
+    let batch_size = parse_batch_size(cmd.get("batchSize"))?.unwrap_or(0);
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    if let Some(e) = ctx.op.state.error() {
+        ctx.state.cursors.kill(&[id]);
+        return Err(e);
+    }
+    let (batch, next) =
+        ctx.state.cursors.get_more(id, &ns, batch_size, &ctx.users(), ctx.state.auth_enabled())?;
+    Ok(cursor_reply(&ns, batch, next, false))
+}
+
+fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "killCursors", &ctx.db)?;
+    let ns = format!("{}.{coll}", ctx.db);
+    let ids: Vec<i64> = match cmd.get("cursors") {
+        Some(Bson::Array(a)) => a
+            .iter()
+            .map(|b| match b {
+                Bson::Int64(i) => Ok(*i),
+                Bson::Int32(i) => Ok(i64::from(*i)),
+                _ => Err(CommandError::type_mismatch("cursor ids must be longs")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(CommandError::type_mismatch("killCursors requires an array 'cursors'")),
+    };
+    let me = ctx.users();
+    let mut mine = Vec::new();
+    let mut not_found = Vec::new();
+    for id in ids {
+        match ctx.state.cursors.owner(id) {
+            Some((cns, owners)) if cns == ns => {
+                if ctx.state.auth_enabled() && owners != me {
+                    return Err(CommandError::unauthorized(format!("not authorized to kill cursor {id}")));
+                }
+                mine.push(id);
+            }
+            _ => not_found.push(id),
+        }
+    }
+    let (killed, mut missing) = ctx.state.cursors.kill(&mine);
+    missing.extend(not_found);
+    Ok(doc! {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [], "cursorsUnknown": []})
+}
+
+fn ordered(cmd: &Document) -> Result<bool, CommandError> {
+    Ok(util::opt_bool(cmd, "ordered")?.unwrap_or(true))
+}
+
+fn write_reply(out: WriteOutcome, extra: impl FnOnce(&mut Document, &WriteOutcome)) -> CmdResult {
+    if let Some(e) = out.interrupted.clone() {
+        return Err(e);
+    }
+    let mut d = doc! {"n": i64::try_from(out.n).unwrap_or(i64::MAX) as i32};
+    extra(&mut d, &out);
+    if !out.write_errors.is_empty() {
+        let errs: Vec<Bson> = out.write_errors.iter().map(|e| Bson::Document(e.to_document())).collect();
+        d.insert("writeErrors", errs);
+    }
+    Ok(d)
+}
+
+async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "insert", &ctx.db)?.to_owned();
+    let docs: Vec<Document> =
+        util::doc_array(cmd.get("documents"), "documents")?.into_iter().cloned().collect();
+    if docs.len() > 100_000 {
+        return Err(CommandError::invalid_options("Write batch sizes must be between 1 and 100000"));
+    }
+    let ordered = ordered(cmd)?;
+    let db = ctx.db.clone();
+    let out = ctx.blocking(move |e, intr| Ok(e.insert(&db, &coll, docs, ordered, intr))).await?;
+    ctx.state.opcounters.bump("insert", out.n.saturating_sub(1));
+    write_reply(out, |_, _| {})
+}
+
+/// Runs statements that parsed, then merges per-statement parse errors as write errors (in index order;
+/// an ordered batch stops at its first error).
+fn merge_parse_errors(
+    mut out: WriteOutcome,
+    idx: &[usize],
+    parse_errors: Vec<(usize, CommandError)>,
+    ordered: bool,
+) -> WriteOutcome {
+    for e in &mut out.write_errors {
+        e.index = idx.get(e.index).copied().unwrap_or(e.index);
+    }
+    for u in &mut out.upserted {
+        u.0 = idx.get(u.0).copied().unwrap_or(u.0);
+    }
+    let engine_failed = !out.write_errors.is_empty();
+    for (i, e) in parse_errors {
+        if ordered && engine_failed {
+            break;
+        }
+        out.write_errors.push(WriteError {
+            index: i,
+            code: e.code,
+            code_name: e.code_name,
+            errmsg: e.message,
+        });
+        if ordered {
+            break;
+        }
+    }
+    out.write_errors.sort_by_key(|e| e.index);
+    out
+}
+
+fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
+    let filter = filter_of(d, "q")?;
+    let array_filters: Option<Vec<Document>> = match d.get("arrayFilters") {
+        None | Some(Bson::Null) => None,
+        v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
+    };
+    let update = match d.get("u") {
+        Some(Bson::Document(u)) => Update::parse(u, array_filters.as_deref())?,
+        Some(Bson::Array(_)) => {
+            let stages: Vec<Document> = util::doc_array(d.get("u"), "u")?.into_iter().cloned().collect();
+            Update::parse_pipeline(&stages)?
+        }
+        _ => {
+            return Err(CommandError::failed_to_parse(
+                "BSON field 'update.updates.u' is missing or not an object",
+            ));
+        }
+    };
+    let multi = util::opt_bool(d, "multi")?.unwrap_or(false);
+    if multi && update.is_replacement() {
+        return Err(CommandError::failed_to_parse(
+            "multi update is not supported for replacement-style update",
+        ));
+    }
+    Ok(UpdateStatement {
+        filter,
+        update,
+        upsert: util::opt_bool(d, "upsert")?.unwrap_or(false),
+        multi,
+        hint: hint_of(d),
+    })
+}
+
+async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
+    let stmts = util::doc_array(cmd.get("updates"), "updates")?;
+    let ordered = ordered(cmd)?;
+    let mut good = Vec::new();
+    let mut idx = Vec::new();
+    let mut bad = Vec::new();
+    for (i, d) in stmts.into_iter().enumerate() {
+        match parse_update_stmt(d) {
+            Ok(s) => {
+                if !ordered || bad.is_empty() {
+                    good.push(s);
+                    idx.push(i);
+                }
+            }
+            Err(e) => bad.push((i, e)),
+        }
+    }
+    if ordered && let Some((first_bad, _)) = bad.first() {
+        let keep = idx.iter().take_while(|i| *i < first_bad).count();
+        good.truncate(keep);
+        idx.truncate(keep);
+    }
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let out = ctx
+        .blocking(move |e, intr| {
+            if let Some(s) = good.first() {
+                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref()));
+            }
+            Ok(e.update(&db, &coll, &good, ordered, intr))
+        })
+        .await?;
+    let out = merge_parse_errors(out, &idx, bad, ordered);
+    write_reply(out, |d, out| {
+        d.insert("nModified", i64::try_from(out.n_modified).unwrap_or(i64::MAX) as i32);
+        if !out.upserted.is_empty() {
+            let ups: Vec<Bson> = out
+                .upserted
+                .iter()
+                .map(|(i, id)| Bson::Document(doc! {"index": *i as i32, "_id": id.clone()}))
+                .collect();
+            d.insert("upserted", ups);
+        }
+    })
+}
+
+async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "delete", &ctx.db)?.to_owned();
+    let stmts = util::doc_array(cmd.get("deletes"), "deletes")?;
+    let ordered = ordered(cmd)?;
+    let mut good = Vec::new();
+    let mut idx = Vec::new();
+    let mut bad = Vec::new();
+    for (i, d) in stmts.into_iter().enumerate() {
+        let parsed = (|| -> Result<DeleteStatement, CommandError> {
+            let filter = filter_of(d, "q")?;
+            let limit = d.get("limit").and_then(util::as_i64).ok_or_else(|| {
+                CommandError::new(
+                    40414,
+                    "Location40414",
+                    "BSON field 'delete.deletes.limit' is missing but a required field",
+                )
+            })?;
+            if limit != 0 && limit != 1 {
+                return Err(CommandError::failed_to_parse(format!(
+                    "The limit field in delete objects must be 0 or 1. Got {limit}"
+                )));
+            }
+            Ok(DeleteStatement { filter, limit_one: limit == 1 })
+        })();
+        match parsed {
+            Ok(s) => {
+                if !ordered || bad.is_empty() {
+                    good.push(s);
+                    idx.push(i);
+                }
+            }
+            Err(e) => bad.push((i, e)),
+        }
+    }
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let out = ctx
+        .blocking(move |e, intr| {
+            if let Some(s) = good.first() {
+                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, None));
+            }
+            Ok(e.delete(&db, &coll, &good, ordered, intr))
+        })
+        .await?;
+    let out = merge_parse_errors(out, &idx, bad, ordered);
+    write_reply(out, |_, _| {})
+}
+
+async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
+    let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
+    let array_filters: Option<Vec<Document>> = match cmd.get("arrayFilters") {
+        None | Some(Bson::Null) => None,
+        v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
+    };
+    let update = match cmd.get("update") {
+        None | Some(Bson::Null) => None,
+        Some(Bson::Document(u)) => Some(Update::parse(u, array_filters.as_deref())?),
+        Some(Bson::Array(_)) => {
+            let stages: Vec<Document> =
+                util::doc_array(cmd.get("update"), "update")?.into_iter().cloned().collect();
+            Some(Update::parse_pipeline(&stages)?)
+        }
+        Some(_) => {
+            return Err(CommandError::failed_to_parse(
+                "Update argument must be either an object or an array",
+            ));
+        }
+    };
+    let req = FindAndModify {
+        filter: filter_of(cmd, "query")?,
+        sort: sort_of(cmd, "sort")?,
+        remove: util::opt_bool(cmd, "remove")?.unwrap_or(false),
+        update,
+        new: util::opt_bool(cmd, "new")?.unwrap_or(false),
+        fields: projection_of(cmd, "fields")?,
+        upsert: util::opt_bool(cmd, "upsert")?.unwrap_or(false),
+        hint: hint_of(cmd),
+    };
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let out = ctx
+        .blocking(move |e, intr| {
+            op.set_plan_summary(e.plan_summary(
+                &db,
+                &coll,
+                &req.filter,
+                req.sort.as_ref(),
+                req.hint.as_ref(),
+            ));
+            e.find_and_modify(&db, &coll, &req, intr).map(|o| (o, req.remove))
+        })
+        .await?;
+    let (out, remove) = out;
+    let mut leo = doc! {"n": out.n as i32};
+    if !remove {
+        leo.insert("updatedExisting", out.updated_existing);
+    }
+    if let Some(id) = out.upserted {
+        leo.insert("upserted", id);
+    }
+    Ok(doc! {"lastErrorObject": leo, "value": out.value.map(Bson::Document).unwrap_or(Bson::Null)})
+}
+
+async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "count", &ctx.db)?.to_owned();
+    let filter = filter_of(cmd, "query")?;
+    let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
+    let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
+    let hint = hint_of(cmd);
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let n = ctx
+        .blocking(move |e, intr| {
+            op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, hint.as_ref()));
+            e.count(&db, &coll, &filter, skip, limit, intr)
+        })
+        .await?;
+    Ok(doc! {"n": i64::try_from(n).unwrap_or(i64::MAX) as i32})
+}
+
+async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "distinct", &ctx.db)?.to_owned();
+    let key = util::req_str(cmd, "key")?.to_owned();
+    let filter = filter_of(cmd, "query")?;
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let values = ctx
+        .blocking(move |e, intr| {
+            op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, None));
+            e.distinct(&db, &coll, &key, &filter, intr)
+        })
+        .await?;
+    Ok(doc! {"values": values})
+}
+
+async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = match cmd.get("aggregate") {
+        Some(Bson::String(_)) => Some(util::coll_arg(cmd, "aggregate", &ctx.db)?.to_owned()),
+        Some(b) if util::as_i64(b) == Some(1) => None,
+        _ => {
+            return Err(CommandError::failed_to_parse(
+                "Invalid {aggregate: ...} value: must be a collection name string or the number 1",
+            ));
+        }
+    };
+    let stages: Vec<Document> =
+        util::doc_array(cmd.get("pipeline"), "pipeline")?.into_iter().cloned().collect();
+    let explain = util::opt_bool(cmd, "explain")?.unwrap_or(false);
+    if !cmd.contains_key("cursor") && !explain {
+        return Err(CommandError::failed_to_parse(
+            "The 'cursor' option is required, except for aggregate with the explain argument",
+        ));
+    }
+    let batch_size = cursor_batch_size(cmd)?;
+    let db = ctx.db.clone();
+    let ns = ctx.op.ns.clone();
+    let first_is_current_op = stages.first().and_then(|s| s.get("$currentOp")).cloned();
+    if let Some(spec) = first_is_current_op {
+        if coll.is_some() {
+            return Err(CommandError::new(
+                73,
+                "InvalidNamespace",
+                "$currentOp must be run against the 'admin' database with {aggregate: 1}",
+            ));
+        }
+        let input = currentop::current_op_stage(ctx, &spec)?;
+        let rest = Pipeline::parse(&stages[1..])?;
+        let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
+        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+    }
+    if stages.iter().skip(1).any(|s| s.contains_key("$currentOp")) {
+        return Err(CommandError::location(
+            40602,
+            "$currentOp is only valid as the first stage in a pipeline",
+        ));
+    }
+    let pipeline = Pipeline::parse(&stages)?;
+    let op = ctx.op.clone();
+    let out = ctx
+        .blocking(move |e, intr| match coll {
+            Some(c) => {
+                let out = e.aggregate(&db, &c, &pipeline, intr)?;
+                op.set_plan_summary(out.plan_summary.clone());
+                Ok(out.docs)
+            }
+            None => e.run_pipeline(&db, Vec::new(), &pipeline, intr),
+        })
+        .await?;
+    if explain {
+        let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
+        return Ok(
+            doc! {"stages": [{"$cursor": {"queryPlanner": {"namespace": &ns, "winningPlan": winning_plan(&plan)}}}]},
+        );
+    }
+    Ok(open_cursor(ctx, ns, out, batch_size, false, cmd))
+}
+
+fn strip_generic(cmd: &Document, first: &str) -> Document {
+    const GENERIC: &[&str] = &[
+        "$db",
+        "lsid",
+        "$clusterTime",
+        "$readPreference",
+        "maxTimeMS",
+        "comment",
+        "writeConcern",
+        "readConcern",
+        "txnNumber",
+        "autocommit",
+        "startTransaction",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+    ];
+    cmd.iter()
+        .filter(|(k, _)| k.as_str() != first && !GENERIC.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
+    let options = strip_generic(cmd, "create");
+    let db = ctx.db.clone();
+    ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
+    Ok(doc! {})
+}
+
+async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "drop", &ctx.db)?.to_owned();
+    let db = ctx.db.clone();
+    let ns = format!("{db}.{coll}");
+    let n = ctx
+        .blocking(move |e, _| {
+            let n = e.list_indexes(&db, &coll).map(|v| v.len()).unwrap_or(0);
+            e.drop_collection(&db, &coll)?;
+            Ok(n)
+        })
+        .await?;
+    Ok(doc! {"nIndexesWas": n as i32, "ns": ns})
+}
+
+async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let filter = filter_of(cmd, "filter")?;
+    let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
+    let batch_size = cursor_batch_size(cmd)?;
+    let db = ctx.db.clone();
+    let infos = ctx.blocking(move |e, _| Ok(e.list_collections(&db))).await?;
+    let docs: Vec<Document> = infos
+        .into_iter()
+        .map(|c| {
+            if name_only {
+                doc! {"name": c.name, "type": "collection"}
+            } else {
+                doc! {
+                    "name": c.name,
+                    "type": "collection",
+                    "options": c.options,
+                    "info": {"readOnly": false, "uuid": c.uuid},
+                    "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+                }
+            }
+        })
+        .filter(|d| filter.matches(d))
+        .collect();
+    let ns = format!("{}.$cmd.listCollections", ctx.db);
+    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+}
+
+async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let filter = filter_of(cmd, "filter")?;
+    let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
+    let all = ctx.has_cluster(crate::auth::Action::ListDatabases);
+    let roles = ctx.roles();
+    let dbs = ctx.blocking(|e, _| Ok(e.list_databases())).await?;
+    let mut total: u64 = 0;
+    let mut out = Vec::new();
+    for d in dbs {
+        let visible = all
+            || roles.iter().any(|r| r.db == d.name)
+            || roles_grant(&roles, &crate::auth::Resource::Db(d.name.clone()), crate::auth::Action::Find);
+        if !visible {
+            continue;
+        }
+        let doc = if name_only {
+            doc! {"name": &d.name}
+        } else {
+            doc! {"name": &d.name, "sizeOnDisk": d.size_on_disk as i64, "empty": d.empty}
+        };
+        if filter.matches(&doc) {
+            total += d.size_on_disk;
+            out.push(Bson::Document(doc));
+        }
+    }
+    if name_only {
+        return Ok(doc! {"databases": out});
+    }
+    Ok(doc! {"databases": out, "totalSize": total as i64, "totalSizeMb": (total / (1024 * 1024)) as i64})
+}
+
+async fn drop_database(ctx: &mut Ctx<'_>) -> CmdResult {
+    let db = ctx.db.clone();
+    ctx.blocking(move |e, _| e.drop_database(&db)).await?;
+    Ok(doc! {"dropped": &ctx.db})
+}
+
+async fn rename_collection(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let from = util::req_str(cmd, "renameCollection")?.to_owned();
+    let to = util::req_str(cmd, "to")?.to_owned();
+    let drop_target = util::opt_bool(cmd, "dropTarget")?.unwrap_or(false);
+    let (fd, fc) = util::split_ns(&from)?;
+    let (td, tc) = util::split_ns(&to)?;
+    util::check_db_name(fd)?;
+    util::check_db_name(td)?;
+    util::check_coll_name(td, tc)?;
+    let (fd, fc, td, tc) = (fd.to_owned(), fc.to_owned(), td.to_owned(), tc.to_owned());
+    ctx.blocking(move |e, _| e.rename_collection((&fd, &fc), (&td, &tc), drop_target)).await?;
+    Ok(doc! {})
+}
+
+async fn create_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "createIndexes", &ctx.db)?.to_owned();
+    let specs: Vec<Document> = util::doc_array(cmd.get("indexes"), "indexes")?.into_iter().cloned().collect();
+    let db = ctx.db.clone();
+    let out = ctx.blocking(move |e, intr| e.create_indexes(&db, &coll, &specs, intr)).await?;
+    let mut d = doc! {
+        "numIndexesBefore": out.num_indexes_before as i32,
+        "numIndexesAfter": out.num_indexes_after as i32,
+        "createdCollectionAutomatically": out.created_collection_automatically,
+    };
+    if let Some(n) = out.note {
+        d.insert("note", n);
+    }
+    Ok(d)
+}
+
+async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "listIndexes", &ctx.db)?.to_owned();
+    let batch_size = cursor_batch_size(cmd)?;
+    let db = ctx.db.clone();
+    let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
+    let ns = ctx.op.ns.clone();
+    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+}
+
+async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
+    let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
+    let which = cmd.get("index").cloned().ok_or_else(|| {
+        CommandError::new(
+            40414,
+            "Location40414",
+            "BSON field 'dropIndexes.index' is missing but a required field",
+        )
+    })?;
+    let db = ctx.db.clone();
+    let n = ctx
+        .blocking(move |e, _| match &which {
+            Bson::Array(names) => {
+                let mut was = 0;
+                for (i, n) in names.iter().enumerate() {
+                    let w = e.drop_indexes(&db, &coll, n)?;
+                    if i == 0 {
+                        was = w;
+                    }
+                }
+                Ok(was)
+            }
+            w => e.drop_indexes(&db, &coll, w),
+        })
+        .await?;
+    Ok(doc! {"nIndexesWas": n as i32})
+}
+
+fn scale_of(cmd: &Document) -> Result<u64, CommandError> {
+    match cmd.get("scale") {
+        None => Ok(1),
+        Some(b) => match util::as_i64(b) {
+            Some(n) if n >= 1 => Ok(n as u64),
+            _ => Err(CommandError::bad_value("scale has to be >= 1")),
+        },
+    }
+}
+
+async fn coll_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "collStats", &ctx.db)?.to_owned();
+    let scale = scale_of(cmd)?;
+    let db = ctx.db.clone();
+    let s = ctx.blocking(move |e, _| e.collection_stats(&db, &coll)).await?;
+    let sc = |v: u64| (v / scale) as i64;
+    let mut sizes = Document::new();
+    for (n, v) in &s.index_sizes {
+        sizes.insert(n.clone(), sc(*v));
+    }
+    Ok(doc! {
+        "ns": s.ns, "count": s.count as i64, "size": sc(s.size), "avgObjSize": s.avg_obj_size as i64,
+        "storageSize": sc(s.storage_size), "nindexes": s.nindexes as i32, "totalIndexSize": sc(s.total_index_size),
+        "totalSize": sc(s.storage_size + s.total_index_size), "indexSizes": sizes, "scaleFactor": scale as i64, "capped": false,
+    })
+}
+
+async fn db_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let scale = scale_of(cmd)?;
+    let db = ctx.db.clone();
+    let s = ctx.blocking(move |e, _| Ok(e.db_stats(&db))).await?;
+    let sc = |v: u64| (v / scale) as i64;
+    let avg = if s.objects > 0 { s.data_size as f64 / s.objects as f64 } else { 0.0 };
+    Ok(doc! {
+        "db": s.db, "collections": s.collections as i64, "views": 0i64, "objects": s.objects as i64,
+        "avgObjSize": avg, "dataSize": sc(s.data_size), "storageSize": sc(s.storage_size),
+        "indexes": s.indexes as i64, "indexSize": sc(s.index_size), "totalSize": sc(s.storage_size + s.index_size),
+        "scaleFactor": scale as i64,
+    })
+}
+
+async fn validate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "validate", &ctx.db)?.to_owned();
+    let db = ctx.db.clone();
+    let s = ctx.blocking(move |e, _| e.collection_stats(&db, &coll)).await?;
+    Ok(
+        doc! {"ns": s.ns, "nrecords": s.count as i64, "nIndexes": s.nindexes as i32, "valid": true, "errors": [], "warnings": []},
+    )
+}
+
+/// The explain `winningPlan` tree for a plan summary string.
+pub fn winning_plan(summary: &str) -> Document {
+    if let Some(rest) = summary.strip_prefix("IXSCAN ") {
+        return doc! {"stage": "FETCH", "inputStage": {"stage": "IXSCAN", "keyPattern": rest, "planSummary": summary}};
+    }
+    doc! {"stage": summary.split_whitespace().next().unwrap_or("COLLSCAN"), "planSummary": summary}
+}
+
+async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let inner = util::opt_doc(cmd, "explain")?
+        .ok_or_else(|| CommandError::failed_to_parse("explain requires a command object"))?
+        .clone();
+    let Some(inner_name) = inner.keys().next().cloned() else {
+        return Err(CommandError::failed_to_parse("explain requires a command object"));
+    };
+    if ctx.state.auth_enabled()
+        && let Authz::Need(privs) = authz(&inner_name, &ctx.db, &inner)
+    {
+        let roles = ctx.roles();
+        if !privs.iter().all(|(r, a)| roles_grant(&roles, r, *a)) {
+            return Err(CommandError::unauthorized(format!(
+                "not authorized on {} to execute command {}",
+                ctx.db,
+                summarize(cmd, 512)
+            )));
+        }
+    }
+    let (filter_key, sort_key) = match inner_name.as_str() {
+        "find" => ("filter", "sort"),
+        "count" | "distinct" => ("query", ""),
+        "findAndModify" | "findandmodify" => ("query", "sort"),
+        "update" | "delete" | "aggregate" => ("", ""),
+        other => {
+            return Err(CommandError::new(
+                115,
+                "CommandNotSupported",
+                format!("explain is not supported for {other}"),
+            ));
+        }
+    };
+    let coll = util::coll_arg(&inner, &inner_name, &ctx.db)?.to_owned();
+    let filter_doc = if filter_key.is_empty() {
+        match inner_name.as_str() {
+            "update" => inner
+                .get_array("updates")
+                .ok()
+                .and_then(|a| a.first())
+                .and_then(|b| b.as_document())
+                .and_then(|d| d.get_document("q").ok())
+                .cloned(),
+            "delete" => inner
+                .get_array("deletes")
+                .ok()
+                .and_then(|a| a.first())
+                .and_then(|b| b.as_document())
+                .and_then(|d| d.get_document("q").ok())
+                .cloned(),
+            _ => inner
+                .get_array("pipeline")
+                .ok()
+                .and_then(|a| a.first())
+                .and_then(|b| b.as_document())
+                .and_then(|d| d.get_document("$match").ok())
+                .cloned(),
+        }
+        .unwrap_or_default()
+    } else {
+        util::opt_doc(&inner, filter_key)?.cloned().unwrap_or_default()
+    };
+    let filter = Filter::parse(&filter_doc)?;
+    let sort = if sort_key.is_empty() { None } else { sort_of(&inner, sort_key)? };
+    let hint = hint_of(&inner);
+    let db = ctx.db.clone();
+    let ns = format!("{db}.{coll}");
+    let summary = ctx
+        .blocking(move |e, _| Ok(e.plan_summary(&db, &coll, &filter, sort.as_ref(), hint.as_ref())))
+        .await?;
+    ctx.op.set_plan_summary(summary.clone());
+    Ok(doc! {
+        "explainVersion": "1",
+        "queryPlanner": {
+            "namespace": ns,
+            "parsedQuery": filter_doc,
+            "winningPlan": winning_plan(&summary),
+            "rejectedPlans": [],
+        },
+        "command": inner,
+        "serverInfo": {"host": &ctx.state.host, "port": i32::from(ctx.state.local_addr.port()), "version": crate::MONGODB_COMPAT_VERSION},
+    })
+}

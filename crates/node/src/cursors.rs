@@ -1,0 +1,305 @@
+//! Cursors: the remaining documents of a find/aggregate/listCollections/listIndexes, materialized, served
+//! in batches by getMore.
+//!
+//! Invariants: cursor ids are random positive `i64` (never 0, which means "exhausted"); a cursor is
+//! removed when exhausted, killed (killCursors, its session killed or ended) or idle past the timeout.
+//! Batches respect both `batchSize` and a 16 MiB byte budget (at least one document per batch).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bson::{Bson, Document, doc};
+use docplane_query::CommandError;
+use parking_lot::Mutex;
+use rand::Rng;
+
+use crate::auth::UserName;
+
+/// Default first batch size (mongod: 101).
+pub const DEFAULT_FIRST_BATCH: usize = 101;
+/// Byte budget of one batch.
+pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// An open cursor.
+#[derive(Debug)]
+pub struct Cursor {
+    pub id: i64,
+    pub ns: String,
+    pub docs: VecDeque<Document>,
+    pub users: Vec<UserName>,
+    pub session: Option<Vec<u8>>,
+    pub lsid: Option<Document>,
+    pub conn_id: i64,
+    pub created: bson::DateTime,
+    pub last_access: Instant,
+    pub last_access_wall: bson::DateTime,
+    pub n_returned: u64,
+    pub n_batches: u64,
+    pub originating_command: Document,
+    pub plan_summary: Option<String>,
+    pub no_timeout: bool,
+}
+
+/// Takes up to `batch_size` documents (0 = no count limit) from the front within the byte budget.
+pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Vec<Document> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(d) = docs.front() {
+        if batch_size != 0 && out.len() >= batch_size {
+            break;
+        }
+        let size = bson::to_vec(d).map(|v| v.len()).unwrap_or(0);
+        if !out.is_empty() && bytes + size > BATCH_BYTES {
+            break;
+        }
+        bytes += size;
+        if let Some(d) = docs.pop_front() {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Parses a `batchSize` (non-negative integer).
+pub fn parse_batch_size(v: Option<&Bson>) -> Result<Option<usize>, CommandError> {
+    match v {
+        None => Ok(None),
+        Some(b) => {
+            let n = crate::cmd::util::as_i64(b)
+                .ok_or_else(|| CommandError::type_mismatch("batchSize must be a number"))?;
+            if n < 0 {
+                return Err(CommandError::bad_value(format!(
+                    "BatchSize value must be non-negative, but received: {n}"
+                )));
+            }
+            Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)))
+        }
+    }
+}
+
+/// All open cursors.
+#[derive(Debug, Default)]
+pub struct CursorStore {
+    map: Mutex<HashMap<i64, Cursor>>,
+}
+
+/// What a cursor needs at creation.
+#[derive(Debug)]
+pub struct NewCursor {
+    pub ns: String,
+    pub users: Vec<UserName>,
+    pub session: Option<Vec<u8>>,
+    pub lsid: Option<Document>,
+    pub conn_id: i64,
+    pub originating_command: Document,
+    pub plan_summary: Option<String>,
+    pub no_timeout: bool,
+}
+
+impl CursorStore {
+    /// Serves the first batch; if documents remain, opens a cursor and returns its id (else 0).
+    pub fn first_batch(
+        &self,
+        mut docs: VecDeque<Document>,
+        batch_size: usize,
+        new: NewCursor,
+    ) -> (Vec<Document>, i64) {
+        let batch = take_batch(&mut docs, batch_size);
+        if docs.is_empty() {
+            return (batch, 0);
+        }
+        let mut map = self.map.lock();
+        let mut rng = rand::thread_rng();
+        let id = loop {
+            let id = rng.gen_range(1..i64::MAX);
+            if !map.contains_key(&id) {
+                break id;
+            }
+        };
+        let now = bson::DateTime::now();
+        map.insert(
+            id,
+            Cursor {
+                id,
+                ns: new.ns,
+                docs,
+                users: new.users,
+                session: new.session,
+                lsid: new.lsid,
+                conn_id: new.conn_id,
+                created: now,
+                last_access: Instant::now(),
+                last_access_wall: now,
+                n_returned: batch.len() as u64,
+                n_batches: 1,
+                originating_command: new.originating_command,
+                plan_summary: new.plan_summary,
+                no_timeout: new.no_timeout,
+            },
+        );
+        (batch, id)
+    }
+
+    /// Serves a getMore batch; returns (documents, id or 0 when exhausted).
+    /// Errors: 43 CursorNotFound; 13 when `users` differ from the cursor's owners (with `check_owner`).
+    pub fn get_more(
+        &self,
+        id: i64,
+        ns: &str,
+        batch_size: usize,
+        users: &[UserName],
+        check_owner: bool,
+    ) -> Result<(Vec<Document>, i64), CommandError> {
+        let mut map = self.map.lock();
+        let Some(c) = map.get_mut(&id) else {
+            return Err(CommandError::cursor_not_found(format!("cursor id {id} not found")));
+        };
+        if c.ns != ns {
+            return Err(CommandError::unauthorized(format!(
+                "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {}",
+                c.ns
+            )));
+        }
+        if check_owner && c.users != users {
+            return Err(CommandError::unauthorized(format!(
+                "cursor id {id} was not created by the authenticated user"
+            )));
+        }
+        let batch = take_batch(&mut c.docs, batch_size);
+        c.n_returned += batch.len() as u64;
+        c.n_batches += 1;
+        c.last_access = Instant::now();
+        c.last_access_wall = bson::DateTime::now();
+        if c.docs.is_empty() {
+            map.remove(&id);
+            return Ok((batch, 0));
+        }
+        Ok((batch, id))
+    }
+
+    /// Kills cursors by id; returns (killed, not found).
+    pub fn kill(&self, ids: &[i64]) -> (Vec<i64>, Vec<i64>) {
+        let mut map = self.map.lock();
+        let (mut killed, mut missing) = (Vec::new(), Vec::new());
+        for id in ids {
+            if map.remove(id).is_some() { killed.push(*id) } else { missing.push(*id) }
+        }
+        (killed, missing)
+    }
+
+    /// The namespace and owners of a cursor.
+    pub fn owner(&self, id: i64) -> Option<(String, Vec<UserName>)> {
+        self.map.lock().get(&id).map(|c| (c.ns.clone(), c.users.clone()))
+    }
+
+    /// Closes all cursors of the given sessions; returns how many.
+    pub fn kill_sessions(&self, keys: &[Vec<u8>]) -> usize {
+        let mut map = self.map.lock();
+        let before = map.len();
+        map.retain(|_, c| !c.session.as_ref().is_some_and(|s| keys.contains(s)));
+        before - map.len()
+    }
+
+    /// Closes cursors idle longer than `timeout` (unless noCursorTimeout); returns how many.
+    pub fn reap(&self, timeout: Duration) -> usize {
+        let mut map = self.map.lock();
+        let before = map.len();
+        map.retain(|_, c| c.no_timeout || c.last_access.elapsed() <= timeout);
+        before - map.len()
+    }
+
+    /// Number of open cursors.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether no cursor is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `$currentOp` documents for idle cursors (`type: "idleCursor"`), with the connection id of each.
+    pub fn idle_cursor_docs(&self) -> Vec<(i64, Vec<UserName>, Document)> {
+        let map = self.map.lock();
+        map.values()
+            .map(|c| {
+                let mut d = doc! {"type": "idleCursor", "active": false, "ns": &c.ns};
+                if let Some(l) = &c.lsid {
+                    d.insert("lsid", l.clone());
+                }
+                let mut cur = doc! {
+                    "cursorId": c.id,
+                    "createdDate": c.created,
+                    "lastAccessDate": c.last_access_wall,
+                    "nDocsReturned": c.n_returned as i64,
+                    "nBatchesReturned": c.n_batches as i64,
+                    "noCursorTimeout": c.no_timeout,
+                    "tailable": false,
+                    "awaitData": false,
+                    "originatingCommand": c.originating_command.clone(),
+                };
+                if let Some(p) = &c.plan_summary {
+                    cur.insert("planSummary", p.clone());
+                    d.insert("planSummary", p.clone());
+                }
+                d.insert("cursor", cur);
+                (c.conn_id, c.users.clone(), d)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn nc() -> NewCursor {
+        NewCursor {
+            ns: "d.c".into(),
+            users: vec![],
+            session: Some(vec![1; 16]),
+            lsid: None,
+            conn_id: 1,
+            originating_command: doc! {},
+            plan_summary: None,
+            no_timeout: false,
+        }
+    }
+
+    #[test]
+    fn batches_and_exhaustion() {
+        let store = CursorStore::default();
+        let docs: VecDeque<Document> = (0..5).map(|i| doc! {"i": i}).collect();
+        let (b, id) = store.first_batch(docs, 2, nc());
+        assert_eq!(b.len(), 2);
+        assert!(id > 0);
+        let (b, id2) = store.get_more(id, "d.c", 2, &[], true).unwrap();
+        assert_eq!((b.len(), id2), (2, id));
+        assert!(store.get_more(id, "other.c", 2, &[], true).is_err());
+        let (b, id3) = store.get_more(id, "d.c", 2, &[], true).unwrap();
+        assert_eq!((b.len(), id3), (1, 0));
+        assert_eq!(store.get_more(id, "d.c", 2, &[], true).unwrap_err().code, 43);
+    }
+
+    #[test]
+    fn small_result_opens_no_cursor() {
+        let store = CursorStore::default();
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc());
+        assert_eq!((b.len(), id), (3, 0));
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn kill_by_session_and_reap() {
+        let store = CursorStore::default();
+        let (_, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.kill_sessions(&[vec![2; 16]]), 0);
+        assert_eq!(store.kill_sessions(&[vec![1; 16]]), 1);
+        assert_eq!(store.kill(&[id]), (vec![], vec![id]));
+        let (_, _) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        assert_eq!(store.reap(Duration::from_secs(60)), 0);
+        assert_eq!(store.reap(Duration::ZERO), 1);
+    }
+}

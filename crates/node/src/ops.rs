@@ -1,0 +1,286 @@
+//! The operation registry: every command in flight is an [`OpEntry`] with a positive 32-bit opid.
+//!
+//! Invariants:
+//! - opids start at 1, are positive `i32` and never reused while the process lives (registration fails
+//!   once they are exhausted).
+//! - An entry is removed when its [`OpGuard`] drops, so a panicking handler cannot leak it.
+//! - Killing is two writes: an atomic code (read by [`OpInterrupt::check`] at every interrupt point of
+//!   blocking work) and a `watch` channel (awaited by async waits such as `sleep`), so both kinds of work
+//!   notice a kill without polling delay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bson::Document;
+use docplane_query::{CommandError, Interrupt};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::auth::UserName;
+use crate::conn::ConnInfo;
+
+/// Error codes an op can be killed with.
+pub const KILL_INTERRUPTED: i32 = 11601;
+/// Killed because the node shuts down.
+pub const KILL_SHUTDOWN: i32 = 11600;
+
+/// Kill state and counters shared by an op and its interrupt handles.
+#[derive(Debug)]
+pub struct OpState {
+    kill: AtomicI32,
+    tx: watch::Sender<i32>,
+    deadline: Option<Instant>,
+    yields: AtomicU64,
+}
+
+impl OpState {
+    /// A fresh state; `deadline` comes from `maxTimeMS`.
+    pub fn new(deadline: Option<Instant>) -> Self {
+        let (tx, _) = watch::channel(0);
+        OpState { kill: AtomicI32::new(0), tx, deadline, yields: AtomicU64::new(0) }
+    }
+    /// Marks the op killed with `code` (first kill wins) and wakes its waits.
+    pub fn kill(&self, code: i32) {
+        if self.kill.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.tx.send_replace(code);
+        }
+    }
+    /// Whether a kill is pending.
+    pub fn killed(&self) -> bool {
+        self.kill.load(Ordering::Acquire) != 0
+    }
+    /// The error a check returns now, if any.
+    pub fn error(&self) -> Option<CommandError> {
+        match self.kill.load(Ordering::Acquire) {
+            0 => {}
+            KILL_SHUTDOWN => return Some(CommandError::interrupted_at_shutdown()),
+            _ => return Some(CommandError::interrupted()),
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Some(CommandError::max_time_ms_expired()),
+            _ => None,
+        }
+    }
+    /// The `maxTimeMS` deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+    /// numYields so far.
+    pub fn yields(&self) -> u64 {
+        self.yields.load(Ordering::Relaxed)
+    }
+    /// Resolves when the op is killed (immediately if it already is).
+    pub async fn killed_wait(&self) -> CommandError {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|c| *c != 0).await;
+        self.error().unwrap_or_else(CommandError::interrupted)
+    }
+    /// Waits `dur`, returning early with the kill or maxTimeMS error.
+    pub async fn interruptible_sleep(&self, dur: Duration) -> Result<(), CommandError> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let end = Instant::now() + dur;
+        let (wake, by_deadline) = match self.deadline {
+            Some(d) if d < end => (d, true),
+            _ => (end, false),
+        };
+        tokio::select! {
+            e = self.killed_wait() => Err(e),
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if by_deadline { Err(CommandError::max_time_ms_expired()) } else { Ok(()) }
+            }
+        }
+    }
+}
+
+/// The [`Interrupt`] handed to the engine for one op; cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct OpInterrupt(pub Arc<OpState>);
+
+impl Interrupt for OpInterrupt {
+    fn check(&self) -> Result<(), CommandError> {
+        match self.0.error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+    fn yielded(&self) {
+        self.0.yields.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One operation in flight.
+#[derive(Debug)]
+pub struct OpEntry {
+    pub opid: i32,
+    pub conn: Arc<ConnInfo>,
+    pub users: Vec<UserName>,
+    /// The `lsid` document as the client sent it (`{id: UUID}`), with `uid` added by the session registry.
+    pub lsid: Option<Document>,
+    /// Session key (the lsid's UUID bytes).
+    pub session: Option<Vec<u8>>,
+    /// `none|update|insert|query|command|getmore|remove|killcursors`.
+    pub op: &'static str,
+    pub ns: String,
+    /// The command as `currentOp` shows it (already truncated).
+    pub command: Document,
+    pub command_name: String,
+    pub started: Instant,
+    pub plan_summary: Mutex<Option<String>>,
+    pub cursor_id: AtomicI64,
+    pub state: Arc<OpState>,
+}
+
+impl OpEntry {
+    /// The interrupt handle for the engine.
+    pub fn interrupt(&self) -> OpInterrupt {
+        OpInterrupt(self.state.clone())
+    }
+    /// Records the plan summary (`COLLSCAN`, `IXSCAN { a: 1 }`).
+    pub fn set_plan_summary(&self, s: String) {
+        *self.plan_summary.lock() = Some(s);
+    }
+    /// Time since start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Data needed to register an op.
+#[derive(Debug)]
+pub struct NewOp {
+    pub conn: Arc<ConnInfo>,
+    pub users: Vec<UserName>,
+    pub lsid: Option<Document>,
+    pub session: Option<Vec<u8>>,
+    pub op: &'static str,
+    pub ns: String,
+    pub command: Document,
+    pub command_name: String,
+    pub deadline: Option<Instant>,
+}
+
+/// All ops in flight.
+#[derive(Debug)]
+pub struct OpRegistry {
+    next: AtomicI32,
+    ops: Mutex<BTreeMap<i32, Arc<OpEntry>>>,
+}
+
+impl Default for OpRegistry {
+    fn default() -> Self {
+        OpRegistry { next: AtomicI32::new(1), ops: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+/// Removes its op from the registry when dropped.
+#[derive(Debug)]
+pub struct OpGuard {
+    registry: Arc<OpRegistry>,
+    pub entry: Arc<OpEntry>,
+}
+
+impl Drop for OpGuard {
+    fn drop(&mut self) {
+        self.registry.ops.lock().remove(&self.entry.opid);
+    }
+}
+
+impl OpRegistry {
+    /// Registers an op; fails only when 2^31-1 opids have been used.
+    pub fn register(self: &Arc<Self>, new: NewOp) -> Result<OpGuard, CommandError> {
+        let opid =
+            self.next
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    if n == i32::MAX { None } else { Some(n + 1) }
+                })
+                .map_err(|_| CommandError::new(1, "InternalError", "operation ids exhausted"))?;
+        let entry = Arc::new(OpEntry {
+            opid,
+            conn: new.conn,
+            users: new.users,
+            lsid: new.lsid,
+            session: new.session,
+            op: new.op,
+            ns: new.ns,
+            command: new.command,
+            command_name: new.command_name,
+            started: Instant::now(),
+            plan_summary: Mutex::new(None),
+            cursor_id: AtomicI64::new(0),
+            state: Arc::new(OpState::new(new.deadline)),
+        });
+        self.ops.lock().insert(opid, entry.clone());
+        Ok(OpGuard { registry: self.clone(), entry })
+    }
+    /// The op with this id.
+    pub fn get(&self, opid: i32) -> Option<Arc<OpEntry>> {
+        self.ops.lock().get(&opid).cloned()
+    }
+    /// All ops in flight, by opid.
+    pub fn snapshot(&self) -> Vec<Arc<OpEntry>> {
+        self.ops.lock().values().cloned().collect()
+    }
+    /// Kills every op matching `pred` with `code`; returns how many.
+    pub fn kill_where(&self, code: i32, mut pred: impl FnMut(&OpEntry) -> bool) -> usize {
+        let ops = self.snapshot();
+        let mut n = 0;
+        for op in ops {
+            if pred(&op) {
+                op.state.kill(code);
+                n += 1;
+            }
+        }
+        n
+    }
+    /// Number of ops in flight.
+    pub fn len(&self) -> usize {
+        self.ops.lock().len()
+    }
+    /// Whether no op is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.ops.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn kill_wakes_sleep_at_once() {
+        let st = Arc::new(OpState::new(None));
+        let st2 = st.clone();
+        let t = tokio::spawn(async move { st2.interruptible_sleep(Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        st.kill(KILL_INTERRUPTED);
+        let r = t.await.unwrap();
+        assert_eq!(r.unwrap_err().code, 11601);
+        assert!(start.elapsed() < Duration::from_millis(200));
+        // second kill with another code does not change the first
+        st.kill(KILL_SHUTDOWN);
+        assert_eq!(OpInterrupt(st).check().unwrap_err().code, 11601);
+    }
+
+    #[tokio::test]
+    async fn deadline_gives_max_time_ms_expired() {
+        let st = OpState::new(Some(Instant::now() + Duration::from_millis(30)));
+        let r = st.interruptible_sleep(Duration::from_secs(10)).await;
+        assert_eq!(r.unwrap_err().code, 50);
+        assert_eq!(st.error().unwrap().code, 50);
+    }
+
+    #[test]
+    fn yields_counted() {
+        let i = OpInterrupt(Arc::new(OpState::new(None)));
+        i.yielded();
+        i.yielded();
+        assert_eq!(i.0.yields(), 2);
+        assert!(i.check().is_ok());
+    }
+}
