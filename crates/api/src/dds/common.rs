@@ -1,0 +1,244 @@
+//! Shared plumbing of the DDS routes: vendor ids, the driver handle, node resolution inside the
+//! caller's project, sealed node credentials, and the mapping of driver errors to vendor codes.
+//!
+//! Invariants:
+//! - a node is only ever looked up inside the caller's project (`store.get_node(project, id)`), so
+//!   another project's node is a plain `DBS.200013` 404;
+//! - node credentials exist in clear only in memory, between [`open_credentials`] and the driver;
+//!   at rest they are AES-GCM sealed by the iam crate with the node id as associated data.
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use docplane_driver::{Credentials, Driver, DriverConfig, DriverError, NodeKind, NodeTarget, ServerVersion};
+use docplane_store::{GroupType, Instance, Node};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// Vendor id suffixes.
+pub const INSTANCE_SUFFIX: &str = "in02";
+/// Node id suffix.
+pub const NODE_SUFFIX: &str = "no02";
+/// Group id suffix.
+pub const GROUP_SUFFIX: &str = "gr02";
+
+/// A fresh vendor-format id: 32 lowercase hex digits and the suffix.
+pub fn new_id(suffix: &str) -> String {
+    format!("{}{suffix}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether `id` is 32 lowercase hex digits followed by `suffix`.
+pub fn is_vendor_id(id: &str, suffix: &str) -> bool {
+    id.len() == 32 + suffix.len()
+        && id.ends_with(suffix)
+        && id[..32].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The node driver the binary inserted into `ApiConfig::extensions`, or a process-wide default
+/// one (default timeouts) when it inserted none.
+pub fn driver(st: &AppState) -> Driver {
+    static DEFAULT: OnceLock<Driver> = OnceLock::new();
+    st.ext::<Driver>()
+        .cloned()
+        .unwrap_or_else(|| DEFAULT.get_or_init(|| Driver::new(DriverConfig::default())).clone())
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedCredentials {
+    username: String,
+    password: String,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// Seals credentials for storage in `nodes.credentials_enc` of node `node_id`.
+pub fn seal_credentials(st: &AppState, node_id: &str, c: &Credentials) -> Result<Vec<u8>, ApiError> {
+    let plain = serde_json::to_vec(&SealedCredentials {
+        username: c.username.clone(),
+        password: c.password.clone(),
+        source: c.source.clone(),
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(st.iam.seal(&plain, node_id.as_bytes()))
+}
+
+/// Opens what [`seal_credentials`] sealed for `node_id`.
+pub fn open_credentials(st: &AppState, node_id: &str, sealed: &[u8]) -> Result<Credentials, ApiError> {
+    let plain = st.iam.open_sealed(sealed, node_id.as_bytes())?;
+    let c: SealedCredentials =
+        serde_json::from_slice(&plain).map_err(|e| ApiError::Internal(format!("node credentials: {e}")))?;
+    Ok(Credentials { username: c.username, password: c.password, source: c.source })
+}
+
+/// A node of the caller's project, with its instance and what the driver needs to reach it.
+#[derive(Debug, Clone)]
+pub struct ResolvedNode {
+    /// The stored node.
+    pub node: Node,
+    /// Its instance.
+    pub instance: Instance,
+    /// Address, credentials (opened) and kind.
+    pub target: NodeTarget,
+}
+
+/// The driver target of a stored node. The kind is mongos for nodes whose role is `master`;
+/// otherwise it comes from the node's group (one extra query, only for non-primary roles).
+pub async fn target_of(st: &AppState, node: &Node) -> Result<NodeTarget, ApiError> {
+    let credentials = match &node.credentials_enc {
+        Some(blob) => Some(open_credentials(st, &node.id, blob)?),
+        None => None,
+    };
+    let kind = match node.role.as_str() {
+        "master" => NodeKind::Mongos,
+        "Primary" | "Secondary" | "Hidden" => NodeKind::Mongod,
+        _ => {
+            let groups = st.store.list_instance_groups(&node.instance_id).await?;
+            match groups.iter().find(|g| g.id == node.group_id) {
+                Some(g) if g.group_type == GroupType::Mongos => NodeKind::Mongos,
+                _ => NodeKind::Mongod,
+            }
+        }
+    };
+    Ok(NodeTarget { id: node.id.clone(), address: node.address.clone(), credentials, kind })
+}
+
+/// Looks the node up in the caller's project (404 `DBS.200013` otherwise).
+pub async fn resolve_node(st: &AppState, project_id: &str, node_id: &str) -> Result<ResolvedNode, ApiError> {
+    let node = st.store.get_node(project_id, node_id).await?.ok_or(ApiError::NodeNotFound)?;
+    let instance =
+        st.store.get_instance(project_id, &node.instance_id).await?.ok_or(ApiError::NodeNotFound)?;
+    let target = target_of(st, &node).await?;
+    Ok(ResolvedNode { node, instance, target })
+}
+
+/// Instance / node states in which session operations are refused (`DBS.200011`). `normal` and
+/// `abnormal` are allowed: an abnormal node is still tried, and fails promptly if it is down.
+const FORBIDDING_STATES: &[&str] =
+    &["creating", "createfail", "deleting", "deleted", "frozen", "registering"];
+
+/// Checks the instance state, the node state and the node's recorded version.
+pub fn check_state_and_version(r: &ResolvedNode) -> Result<(), ApiError> {
+    if FORBIDDING_STATES.contains(&r.instance.status.as_str()) {
+        return Err(ApiError::InstanceStateForbids(r.instance.status.clone()));
+    }
+    if FORBIDDING_STATES.contains(&r.node.status.as_str()) {
+        return Err(ApiError::InstanceStateForbids(format!("node is {}", r.node.status)));
+    }
+    for text in [&r.node.version, &r.instance.datastore_version] {
+        if let Some(v) = ServerVersion::parse(text) {
+            v.check_supported()
+                .map_err(|_| ApiError::InvalidDatastoreVersion(format!("{v} (3.4 or later is required)")))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a driver failure becomes on the list route (`DBS.301076` unless more specific).
+pub fn list_error(e: DriverError) -> ApiError {
+    match e {
+        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m),
+        DriverError::InvalidRequest(m) => ApiError::BadRequest(m),
+        other => ApiError::QuerySessionFailed(other.to_string()),
+    }
+}
+
+/// An error of the session routes: an [`ApiError`], or a `DBS.301071` refusal whose message
+/// names the refused ids (the shared `ApiError::InvalidSessionId` carries no detail).
+#[derive(Debug)]
+pub enum DdsError {
+    /// Any shared API error.
+    Api(ApiError),
+    /// `DBS.301071` with a message naming the ids.
+    SessionIds(String),
+}
+
+impl From<ApiError> for DdsError {
+    fn from(e: ApiError) -> Self {
+        DdsError::Api(e)
+    }
+}
+
+impl DdsError {
+    /// The vendor code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DdsError::Api(e) => e.code_and_status().0,
+            DdsError::SessionIds(_) => ApiError::InvalidSessionId.code_and_status().0,
+        }
+    }
+}
+
+impl std::fmt::Display for DdsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DdsError::Api(e) => write!(f, "{e}"),
+            DdsError::SessionIds(m) => f.write_str(m),
+        }
+    }
+}
+
+impl IntoResponse for DdsError {
+    fn into_response(self) -> Response {
+        match self {
+            DdsError::Api(e) => e.into_response(),
+            DdsError::SessionIds(message) => {
+                let (code, status) = ApiError::InvalidSessionId.code_and_status();
+                (status, Json(ErrorBody { error_code: code.to_owned(), error_msg: message })).into_response()
+            }
+        }
+    }
+}
+
+/// What a driver failure becomes on the kill route.
+pub fn kill_error(e: DriverError) -> DdsError {
+    match e {
+        DriverError::InvalidSessionIds(ids) => {
+            DdsError::SessionIds(format!("Invalid session id: {}", ids.join(", ")))
+        }
+        DriverError::InactiveSessions(ids) => {
+            DdsError::SessionIds(format!("Inactive sessions cannot be terminated: {}", ids.join(", ")))
+        }
+        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m).into(),
+        DriverError::InvalidRequest(m) => ApiError::BadRequest(m).into(),
+        other => ApiError::KillSessionFailed(other.to_string()).into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_ids() {
+        let id = new_id(NODE_SUFFIX);
+        assert!(is_vendor_id(&id, NODE_SUFFIX), "{id}");
+        assert!(!is_vendor_id(&id, INSTANCE_SUFFIX));
+        assert!(!is_vendor_id("ABCDEF0123456789abcdef0123456789no02", NODE_SUFFIX));
+        assert!(!is_vendor_id("abc", NODE_SUFFIX));
+        assert_ne!(new_id(GROUP_SUFFIX), new_id(GROUP_SUFFIX));
+    }
+
+    #[test]
+    fn driver_errors_map_to_vendor_codes() {
+        assert_eq!(kill_error(DriverError::InvalidSessionIds(vec!["7".into()])).code(), "DBS.301071");
+        assert_eq!(kill_error(DriverError::InactiveSessions(vec!["conn3".into()])).code(), "DBS.301071");
+        assert_eq!(kill_error(DriverError::Unreachable("x".into())).code(), "DBS.301077");
+        assert_eq!(kill_error(DriverError::Timeout(std::time::Duration::from_secs(1))).code(), "DBS.301077");
+        assert_eq!(kill_error(DriverError::UnsupportedVersion("3.2".into())).code(), "DBS.200041");
+        assert_eq!(kill_error(DriverError::InvalidRequest("empty".into())).code(), "DBS.200001");
+        assert_eq!(list_error(DriverError::Unreachable("x".into())).code_and_status().0, "DBS.301076");
+        assert_eq!(
+            list_error(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })
+                .code_and_status()
+                .0,
+            "DBS.301076"
+        );
+        let msg =
+            kill_error(DriverError::InactiveSessions(vec!["conn3".into(), "lsid:x".into()])).to_string();
+        assert!(msg.contains("conn3, lsid:x") && msg.starts_with("Inactive sessions cannot be terminated"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The DDS v3 routes (sessions, instances). Owned by the DRIVER helper.
+//!
+//! - [`sessions`]: `GET /v3/{project_id}/nodes/{node_id}/sessions` (`dds:instance:listSession`) and
+//!   `POST /v3/{project_id}/nodes/{node_id}/session` (`dds:instance:deleteSession`; the legacy
+//!   alias `dds:instance:session` is resolved by the iam crate), every kill audited;
+//! - [`instances`]: `GET /v3/{project_id}/instances` (`dds:instance:list`) and the docplane
+//!   registration extension `POST /v3/{project_id}/instances/register` (`dds:instance:create`) /
+//!   `DELETE /v3/{project_id}/instances/{instance_id}` (`dds:instance:delete`);
+//! - [`health`]: the store-backed health loop ([`health::spawn_health_loop`]);
+//! - [`common`]: vendor ids, node resolution inside the caller's project, sealed node
+//!   credentials, driver-error mapping.
+//!
+//! Handlers reach the node driver through `state.ext::<docplane_driver::Driver>()` (the binary
+//! inserts one configured with its timeouts into `ApiConfig::extensions`); without one, a
+//! process-wide driver with the default timeouts is used.
+//!
+//! To add a route: a handler taking `State<AppState>`, a [`crate::Principal`] and the
+//! [`crate::ApiJson`]/[`crate::ApiQuery`]/[`crate::ApiPath`] extractors; a `#[utoipa::path]`
+//! listed in [`DdsDoc`]; an entry in [`routes`] with its IAM action.
+//!
+//! Architecture invariant: this module knows HTTP and the vendor's JSON; everything about talking
+//! to nodes is in `docplane-driver`, which knows nothing of HTTP.
+
+pub mod common;
+pub mod health;
+pub mod instances;
+pub mod sessions;
+
+use axum::http::Method;
+use utoipa::OpenApi;
+
+use crate::route::Route;
+
+/// IAM actions of the DDS routes.
+pub mod actions {
+    /// `GET /v3/{project_id}/instances`.
+    pub const LIST_INSTANCES: &str = "dds:instance:list";
+    /// `GET /v3/{project_id}/nodes/{node_id}/sessions`.
+    pub const LIST_SESSIONS: &str = "dds:instance:listSession";
+    /// `POST /v3/{project_id}/nodes/{node_id}/session`.
+    pub const DELETE_SESSION: &str = "dds:instance:deleteSession";
+    /// Registration extension.
+    pub const CREATE_INSTANCE: &str = "dds:instance:create";
+    /// Unregistration extension.
+    pub const DELETE_INSTANCE: &str = "dds:instance:delete";
+}
+
+/// OpenAPI operations of the DDS routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        instances::list_instances, instances::register_instance, instances::unregister_instance,
+        sessions::list_sessions, sessions::kill_sessions
+    ),
+    components(schemas(
+        sessions::SessionItem, sessions::ListSessionsResponse, sessions::KillSessionsBody,
+        instances::InstanceItem, instances::GroupItem, instances::NodeItem, instances::DatastoreItem,
+        instances::BackupStrategyItem, instances::ListInstancesResponse, instances::RegisterInstanceBody,
+        instances::RegisterInstanceResponse
+    )),
+    tags((name = "dds", description = "DDS v3 sessions and instances (vendor shapes)"))
+)]
+pub struct DdsDoc;
+
+/// The DDS routes.
+pub fn routes() -> Vec<Route> {
+    use actions::*;
+    vec![
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/instances",
+            Some(LIST_INSTANCES),
+            instances::list_instances,
+        ),
+        Route::project(
+            Method::POST,
+            "/v3/{project_id}/instances/register",
+            Some(CREATE_INSTANCE),
+            instances::register_instance,
+        ),
+        Route::project(
+            Method::DELETE,
+            "/v3/{project_id}/instances/{instance_id}",
+            Some(DELETE_INSTANCE),
+            instances::unregister_instance,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/nodes/{node_id}/sessions",
+            Some(LIST_SESSIONS),
+            sessions::list_sessions,
+        ),
+        Route::project(
+            Method::POST,
+            "/v3/{project_id}/nodes/{node_id}/session",
+            Some(DELETE_SESSION),
+            sessions::kill_sessions,
+        ),
+    ]
+}

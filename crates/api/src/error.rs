@@ -1,0 +1,269 @@
+//! [`ApiError`]: every error the HTTP surface can return, and the one `match` that turns it into a
+//! vendor error code and HTTP status.
+//!
+//! Body shape is always `{"error_code": "DBS.xxxxxx", "error_msg": "..."}`. Codes the vendor
+//! documents are reused with the vendor's status; docplane's own conditions use the reserved range
+//! `DBS.9xxxxx`, which the vendor does not use (its DDS codes are `DBS.2xxxxx`/`DBS.3xxxxx`).
+//! docs/errors.md lists every code; `tests` in this module keep the two in step.
+//! Internal details (store errors, driver errors) are logged, never sent to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use docplane_iam::IamError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error body.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// `DBS.xxxxxx`.
+    pub error_code: String,
+    pub error_msg: String,
+}
+
+/// Every error the API returns.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    // ---- vendor codes (dds-api.md)
+    #[error("Invalid parameter: {0}")]
+    BadRequest(String),
+    #[error("The DB instance does not exist.")]
+    InstanceNotFound,
+    #[error("The node does not exist.")]
+    NodeNotFound,
+    #[error("The instance status does not allow this operation: {0}")]
+    InstanceStateForbids(String),
+    #[error("The node status does not allow this operation: {0}")]
+    NodeStateForbids(String),
+    #[error("Invalid datastore version: {0}")]
+    InvalidDatastoreVersion(String),
+    #[error("Invalid node role: {0}")]
+    InvalidNodeRole(String),
+    #[error("Server error.")]
+    Internal(String),
+    #[error("The token is invalid or has expired.")]
+    InvalidToken,
+    #[error("You do not have permission to perform action {action}.")]
+    Forbidden { action: String },
+    #[error("Unsupported operation: {0}")]
+    UnsupportedOperation(String),
+    #[error("Invalid node ID.")]
+    InvalidNodeId,
+    #[error("Invalid project ID.")]
+    InvalidProjectId,
+    #[error("Too many requests.")]
+    TooManyRequests,
+    #[error("Invalid limit: {0}")]
+    InvalidLimit(String),
+    #[error("Invalid offset: {0}")]
+    InvalidOffset(String),
+    #[error("Invalid session id.")]
+    InvalidSessionId,
+    #[error("Invalid plan summary: {0}")]
+    InvalidPlanSummary(String),
+    #[error("Invalid operation type: {0}")]
+    InvalidOperationType(String),
+    #[error("Invalid namespace: {0}")]
+    InvalidNamespace(String),
+    #[error("Invalid cost time: {0}")]
+    InvalidCostTime(String),
+    #[error("Query session failed.")]
+    QuerySessionFailed(String),
+    #[error("Kill session failed.")]
+    KillSessionFailed(String),
+
+    // ---- docplane's own codes (DBS.9xxxxx)
+    #[error("Authentication required: send X-Auth-Token or an SDK-HMAC-SHA256 signature.")]
+    AuthRequired,
+    #[error("The username or password is wrong.")]
+    InvalidCredentials,
+    #[error("The request signature is invalid.")]
+    InvalidSignature,
+    #[error("The credential is not valid for the {0} in the request.")]
+    ScopeMismatch(&'static str),
+    #[error("The {0} does not exist.")]
+    IamNotFound(&'static str),
+    #[error("Already exists: {0}")]
+    Conflict(String),
+    #[error("No route for this path.")]
+    RouteNotFound,
+    #[error("Method not allowed for this path.")]
+    MethodNotAllowed,
+    #[error("Request body too large.")]
+    PayloadTooLarge,
+    #[error("Content-Type must be application/json.")]
+    UnsupportedMediaType,
+}
+
+impl ApiError {
+    /// The one mapping from error to (code, HTTP status).
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => ("DBS.200001", StatusCode::BAD_REQUEST),
+            InstanceNotFound => ("DBS.200002", StatusCode::NOT_FOUND),
+            NodeNotFound => ("DBS.200013", StatusCode::NOT_FOUND),
+            InstanceStateForbids(_) => ("DBS.200011", StatusCode::FORBIDDEN),
+            NodeStateForbids(_) => ("DBS.200019", StatusCode::FORBIDDEN),
+            InvalidDatastoreVersion(_) => ("DBS.200041", StatusCode::BAD_REQUEST),
+            InvalidNodeRole(_) => ("DBS.200075", StatusCode::BAD_REQUEST),
+            Internal(_) => ("DBS.280005", StatusCode::INTERNAL_SERVER_ERROR),
+            InvalidToken => ("DBS.280056", StatusCode::UNAUTHORIZED),
+            Forbidden { .. } => ("DBS.280063", StatusCode::FORBIDDEN),
+            UnsupportedOperation(_) => ("DBS.280343", StatusCode::BAD_REQUEST),
+            InvalidNodeId => ("DBS.280407", StatusCode::BAD_REQUEST),
+            InvalidProjectId => ("DBS.280408", StatusCode::BAD_REQUEST),
+            TooManyRequests => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
+            InvalidLimit(_) => ("DBS.280439", StatusCode::BAD_REQUEST),
+            InvalidOffset(_) => ("DBS.280440", StatusCode::BAD_REQUEST),
+            InvalidSessionId => ("DBS.301071", StatusCode::BAD_REQUEST),
+            InvalidPlanSummary(_) => ("DBS.301072", StatusCode::BAD_REQUEST),
+            InvalidOperationType(_) => ("DBS.301073", StatusCode::BAD_REQUEST),
+            InvalidNamespace(_) => ("DBS.301074", StatusCode::BAD_REQUEST),
+            InvalidCostTime(_) => ("DBS.301075", StatusCode::BAD_REQUEST),
+            QuerySessionFailed(_) => ("DBS.301076", StatusCode::BAD_REQUEST),
+            KillSessionFailed(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
+            AuthRequired => ("DBS.900001", StatusCode::UNAUTHORIZED),
+            InvalidCredentials => ("DBS.900002", StatusCode::UNAUTHORIZED),
+            InvalidSignature => ("DBS.900003", StatusCode::UNAUTHORIZED),
+            ScopeMismatch(_) => ("DBS.900004", StatusCode::FORBIDDEN),
+            IamNotFound(_) => ("DBS.900010", StatusCode::NOT_FOUND),
+            Conflict(_) => ("DBS.900009", StatusCode::CONFLICT),
+            RouteNotFound => ("DBS.900404", StatusCode::NOT_FOUND),
+            MethodNotAllowed => ("DBS.900405", StatusCode::METHOD_NOT_ALLOWED),
+            PayloadTooLarge => ("DBS.900413", StatusCode::PAYLOAD_TOO_LARGE),
+            UnsupportedMediaType => ("DBS.900415", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        }
+    }
+
+    /// The message sent to the client (internal details are not included).
+    pub fn public_message(&self) -> String {
+        match self {
+            // The Display of these variants already omits the detail.
+            ApiError::Internal(_) | ApiError::QuerySessionFailed(_) | ApiError::KillSessionFailed(_) => {
+                self.to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The body for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error_code: self.code_and_status().0.to_owned(), error_msg: self.public_message() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (_, status) = self.code_and_status();
+        match &self {
+            ApiError::Internal(d) => tracing::error!(detail = %d, "internal error"),
+            ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
+                tracing::warn!(detail = %d, error = %self, "session operation failed")
+            }
+            _ => {}
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+impl From<IamError> for ApiError {
+    fn from(e: IamError) -> Self {
+        match e {
+            IamError::InvalidCredentials => ApiError::InvalidCredentials,
+            IamError::InvalidToken(_) => ApiError::InvalidToken,
+            IamError::InvalidSignature(_) => ApiError::InvalidSignature,
+            IamError::Forbidden { action } => ApiError::Forbidden { action },
+            IamError::NotFound(what) => ApiError::IamNotFound(what),
+            IamError::Conflict(m) => ApiError::Conflict(m),
+            IamError::BadRequest(m) => ApiError::BadRequest(m),
+            IamError::Store(e) => ApiError::Internal(e.to_string()),
+            IamError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<docplane_store::StoreError> for ApiError {
+    fn from(e: docplane_store::StoreError) -> Self {
+        match e {
+            docplane_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// One sample of every variant (used by the docs test; keep in step with the enum).
+pub fn all_samples() -> Vec<ApiError> {
+    use ApiError::*;
+    let s = || String::from("x");
+    vec![
+        BadRequest(s()),
+        InstanceNotFound,
+        NodeNotFound,
+        InstanceStateForbids(s()),
+        NodeStateForbids(s()),
+        InvalidDatastoreVersion(s()),
+        InvalidNodeRole(s()),
+        Internal(s()),
+        InvalidToken,
+        Forbidden { action: s() },
+        UnsupportedOperation(s()),
+        InvalidNodeId,
+        InvalidProjectId,
+        TooManyRequests,
+        InvalidLimit(s()),
+        InvalidOffset(s()),
+        InvalidSessionId,
+        InvalidPlanSummary(s()),
+        InvalidOperationType(s()),
+        InvalidNamespace(s()),
+        InvalidCostTime(s()),
+        QuerySessionFailed(s()),
+        KillSessionFailed(s()),
+        AuthRequired,
+        InvalidCredentials,
+        InvalidSignature,
+        ScopeMismatch("project"),
+        IamNotFound("user"),
+        Conflict(s()),
+        RouteNotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_vendor_shaped_and_documented() {
+        let doc = include_str!("../../../docs/errors.md");
+        let mut seen = std::collections::HashSet::new();
+        for e in all_samples() {
+            let (code, status) = e.code_and_status();
+            assert!(code.starts_with("DBS.") && code.len() == 10, "{code}");
+            assert!(code[4..].bytes().all(|b| b.is_ascii_digit()), "{code}");
+            assert!(seen.insert(code), "duplicate code {code}");
+            let row = doc
+                .lines()
+                .find(|l| l.contains(&format!("`{code}`")))
+                .unwrap_or_else(|| panic!("{code} missing from docs/errors.md"));
+            assert!(row.contains(&status.as_u16().to_string()), "{code}: status {status} not in docs row");
+        }
+    }
+
+    #[test]
+    fn internal_details_stay_inside() {
+        let b = ApiError::Internal("password=hunter2 at db".into()).body();
+        assert_eq!(b.error_code, "DBS.280005");
+        assert!(!b.error_msg.contains("hunter2"));
+        let b = ApiError::KillSessionFailed("secret detail".into()).body();
+        assert!(!b.error_msg.contains("secret"));
+        let b = ApiError::Forbidden { action: "dds:instance:listSession".into() }.body();
+        assert!(b.error_msg.contains("dds:instance:listSession"));
+    }
+}

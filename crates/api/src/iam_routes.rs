@@ -1,0 +1,595 @@
+//! The IAM v3 surface, in the vendor's JSON shapes so that `huaweicloudsdkiam` drives it.
+//!
+//! Shapes follow the SDK's models (`huaweicloudsdkiam/v3/model/*.py`, 3.1.219): request bodies are
+//! wrapped (`{"user": {...}}`, `{"group": {...}}`, `{"role": {...}}`, `{"credential": {...}}`),
+//! responses echo the object with `links.self`. Management routes are account-scoped and need an
+//! `iam:*` action (the account administrator has all of them). `GET /v3/projects` and
+//! `GET /v3/auth/domains` only need authentication: the SDKs call them to discover the project and
+//! account ids of their own credential.
+//! Additionally `GET /v3/{project_id}/whoami` (docplane extension) echoes the caller; it needs
+//! `dds:instance:listSession` so that policies can be tested before any DDS route exists.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use docplane_iam::{ProjectSelector, UserPatch, UserSelector};
+use docplane_store::{Project, User};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::route::{ApiJson, ApiPath, ApiQuery, Principal, Route};
+use crate::state::AppState;
+
+/// IAM actions of the management routes.
+pub mod actions {
+    pub const CREATE_USER: &str = "iam:users:createUser";
+    pub const UPDATE_USER: &str = "iam:users:updateUser";
+    pub const DELETE_USER: &str = "iam:users:deleteUser";
+    pub const CREATE_GROUP: &str = "iam:groups:createGroup";
+    pub const ADD_USER_TO_GROUP: &str = "iam:groups:addUserToGroup";
+    pub const REMOVE_USER_FROM_GROUP: &str = "iam:groups:removeUserFromGroup";
+    pub const CREATE_ROLE: &str = "iam:roles:createRole";
+    pub const GRANT_PROJECT: &str = "iam:permissions:grantRoleToGroupOnProject";
+    pub const GRANT_DOMAIN: &str = "iam:permissions:grantRoleToGroupOnDomain";
+    pub const CREATE_CREDENTIAL: &str = "iam:credentials:createCredential";
+    /// The docplane `whoami` extension.
+    pub const WHOAMI: &str = "dds:instance:listSession";
+}
+
+/// The IAM routes.
+pub fn routes() -> Vec<Route> {
+    use actions::*;
+    vec![
+        Route::public(Method::POST, "/v3/auth/tokens", create_token),
+        Route::account(Method::GET, "/v3/auth/domains", None, list_auth_domains),
+        Route::account(Method::GET, "/v3/projects", None, list_projects),
+        Route::account(Method::POST, "/v3.0/OS-USER/users", Some(CREATE_USER), create_user),
+        Route::account(Method::POST, "/v3/users", Some(CREATE_USER), keystone_create_user),
+        Route::account(Method::PUT, "/v3.0/OS-USER/users/{user_id}", Some(UPDATE_USER), update_user),
+        Route::account(Method::PATCH, "/v3/users/{user_id}", Some(UPDATE_USER), keystone_update_user),
+        Route::account(Method::DELETE, "/v3/users/{user_id}", Some(DELETE_USER), delete_user),
+        Route::account(Method::POST, "/v3/groups", Some(CREATE_GROUP), create_group),
+        Route::account(
+            Method::PUT,
+            "/v3/groups/{group_id}/users/{user_id}",
+            Some(ADD_USER_TO_GROUP),
+            add_user_to_group,
+        ),
+        Route::account(
+            Method::DELETE,
+            "/v3/groups/{group_id}/users/{user_id}",
+            Some(REMOVE_USER_FROM_GROUP),
+            remove_user_from_group,
+        ),
+        Route::account(Method::POST, "/v3.0/OS-ROLE/roles", Some(CREATE_ROLE), create_role),
+        Route::account(
+            Method::PUT,
+            "/v3/projects/{project_id}/groups/{group_id}/roles/{role_id}",
+            Some(GRANT_PROJECT),
+            grant_on_project,
+        ),
+        Route::account(
+            Method::PUT,
+            "/v3/domains/{domain_id}/groups/{group_id}/roles/{role_id}",
+            Some(GRANT_DOMAIN),
+            grant_on_domain,
+        ),
+        Route::account(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(CREATE_CREDENTIAL),
+            create_credential,
+        ),
+        Route::project(Method::GET, "/v3/{project_id}/whoami", Some(WHOAMI), whoami),
+    ]
+}
+
+fn iso(ms_or_secs: DateTime<Utc>) -> String {
+    ms_or_secs.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn ms_to_iso(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().map(iso).unwrap_or_default()
+}
+
+fn link(path: String) -> Value {
+    json!({ "self": path })
+}
+
+fn same_domain(p: &Principal, given: Option<&str>) -> Result<(), ApiError> {
+    match given {
+        Some(d) if d != p.domain_id => Err(ApiError::ScopeMismatch("account")),
+        _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    pub auth: TokenAuth,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenAuth {
+    pub identity: TokenIdentity,
+    pub scope: TokenScope,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenIdentity {
+    /// Must contain `"password"`.
+    pub methods: Vec<String>,
+    pub password: Option<PasswordIdentity>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordIdentity {
+    pub user: PasswordUser,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordUser {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub password: String,
+    pub domain: Option<NameOrId>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct NameOrId {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenScope {
+    pub project: Option<NameOrId>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: TokenBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenBody {
+    pub expires_at: String,
+    pub issued_at: String,
+    pub methods: Vec<String>,
+    #[schema(value_type = Object)]
+    pub user: Value,
+    #[schema(value_type = Object)]
+    pub project: Value,
+    #[schema(value_type = Vec<Object>)]
+    pub roles: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub catalog: Vec<Value>,
+}
+
+/// Password authentication scoped to a project; the token is the `X-Subject-Token` header.
+#[utoipa::path(post, path = "/v3/auth/tokens", tag = "iam", request_body = TokenRequest,
+    responses((status = 201, body = TokenResponse, headers(("X-Subject-Token" = String))),
+              (status = 401, body = ErrorBody)))]
+pub async fn create_token(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Response, ApiError> {
+    let id = &req.auth.identity;
+    if !id.methods.iter().any(|m| m == "password") {
+        return Err(ApiError::BadRequest("only the password method is supported".into()));
+    }
+    let pw = id
+        .password
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("auth.identity.password is required".into()))?;
+    let who = match (&pw.user.id, &pw.user.name) {
+        (Some(uid), _) => UserSelector::Id(uid.clone()),
+        (None, Some(name)) => UserSelector::Name {
+            domain_name: pw.user.domain.as_ref().and_then(|d| d.name.clone()),
+            domain_id: pw.user.domain.as_ref().and_then(|d| d.id.clone()),
+            name: name.clone(),
+        },
+        (None, None) => {
+            return Err(ApiError::BadRequest("auth.identity.password.user needs id or name".into()));
+        }
+    };
+    let project = match req.auth.scope.project.as_ref() {
+        Some(NameOrId { id: Some(id), .. }) => ProjectSelector::Id(id.clone()),
+        Some(NameOrId { name: Some(n), .. }) => ProjectSelector::Name(n.clone()),
+        _ => return Err(ApiError::BadRequest("auth.scope.project needs id or name".into())),
+    };
+    let t = st.iam.issue_token(&who, &pw.user.password, &project, Utc::now()).await?;
+    let domain = json!({"id": t.domain.id, "name": t.domain.name});
+    let body = TokenResponse {
+        token: TokenBody {
+            expires_at: Utc.timestamp_opt(t.claims.exp, 0).single().map(iso).unwrap_or_default(),
+            issued_at: Utc.timestamp_opt(t.claims.iat, 0).single().map(iso).unwrap_or_default(),
+            methods: vec!["password".into()],
+            user: json!({"id": t.user.id, "name": t.user.name, "domain": domain, "password_expires_at": ""}),
+            project: json!({"id": t.project.id, "name": t.project.name, "domain": domain}),
+            roles: if t.user.is_domain_admin { vec![json!({"id": "0", "name": "te_admin"})] } else { vec![] },
+            catalog: vec![],
+        },
+    };
+    let mut headers = HeaderMap::new();
+    let v = HeaderValue::from_str(&t.token).map_err(|e| ApiError::Internal(e.to_string()))?;
+    headers.insert("x-subject-token", v);
+    Ok((StatusCode::CREATED, headers, Json(body)).into_response())
+}
+
+// ---------------------------------------------------------------- discovery
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProjectQuery {
+    pub name: Option<String>,
+    pub domain_id: Option<String>,
+}
+
+fn project_json(p: &Project) -> Value {
+    json!({
+        "id": p.id, "name": p.name, "domain_id": p.domain_id, "description": p.description,
+        "enabled": p.enabled, "is_domain": false, "parent_id": p.domain_id,
+        "links": link(format!("/v3/projects/{}", p.id)),
+    })
+}
+
+/// Projects of the caller's account (KeystoneListProjects), optionally by name.
+#[utoipa::path(get, path = "/v3/projects", tag = "iam", params(("name" = Option<String>, Query), ("domain_id" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
+pub async fn list_projects(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if q.domain_id.as_deref().is_some_and(|d| d != p.domain_id) {
+        return Ok(Json(
+            json!({"projects": [], "links": {"self": "/v3/projects", "previous": null, "next": null}}),
+        ));
+    }
+    let projects = st.store.list_projects(&p.domain_id, q.name.as_deref()).await?;
+    let list: Vec<Value> = projects.iter().filter(|p| p.enabled).map(project_json).collect();
+    Ok(Json(json!({"projects": list, "links": {"self": "/v3/projects", "previous": null, "next": null}})))
+}
+
+/// The caller's account (KeystoneListAuthDomains).
+#[utoipa::path(get, path = "/v3/auth/domains", tag = "iam", responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
+pub async fn list_auth_domains(State(st): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    let d = st.store.get_domain(&p.domain_id).await?.ok_or(ApiError::IamNotFound("account"))?;
+    Ok(Json(json!({
+        "domains": [{"id": d.id, "name": d.name, "enabled": d.enabled, "description": "",
+                     "links": link(format!("/v3/domains/{}", d.id))}],
+        "links": link("/v3/auth/domains".into()),
+    })))
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserRequest {
+    pub user: UserOption,
+}
+
+/// Fields of CreateUserOption / KeystoneCreateUserOption / UpdateUserOption (unknown fields such as
+/// `email` or `phone` are accepted and ignored).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserOption {
+    pub name: Option<String>,
+    pub domain_id: Option<String>,
+    pub password: Option<String>,
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+}
+
+fn user_json(u: &User, vendor_extended: bool) -> Value {
+    let mut v = json!({
+        "id": u.id, "name": u.name, "domain_id": u.domain_id, "enabled": u.enabled,
+        "description": u.description, "pwd_status": false, "password_expires_at": null,
+        "links": link(format!("/v3/users/{}", u.id)),
+    });
+    if vendor_extended {
+        v["access_mode"] = json!("default");
+        v["is_domain_owner"] = json!(u.is_domain_admin);
+        v["create_time"] = json!(ms_to_iso(u.created_at));
+    }
+    v
+}
+
+async fn create_user_common(
+    st: &AppState,
+    p: &Principal,
+    o: UserOption,
+    extended: bool,
+) -> Result<Response, ApiError> {
+    same_domain(p, o.domain_id.as_deref())?;
+    let name = o.name.ok_or_else(|| ApiError::BadRequest("user.name is required".into()))?;
+    let u = st
+        .iam
+        .create_user(
+            &p.domain_id,
+            &name,
+            o.password.as_deref(),
+            o.enabled.unwrap_or(true),
+            o.description.as_deref().unwrap_or(""),
+            false,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"user": user_json(&u, extended)}))).into_response())
+}
+
+/// CreateUser (vendor extension API).
+#[utoipa::path(post, path = "/v3.0/OS-USER/users", tag = "iam", request_body = UserRequest,
+    responses((status = 201, body = Object), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_user(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<UserRequest>,
+) -> Result<Response, ApiError> {
+    create_user_common(&st, &p, r.user, true).await
+}
+
+/// KeystoneCreateUser.
+#[utoipa::path(post, path = "/v3/users", tag = "iam", request_body = UserRequest,
+    responses((status = 201, body = Object), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn keystone_create_user(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<UserRequest>,
+) -> Result<Response, ApiError> {
+    create_user_common(&st, &p, r.user, false).await
+}
+
+async fn update_user_common(
+    st: &AppState,
+    p: &Principal,
+    user_id: &str,
+    o: UserOption,
+    extended: bool,
+) -> Result<Json<Value>, ApiError> {
+    same_domain(p, o.domain_id.as_deref())?;
+    let patch =
+        UserPatch { name: o.name, password: o.password, enabled: o.enabled, description: o.description };
+    let u = st.iam.update_user(&p.domain_id, user_id, &patch).await?;
+    Ok(Json(json!({"user": user_json(&u, extended)})))
+}
+
+/// UpdateUser: disabling the user or changing its password revokes its tokens.
+#[utoipa::path(put, path = "/v3.0/OS-USER/users/{user_id}", tag = "iam", request_body = UserRequest,
+    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn update_user(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+    ApiJson(r): ApiJson<UserRequest>,
+) -> Result<Json<Value>, ApiError> {
+    update_user_common(&st, &p, &user_id, r.user, true).await
+}
+
+/// KeystoneUpdateUserByAdmin.
+#[utoipa::path(patch, path = "/v3/users/{user_id}", tag = "iam", request_body = UserRequest,
+    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn keystone_update_user(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+    ApiJson(r): ApiJson<UserRequest>,
+) -> Result<Json<Value>, ApiError> {
+    update_user_common(&st, &p, &user_id, r.user, false).await
+}
+
+/// KeystoneDeleteUser.
+#[utoipa::path(delete, path = "/v3/users/{user_id}", tag = "iam", params(("user_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_user(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    st.iam.delete_user(&p.domain_id, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- groups
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GroupRequest {
+    pub group: GroupOption,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GroupOption {
+    pub name: String,
+    pub domain_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// KeystoneCreateGroup.
+#[utoipa::path(post, path = "/v3/groups", tag = "iam", request_body = GroupRequest,
+    responses((status = 201, body = Object), (status = 409, body = ErrorBody)))]
+pub async fn create_group(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<GroupRequest>,
+) -> Result<Response, ApiError> {
+    same_domain(&p, r.group.domain_id.as_deref())?;
+    let g = st
+        .iam
+        .create_group(&p.domain_id, &r.group.name, r.group.description.as_deref().unwrap_or(""))
+        .await?;
+    let body = json!({"group": {
+        "id": g.id, "name": g.name, "domain_id": g.domain_id, "description": g.description,
+        "create_time": g.created_at, "links": link(format!("/v3/groups/{}", g.id)),
+    }});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// KeystoneAddUserToGroup.
+#[utoipa::path(put, path = "/v3/groups/{group_id}/users/{user_id}", tag = "iam",
+    params(("group_id" = String, Path), ("user_id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn add_user_to_group(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    st.iam.add_user_to_group(&p.domain_id, &group_id, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// KeystoneRemoveUserFromGroup.
+#[utoipa::path(delete, path = "/v3/groups/{group_id}/users/{user_id}", tag = "iam",
+    params(("group_id" = String, Path), ("user_id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove_user_from_group(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    st.iam.remove_user_from_group(&p.domain_id, &group_id, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- custom policies and grants
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleRequest {
+    pub role: RoleOption,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleOption {
+    pub display_name: String,
+    /// `AX` (account level) or `XA` (project level); docplane treats both alike.
+    #[serde(rename = "type")]
+    pub role_type: String,
+    pub description: Option<String>,
+    /// `{"Version":"1.1"|"5.0","Statement":[{"Effect","Action","Resource"}]}`.
+    #[schema(value_type = Object)]
+    pub policy: Value,
+}
+
+/// CreateCloudServiceCustomPolicy.
+#[utoipa::path(post, path = "/v3.0/OS-ROLE/roles", tag = "iam", request_body = RoleRequest,
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody)))]
+pub async fn create_role(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<RoleRequest>,
+) -> Result<Response, ApiError> {
+    let o = r.role;
+    let role = st
+        .iam
+        .create_role(
+            &p.domain_id,
+            &o.display_name,
+            &o.role_type,
+            o.description.as_deref().unwrap_or(""),
+            &o.policy,
+        )
+        .await?;
+    let body = json!({"role": {
+        "id": role.id, "name": role.name, "display_name": role.display_name, "type": role.role_type,
+        "description": role.description, "domain_id": role.domain_id, "catalog": "CUSTOMED",
+        "policy": o.policy, "links": link(format!("/v3/roles/{}", role.id)),
+        "created_time": role.created_at.to_string(), "updated_time": role.updated_at.to_string(),
+    }});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// KeystoneAssociateGroupWithProjectPermission.
+#[utoipa::path(put, path = "/v3/projects/{project_id}/groups/{group_id}/roles/{role_id}", tag = "iam",
+    params(("project_id" = String, Path), ("group_id" = String, Path), ("role_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn grant_on_project(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath((project_id, group_id, role_id)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if project_id == p.domain_id {
+        return Err(ApiError::IamNotFound("project"));
+    }
+    st.iam.grant(&p.domain_id, &project_id, &group_id, &role_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// KeystoneAssociateGroupWithDomainPermission: the role applies to account-level actions.
+#[utoipa::path(put, path = "/v3/domains/{domain_id}/groups/{group_id}/roles/{role_id}", tag = "iam",
+    params(("domain_id" = String, Path), ("group_id" = String, Path), ("role_id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn grant_on_domain(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath((domain_id, group_id, role_id)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    same_domain(&p, Some(&domain_id))?;
+    st.iam.grant(&p.domain_id, &domain_id, &group_id, &role_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- access keys
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CredentialRequest {
+    pub credential: CredentialOption,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CredentialOption {
+    pub user_id: String,
+    pub description: Option<String>,
+}
+
+/// CreatePermanentAccessKey: the secret is returned once and stored sealed.
+#[utoipa::path(post, path = "/v3.0/OS-CREDENTIAL/credentials", tag = "iam", request_body = CredentialRequest,
+    responses((status = 201, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn create_credential(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<CredentialRequest>,
+) -> Result<Response, ApiError> {
+    let (c, secret) = st
+        .iam
+        .create_access_key(
+            &p.domain_id,
+            &r.credential.user_id,
+            r.credential.description.as_deref().unwrap_or(""),
+        )
+        .await?;
+    let body = json!({"credential": {
+        "access": c.access_key, "secret": secret, "status": c.status, "user_id": c.user_id,
+        "description": c.description, "create_time": ms_to_iso(c.created_at),
+    }});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+// ---------------------------------------------------------------- whoami (docplane extension)
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub user_id: String,
+    pub user_name: String,
+    pub domain_id: String,
+    pub project_id: String,
+    pub is_admin: bool,
+    /// `token` or `access_key`.
+    pub auth_method: String,
+}
+
+/// docplane extension: the authenticated caller. Needs `dds:instance:listSession` on the project.
+#[utoipa::path(get, path = "/v3/{project_id}/whoami", tag = "docplane", params(("project_id" = String, Path)),
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn whoami(p: Principal) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        user_id: p.user_id.clone(),
+        user_name: p.user_name.clone(),
+        domain_id: p.domain_id.clone(),
+        project_id: p.project_id().to_owned(),
+        is_admin: p.is_admin,
+        auth_method: match p.method {
+            docplane_iam::AuthMethod::Token => "token".into(),
+            docplane_iam::AuthMethod::AccessKey { .. } => "access_key".into(),
+        },
+    })
+}

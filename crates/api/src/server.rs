@@ -1,0 +1,211 @@
+//! [`serve`]: start the HTTP(S) server in-process; [`bootstrap`]: first-start provisioning.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Extensions, Method, header};
+use axum::middleware::from_fn;
+use axum::response::IntoResponse;
+use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, MasterKey};
+use docplane_store::MetaStore;
+
+use crate::route::{Route, build_router};
+use crate::state::AppState;
+
+/// Default request body limit (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
+}
+
+/// Everything [`serve`] needs.
+pub struct ApiConfig {
+    /// Address to listen on; port 0 picks a free port (see [`ServerHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Serve HTTPS (rustls) when set.
+    pub tls: Option<TlsConfig>,
+    pub store: Arc<dyn MetaStore>,
+    pub master_key: MasterKey,
+    /// Maximum request body in bytes.
+    pub body_limit: usize,
+    /// How often the IAM caches poll the store's change log (revocation latency across replicas).
+    pub sync_interval: Duration,
+    /// Typed services for handlers (`AppState::ext`).
+    pub extensions: Extensions,
+    /// Routes added by the binary on top of [`crate::all_routes`] (not in the OpenAPI document).
+    pub extra_routes: Vec<Route>,
+}
+
+impl ApiConfig {
+    /// Plain HTTP on `listen`, default limits.
+    pub fn new(listen: SocketAddr, store: Arc<dyn MetaStore>, master_key: MasterKey) -> Self {
+        Self {
+            listen,
+            tls: None,
+            store,
+            master_key,
+            body_limit: DEFAULT_BODY_LIMIT,
+            sync_interval: Duration::from_secs(1),
+            extensions: Extensions::new(),
+            extra_routes: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(std::io::Error),
+    #[error("identity service: {0}")]
+    Iam(#[from] IamError),
+    #[error("server: {0}")]
+    Server(std::io::Error),
+    #[error("openapi: {0}")]
+    OpenApi(String),
+}
+
+/// Stops a running server (cloneable; e.g. for a signal handler).
+#[derive(Clone, Debug)]
+pub struct ShutdownTrigger(axum_server::Handle);
+
+impl ShutdownTrigger {
+    /// Stops accepting connections and lets in-flight requests finish within `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        self.0.graceful_shutdown(Some(grace));
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    sync: tokio::task::JoinHandle<()>,
+    state: AppState,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state handlers see (store, iam, extensions).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.handle.clone())
+    }
+
+    /// Graceful shutdown: stop accepting, wait up to `grace` for in-flight requests.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), ServeError> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after a [`ShutdownTrigger::shutdown`]).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let res = self.task.await;
+        self.sync.abort();
+        match res {
+            Ok(r) => r.map_err(ServeError::Server),
+            Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Builds the full axum app (routes, auth, fallbacks, body limit, request id + access log) for
+/// `state`. `serve` uses it; tests may drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState, extra_routes: Vec<Route>) -> Result<Router, ServeError> {
+    let mut routes = crate::all_routes();
+    let doc = Arc::new(crate::openapi::document_json(&routes).map_err(ServeError::OpenApi)?);
+    routes.push(Route::public(Method::GET, "/openapi.json", move || {
+        let doc = doc.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response() }
+    }));
+    routes.extend(extra_routes);
+    let limit = state.body_limit;
+    Ok(build_router(routes, state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn(crate::observe::observe)))
+}
+
+/// Starts the server and returns once it is listening.
+pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
+    let iam = Iam::new(config.store.clone(), &config.master_key).await?;
+    let sync = iam.spawn_sync(config.sync_interval);
+    let state = AppState {
+        store: config.store,
+        iam,
+        extensions: Arc::new(config.extensions),
+        body_limit: config.body_limit,
+    };
+    let router = app(state.clone(), config.extra_routes)?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let handle = axum_server::Handle::new();
+    let service = router.into_make_service();
+    let task = match config.tls {
+        None => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+        Some(tls) => {
+            // Both rustls providers are compiled in (reqwest brings ring, axum-server aws-lc-rs):
+            // pick one explicitly; an error only means a provider is already installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_pem, &tls.key_pem)
+                .await
+                .map_err(ServeError::Tls)?;
+            let server = axum_server::from_tcp_rustls(listener, rc).handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+    };
+    tracing::info!(%addr, "docplane API listening");
+    Ok(ServerHandle { addr, handle, task, sync, state })
+}
+
+/// First-start provisioning: account, project, admin user with a generated password, admin AK/SK.
+/// Idempotent: later calls return the same ids and keys (without the password).
+pub async fn bootstrap(
+    store: Arc<dyn MetaStore>,
+    master_key: &MasterKey,
+    opts: &BootstrapOptions,
+) -> Result<BootstrapOutput, IamError> {
+    let iam = Iam::new(store, master_key).await?;
+    iam.bootstrap(opts).await
+}

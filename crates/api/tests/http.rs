@@ -1,0 +1,351 @@
+//! The HTTP shell over real sockets: request ids, error shapes, body limit, tenant isolation,
+//! signature tampering, TLS, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::Utc;
+use docplane_api::{
+    ApiConfig, BootstrapOptions, BootstrapOutput, MasterKey, ServerHandle, TlsConfig, bootstrap, serve,
+};
+use docplane_iam::sign;
+use docplane_store::{Domain, Project, now_millis};
+use serde_json::{Value, json};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    server: ServerHandle,
+    boot: BootstrapOutput,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn start(tls: bool) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = docplane_store::open(dir.path().to_str().unwrap()).await.unwrap();
+    let key = MasterKey::load_or_create(dir.path()).unwrap();
+    let boot = bootstrap(store.clone(), &key, &BootstrapOptions::default()).await.unwrap();
+    let mut cfg = ApiConfig::new("127.0.0.1:0".parse().unwrap(), store, key);
+    cfg.body_limit = 64 * 1024;
+    if tls {
+        let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(&k)
+            .arg("-out")
+            .arg(&c)
+            .output()
+            .expect("openssl is needed for the TLS test")
+            .status
+            .success();
+        assert!(ok);
+        cfg.tls = Some(TlsConfig { cert_pem: c, key_pem: k });
+    }
+    let server = serve(cfg).await.unwrap();
+    let scheme = if tls { "https" } else { "http" };
+    let base = format!("{scheme}://{}", server.local_addr());
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    Env { _dir: dir, server, boot, base, http }
+}
+
+async fn admin_token(e: &Env, project: &str) -> String {
+    let r = e
+        .http
+        .post(format!("{}/v3/auth/tokens", e.base))
+        .json(&json!({"auth":{"identity":{"methods":["password"],"password":{"user":{
+            "name":"admin","password":e.boot.admin_password.clone().unwrap(),"domain":{"name":"docplane"}}}},
+            "scope":{"project":{"id":project}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.headers()["x-subject-token"].to_str().unwrap().to_owned()
+}
+
+async fn err(r: reqwest::Response) -> (u16, String, Value) {
+    let status = r.status().as_u16();
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: Value = r.json().await.unwrap();
+    (status, body["error_code"].as_str().unwrap_or("").to_owned(), body)
+}
+
+#[tokio::test]
+async fn request_ids_errors_and_limits() {
+    let e = start(false).await;
+    // Caller's request id is echoed; otherwise one is made.
+    let r = e
+        .http
+        .get(format!("{}/openapi.json", e.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["paths"]["/v3/auth/tokens"].is_object());
+    let r = e.http.get(format!("{}/openapi.json", e.base)).send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"].len(), 32);
+    // JSON 404 / 405 / 401.
+    let (s, c, _) = err(e.http.get(format!("{}/nope", e.base)).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (404, "DBS.900404"));
+    let (s, c, _) = err(e.http.delete(format!("{}/v3/auth/tokens", e.base)).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (405, "DBS.900405"));
+    let (s, c, _) =
+        err(e.http.get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id)).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (401, "DBS.900001"));
+    let (s, c, _) = err(e
+        .http
+        .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
+        .header("x-auth-token", "DPT1.junk.junk")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((s, c.as_str()), (401, "DBS.280056"));
+    // Bad JSON, wrong content type, body too large.
+    let (s, c, _) = err(e
+        .http
+        .post(format!("{}/v3/auth/tokens", e.base))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((s, c.as_str()), (400, "DBS.200001"));
+    let (s, c, _) =
+        err(e.http.post(format!("{}/v3/auth/tokens", e.base)).body("{}").send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (415, "DBS.900415"));
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(70 * 1024));
+    let (s, c, _) = err(e
+        .http
+        .post(format!("{}/v3/auth/tokens", e.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((s, c.as_str()), (413, "DBS.900413"));
+    // Wrong password: 401 without saying which part was wrong.
+    let r = e
+        .http
+        .post(format!("{}/v3/auth/tokens", e.base))
+        .json(&json!({"auth":{"identity":{"methods":["password"],"password":{"user":{
+            "name":"admin","password":"Wrong-pass-1","domain":{"name":"docplane"}}}},"scope":{"project":{"name":"local"}}}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, c, body) = err(r).await;
+    assert_eq!((s, c.as_str()), (401, "DBS.900002"));
+    assert!(!body.to_string().contains("admin"));
+    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn tenant_isolation() {
+    let e = start(false).await;
+    let store = e.server.state().store.clone();
+    // Project B in the same account, project C in another account.
+    let pb = "b".repeat(32);
+    let pc = "c".repeat(32);
+    store
+        .create_project(&Project {
+            id: pb.clone(),
+            domain_id: e.boot.domain_id.clone(),
+            name: "b".into(),
+            description: String::new(),
+            enabled: true,
+            created_at: now_millis(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_domain(&Domain { id: "d".repeat(32), name: "other".into(), enabled: true, created_at: 0 })
+        .await
+        .unwrap();
+    store
+        .create_project(&Project {
+            id: pc.clone(),
+            domain_id: "d".repeat(32),
+            name: "c".into(),
+            description: String::new(),
+            enabled: true,
+            created_at: now_millis(),
+        })
+        .await
+        .unwrap();
+    let ta = admin_token(&e, &e.boot.project_id).await;
+    let ok = e
+        .http
+        .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
+        .header("x-auth-token", &ta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // Token of A on B's path, on another account's project, on a project that does not exist.
+    for p in [&pb, &pc, &"e".repeat(32)] {
+        let (s, c, _) = err(e
+            .http
+            .get(format!("{}/v3/{p}/whoami", e.base))
+            .header("x-auth-token", &ta)
+            .send()
+            .await
+            .unwrap())
+        .await;
+        assert_eq!((s, c.as_str()), (403, "DBS.900004"), "{p}");
+    }
+    // AK/SK: the path's project decides; X-Project-Id must agree; other account's project refused.
+    let signed = |path: String, project_header: Option<String>| {
+        let host = e.server.local_addr().to_string();
+        let mut h =
+            vec![("host".to_owned(), host), ("x-sdk-date".to_owned(), sign::format_sdk_date(Utc::now()))];
+        if let Some(p) = project_header {
+            h.push(("x-project-id".to_owned(), p));
+        }
+        let auth =
+            sign::sign("GET", &path, "", &h, b"", &e.boot.access_key, e.boot.secret_key.as_bytes()).unwrap();
+        let mut rb = e.http.get(format!("{}{path}", e.base)).header("authorization", auth);
+        for (k, v) in h.iter().filter(|(k, _)| k != "host") {
+            rb = rb.header(k, v);
+        }
+        rb
+    };
+    let r = signed(format!("/v3/{pb}/whoami"), None).send().await.unwrap();
+    assert_eq!(r.status(), 200, "admin key works on any project of its account");
+    let (s, c, _) =
+        err(signed(format!("/v3/{pb}/whoami"), Some(e.boot.project_id.clone())).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (403, "DBS.900004"));
+    let (s, c, _) = err(signed(format!("/v3/{pc}/whoami"), None).send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (403, "DBS.900004"));
+    // Tampering after signing: path changed.
+    let rb = signed(format!("/v3/{}/whoami", e.boot.project_id), None);
+    let mut req = rb.build().unwrap();
+    *req.url_mut() = format!("{}/v3/{pb}/whoami", e.base).parse().unwrap();
+    let (s, c, _) = err(e.http.execute(req).await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (401, "DBS.900003"));
+    // A replayed (old) signature.
+    let host = e.server.local_addr().to_string();
+    let old = sign::format_sdk_date(Utc::now() - chrono::Duration::minutes(16));
+    let path = format!("/v3/{}/whoami", e.boot.project_id);
+    let h = vec![("host".to_owned(), host), ("x-sdk-date".to_owned(), old.clone())];
+    let auth =
+        sign::sign("GET", &path, "", &h, b"", &e.boot.access_key, e.boot.secret_key.as_bytes()).unwrap();
+    let (s, c, _) = err(e
+        .http
+        .get(format!("{}{path}", e.base))
+        .header("authorization", auth)
+        .header("x-sdk-date", old)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((s, c.as_str()), (401, "DBS.900003"));
+    // IAM writes from another account's domain header are refused.
+    let path = "/v3/groups";
+    let body = br#"{"group":{"name":"g1"}}"#;
+    let host = e.server.local_addr().to_string();
+    let h = vec![
+        ("host".to_owned(), host),
+        ("x-sdk-date".to_owned(), sign::format_sdk_date(Utc::now())),
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-domain-id".to_owned(), "d".repeat(32)),
+    ];
+    let auth =
+        sign::sign("POST", path, "", &h, body, &e.boot.access_key, e.boot.secret_key.as_bytes()).unwrap();
+    let mut rb = e.http.post(format!("{}{path}", e.base)).header("authorization", auth).body(body.to_vec());
+    for (k, v) in h.iter().filter(|(k, _)| k != "host") {
+        rb = rb.header(k, v);
+    }
+    let (s, c, _) = err(rb.send().await.unwrap()).await;
+    assert_eq!((s, c.as_str()), (403, "DBS.900004"));
+    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_serves_the_same_api() {
+    let e = start(true).await;
+    assert!(e.base.starts_with("https://"));
+    let t = admin_token(&e, &e.boot.project_id).await;
+    let r = e
+        .http
+        .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
+        .header("x-auth-token", t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let who: Value = r.json().await.unwrap();
+    assert_eq!(who["is_admin"], true);
+    // Plain HTTP to the TLS port does not get an answer.
+    let plain = e.base.replace("https://", "http://");
+    assert!(
+        !reqwest::get(format!("{plain}/openapi.json"))
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    );
+    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_share_revocation() {
+    use sqlx::Connection;
+    let base =
+        std::env::var("DOCPLANE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("docplane_test_{}_{:08x}", std::process::id(), rand::random::<u32>());
+    let mut admin =
+        sqlx::PgConnection::connect(&format!("{base}/postgres")).await.expect("PostgreSQL must be reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let url = format!("{base}/{name}");
+    let run = async move {
+        let key = MasterKey::generate();
+        let sa = docplane_store::open(&url).await.unwrap();
+        let sb = docplane_store::open(&url).await.unwrap();
+        let boot = bootstrap(sa.clone(), &key, &BootstrapOptions::default()).await.unwrap();
+        let mut ca = ApiConfig::new("127.0.0.1:0".parse().unwrap(), sa, key.clone());
+        ca.sync_interval = Duration::from_millis(200);
+        let mut cb = ApiConfig::new("127.0.0.1:0".parse().unwrap(), sb, key);
+        cb.sync_interval = Duration::from_millis(200);
+        let (a, b) = (serve(ca).await.unwrap(), serve(cb).await.unwrap());
+        let http = reqwest::Client::new();
+        let (ua, ub) = (format!("http://{}", a.local_addr()), format!("http://{}", b.local_addr()));
+        // Token from replica A works on replica B.
+        let r = http
+            .post(format!("{ua}/v3/auth/tokens"))
+            .json(&json!({"auth":{"identity":{"methods":["password"],"password":{"user":{
+                "name":"admin","password":boot.admin_password.clone().unwrap(),"domain":{"name":"docplane"}}}},
+                "scope":{"project":{"name":"local"}}}}))
+            .send()
+            .await
+            .unwrap();
+        let tok = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+        let who = format!("{ub}/v3/{}/whoami", boot.project_id);
+        assert_eq!(http.get(&who).header("x-auth-token", &tok).send().await.unwrap().status(), 200);
+        // Change the admin's password through replica A (IAM API); replica B refuses the old token.
+        let r = http
+            .put(format!("{ua}/v3.0/OS-USER/users/{}", boot.admin_user_id))
+            .header("x-auth-token", &tok)
+            .json(&json!({"user":{"password":"Brand-new-pass-1"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let s = http.get(&who).header("x-auth-token", &tok).send().await.unwrap().status();
+            if s == 401 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "replica B still accepts a revoked token");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        a.shutdown(Duration::from_secs(1)).await.unwrap();
+        b.shutdown(Duration::from_secs(1)).await.unwrap();
+    };
+    let res = tokio::spawn(run).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    res.unwrap();
+}

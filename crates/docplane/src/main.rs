@@ -1,0 +1,250 @@
+//! `docplane`: the one binary. Server subcommands (`up`, `serve`, `node`) and client subcommands
+//! (`login`, `instances`, `sessions`). This file only parses arguments and dispatches; the work lives in
+//! the library crates (see ARCHITECTURE.md).
+
+mod client;
+mod commands;
+mod config;
+mod servers;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use client::output::Output;
+
+/// A self-hosted control plane that lists and kills the sessions of MongoDB instance nodes through the
+/// DDS v3 API, with IAM tokens, AK/SK signatures, policies and an embedded MongoDB-compatible node.
+#[derive(Debug, Parser)]
+#[command(name = "docplane", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: the control plane and one embedded node, bootstrapped on first start.
+    Up(UpArgs),
+    /// Run the control plane (HTTP API) alone.
+    Serve(ServeArgs),
+    /// Run an embedded MongoDB-wire-compatible node alone.
+    Node(NodeArgs),
+    /// Sign in to an endpoint and save the credentials as a profile.
+    Login(LoginArgs),
+    /// Instances of the profile's project.
+    #[command(subcommand)]
+    Instances(InstancesCommand),
+    /// Sessions (operations) of an instance node.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServerCommon {
+    /// TOML configuration file; flags and DOCPLANE_* variables override it.
+    #[arg(long, env = "DOCPLANE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where metadata, node data and keys live [default: ./docplane-data].
+    #[arg(long, env = "DOCPLANE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `docplane_api=debug` (RUST_LOG syntax).
+    #[arg(long, env = "DOCPLANE_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, env = "DOCPLANE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    common: ServerCommon,
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
+    api_listen: Option<SocketAddr>,
+    /// Address of the embedded node [default: 127.0.0.1:27017].
+    #[arg(long, env = "DOCPLANE_NODE_LISTEN", value_name = "ADDR:PORT")]
+    node_listen: Option<SocketAddr>,
+    /// Let the node run test commands such as `{sleep: 1, millis: N}`.
+    #[arg(long, env = "DOCPLANE_ENABLE_TEST_COMMANDS")]
+    enable_test_commands: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: ServerCommon,
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Metadata store: a `postgres://` URL, or an SQLite file path [default: DATA_DIR/meta.sqlite].
+    #[arg(long, env = "DOCPLANE_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// PEM certificate chain; with --tls-key the API speaks HTTPS.
+    #[arg(long, env = "DOCPLANE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "DOCPLANE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    #[command(flatten)]
+    common: ServerCommon,
+    /// Interface to listen on [default: 127.0.0.1].
+    #[arg(long, env = "DOCPLANE_NODE_BIND", value_name = "IP")]
+    bind: Option<IpAddr>,
+    /// Port to listen on [default: 27017].
+    #[arg(long, env = "DOCPLANE_NODE_PORT")]
+    port: Option<u16>,
+    /// Let clients run test commands such as `{sleep: 1, millis: N}`.
+    #[arg(long, env = "DOCPLANE_ENABLE_TEST_COMMANDS")]
+    enable_test_commands: bool,
+    /// Accept every client without authentication (local play only).
+    #[arg(long, env = "DOCPLANE_NO_AUTH")]
+    no_auth: bool,
+    /// Root user created at first start.
+    #[arg(long, env = "DOCPLANE_ROOT_USER", value_name = "NAME", requires = "root_password")]
+    root_user: Option<String>,
+    /// Password of --root-user (prefer the environment variable: flags show up in `ps`).
+    #[arg(long, env = "DOCPLANE_ROOT_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    root_password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ClientCommon {
+    /// Profile to use [default: default].
+    #[arg(long, global = true, env = "DOCPLANE_PROFILE", default_value = "default")]
+    profile: String,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    #[command(flatten)]
+    common: ClientCommon,
+    /// Read endpoint, account, user, password and project from a `docplane up` bootstrap.json.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "user"])]
+    bootstrap: Option<PathBuf>,
+    /// API endpoint, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "DOCPLANE_ENDPOINT")]
+    endpoint: Option<String>,
+    /// Account (domain) name.
+    #[arg(long)]
+    domain: Option<String>,
+    /// User name.
+    #[arg(long)]
+    user: Option<String>,
+    /// Password (prefer DOCPLANE_PASSWORD or --password-stdin).
+    #[arg(long, env = "DOCPLANE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Project to scope the token to, by id.
+    #[arg(long)]
+    project_id: Option<String>,
+    /// Project to scope the token to, by name.
+    #[arg(long, conflicts_with = "project_id")]
+    project_name: Option<String>,
+    /// Save an AK/SK profile instead of a token (requests are signed; nothing expires).
+    #[arg(long, requires = "sk")]
+    ak: Option<String>,
+    /// Secret key for --ak (prefer DOCPLANE_SK).
+    #[arg(long, env = "DOCPLANE_SK", hide_env_values = true)]
+    sk: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum InstancesCommand {
+    /// List instances with their groups and nodes.
+    List {
+        #[command(flatten)]
+        common: ClientCommon,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Single, ReplicaSet or Sharding.
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long)]
+        offset: Option<u32>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List the sessions of a node, longest-running first.
+    List {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// Node ID (see `docplane instances list`).
+        #[arg(long)]
+        node: String,
+        /// none, update, insert, query, command, getmore, remove or killcursors.
+        #[arg(long = "type")]
+        op_type: Option<String>,
+        /// db.collection
+        #[arg(long)]
+        namespace: Option<String>,
+        /// e.g. COLLSCAN, IXSCAN.
+        #[arg(long)]
+        plan_summary: Option<String>,
+        /// Only sessions running longer than this many microseconds.
+        #[arg(long, value_name = "MICROS")]
+        min_cost_time: Option<u64>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        offset: Option<u32>,
+    },
+    /// Kill sessions of a node by ID.
+    Kill {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// Node ID.
+        #[arg(long)]
+        node: String,
+        /// Session IDs from `docplane sessions list`.
+        #[arg(required = true, value_name = "SESSION_ID")]
+        sessions: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // API errors print as `DBS.xxxxxx: message`; everything else with its causes.
+            if let Some(api) = e.downcast_ref::<client::ApiFailure>() {
+                eprintln!("{api}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

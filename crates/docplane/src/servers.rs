@@ -1,0 +1,316 @@
+//! The server subcommands: `node`, `serve` and `up`. Each resolves its settings (flags > DOCPLANE_* >
+//! TOML file > defaults), starts the library servers, and waits for Ctrl-C or SIGTERM to shut them down.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tracing::info;
+
+use crate::config::{self, FileConfig};
+use crate::{LogFormat, NodeArgs, ServerCommon};
+
+fn init_tracing(common: &ServerCommon) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&common.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    // A second init (tests calling twice) is harmless: keep the first subscriber.
+    let _ = match common.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves the data directory and creates it private to the owner (it holds keys and credentials).
+fn data_dir(common: &ServerCommon, file: &FileConfig) -> Result<PathBuf> {
+    let dir = common
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    create_private_dir(&dir)?;
+    Ok(dir)
+}
+
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Resolves when the process receives Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+pub async fn node(args: NodeArgs) -> Result<()> {
+    init_tracing(&args.common);
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let dir = data_dir(&args.common, &file)?;
+    let default = config::addr(None, file.node.listen, config::DEFAULT_NODE_LISTEN)?;
+    let bind =
+        std::net::SocketAddr::new(args.bind.unwrap_or(default.ip()), args.port.unwrap_or(default.port()));
+    let node_config = docplane_node::NodeConfig {
+        bind,
+        data_dir: Some(dir.join("node")),
+        enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
+        auth: !(args.no_auth || file.node.no_auth.unwrap_or(false)),
+        root_user: args.root_user.zip(args.root_password),
+        ..Default::default()
+    };
+    let handle = docplane_node::Node::start(node_config).await.context("starting the node")?;
+    info!(addr = %handle.local_addr(), data_dir = %dir.display(), "node ready");
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down");
+    handle.shutdown().await.context("stopping the node")?;
+    Ok(())
+}
+
+/// The metadata store location: `--store`, the file's `[api] store`, else `DATA_DIR/meta.sqlite`.
+fn store_location(flag: Option<String>, file: &FileConfig, dir: &Path) -> String {
+    flag.or_else(|| file.api.store.clone())
+        .unwrap_or_else(|| dir.join("meta.sqlite").to_string_lossy().into_owned())
+}
+
+/// Opens the store and the master key and builds the API configuration (without starting it).
+async fn api_config(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    store: &str,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Result<docplane_api::ApiConfig> {
+    let master_key = docplane_api::MasterKey::load_or_create(dir).context("loading the master key")?;
+    let store = docplane_store::open(store).await.context("opening the metadata store")?;
+    let mut cfg = docplane_api::ApiConfig::new(listen, store, master_key);
+    cfg.tls = tls.map(|(cert_pem, key_pem)| docplane_api::TlsConfig { cert_pem, key_pem });
+    Ok(cfg)
+}
+
+pub async fn serve(args: crate::ServeArgs) -> Result<()> {
+    init_tracing(&args.common);
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let dir = data_dir(&args.common, &file)?;
+    let listen = config::addr(args.listen, file.api.listen, config::DEFAULT_API_LISTEN)?;
+    let store = store_location(args.store, &file, &dir);
+    let tls = match (args.tls_cert.or(file.api.tls_cert.clone()), args.tls_key.or(file.api.tls_key.clone())) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and a key"),
+    };
+    let cfg = api_config(&dir, listen, &store, tls).await?;
+    let handle = docplane_api::serve(cfg).await.context("starting the API")?;
+    info!(addr = %handle.local_addr(), "control plane ready");
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down");
+    handle.shutdown(std::time::Duration::from_secs(5)).await.context("stopping the API")?;
+    Ok(())
+}
+
+/// `DATA_DIR/bootstrap.json`: what `docplane up` created on first start, for people and scripts.
+/// Exactly these keys; written once, mode 0600.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootstrapFile {
+    endpoint: String,
+    project_id: String,
+    project_name: String,
+    domain_id: String,
+    domain_name: String,
+    user_name: String,
+    password: String,
+    ak: String,
+    sk: String,
+    instance_id: String,
+    node_id: String,
+    node_uri: String,
+}
+
+const EMBEDDED_ROOT_USER: &str = "root";
+const EMBEDDED_INSTANCE_NAME: &str = "embedded";
+
+fn random_password() -> String {
+    use rand::Rng;
+    use rand::distributions::Alphanumeric;
+    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
+}
+
+/// A loopback address stands in for a wildcard bind when the address is used to connect.
+fn connectable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+fn write_private_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The root credentials inside a `mongodb://user:password@host/...` URI written by `up`.
+fn uri_credentials(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("mongodb://")?;
+    let (userinfo, _) = rest.split_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+pub async fn up(args: crate::UpArgs) -> Result<()> {
+    init_tracing(&args.common);
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let dir = data_dir(&args.common, &file)?;
+    let api_listen = config::addr(args.api_listen, file.api.listen, config::DEFAULT_API_LISTEN)?;
+    let node_listen = config::addr(args.node_listen, file.node.listen, config::DEFAULT_NODE_LISTEN)?;
+    let boot_path = dir.join("bootstrap.json");
+    let existing: Option<BootstrapFile> = match std::fs::read_to_string(&boot_path) {
+        Ok(text) => {
+            Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", boot_path.display()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", boot_path.display())),
+    };
+
+    // The node's root user: generated on first start; later starts pass the same one again, which the
+    // node creates only if it is missing (e.g. a wiped node directory).
+    let root = match &existing {
+        Some(b) => uri_credentials(&b.node_uri).context("bootstrap.json has no credentials in node_uri")?,
+        None => (EMBEDDED_ROOT_USER.to_string(), random_password()),
+    };
+    let node = docplane_node::Node::start(docplane_node::NodeConfig {
+        bind: node_listen,
+        data_dir: Some(dir.join("node")),
+        enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
+        auth: true,
+        root_user: Some(root.clone()),
+        ..Default::default()
+    })
+    .await
+    .context("starting the embedded node")?;
+    let node_addr = connectable(node.local_addr());
+
+    let store = store_location(None, &file, &dir);
+    let cfg = api_config(&dir, api_listen, &store, None).await?;
+    let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
+    let api = match docplane_api::serve(cfg).await {
+        Ok(api) => api,
+        Err(e) => {
+            let _ = node.shutdown().await;
+            return Err(e).context("starting the API");
+        }
+    };
+    let endpoint = format!("http://{}", connectable(api.local_addr()));
+
+    let first_start = async {
+        let boot = docplane_api::bootstrap(meta, &master_key, &docplane_api::BootstrapOptions::default())
+            .await
+            .context("bootstrapping the account")?;
+        let password = boot.admin_password.clone().context(
+            "the metadata store was bootstrapped before but bootstrap.json is gone, and the admin password \
+             cannot be recovered: move the data directory away to start afresh",
+        )?;
+        let (token, _, _) = crate::commands::password_token(
+            &endpoint,
+            &boot.domain_name,
+            &boot.admin_name,
+            &password,
+            serde_json::json!({ "id": boot.project_id }),
+        )
+        .await?;
+        let registered = register_embedded(&endpoint, &token, &boot.project_id, node_addr, &root).await?;
+        let file = BootstrapFile {
+            endpoint: endpoint.clone(),
+            project_id: boot.project_id,
+            project_name: boot.project_name,
+            domain_id: boot.domain_id,
+            domain_name: boot.domain_name,
+            user_name: boot.admin_name,
+            password,
+            ak: boot.access_key,
+            sk: boot.secret_key,
+            instance_id: registered.0,
+            node_id: registered.1,
+            node_uri: format!("mongodb://{}:{}@{node_addr}/?authSource=admin", root.0, root.1),
+        };
+        write_private_json(&boot_path, &file)?;
+        anyhow::Ok(())
+    };
+    if existing.is_none()
+        && let Err(e) = first_start.await
+    {
+        let _ = api.shutdown(std::time::Duration::from_secs(1)).await;
+        let _ = node.shutdown().await;
+        return Err(e);
+    }
+
+    info!(api = %endpoint, node = %node_addr, "docplane is up");
+    println!("docplane is up: API {endpoint}, embedded node {node_addr}");
+    println!("credentials and ids: {} (mode 0600)", boot_path.display());
+    println!("try:");
+    println!("  docplane login --bootstrap {}", boot_path.display());
+    println!("  docplane sessions list --node \"$(jq -r .node_id {})\"", boot_path.display());
+
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down");
+    let api_result = api.shutdown(std::time::Duration::from_secs(3)).await;
+    let node_result = node.shutdown().await;
+    api_result.context("stopping the API")?;
+    node_result.context("stopping the node")?;
+    Ok(())
+}
+
+/// Registers the embedded node through the public registration route, as any client would; returns
+/// (instance id, node id).
+async fn register_embedded(
+    endpoint: &str,
+    token: &str,
+    project_id: &str,
+    node_addr: std::net::SocketAddr,
+    root: &(String, String),
+) -> Result<(String, String)> {
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/v3/{project_id}/instances/register"))
+        .header("X-Auth-Token", token)
+        .json(&serde_json::json!({
+            "name": EMBEDDED_INSTANCE_NAME,
+            "mode": "Single",
+            "seeds": [node_addr.to_string()],
+            "username": root.0,
+            "password": root.1,
+        }))
+        .send()
+        .await
+        .context("registering the embedded node")?;
+    let body = crate::client::decode(resp).await.context("registering the embedded node")?;
+    let instance = &body["instance"];
+    let instance_id = instance["id"].as_str().context("registration answered without an instance id")?;
+    let node_id = instance["groups"][0]["nodes"][0]["id"]
+        .as_str()
+        .context("registration answered without a node id")?;
+    Ok((instance_id.to_string(), node_id.to_string()))
+}

@@ -1,0 +1,224 @@
+//! Connection pools per node, through the official `mongodb` driver.
+//!
+//! Invariants:
+//! - one [`mongodb::Client`] (one pool, direct connection) per node id, reused across requests;
+//! - a cached client is replaced as soon as the node's address or credentials change, so a
+//!   re-registered node never runs commands with stale credentials;
+//! - every command goes through [`Driver::run`], which bounds it by the configured operation
+//!   timeout: no call into this crate waits unboundedly on the network.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use mongodb::Client;
+use mongodb::bson::Document;
+use mongodb::options::{ClientOptions, Credential, ServerAddress};
+
+use crate::config::{ConnectionKey, Credentials, DriverConfig, NodeTarget};
+use crate::error::{DriverError, Result};
+use crate::info::ServerVersion;
+
+struct CachedClient {
+    key: ConnectionKey,
+    client: Client,
+    /// Last version read from this node through this pool.
+    version: Option<ServerVersion>,
+}
+
+/// Handle to the node driver; cheap to clone (shared pool cache inside).
+#[derive(Clone)]
+pub struct Driver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DriverConfig,
+    clients: Mutex<HashMap<String, CachedClient>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A driver with an empty pool cache.
+    pub fn new(config: DriverConfig) -> Self {
+        Self { inner: Arc::new(Inner { config, clients: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DriverConfig {
+        &self.inner.config
+    }
+
+    /// Builds the driver options for one node: direct connection, our app name, bounded timeouts.
+    pub fn client_options(&self, key: &ConnectionKey) -> Result<ClientOptions> {
+        let cfg = &self.inner.config;
+        let address = ServerAddress::parse(&key.address).map_err(|e| {
+            DriverError::InvalidRequest(format!("invalid node address {:?}: {e}", key.address))
+        })?;
+        let mut options = ClientOptions::default();
+        options.hosts = vec![address];
+        options.direct_connection = Some(true);
+        options.app_name = Some(cfg.app_name.clone());
+        options.connect_timeout = Some(cfg.connect_timeout);
+        options.server_selection_timeout = Some(cfg.server_selection_timeout);
+        options.max_pool_size = Some(cfg.max_pool_size);
+        options.min_pool_size = Some(0);
+        options.heartbeat_freq = Some(cfg.heartbeat_frequency);
+        options.retry_reads = Some(false);
+        options.retry_writes = Some(false);
+        options.credential = key.credentials.as_ref().map(to_credential);
+        Ok(options)
+    }
+
+    /// A client for `key` that is not cached (used while discovering unregistered deployments).
+    pub fn ephemeral_client(&self, key: &ConnectionKey) -> Result<Client> {
+        let options = self.client_options(key)?;
+        Client::with_options(options).map_err(DriverError::from)
+    }
+
+    /// The pooled client of `target`, created on first use and rebuilt when the address or
+    /// credentials changed since it was cached.
+    pub fn client(&self, target: &NodeTarget) -> Result<Client> {
+        let key = target.connection_key();
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .map_err(|_| DriverError::InvalidRequest("driver pool cache poisoned".into()))?;
+        if let Some(cached) = clients.get(&target.id)
+            && cached.key == key
+        {
+            return Ok(cached.client.clone());
+        }
+        let client = self.ephemeral_client(&key)?;
+        if clients
+            .insert(target.id.clone(), CachedClient { key, client: client.clone(), version: None })
+            .is_some()
+        {
+            tracing::debug!(node = %target.id, "node address or credentials changed; pool rebuilt");
+        }
+        Ok(client)
+    }
+
+    /// Drops the cached pool of a node (after it is unregistered). Returns whether one existed.
+    pub fn forget(&self, node_id: &str) -> bool {
+        match self.inner.clients.lock() {
+            Ok(mut clients) => clients.remove(node_id).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// The version last read from `target` through its current pool.
+    pub fn cached_version(&self, target: &NodeTarget) -> Option<ServerVersion> {
+        let clients = self.inner.clients.lock().ok()?;
+        clients.get(&target.id).filter(|c| c.key == target.connection_key()).and_then(|c| c.version)
+    }
+
+    /// Records the version read from `target` (ignored if its pool changed meanwhile).
+    pub fn remember_version(&self, target: &NodeTarget, version: ServerVersion) {
+        if let Ok(mut clients) = self.inner.clients.lock()
+            && let Some(c) = clients.get_mut(&target.id)
+            && c.key == target.connection_key()
+        {
+            c.version = Some(version);
+        }
+    }
+
+    /// Number of cached pools (for tests and metrics).
+    pub fn cached_pools(&self) -> usize {
+        self.inner.clients.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Runs `fut` under the operation timeout, classifying driver errors.
+    pub async fn run<T>(&self, fut: impl Future<Output = mongodb::error::Result<T>>) -> Result<T> {
+        let limit = self.inner.config.operation_timeout;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(DriverError::from(e)),
+            Err(_) => Err(DriverError::Timeout(limit)),
+        }
+    }
+
+    /// Runs one command on `db` of `client` under the operation timeout.
+    pub async fn command(&self, client: &Client, db: &str, command: Document) -> Result<Document> {
+        let database = client.database(db);
+        self.run(async move { database.run_command(command).await }).await
+    }
+}
+
+fn to_credential(c: &Credentials) -> Credential {
+    let mut credential = Credential::default();
+    credential.username = Some(c.username.clone());
+    credential.password = Some(c.password.clone());
+    credential.source = Some(c.source.clone().unwrap_or_else(|| "admin".to_owned()));
+    credential
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::NodeKind;
+
+    fn target(address: &str, password: Option<&str>) -> NodeTarget {
+        NodeTarget {
+            id: "n1".into(),
+            address: address.into(),
+            credentials: password.map(|p| Credentials {
+                username: "u".into(),
+                password: p.into(),
+                source: None,
+            }),
+            kind: NodeKind::Mongod,
+        }
+    }
+
+    #[tokio::test]
+    async fn pools_are_cached_and_rebuilt_on_change() {
+        let driver = Driver::new(DriverConfig::default());
+        let t = target("127.0.0.1:27017", Some("a"));
+        driver.client(&t).unwrap();
+        driver.remember_version(&t, ServerVersion::new(4, 4, 0));
+        driver.client(&t).unwrap();
+        assert_eq!(driver.cached_pools(), 1);
+        assert_eq!(driver.cached_version(&t), Some(ServerVersion::new(4, 4, 0)));
+        // New password: new pool, the cached version is forgotten with the old pool.
+        let t2 = target("127.0.0.1:27017", Some("b"));
+        driver.client(&t2).unwrap();
+        assert_eq!(driver.cached_pools(), 1);
+        assert_eq!(driver.cached_version(&t2), None);
+        assert_eq!(driver.cached_version(&t), None);
+        // New address: same.
+        let t3 = target("127.0.0.1:27018", Some("b"));
+        driver.remember_version(&t2, ServerVersion::new(5, 0, 0));
+        driver.client(&t3).unwrap();
+        assert_eq!(driver.cached_version(&t3), None);
+        assert!(driver.forget("n1"));
+        assert!(!driver.forget("n1"));
+        assert_eq!(driver.cached_pools(), 0);
+    }
+
+    #[test]
+    fn options_are_direct_and_bounded() {
+        let config = DriverConfig { app_name: "x-app".into(), ..DriverConfig::default() };
+        let driver = Driver::new(config.clone());
+        let t = target("db.example:27019", Some("pw"));
+        let o = driver.client_options(&t.connection_key()).unwrap();
+        assert_eq!(o.direct_connection, Some(true));
+        assert_eq!(o.app_name.as_deref(), Some("x-app"));
+        assert_eq!(o.connect_timeout, Some(config.connect_timeout));
+        assert_eq!(o.server_selection_timeout, Some(config.server_selection_timeout));
+        let c = o.credential.unwrap();
+        assert_eq!(c.source.as_deref(), Some("admin"));
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert!(format!("{:?}", t.credentials).contains("***"));
+        assert!(!format!("{:?}", t.credentials).contains("pw"));
+        let bad = target("", None);
+        assert!(matches!(driver.client_options(&bad.connection_key()), Err(DriverError::InvalidRequest(_))));
+    }
+}

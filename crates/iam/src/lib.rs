@@ -1,0 +1,28 @@
+//! docplane-iam: identity and access, with no HTTP types.
+//!
+//! - [`password`]: argon2id hashing.
+//! - [`keys`]: the master key (file with mode 0600 or `DOCPLANE_MASTER_KEY`), AES-256-GCM sealing of
+//!   secrets at rest, derived subkeys.
+//! - [`token`]: HMAC-signed tokens verified without a database round trip.
+//! - [`sign`]: `SDK-HMAC-SHA256` request signatures exactly as the vendor SDKs produce them; pure
+//!   functions.
+//! - [`policy`]: policy documents and deny-overrides evaluation.
+//! - [`service`]: [`Iam`], which ties these to the metadata store, with caches kept correct across
+//!   replicas by polling the store's change log.
+//!
+//! Architecture invariant: this crate knows nothing about HTTP or the vendor's JSON shapes; the API
+//! crate maps [`IamError`] to vendor error codes.
+
+pub mod keys;
+pub mod password;
+pub mod policy;
+pub mod service;
+pub mod sign;
+pub mod token;
+
+pub use keys::{MasterKey, Sealer};
+pub use service::{
+    AuthMethod, BootstrapOptions, BootstrapOutput, Iam, IamError, IssuedToken, Principal, ProjectSelector,
+    UserPatch, UserSelector, new_id,
+};
+pub use sign::{SignError, SignedRequest};

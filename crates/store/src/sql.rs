@@ -1,0 +1,712 @@
+//! The SQL behind [`MetaStore`], written once and expanded for SQLite and PostgreSQL.
+//!
+//! Both backends accept `$N` placeholders, `ON CONFLICT DO NOTHING`, `LIMIT/OFFSET` and the column
+//! types used by the migrations (TEXT, BOOLEAN, INTEGER/BIGINT, BLOB/BYTEA), so one statement text
+//! serves both; the macro [`impl_meta_store`] stamps the trait implementation out per backend. The only
+//! backend-specific statement is `LOCK_CHANGES`, run at the start of every transaction that appends to
+//! the change log: PostgreSQL takes a transaction-scoped advisory lock so that change sequence numbers
+//! are handed out and committed in the same order; SQLite has a single writer and needs nothing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::model::{change_kind as ck, *};
+use crate::{MetaStore, Result, StoreError};
+
+/// SQLite-backed store (the default).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+/// PostgreSQL-backed store (several replicas may share one database).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` in WAL mode and migrates it.
+    pub async fn open_file(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new().filename(path);
+        Self::connect_with(opts).await
+    }
+
+    /// Opens an `sqlite:` URL and migrates it.
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        let opts =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidLocation(e.to_string()))?;
+        Self::connect_with(opts).await
+    }
+
+    async fn connect_with(opts: SqliteConnectOptions) -> Result<Self> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL and migrates the database (sqlx serialises concurrent
+    /// migrators with an advisory lock, so replicas may start together).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidLocation(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool (tests use it before dropping their database).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const DOMAIN_COLS: &str = "id, name, enabled, created_at";
+const PROJECT_COLS: &str = "id, domain_id, name, description, enabled, created_at";
+const USER_COLS: &str = "id, domain_id, name, password_hash, enabled, is_domain_admin, token_epoch, description, created_at, updated_at";
+const GROUP_COLS: &str = "id, domain_id, name, description, created_at";
+const ROLE_COLS: &str =
+    "id, domain_id, name, display_name, description, role_type, policy, created_at, updated_at";
+const CRED_COLS: &str = "access_key, user_id, secret_enc, status, description, created_at";
+const INSTANCE_COLS: &str =
+    "id, project_id, name, mode, status, datastore_version, port, created_at, updated_at";
+const IGROUP_COLS: &str = "id, instance_id, group_type, name, status";
+const NODE_COLS: &str =
+    "id, instance_id, group_id, name, role, status, address, credentials_enc, version, updated_at";
+const AUDIT_COLS: &str = "id, at, project_id, instance_id, node_id, principal_id, principal_name, request_id, session_ids, outcome, detail";
+
+fn affected(n: u64) -> Result<()> {
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+macro_rules! impl_meta_store {
+    ($store:ident, $db:ty, $backend:literal, $lock_changes:expr) => {
+        impl $store {
+            /// Starts a transaction that will append to the change log.
+            async fn begin_change(&self) -> Result<sqlx::Transaction<'static, $db>> {
+                let mut tx = self.pool.begin().await?;
+                let lock: Option<&str> = $lock_changes;
+                if let Some(sql) = lock {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                Ok(tx)
+            }
+
+            async fn record_change(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                kind: &str,
+                entity_id: &str,
+            ) -> Result<()> {
+                sqlx::query("INSERT INTO changes (kind, entity_id, at) VALUES ($1, $2, $3)")
+                    .bind(kind)
+                    .bind(entity_id)
+                    .bind(now_millis())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Runs one statement plus its change-log row in a transaction; NotFound when the
+            /// statement touched no row.
+            async fn exec_with_change<'q>(
+                &self,
+                q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+                kind: &str,
+                entity_id: &str,
+            ) -> Result<()> {
+                let mut tx = self.begin_change().await?;
+                let n = q.execute(&mut *tx).await?.rows_affected();
+                affected(n)?;
+                Self::record_change(&mut tx, kind, entity_id).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl MetaStore for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn create_domain(&self, d: &Domain) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO domains (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&d.id)
+                .bind(&d.name)
+                .bind(d.enabled)
+                .bind(d.created_at);
+                self.exec_with_change(q, ck::DOMAIN, &d.id).await
+            }
+
+            async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
+                let sql = format!("SELECT {DOMAIN_COLS} FROM domains WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn get_domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
+                let sql = format!("SELECT {DOMAIN_COLS} FROM domains WHERE name = $1");
+                Ok(sqlx::query_as(&sql).bind(name).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_domains(&self) -> Result<Vec<Domain>> {
+                let sql = format!("SELECT {DOMAIN_COLS} FROM domains ORDER BY name");
+                Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+            }
+
+            async fn create_project(&self, p: &Project) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO projects (id, domain_id, name, description, enabled, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&p.id)
+                .bind(&p.domain_id)
+                .bind(&p.name)
+                .bind(&p.description)
+                .bind(p.enabled)
+                .bind(p.created_at);
+                self.exec_with_change(q, ck::PROJECT, &p.id).await
+            }
+
+            async fn get_project(&self, id: &str) -> Result<Option<Project>> {
+                let sql = format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_projects(&self, domain_id: &str, name: Option<&str>) -> Result<Vec<Project>> {
+                let sql = format!(
+                    "SELECT {PROJECT_COLS} FROM projects WHERE domain_id = $1 \
+                     AND ($2 IS NULL OR name = $2) ORDER BY name"
+                );
+                Ok(sqlx::query_as(&sql).bind(domain_id).bind(name).fetch_all(&self.pool).await?)
+            }
+
+            async fn create_user(&self, u: &User) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO users (id, domain_id, name, password_hash, enabled, is_domain_admin, \
+                     token_epoch, description, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&u.id)
+                .bind(&u.domain_id)
+                .bind(&u.name)
+                .bind(&u.password_hash)
+                .bind(u.enabled)
+                .bind(u.is_domain_admin)
+                .bind(u.token_epoch)
+                .bind(&u.description)
+                .bind(u.created_at)
+                .bind(u.updated_at);
+                self.exec_with_change(q, ck::USER, &u.id).await
+            }
+
+            async fn get_user(&self, id: &str) -> Result<Option<User>> {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn get_user_by_name(&self, domain_id: &str, name: &str) -> Result<Option<User>> {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE domain_id = $1 AND name = $2");
+                Ok(sqlx::query_as(&sql).bind(domain_id).bind(name).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_users(&self, domain_id: &str) -> Result<Vec<User>> {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE domain_id = $1 ORDER BY name");
+                Ok(sqlx::query_as(&sql).bind(domain_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn update_user(&self, u: &User) -> Result<()> {
+                let q = sqlx::query(
+                    "UPDATE users SET name = $2, password_hash = $3, enabled = $4, \
+                     is_domain_admin = $5, token_epoch = $6, description = $7, updated_at = $8 \
+                     WHERE id = $1",
+                )
+                .bind(&u.id)
+                .bind(&u.name)
+                .bind(&u.password_hash)
+                .bind(u.enabled)
+                .bind(u.is_domain_admin)
+                .bind(u.token_epoch)
+                .bind(&u.description)
+                .bind(u.updated_at);
+                self.exec_with_change(q, ck::USER, &u.id).await
+            }
+
+            async fn delete_user(&self, id: &str) -> Result<()> {
+                let q = sqlx::query("DELETE FROM users WHERE id = $1").bind(id);
+                self.exec_with_change(q, ck::USER, id).await
+            }
+
+            async fn create_group(&self, g: &Group) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO groups (id, domain_id, name, description, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&g.id)
+                .bind(&g.domain_id)
+                .bind(&g.name)
+                .bind(&g.description)
+                .bind(g.created_at);
+                self.exec_with_change(q, ck::GROUP, &g.id).await
+            }
+
+            async fn get_group(&self, id: &str) -> Result<Option<Group>> {
+                let sql = format!("SELECT {GROUP_COLS} FROM groups WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_groups(&self, domain_id: &str) -> Result<Vec<Group>> {
+                let sql = format!("SELECT {GROUP_COLS} FROM groups WHERE domain_id = $1 ORDER BY name");
+                Ok(sqlx::query_as(&sql).bind(domain_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn delete_group(&self, id: &str) -> Result<()> {
+                let q = sqlx::query("DELETE FROM groups WHERE id = $1").bind(id);
+                self.exec_with_change(q, ck::GROUP, id).await
+            }
+
+            async fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<()> {
+                let mut tx = self.begin_change().await?;
+                sqlx::query(
+                    "INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(group_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::record_change(&mut tx, ck::MEMBERSHIP, user_id).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_group_member(&self, group_id: &str, user_id: &str) -> Result<()> {
+                let q = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                    .bind(group_id)
+                    .bind(user_id);
+                self.exec_with_change(q, ck::MEMBERSHIP, user_id).await
+            }
+
+            async fn list_user_groups(&self, user_id: &str) -> Result<Vec<Group>> {
+                let sql = "SELECT g.id, g.domain_id, g.name, g.description, g.created_at \
+                           FROM groups g JOIN group_members m ON m.group_id = g.id \
+                           WHERE m.user_id = $1 ORDER BY g.name";
+                Ok(sqlx::query_as(sql).bind(user_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn create_role(&self, r: &Role) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO roles (id, domain_id, name, display_name, description, role_type, \
+                     policy, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&r.id)
+                .bind(&r.domain_id)
+                .bind(&r.name)
+                .bind(&r.display_name)
+                .bind(&r.description)
+                .bind(&r.role_type)
+                .bind(&r.policy)
+                .bind(r.created_at)
+                .bind(r.updated_at);
+                self.exec_with_change(q, ck::ROLE, &r.id).await
+            }
+
+            async fn get_role(&self, id: &str) -> Result<Option<Role>> {
+                let sql = format!("SELECT {ROLE_COLS} FROM roles WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_roles(&self, domain_id: &str) -> Result<Vec<Role>> {
+                let sql = format!("SELECT {ROLE_COLS} FROM roles WHERE domain_id = $1 ORDER BY display_name");
+                Ok(sqlx::query_as(&sql).bind(domain_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn update_role(&self, r: &Role) -> Result<()> {
+                let q = sqlx::query(
+                    "UPDATE roles SET name = $2, display_name = $3, description = $4, \
+                     role_type = $5, policy = $6, updated_at = $7 WHERE id = $1",
+                )
+                .bind(&r.id)
+                .bind(&r.name)
+                .bind(&r.display_name)
+                .bind(&r.description)
+                .bind(&r.role_type)
+                .bind(&r.policy)
+                .bind(r.updated_at);
+                self.exec_with_change(q, ck::ROLE, &r.id).await
+            }
+
+            async fn delete_role(&self, id: &str) -> Result<()> {
+                let q = sqlx::query("DELETE FROM roles WHERE id = $1").bind(id);
+                self.exec_with_change(q, ck::ROLE, id).await
+            }
+
+            async fn create_grant(&self, g: &Grant) -> Result<()> {
+                let mut tx = self.begin_change().await?;
+                sqlx::query(
+                    "INSERT INTO grants (scope_id, group_id, role_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&g.scope_id)
+                .bind(&g.group_id)
+                .bind(&g.role_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::record_change(&mut tx, ck::GRANT, &g.group_id).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_grant(&self, g: &Grant) -> Result<()> {
+                let q =
+                    sqlx::query("DELETE FROM grants WHERE scope_id = $1 AND group_id = $2 AND role_id = $3")
+                        .bind(&g.scope_id)
+                        .bind(&g.group_id)
+                        .bind(&g.role_id);
+                self.exec_with_change(q, ck::GRANT, &g.group_id).await
+            }
+
+            async fn list_grants(&self, scope_id: &str) -> Result<Vec<Grant>> {
+                let sql = "SELECT scope_id, group_id, role_id FROM grants WHERE scope_id = $1 \
+                           ORDER BY group_id, role_id";
+                Ok(sqlx::query_as(sql).bind(scope_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn policies_for_user(&self, user_id: &str, scope_id: &str) -> Result<Vec<String>> {
+                let sql = "SELECT DISTINCT r.id, r.policy FROM roles r \
+                           JOIN grants g ON g.role_id = r.id \
+                           JOIN group_members m ON m.group_id = g.group_id \
+                           WHERE m.user_id = $1 AND g.scope_id = $2 ORDER BY r.id";
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as(sql).bind(user_id).bind(scope_id).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|(_, p)| p).collect())
+            }
+
+            async fn create_credential(&self, c: &Credential) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO credentials (access_key, user_id, secret_enc, status, description, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&c.access_key)
+                .bind(&c.user_id)
+                .bind(&c.secret_enc)
+                .bind(&c.status)
+                .bind(&c.description)
+                .bind(c.created_at);
+                self.exec_with_change(q, ck::CREDENTIAL, &c.access_key).await
+            }
+
+            async fn get_credential(&self, access_key: &str) -> Result<Option<Credential>> {
+                let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE access_key = $1");
+                Ok(sqlx::query_as(&sql).bind(access_key).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_credentials(&self, user_id: &str) -> Result<Vec<Credential>> {
+                let sql =
+                    format!("SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at");
+                Ok(sqlx::query_as(&sql).bind(user_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn set_credential_status(&self, access_key: &str, status: &str) -> Result<()> {
+                let q = sqlx::query("UPDATE credentials SET status = $2 WHERE access_key = $1")
+                    .bind(access_key)
+                    .bind(status);
+                self.exec_with_change(q, ck::CREDENTIAL, access_key).await
+            }
+
+            async fn delete_credential(&self, access_key: &str) -> Result<()> {
+                let q = sqlx::query("DELETE FROM credentials WHERE access_key = $1").bind(access_key);
+                self.exec_with_change(q, ck::CREDENTIAL, access_key).await
+            }
+
+            async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.0))
+            }
+
+            async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+                let q = sqlx::query(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value);
+                self.exec_with_change(q, ck::SETTING, key).await
+            }
+
+            async fn latest_change_seq(&self) -> Result<i64> {
+                let row: (Option<i64>,) =
+                    sqlx::query_as("SELECT MAX(seq) FROM changes").fetch_one(&self.pool).await?;
+                Ok(row.0.unwrap_or(0))
+            }
+
+            async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, kind, entity_id, at FROM changes WHERE seq > $1 \
+                     ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn create_instance(&self, i: &Instance) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO instances (id, project_id, name, mode, status, datastore_version, \
+                     port, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&i.id)
+                .bind(&i.project_id)
+                .bind(&i.name)
+                .bind(i.mode.as_str())
+                .bind(&i.status)
+                .bind(&i.datastore_version)
+                .bind(i.port)
+                .bind(i.created_at)
+                .bind(i.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_instance(&self, project_id: &str, id: &str) -> Result<Option<Instance>> {
+                let sql = format!("SELECT {INSTANCE_COLS} FROM instances WHERE id = $1 AND project_id = $2");
+                Ok(sqlx::query_as(&sql).bind(id).bind(project_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_instances(&self, f: &InstanceFilter) -> Result<(Vec<Instance>, i64)> {
+                let filter = "WHERE project_id = $1 AND ($2 IS NULL OR id = $2) \
+                              AND ($3 IS NULL OR name = $3) AND ($4 IS NULL OR mode = $4)";
+                let mode = f.mode.map(|m| m.as_str());
+                let count_sql = format!("SELECT COUNT(*) FROM instances {filter}");
+                let total: (i64,) = sqlx::query_as(&count_sql)
+                    .bind(&f.project_id)
+                    .bind(&f.id)
+                    .bind(&f.name)
+                    .bind(mode)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let sql = format!(
+                    "SELECT {INSTANCE_COLS} FROM instances {filter} \
+                     ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+                );
+                let rows = sqlx::query_as(&sql)
+                    .bind(&f.project_id)
+                    .bind(&f.id)
+                    .bind(&f.name)
+                    .bind(mode)
+                    .bind(f.limit.max(0))
+                    .bind(f.offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok((rows, total.0))
+            }
+
+            async fn update_instance_status(&self, id: &str, status: &str) -> Result<()> {
+                let n = sqlx::query("UPDATE instances SET status = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(status)
+                    .bind(now_millis())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                affected(n)
+            }
+
+            async fn update_instance_version(&self, id: &str, version: &str) -> Result<()> {
+                let n =
+                    sqlx::query("UPDATE instances SET datastore_version = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id)
+                        .bind(version)
+                        .bind(now_millis())
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                affected(n)
+            }
+
+            async fn delete_instance(&self, id: &str) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM nodes WHERE instance_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM instance_groups WHERE instance_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query("DELETE FROM instances WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                affected(n)?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_instance_group(&self, g: &InstanceGroup) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO instance_groups (id, instance_id, group_type, name, status) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&g.id)
+                .bind(&g.instance_id)
+                .bind(g.group_type.as_str())
+                .bind(&g.name)
+                .bind(&g.status)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_instance_groups(&self, instance_id: &str) -> Result<Vec<InstanceGroup>> {
+                let sql = format!(
+                    "SELECT {IGROUP_COLS} FROM instance_groups WHERE instance_id = $1 ORDER BY name, id"
+                );
+                Ok(sqlx::query_as(&sql).bind(instance_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn update_instance_group_status(&self, id: &str, status: &str) -> Result<()> {
+                let n = sqlx::query("UPDATE instance_groups SET status = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(status)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                affected(n)
+            }
+
+            async fn delete_instance_group(&self, id: &str) -> Result<()> {
+                let n = sqlx::query("DELETE FROM instance_groups WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                affected(n)
+            }
+
+            async fn create_node(&self, n: &Node) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO nodes (id, instance_id, group_id, name, role, status, address, \
+                     credentials_enc, version, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&n.id)
+                .bind(&n.instance_id)
+                .bind(&n.group_id)
+                .bind(&n.name)
+                .bind(&n.role)
+                .bind(&n.status)
+                .bind(&n.address)
+                .bind(&n.credentials_enc)
+                .bind(&n.version)
+                .bind(n.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_node(&self, project_id: &str, id: &str) -> Result<Option<Node>> {
+                let sql = "SELECT n.id, n.instance_id, n.group_id, n.name, n.role, n.status, \
+                           n.address, n.credentials_enc, n.version, n.updated_at \
+                           FROM nodes n JOIN instances i ON i.id = n.instance_id \
+                           WHERE n.id = $1 AND i.project_id = $2";
+                Ok(sqlx::query_as(sql).bind(id).bind(project_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_nodes(&self, instance_id: &str) -> Result<Vec<Node>> {
+                let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE instance_id = $1 ORDER BY name, id");
+                Ok(sqlx::query_as(&sql).bind(instance_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()> {
+                let n = sqlx::query(
+                    "UPDATE nodes SET status = COALESCE($2, status), role = COALESCE($3, role), \
+                     version = COALESCE($4, version), address = COALESCE($5, address), \
+                     updated_at = $6 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&u.status)
+                .bind(&u.role)
+                .bind(&u.version)
+                .bind(&u.address)
+                .bind(now_millis())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                affected(n)
+            }
+
+            async fn delete_node(&self, id: &str) -> Result<()> {
+                let n = sqlx::query("DELETE FROM nodes WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                affected(n)
+            }
+
+            async fn insert_kill_audit(&self, a: &KillAudit) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO kill_audit (id, at, project_id, instance_id, node_id, principal_id, \
+                     principal_name, request_id, session_ids, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&a.id)
+                .bind(a.at)
+                .bind(&a.project_id)
+                .bind(&a.instance_id)
+                .bind(&a.node_id)
+                .bind(&a.principal_id)
+                .bind(&a.principal_name)
+                .bind(&a.request_id)
+                .bind(&a.session_ids)
+                .bind(&a.outcome)
+                .bind(&a.detail)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_kill_audit(
+                &self,
+                project_id: &str,
+                instance_id: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<KillAudit>> {
+                let sql = format!(
+                    "SELECT {AUDIT_COLS} FROM kill_audit WHERE project_id = $1 \
+                     AND ($2 IS NULL OR instance_id = $2) ORDER BY at DESC, id LIMIT $3"
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(instance_id)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+impl_meta_store!(SqliteStore, sqlx::Sqlite, "sqlite", None);
+impl_meta_store!(PostgresStore, sqlx::Postgres, "postgres", Some("SELECT pg_advisory_xact_lock(7343020111)"));

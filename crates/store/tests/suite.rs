@@ -1,0 +1,474 @@
+//! One test suite, run against both backends.
+//!
+//! Every case is an `async fn(Arc<dyn MetaStore>)`; the `suite!` macro expands each into a SQLite test
+//! (fresh file in a temp dir) and a PostgreSQL test (a fresh database `docplane_test_<pid>_<rand>` on
+//! `DOCPLANE_TEST_PG` or postgres://postgres@127.0.0.1:5432, dropped afterwards). PostgreSQL being
+//! unreachable is a failure, not a skip: CI must exercise both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use docplane_store::*;
+use sqlx::Connection;
+
+const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn pg_base() -> String {
+    std::env::var("DOCPLANE_TEST_PG").unwrap_or_else(|_| PG_DEFAULT.to_owned())
+}
+
+/// A throwaway PostgreSQL database, dropped by [`PgDb::drop_db`].
+struct PgDb {
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Self {
+        let name = format!("docplane_test_{}_{:08x}", std::process::id(), rand::random::<u32>());
+        let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+            .await
+            .expect("PostgreSQL must be reachable for the store suite (set DOCPLANE_TEST_PG)");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        PgDb { name }
+    }
+    fn url(&self) -> String {
+        format!("{}/{}", pg_base(), self.name)
+    }
+    async fn drop_db(self) {
+        let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn with_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn MetaStore>, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let loc = path.to_str().unwrap().to_owned();
+    let store = open(&loc).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    case(store, loc).await;
+}
+
+async fn with_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn MetaStore>, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let db = PgDb::create().await;
+    let url = db.url();
+    {
+        let store = open(&url).await.unwrap();
+        assert_eq!(store.backend(), "postgres");
+        // Run the case in its own task so a panic still lets us drop the database.
+        let res = {
+            let fut = case(store, url.clone());
+            futures_catch(fut).await
+        };
+        db.drop_db().await;
+        if let Err(p) = res {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+async fn futures_catch<Fut: std::future::Future<Output = ()>>(
+    fut: Fut,
+) -> Result<(), Box<dyn std::any::Any + Send>> {
+    use std::panic::AssertUnwindSafe;
+    // Poll the future inside catch_unwind by boxing it and driving it with a tiny adapter.
+    struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+    impl<F: std::future::Future<Output = ()>> std::future::Future for CatchUnwind<F> {
+        type Output = Result<(), Box<dyn std::any::Any + Send>>;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let inner = self.0.as_mut();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
+                Err(p) => std::task::Poll::Ready(Err(p)),
+            }
+        }
+    }
+    CatchUnwind(Box::pin(fut)).await
+}
+
+macro_rules! suite {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() { super::with_sqlite(super::$case).await }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() { super::with_postgres(super::$case).await }
+            )+
+        }
+    };
+}
+
+suite!(
+    accounts_projects,
+    users_crud_and_conflicts,
+    groups_roles_grants_policies,
+    credentials,
+    settings_roundtrip,
+    change_log_is_monotonic,
+    instances_groups_nodes,
+    kill_audit,
+    second_handle_sees_writes,
+    reopen_keeps_data,
+);
+
+fn domain(id: &str, name: &str) -> Domain {
+    Domain { id: id.into(), name: name.into(), enabled: true, created_at: now_millis() }
+}
+
+fn project(id: &str, domain_id: &str, name: &str) -> Project {
+    Project {
+        id: id.into(),
+        domain_id: domain_id.into(),
+        name: name.into(),
+        description: String::new(),
+        enabled: true,
+        created_at: now_millis(),
+    }
+}
+
+fn user(id: &str, domain_id: &str, name: &str) -> User {
+    User {
+        id: id.into(),
+        domain_id: domain_id.into(),
+        name: name.into(),
+        password_hash: "$argon2id$fake".into(),
+        enabled: true,
+        is_domain_admin: false,
+        token_epoch: 1,
+        description: "d".into(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn seed(s: &Arc<dyn MetaStore>) {
+    s.create_domain(&domain("d1", "acct")).await.unwrap();
+    s.create_project(&project("p1", "d1", "region-1")).await.unwrap();
+    s.create_user(&user("u1", "d1", "alice")).await.unwrap();
+}
+
+async fn accounts_projects(s: Arc<dyn MetaStore>, _loc: String) {
+    seed(&s).await;
+    assert!(matches!(s.create_domain(&domain("d2", "acct")).await, Err(StoreError::Conflict(_))));
+    s.create_domain(&domain("d2", "other")).await.unwrap();
+    assert_eq!(s.get_domain_by_name("other").await.unwrap().unwrap().id, "d2");
+    assert_eq!(s.list_domains().await.unwrap().len(), 2);
+    s.create_project(&project("p2", "d1", "region-2")).await.unwrap();
+    s.create_project(&project("p3", "d2", "region-1")).await.unwrap();
+    assert!(matches!(s.create_project(&project("p4", "d1", "region-1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_project(&project("p5", "nope", "x")).await,
+        Err(StoreError::MissingReference(_))
+    ));
+    let all = s.list_projects("d1", None).await.unwrap();
+    assert_eq!(all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
+    let named = s.list_projects("d1", Some("region-2")).await.unwrap();
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].id, "p2");
+    assert!(s.list_projects("d1", Some("zzz")).await.unwrap().is_empty());
+    assert_eq!(s.get_project("p3").await.unwrap().unwrap().domain_id, "d2");
+    assert!(s.get_project("nope").await.unwrap().is_none());
+}
+
+async fn users_crud_and_conflicts(s: Arc<dyn MetaStore>, _loc: String) {
+    seed(&s).await;
+    assert!(matches!(s.create_user(&user("u2", "d1", "alice")).await, Err(StoreError::Conflict(_))));
+    let mut u = s.get_user_by_name("d1", "alice").await.unwrap().unwrap();
+    assert_eq!(u.id, "u1");
+    assert!(u.enabled && !u.is_domain_admin);
+    u.enabled = false;
+    u.token_epoch += 1;
+    u.password_hash = "new".into();
+    u.updated_at = 99;
+    s.update_user(&u).await.unwrap();
+    let back = s.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(back, u);
+    let mut ghost = u.clone();
+    ghost.id = "ghost".into();
+    assert!(matches!(s.update_user(&ghost).await, Err(StoreError::NotFound)));
+    s.create_user(&user("u2", "d1", "bob")).await.unwrap();
+    assert_eq!(s.list_users("d1").await.unwrap().len(), 2);
+    s.delete_user("u1").await.unwrap();
+    assert!(s.get_user("u1").await.unwrap().is_none());
+    assert!(matches!(s.delete_user("u1").await, Err(StoreError::NotFound)));
+}
+
+async fn groups_roles_grants_policies(s: Arc<dyn MetaStore>, _loc: String) {
+    seed(&s).await;
+    s.create_project(&project("p2", "d1", "region-2")).await.unwrap();
+    let g = Group {
+        id: "g1".into(),
+        domain_id: "d1".into(),
+        name: "ops".into(),
+        description: String::new(),
+        created_at: 1,
+    };
+    s.create_group(&g).await.unwrap();
+    s.add_group_member("g1", "u1").await.unwrap();
+    s.add_group_member("g1", "u1").await.unwrap(); // idempotent
+    assert!(s.add_group_member("g1", "nobody").await.is_err());
+    assert_eq!(s.list_user_groups("u1").await.unwrap(), vec![g.clone()]);
+    let role = |id: &str, doc: &str| Role {
+        id: id.into(),
+        domain_id: "d1".into(),
+        name: format!("custom_{id}"),
+        display_name: id.into(),
+        description: String::new(),
+        role_type: "AX".into(),
+        policy: doc.into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    s.create_role(&role("r1", r#"{"allow":1}"#)).await.unwrap();
+    s.create_role(&role("r2", r#"{"deny":1}"#)).await.unwrap();
+    s.create_grant(&Grant { scope_id: "p1".into(), group_id: "g1".into(), role_id: "r1".into() })
+        .await
+        .unwrap();
+    s.create_grant(&Grant { scope_id: "p1".into(), group_id: "g1".into(), role_id: "r1".into() })
+        .await
+        .unwrap();
+    s.create_grant(&Grant { scope_id: "p2".into(), group_id: "g1".into(), role_id: "r2".into() })
+        .await
+        .unwrap();
+    assert_eq!(s.policies_for_user("u1", "p1").await.unwrap(), vec![r#"{"allow":1}"#]);
+    assert_eq!(s.policies_for_user("u1", "p2").await.unwrap(), vec![r#"{"deny":1}"#]);
+    assert!(s.policies_for_user("u1", "p3").await.unwrap().is_empty());
+    assert_eq!(s.list_grants("p1").await.unwrap().len(), 1);
+    // A role update is visible through the join.
+    let mut r1 = s.get_role("r1").await.unwrap().unwrap();
+    r1.policy = r#"{"allow":2}"#.into();
+    s.update_role(&r1).await.unwrap();
+    assert_eq!(s.policies_for_user("u1", "p1").await.unwrap(), vec![r#"{"allow":2}"#]);
+    // Leaving the group removes the policies.
+    s.remove_group_member("g1", "u1").await.unwrap();
+    assert!(s.policies_for_user("u1", "p1").await.unwrap().is_empty());
+    s.add_group_member("g1", "u1").await.unwrap();
+    s.delete_grant(&Grant { scope_id: "p1".into(), group_id: "g1".into(), role_id: "r1".into() })
+        .await
+        .unwrap();
+    assert!(s.policies_for_user("u1", "p1").await.unwrap().is_empty());
+    // Deleting the role cascades its grants.
+    s.delete_role("r2").await.unwrap();
+    assert!(s.policies_for_user("u1", "p2").await.unwrap().is_empty());
+    assert_eq!(s.list_roles("d1").await.unwrap().len(), 1);
+    s.delete_group("g1").await.unwrap();
+    assert!(s.list_user_groups("u1").await.unwrap().is_empty());
+    assert!(s.list_groups("d1").await.unwrap().is_empty());
+}
+
+async fn credentials(s: Arc<dyn MetaStore>, _loc: String) {
+    seed(&s).await;
+    let c = Credential {
+        access_key: "AKAKAKAKAKAKAKAKAKAK".into(),
+        user_id: "u1".into(),
+        secret_enc: vec![0, 1, 2, 255],
+        status: "active".into(),
+        description: "ci".into(),
+        created_at: 5,
+    };
+    s.create_credential(&c).await.unwrap();
+    assert!(matches!(s.create_credential(&c).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.get_credential(&c.access_key).await.unwrap().unwrap(), c);
+    s.set_credential_status(&c.access_key, "inactive").await.unwrap();
+    assert_eq!(s.get_credential(&c.access_key).await.unwrap().unwrap().status, "inactive");
+    assert_eq!(s.list_credentials("u1").await.unwrap().len(), 1);
+    // Deleting the user removes its keys.
+    s.delete_user("u1").await.unwrap();
+    assert!(s.get_credential(&c.access_key).await.unwrap().is_none());
+}
+
+async fn settings_roundtrip(s: Arc<dyn MetaStore>, _loc: String) {
+    assert!(s.get_setting("k").await.unwrap().is_none());
+    s.put_setting("k", "v1").await.unwrap();
+    s.put_setting("k", "v2").await.unwrap();
+    assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v2"));
+}
+
+async fn change_log_is_monotonic(s: Arc<dyn MetaStore>, _loc: String) {
+    let start = s.latest_change_seq().await.unwrap();
+    seed(&s).await;
+    let mut u = s.get_user("u1").await.unwrap().unwrap();
+    u.enabled = false;
+    s.update_user(&u).await.unwrap();
+    let changes = s.changes_since(start, 100).await.unwrap();
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(changes[3].kind, change_kind::USER);
+    assert_eq!(changes[3].entity_id, "u1");
+    assert_eq!(s.latest_change_seq().await.unwrap(), changes[3].seq);
+    assert_eq!(s.changes_since(changes[1].seq, 1).await.unwrap(), vec![changes[2].clone()]);
+    // Failed writes leave no change behind.
+    let before = s.latest_change_seq().await.unwrap();
+    assert!(s.create_user(&user("u1", "d1", "dup")).await.is_err());
+    assert_eq!(s.latest_change_seq().await.unwrap(), before);
+    // Concurrent writers: every change lands exactly once with distinct seqs.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_user(&user(&format!("c{i}"), "d1", &format!("c{i}"))).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = s.changes_since(before, 1000).await.unwrap();
+    assert_eq!(after.len(), 16);
+    assert!(after.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
+    let inst = |id: &str, project: &str, name: &str, mode: InstanceMode, t: i64| Instance {
+        id: id.into(),
+        project_id: project.into(),
+        name: name.into(),
+        mode,
+        status: "normal".into(),
+        datastore_version: "4.0".into(),
+        port: 8635,
+        created_at: t,
+        updated_at: t,
+    };
+    s.create_instance(&inst("i1", "p1", "alpha", InstanceMode::ReplicaSet, 1)).await.unwrap();
+    s.create_instance(&inst("i2", "p1", "beta", InstanceMode::Single, 2)).await.unwrap();
+    s.create_instance(&inst("i3", "p1", "gamma", InstanceMode::Sharding, 3)).await.unwrap();
+    s.create_instance(&inst("i4", "p2", "alpha", InstanceMode::Single, 4)).await.unwrap();
+    let f = |id: Option<&str>, name: Option<&str>, mode, offset, limit| InstanceFilter {
+        project_id: "p1".into(),
+        id: id.map(Into::into),
+        name: name.map(Into::into),
+        mode,
+        offset,
+        limit,
+    };
+    let (page, total) = s.list_instances(&f(None, None, None, 0, 10)).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(page.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["i3", "i2", "i1"]);
+    let (page, total) = s.list_instances(&f(None, None, None, 1, 1)).await.unwrap();
+    assert_eq!((page.len(), total, page[0].id.as_str()), (1, 3, "i2"));
+    let (page, total) = s.list_instances(&f(None, Some("alpha"), None, 0, 10)).await.unwrap();
+    assert_eq!((page.len(), total, page[0].id.as_str()), (1, 1, "i1"));
+    let (page, _) = s.list_instances(&f(None, None, Some(InstanceMode::Sharding), 0, 10)).await.unwrap();
+    assert_eq!(page[0].mode, InstanceMode::Sharding);
+    let (page, total) = s.list_instances(&f(Some("i4"), None, None, 0, 10)).await.unwrap();
+    assert!(page.is_empty() && total == 0, "other project's instance must not show");
+    assert!(s.get_instance("p1", "i4").await.unwrap().is_none());
+    assert_eq!(s.get_instance("p2", "i4").await.unwrap().unwrap().name, "alpha");
+    s.update_instance_status("i1", "abnormal").await.unwrap();
+    s.update_instance_version("i1", "4.2").await.unwrap();
+    let i1 = s.get_instance("p1", "i1").await.unwrap().unwrap();
+    assert_eq!((i1.status.as_str(), i1.datastore_version.as_str()), ("abnormal", "4.2"));
+    assert!(matches!(s.update_instance_status("zz", "x").await, Err(StoreError::NotFound)));
+
+    let g = InstanceGroup {
+        id: "g1".into(),
+        instance_id: "i1".into(),
+        group_type: GroupType::Replica,
+        name: "rs0".into(),
+        status: "normal".into(),
+    };
+    s.create_instance_group(&g).await.unwrap();
+    s.update_instance_group_status("g1", "frozen").await.unwrap();
+    assert_eq!(s.list_instance_groups("i1").await.unwrap()[0].status, "frozen");
+    let node = |id: &str, role: &str| Node {
+        id: id.into(),
+        instance_id: "i1".into(),
+        group_id: "g1".into(),
+        name: format!("node-{id}"),
+        role: role.into(),
+        status: "normal".into(),
+        address: "127.0.0.1:27017".into(),
+        credentials_enc: Some(vec![9, 9, 9]),
+        version: "4.0.3".into(),
+        updated_at: 1,
+    };
+    s.create_node(&node("n1", "Primary")).await.unwrap();
+    s.create_node(&Node { credentials_enc: None, ..node("n2", "Secondary") }).await.unwrap();
+    assert!(s.create_node(&Node { group_id: "nope".into(), ..node("n3", "x") }).await.is_err());
+    assert_eq!(s.get_node("p1", "n1").await.unwrap().unwrap().credentials_enc, Some(vec![9, 9, 9]));
+    assert!(s.get_node("p2", "n1").await.unwrap().is_none(), "tenant isolation in the query");
+    s.update_node(
+        "n2",
+        &NodeUpdate { role: Some("Primary".into()), version: Some("4.2.1".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let n2 = s.get_node("p1", "n2").await.unwrap().unwrap();
+    assert_eq!((n2.role.as_str(), n2.version.as_str(), n2.status.as_str()), ("Primary", "4.2.1", "normal"));
+    assert_eq!(n2.credentials_enc, None);
+    assert_eq!(s.list_nodes("i1").await.unwrap().len(), 2);
+    s.delete_node("n2").await.unwrap();
+    assert!(matches!(s.delete_node("n2").await, Err(StoreError::NotFound)));
+    s.delete_instance("i1").await.unwrap();
+    assert!(s.get_node("p1", "n1").await.unwrap().is_none());
+    assert!(s.list_instance_groups("i1").await.unwrap().is_empty());
+    assert!(s.get_instance("p1", "i1").await.unwrap().is_none());
+}
+
+async fn kill_audit(s: Arc<dyn MetaStore>, _loc: String) {
+    for (i, inst) in [(1, "i1"), (2, "i2"), (3, "i1")] {
+        s.insert_kill_audit(&KillAudit {
+            id: format!("a{i}"),
+            at: i,
+            project_id: "p1".into(),
+            instance_id: inst.into(),
+            node_id: "n1".into(),
+            principal_id: "u1".into(),
+            principal_name: "alice".into(),
+            request_id: format!("req{i}"),
+            session_ids: r#"["1","2"]"#.into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let all = s.list_kill_audit("p1", None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a3", "a2", "a1"]);
+    let i1 = s.list_kill_audit("p1", Some("i1"), 1).await.unwrap();
+    assert_eq!(i1.len(), 1);
+    assert_eq!(i1[0].id, "a3");
+    assert!(s.list_kill_audit("p2", None, 10).await.unwrap().is_empty());
+}
+
+/// Two handles on one database (two replicas) see each other's writes, including the change log.
+async fn second_handle_sees_writes(a: Arc<dyn MetaStore>, loc: String) {
+    let b = open(&loc).await.unwrap();
+    seed(&a).await;
+    let seq = b.latest_change_seq().await.unwrap();
+    assert!(b.get_user("u1").await.unwrap().is_some());
+    let mut u = b.get_user("u1").await.unwrap().unwrap();
+    u.token_epoch = 7;
+    b.update_user(&u).await.unwrap();
+    assert_eq!(a.get_user("u1").await.unwrap().unwrap().token_epoch, 7);
+    let seen = a.changes_since(seq, 10).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].kind.as_str(), seen[0].entity_id.as_str()), ("user", "u1"));
+}
+
+async fn reopen_keeps_data(s: Arc<dyn MetaStore>, loc: String) {
+    seed(&s).await;
+    drop(s);
+    let again = open(&loc).await.unwrap();
+    assert_eq!(again.get_user("u1").await.unwrap().unwrap().name, "alice");
+}

@@ -1,0 +1,194 @@
+"""End-to-end IAM check driven by the vendor's official Python SDKs (huaweicloudsdkiam/core/dds 3.1.219).
+
+Run by crates/api/tests/sdk_iam.rs against an in-process docplane. Inputs (environment):
+  DOCPLANE_ENDPOINT   http://127.0.0.1:<port>
+  DOCPLANE_AK / DOCPLANE_SK          the account admin's access key (from bootstrap)
+  DOCPLANE_PROJECT_ID / DOCPLANE_PROJECT_NAME
+  DOCPLANE_DOMAIN_NAME
+Prints one line per step; exits non-zero on the first failure.
+"""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+from huaweicloudsdkcore.auth.credentials import BasicCredentials, GlobalCredentials
+from huaweicloudsdkcore.exceptions import exceptions
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkcore.region.region import Region
+from huaweicloudsdkdds.v3 import DdsClient
+from huaweicloudsdkiam.v3 import IamClient
+from huaweicloudsdkiam.v3.model import (
+    CreateCloudServiceCustomPolicyRequest, CreateCloudServiceCustomPolicyRequestBody,
+    CreateCredentialOption, CreatePermanentAccessKeyRequest, CreatePermanentAccessKeyRequestBody,
+    CreateUserOption, CreateUserRequest, CreateUserRequestBody,
+    KeystoneAddUserToGroupRequest, KeystoneAssociateGroupWithProjectPermissionRequest,
+    KeystoneCreateGroupOption, KeystoneCreateGroupRequest, KeystoneCreateGroupRequestBody,
+    KeystoneCreateUserOption, KeystoneCreateUserRequest, KeystoneCreateUserRequestBody,
+    KeystoneListProjectsRequest, ServicePolicy, ServicePolicyRoleOption, ServiceStatement,
+    UpdateUserOption, UpdateUserRequest, UpdateUserRequestBody,
+)
+
+EP = os.environ["DOCPLANE_ENDPOINT"]
+AK = os.environ["DOCPLANE_AK"]
+SK = os.environ["DOCPLANE_SK"]
+PROJECT_ID = os.environ["DOCPLANE_PROJECT_ID"]
+PROJECT_NAME = os.environ["DOCPLANE_PROJECT_NAME"]
+DOMAIN_NAME = os.environ["DOCPLANE_DOMAIN_NAME"]
+# Both the IAM discovery calls (domain id, project id) go here instead of the public cloud.
+os.environ["HUAWEICLOUD_SDK_IAM_ENDPOINT"] = EP
+
+
+def step(msg):
+    print("ok:", msg, flush=True)
+
+
+def check(cond, msg):
+    if not cond:
+        print("FAILED:", msg, flush=True)
+        sys.exit(1)
+    step(msg)
+
+
+def config():
+    c = HttpConfig.get_default_config()
+    c.ignore_ssl_verification = True
+    c.timeout = (5, 30)
+    c.retry_times = 0
+    return c
+
+
+def http(method, path, token=None, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(EP + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"{}")
+
+
+# ---- admin: GlobalCredentials without a domain id, so the SDK first calls GET /v3/auth/domains
+admin_creds = GlobalCredentials(AK, SK).with_iam_endpoint(EP)
+iam = IamClient.new_builder().with_credentials(admin_creds).with_http_config(config()) \
+    .with_region(Region("docplane", EP)).build()
+check(admin_creds.domain_id is not None and len(admin_creds.domain_id) == 32,
+      "GlobalCredentials discovered the domain id via /v3/auth/domains")
+domain_id = admin_creds.domain_id
+
+projects = iam.keystone_list_projects(KeystoneListProjectsRequest(name=PROJECT_NAME))
+check([p.id for p in projects.projects] == [PROJECT_ID], "KeystoneListProjects by name")
+
+suffix = uuid.uuid4().hex[:8]
+user_name = "sdk-user-" + suffix
+password = "Sdk-pass-" + suffix
+user = iam.keystone_create_user(KeystoneCreateUserRequest(body=KeystoneCreateUserRequestBody(
+    user=KeystoneCreateUserOption(name=user_name, domain_id=domain_id, password=password, enabled=True))))
+check(user.user.name == user_name and len(user.user.id) == 32, "KeystoneCreateUser")
+user_id = user.user.id
+
+other = iam.create_user(CreateUserRequest(body=CreateUserRequestBody(
+    user=CreateUserOption(name="sdk-other-" + suffix, domain_id=domain_id, password="Other-pass-1",
+                          access_mode="programmatic"))))
+check(other.user.name == "sdk-other-" + suffix and other.user.enabled, "CreateUser (OS-USER)")
+
+group = iam.keystone_create_group(KeystoneCreateGroupRequest(body=KeystoneCreateGroupRequestBody(
+    group=KeystoneCreateGroupOption(name="sdk-group-" + suffix, domain_id=domain_id))))
+check(len(group.group.id) == 32, "KeystoneCreateGroup")
+group_id = group.group.id
+
+def custom_policy(name, effect, actions):
+    r = iam.create_cloud_service_custom_policy(CreateCloudServiceCustomPolicyRequest(
+        body=CreateCloudServiceCustomPolicyRequestBody(role=ServicePolicyRoleOption(
+            display_name=name, type="AX", description="e2e",
+            policy=ServicePolicy(version="1.1", statement=[
+                ServiceStatement(action=actions, effect=effect, resource=["*"])])))))
+    return r.role.id
+
+allow_id = custom_policy("allow-list-" + suffix, "Allow", ["dds:instance:listSession"])
+check(len(allow_id) == 32, "CreateCloudServiceCustomPolicy (Allow dds:instance:listSession)")
+
+iam.keystone_associate_group_with_project_permission(KeystoneAssociateGroupWithProjectPermissionRequest(
+    project_id=PROJECT_ID, group_id=group_id, role_id=allow_id))
+step("KeystoneAssociateGroupWithProjectPermission")
+iam.keystone_add_user_to_group(KeystoneAddUserToGroupRequest(group_id=group_id, user_id=user_id))
+step("KeystoneAddUserToGroup")
+
+cred = iam.create_permanent_access_key(CreatePermanentAccessKeyRequest(
+    body=CreatePermanentAccessKeyRequestBody(credential=CreateCredentialOption(user_id=user_id, description="e2e"))))
+check(cred.credential.user_id == user_id and len(cred.credential.access) == 20 and len(cred.credential.secret) == 40,
+      "CreatePermanentAccessKey")
+user_ak, user_sk = cred.credential.access, cred.credential.secret
+
+# ---- the new user: token by password
+status, headers, body = http("POST", "/v3/auth/tokens", body={"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": user_name, "password": password, "domain": {"name": DOMAIN_NAME}}}},
+    "scope": {"project": {"id": PROJECT_ID}}}})
+check(status == 201 and "x-subject-token" in headers and body["token"]["project"]["id"] == PROJECT_ID,
+      "POST /v3/auth/tokens by password -> 201 + X-Subject-Token")
+token = headers["x-subject-token"]
+status, _, body = http("POST", "/v3/auth/tokens", body={"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": user_name, "password": "wrong-" + password, "domain": {"name": DOMAIN_NAME}}}},
+    "scope": {"project": {"name": PROJECT_NAME}}}})
+check(status == 401, "wrong password -> 401")
+
+status, headers, body = http("GET", "/v3/%s/whoami" % PROJECT_ID, token=token)
+check(status == 200 and body["user_id"] == user_id and body["auth_method"] == "token"
+      and "x-request-id" in headers, "protected route with the token")
+
+# ---- the new user: AK/SK signed by the SDK; BasicCredentials without a project id discovers it
+# through GET /v3/projects?name=<region> (signed too).
+user_creds = BasicCredentials(user_ak, user_sk).with_iam_endpoint(EP)
+dds = DdsClient.new_builder().with_credentials(user_creds).with_http_config(config()) \
+    .with_region(Region(PROJECT_NAME, EP)).build()
+check(user_creds.project_id == PROJECT_ID, "BasicCredentials discovered the project id via KeystoneListProjects")
+
+
+def signed_whoami():
+    resp = dds.call_api(resource_path="/v3/{project_id}/whoami", method="GET", path_params={},
+                        query_params=[], header_params={"Content-Type": "application/json"},
+                        body=None, post_params={}, cname=None, response_type="ListSessionsResponse",
+                        response_headers=[], auth_settings=[], collection_formats={}, request_type=None)
+    return json.loads(resp.raw_content)
+
+
+who = signed_whoami()
+check(who["user_id"] == user_id and who["auth_method"] == "access_key", "protected route with SDK AK/SK signing")
+
+# ---- add a Deny policy through the same group: both credentials are now refused with 403 DBS.280063
+deny_id = custom_policy("deny-sessions-" + suffix, "Deny", ["dds:instance:session"])
+iam.keystone_associate_group_with_project_permission(KeystoneAssociateGroupWithProjectPermissionRequest(
+    project_id=PROJECT_ID, group_id=group_id, role_id=deny_id))
+step("granted a Deny policy (alias dds:instance:session)")
+status, _, body = http("GET", "/v3/%s/whoami" % PROJECT_ID, token=token)
+check(status == 403 and body.get("error_code") == "DBS.280063" and "dds:instance:listSession" in body["error_msg"],
+      "token now refused: 403 DBS.280063 naming the action")
+try:
+    signed_whoami()
+    check(False, "AK/SK call should have been refused")
+except exceptions.ClientRequestException as e:
+    check(e.status_code == 403 and e.error_code == "DBS.280063", "AK/SK now refused: 403 DBS.280063")
+
+# ---- revocation: changing the password invalidates the earlier token
+iam.update_user(UpdateUserRequest(user_id=user_id, body=UpdateUserRequestBody(
+    user=UpdateUserOption(password="New-pass-" + suffix))))
+status, _, body = http("GET", "/v3/%s/whoami" % PROJECT_ID, token=token)
+check(status == 401 and body.get("error_code") == "DBS.280056", "password change revoked the token (401 DBS.280056)")
+
+# ---- a non-admin user cannot manage IAM
+weak = IamClient.new_builder().with_credentials(GlobalCredentials(user_ak, user_sk, domain_id)) \
+    .with_http_config(config()).with_endpoints([EP]).build()
+try:
+    weak.keystone_create_group(KeystoneCreateGroupRequest(body=KeystoneCreateGroupRequestBody(
+        group=KeystoneCreateGroupOption(name="nope-" + suffix, domain_id=domain_id))))
+    check(False, "non-admin created a group")
+except exceptions.ClientRequestException as e:
+    check(e.status_code == 403 and e.error_code == "DBS.280063", "non-admin IAM write refused: 403 DBS.280063")
+print("ALL OK")
