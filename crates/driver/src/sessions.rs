@@ -3,7 +3,9 @@
 //!
 //! Kill invariants:
 //! - ids are validated as a whole first ([`parse_session_ids`]): 1..=1000 ids, each a decimal
-//!   opid on mongod or `"<shard>:<opid>"` on mongos; duplicates collapse;
+//!   opid on mongod or `"<shard>:<opid>"` on mongos (or the `connN` / `lsid:<uuid>` ids docplane
+//!   gives idle entries that have no opid, accepted only to be refused as inactive); duplicates
+//!   collapse;
 //! - every id is then checked against the node's current operations; if any is unknown or
 //!   inactive the whole request is refused naming them and **nothing is killed**;
 //! - otherwise `killOp` is issued for each id and the outcome of each is verified by polling
