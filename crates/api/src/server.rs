@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Extensions, Method, header};
+use axum::http::{Method, header};
 use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, MasterKey};
@@ -18,6 +18,8 @@ use crate::state::AppState;
 
 /// Default request body limit (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// Default period of the node health loop.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// PEM files for HTTPS.
 #[derive(Debug, Clone)]
@@ -38,8 +40,10 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// How often the IAM caches poll the store's change log (revocation latency across replicas).
     pub sync_interval: Duration,
-    /// Typed services for handlers (`AppState::ext`).
-    pub extensions: Extensions,
+    /// Timeouts and pool sizes of the node driver (connect, server selection, each operation).
+    pub driver: docplane_driver::DriverConfig,
+    /// How often registered nodes are probed for status, role and version; `None` disables the loop.
+    pub health_interval: Option<Duration>,
     /// Routes added by the binary on top of [`crate::all_routes`] (not in the OpenAPI document).
     pub extra_routes: Vec<Route>,
 }
@@ -54,7 +58,8 @@ impl ApiConfig {
             master_key,
             body_limit: DEFAULT_BODY_LIMIT,
             sync_interval: Duration::from_secs(1),
-            extensions: Extensions::new(),
+            driver: docplane_driver::DriverConfig::default(),
+            health_interval: Some(DEFAULT_HEALTH_INTERVAL),
             extra_routes: Vec::new(),
         }
     }
@@ -105,6 +110,7 @@ pub struct ServerHandle {
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     sync: tokio::task::JoinHandle<()>,
+    health: Option<docplane_driver::HealthLoop>,
     state: AppState,
 }
 
@@ -139,6 +145,9 @@ impl ServerHandle {
     pub async fn wait(self) -> Result<(), ServeError> {
         let res = self.task.await;
         self.sync.abort();
+        if let Some(health) = self.health {
+            health.stop().await;
+        }
         match res {
             Ok(r) => r.map_err(ServeError::Server),
             Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
@@ -169,7 +178,7 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     let state = AppState {
         store: config.store,
         iam,
-        extensions: Arc::new(config.extensions),
+        driver: docplane_driver::Driver::new(config.driver),
         body_limit: config.body_limit,
     };
     let router = app(state.clone(), config.extra_routes)?;
@@ -196,7 +205,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
         }
     };
     tracing::info!(%addr, "docplane API listening");
-    Ok(ServerHandle { addr, handle, task, sync, state })
+    let health = config.health_interval.map(|every| crate::dds::health::spawn_health_loop(&state, every));
+    Ok(ServerHandle { addr, handle, task, sync, health, state })
 }
 
 /// First-start provisioning: account, project, admin user with a generated password, admin AK/SK.

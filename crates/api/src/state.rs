@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::http::Extensions;
+use docplane_driver::Driver;
 use docplane_iam::Iam;
 use docplane_store::MetaStore;
 
@@ -13,18 +13,10 @@ pub struct AppState {
     pub store: Arc<dyn MetaStore>,
     /// Identity: tokens, signatures, policies, sealing of secrets (`iam.seal` / `iam.open_sealed`).
     pub iam: Arc<Iam>,
-    /// Typed extension slot for services other crates plug in (e.g. the node driver):
-    /// `ApiConfig::extensions.insert(my_service)`, then `state.ext::<MyService>()` in a handler.
-    pub extensions: Arc<Extensions>,
+    /// The node driver: pooled connections to every registered node (cheap to clone).
+    pub driver: Driver,
     /// Maximum request body in bytes.
     pub body_limit: usize,
-}
-
-impl AppState {
-    /// The extension of type `T`, if the binary inserted one.
-    pub fn ext<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.extensions.get::<T>()
-    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -23,6 +23,9 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// store = "postgres://docplane@db/docplane"
 /// tls_cert = "/etc/docplane/cert.pem"
 /// tls_key = "/etc/docplane/key.pem"
+/// node_connect_timeout_ms = 2000
+/// node_operation_timeout_ms = 10000
+/// health_interval_secs = 10
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -44,6 +47,9 @@ pub struct ApiSection {
     pub store: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub node_connect_timeout_ms: Option<u64>,
+    pub node_operation_timeout_ms: Option<u64>,
+    pub health_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

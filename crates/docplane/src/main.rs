@@ -64,10 +64,26 @@ enum LogFormat {
     Json,
 }
 
+/// How the control plane talks to nodes (`up` and `serve`).
+#[derive(Debug, Args)]
+struct DriverArgs {
+    /// TCP connect timeout to a node, in milliseconds [default: 2000].
+    #[arg(long, env = "DOCPLANE_NODE_CONNECT_TIMEOUT_MS", value_name = "MS")]
+    node_connect_timeout_ms: Option<u64>,
+    /// Upper bound of one command on a node (e.g. `$currentOp`, `killOp`), in milliseconds [default: 10000].
+    #[arg(long, env = "DOCPLANE_NODE_OPERATION_TIMEOUT_MS", value_name = "MS")]
+    node_operation_timeout_ms: Option<u64>,
+    /// Seconds between health probes of registered nodes; 0 disables them [default: 10].
+    #[arg(long, env = "DOCPLANE_HEALTH_INTERVAL_SECS", value_name = "SECS")]
+    health_interval_secs: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 struct UpArgs {
     #[command(flatten)]
     common: ServerCommon,
+    #[command(flatten)]
+    driver: DriverArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     api_listen: Option<SocketAddr>,
@@ -83,6 +99,8 @@ struct UpArgs {
 struct ServeArgs {
     #[command(flatten)]
     common: ServerCommon,
+    #[command(flatten)]
+    driver: DriverArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,

@@ -2,12 +2,13 @@
 //! TOML file > defaults), starts the library servers, and waits for Ctrl-C or SIGTERM to shut them down.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tracing::info;
 
 use crate::config::{self, FileConfig};
-use crate::{LogFormat, NodeArgs, ServerCommon};
+use crate::{DriverArgs, LogFormat, NodeArgs, ServerCommon};
 
 fn init_tracing(common: &ServerCommon) {
     let filter = tracing_subscriber::EnvFilter::try_new(&common.log)
@@ -90,11 +91,24 @@ async fn api_config(
     listen: std::net::SocketAddr,
     store: &str,
     tls: Option<(PathBuf, PathBuf)>,
+    driver: &DriverArgs,
+    file: &FileConfig,
 ) -> Result<docplane_api::ApiConfig> {
     let master_key = docplane_api::MasterKey::load_or_create(dir).context("loading the master key")?;
     let store = docplane_store::open(store).await.context("opening the metadata store")?;
     let mut cfg = docplane_api::ApiConfig::new(listen, store, master_key);
     cfg.tls = tls.map(|(cert_pem, key_pem)| docplane_api::TlsConfig { cert_pem, key_pem });
+    if let Some(ms) = driver.node_connect_timeout_ms.or(file.api.node_connect_timeout_ms) {
+        cfg.driver.connect_timeout = Duration::from_millis(ms);
+        cfg.driver.server_selection_timeout =
+            cfg.driver.server_selection_timeout.max(Duration::from_millis(ms));
+    }
+    if let Some(ms) = driver.node_operation_timeout_ms.or(file.api.node_operation_timeout_ms) {
+        cfg.driver.operation_timeout = Duration::from_millis(ms);
+    }
+    if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
+        cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
+    }
     Ok(cfg)
 }
 
@@ -109,12 +123,12 @@ pub async fn serve(args: crate::ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
-    let cfg = api_config(&dir, listen, &store, tls).await?;
+    let cfg = api_config(&dir, listen, &store, tls, &args.driver, &file).await?;
     let handle = docplane_api::serve(cfg).await.context("starting the API")?;
     info!(addr = %handle.local_addr(), "control plane ready");
     let signal = shutdown_signal().await?;
     info!(signal, "shutting down");
-    handle.shutdown(std::time::Duration::from_secs(5)).await.context("stopping the API")?;
+    handle.shutdown(Duration::from_secs(5)).await.context("stopping the API")?;
     Ok(())
 }
 
@@ -215,7 +229,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
-    let cfg = api_config(&dir, api_listen, &store, None).await?;
+    let cfg = api_config(&dir, api_listen, &store, None, &args.driver, &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let api = match docplane_api::serve(cfg).await {
         Ok(api) => api,
@@ -263,7 +277,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     if existing.is_none()
         && let Err(e) = first_start.await
     {
-        let _ = api.shutdown(std::time::Duration::from_secs(1)).await;
+        let _ = api.shutdown(Duration::from_secs(1)).await;
         let _ = node.shutdown().await;
         return Err(e);
     }
@@ -277,7 +291,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
 
     let signal = shutdown_signal().await?;
     info!(signal, "shutting down");
-    let api_result = api.shutdown(std::time::Duration::from_secs(3)).await;
+    let api_result = api.shutdown(Duration::from_secs(3)).await;
     let node_result = node.shutdown().await;
     api_result.context("stopping the API")?;
     node_result.context("stopping the node")?;

@@ -7,11 +7,9 @@
 //! - node credentials exist in clear only in memory, between [`open_credentials`] and the driver;
 //!   at rest they are AES-GCM sealed by the iam crate with the node id as associated data.
 
-use std::sync::OnceLock;
-
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use docplane_driver::{Credentials, Driver, DriverConfig, DriverError, NodeKind, NodeTarget, ServerVersion};
+use docplane_driver::{Credentials, DriverError, NodeKind, NodeTarget, ServerVersion};
 use docplane_store::{GroupType, Instance, Node};
 use serde::{Deserialize, Serialize};
 
@@ -35,15 +33,6 @@ pub fn is_vendor_id(id: &str, suffix: &str) -> bool {
     id.len() == 32 + suffix.len()
         && id.ends_with(suffix)
         && id[..32].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// The node driver the binary inserted into `ApiConfig::extensions`, or a process-wide default
-/// one (default timeouts) when it inserted none.
-pub fn driver(st: &AppState) -> Driver {
-    static DEFAULT: OnceLock<Driver> = OnceLock::new();
-    st.ext::<Driver>()
-        .cloned()
-        .unwrap_or_else(|| DEFAULT.get_or_init(|| Driver::new(DriverConfig::default())).clone())
 }
 
 #[derive(Serialize, Deserialize)]

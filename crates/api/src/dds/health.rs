@@ -12,7 +12,7 @@ use std::time::Duration;
 use docplane_driver::{HealthLoop, HealthStore, NodeHealth, NodeStatus, NodeTarget};
 use docplane_store::NodeUpdate;
 
-use super::common::{driver, target_of};
+use super::common::target_of;
 use crate::state::AppState;
 
 /// [`HealthStore`] over the API's metadata store.
@@ -109,5 +109,9 @@ impl HealthStore for StoreHealth {
 
 /// Starts the health loop for every registered node (the binary calls this once).
 pub fn spawn_health_loop(state: &AppState, interval: Duration) -> HealthLoop {
-    docplane_driver::spawn_health_loop(driver(state), Arc::new(StoreHealth::new(state.clone())), interval)
+    docplane_driver::spawn_health_loop(
+        state.driver.clone(),
+        Arc::new(StoreHealth::new(state.clone())),
+        interval,
+    )
 }

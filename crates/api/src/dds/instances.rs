@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{GROUP_SUFFIX, INSTANCE_SUFFIX, NODE_SUFFIX, driver, new_id, seal_credentials};
+use super::common::{GROUP_SUFFIX, INSTANCE_SUFFIX, NODE_SUFFIX, new_id, seal_credentials};
 use crate::error::{ApiError, ErrorBody};
 use crate::route::{ApiJson, ApiPath, ApiQuery, Principal};
 use crate::state::AppState;
@@ -386,7 +386,7 @@ async fn discover_any(
     mode: Option<DeploymentMode>,
     credentials: &Option<Credentials>,
 ) -> Result<Topology, ApiError> {
-    let driver = driver(st);
+    let driver = st.driver.clone();
     let mut last = DriverError::Unreachable("no seed".into());
     for seed in &body.seeds {
         let request = DiscoverRequest {
@@ -519,7 +519,7 @@ pub async fn unregister_instance(
         st.store.get_instance(p.project_id(), &path.instance_id).await?.ok_or(ApiError::InstanceNotFound)?;
     let nodes = st.store.list_nodes(&instance.id).await?;
     st.store.delete_instance(&instance.id).await?;
-    let driver = driver(&st);
+    let driver = st.driver.clone();
     for n in &nodes {
         driver.forget(&n.id);
     }

@@ -10,9 +10,8 @@
 //! - [`common`]: vendor ids, node resolution inside the caller's project, sealed node
 //!   credentials, driver-error mapping.
 //!
-//! Handlers reach the node driver through `state.ext::<docplane_driver::Driver>()` (the binary
-//! inserts one configured with its timeouts into `ApiConfig::extensions`); without one, a
-//! process-wide driver with the default timeouts is used.
+//! Handlers reach the node driver as `state.driver` ([`crate::AppState`]); `serve` builds it from
+//! `ApiConfig::driver` (timeouts, pool size) and runs the health loop every `ApiConfig::health_interval`.
 //!
 //! To add a route: a handler taking `State<AppState>`, a [`crate::Principal`] and the
 //! [`crate::ApiJson`]/[`crate::ApiQuery`]/[`crate::ApiPath`] extractors; a `#[utoipa::path]`

@@ -26,9 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{
-    DdsError, ResolvedNode, check_state_and_version, driver, kill_error, list_error, resolve_node,
-};
+use super::common::{DdsError, ResolvedNode, check_state_and_version, kill_error, list_error, resolve_node};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
 use crate::route::{ApiPath, ApiQuery, Principal};
@@ -212,7 +210,7 @@ pub async fn list_sessions(
     let query = parse_list_query(&q)?;
     let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
     check_state_and_version(&resolved)?;
-    let page = driver_sessions::list(&driver(&st), &resolved.target, &query).await.map_err(list_error)?;
+    let page = driver_sessions::list(&st.driver, &resolved.target, &query).await.map_err(list_error)?;
     Ok(Json(ListSessionsResponse {
         total_count: page.total,
         sessions: page.sessions.into_iter().map(SessionItem::from).collect(),
@@ -246,7 +244,7 @@ async fn attempt(st: &AppState, p: &Principal, node_id: &str, body: &[u8], audit
         driver_sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
         check_state_and_version(&resolved)?;
         let issued =
-            driver_sessions::issue_kill(&driver(st), &resolved.target, &ids).await.map_err(kill_error)?;
+            driver_sessions::issue_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
         Ok::<_, DdsError>((resolved, issued))
     };
     match inner.await {
@@ -303,7 +301,7 @@ pub async fn kill_sessions(
             Err(e)
         }
         Attempt::Issued { resolved, issued } if issued.iter().any(|(_, r)| r.is_err()) => {
-            let report = driver_sessions::verify_report(&driver(&st), &resolved.target, issued).await;
+            let report = driver_sessions::verify_report(&st.driver, &resolved.target, issued).await;
             audit.outcome = outcome_of(&report).into();
             audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
             write_audit(&st, &audit).await;
@@ -311,7 +309,7 @@ pub async fn kill_sessions(
                 .into())
         }
         Attempt::Issued { resolved, issued } => {
-            let driver = driver(&st);
+            let driver = st.driver.clone();
             tokio::spawn(async move {
                 let report = driver_sessions::verify_report(&driver, &resolved.target, issued).await;
                 audit.outcome = outcome_of(&report).into();

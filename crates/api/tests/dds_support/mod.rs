@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use docplane_api::{ApiConfig, BootstrapOptions, MasterKey, ServerHandle, bootstrap, serve};
-use docplane_driver::{Driver, DriverConfig};
+use docplane_driver::DriverConfig;
 use docplane_node::{Node, NodeConfig, NodeHandle};
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
@@ -70,7 +70,7 @@ impl Harness {
         .await
         .unwrap();
         let mut config = ApiConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), store, key);
-        config.extensions.insert(Driver::new(driver_config));
+        config.driver = driver_config;
         let api = serve(config).await.unwrap();
         let base = format!("http://{}", api.local_addr());
         let http = reqwest::Client::new();
