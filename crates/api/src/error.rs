@@ -6,9 +6,16 @@
 //! `DBS.9xxxxx`, which the vendor does not use (its DDS codes are `DBS.2xxxxx`/`DBS.3xxxxx`).
 //! docs/errors.md lists every code; `tests` in this module keep the two in step.
 //! Internal details (store errors, driver errors) are logged, never sent to the client.
+//!
+//! [`vendor_shape`] is the last-resort layer: any 4xx/5xx that is not JSON (a rejection axum or a
+//! tower layer produced without going through [`ApiError`]) is rewritten into the same shape, so
+//! no client ever sees a plain-text error.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use docplane_iam::IamError;
 use serde::Serialize;
@@ -58,8 +65,9 @@ pub enum ApiError {
     InvalidLimit(String),
     #[error("Invalid offset: {0}")]
     InvalidOffset(String),
-    #[error("Invalid session id.")]
-    InvalidSessionId,
+    /// `DBS.301071`; the message names the refused ids (unknown, malformed or inactive).
+    #[error("{0}")]
+    InvalidSessionId(String),
     #[error("Invalid plan summary: {0}")]
     InvalidPlanSummary(String),
     #[error("Invalid operation type: {0}")]
@@ -117,7 +125,7 @@ impl ApiError {
             TooManyRequests => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
             InvalidLimit(_) => ("DBS.280439", StatusCode::BAD_REQUEST),
             InvalidOffset(_) => ("DBS.280440", StatusCode::BAD_REQUEST),
-            InvalidSessionId => ("DBS.301071", StatusCode::BAD_REQUEST),
+            InvalidSessionId(_) => ("DBS.301071", StatusCode::BAD_REQUEST),
             InvalidPlanSummary(_) => ("DBS.301072", StatusCode::BAD_REQUEST),
             InvalidOperationType(_) => ("DBS.301073", StatusCode::BAD_REQUEST),
             InvalidNamespace(_) => ("DBS.301074", StatusCode::BAD_REQUEST),
@@ -168,6 +176,62 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The [`ApiError`] standing for an error response of `status` that did not come from an
+/// [`ApiError`]; `text` is its (plain) body, kept only for client errors, where it describes the
+/// request (axum's rejection texts), never server state.
+pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
+    let detail = || {
+        let t = text.trim();
+        if t.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { t.to_owned() }
+    };
+    match status {
+        StatusCode::UNAUTHORIZED => ApiError::AuthRequired,
+        StatusCode::NOT_FOUND => ApiError::RouteNotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests,
+        s if s.is_server_error() => ApiError::Internal(detail()),
+        _ => ApiError::BadRequest(detail()),
+    }
+}
+
+/// Largest plain error body [`vendor_shape`] reads to carry over as the message.
+const MAX_PLAIN_ERROR_BODY: usize = 4096;
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+}
+
+/// Middleware: rewrites every non-JSON 4xx/5xx into the vendor error shape: the [`ApiError`] that
+/// [`error_for_status`] picks, with its documented status (so a 422 becomes 400 `DBS.200001`,
+/// like the JSON extractor's). Other headers and the response extensions (the access log's
+/// principal) are kept; `X-Request-Id` is added by the observe layer outside.
+pub async fn vendor_shape(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let error = error_for_status(status, &text);
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), detail = %text, "plain error response rewritten");
+    }
+    let json = serde_json::to_vec(&error.body()).unwrap_or_default();
+    parts.status = error.code_and_status().1;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json))
+}
+
 impl From<IamError> for ApiError {
     fn from(e: IamError) -> Self {
         match e {
@@ -214,7 +278,7 @@ pub fn all_samples() -> Vec<ApiError> {
         TooManyRequests,
         InvalidLimit(s()),
         InvalidOffset(s()),
-        InvalidSessionId,
+        InvalidSessionId(s()),
         InvalidPlanSummary(s()),
         InvalidOperationType(s()),
         InvalidNamespace(s()),
@@ -254,6 +318,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("{code} missing from docs/errors.md"));
             assert!(row.contains(&status.as_u16().to_string()), "{code}: status {status} not in docs row");
         }
+    }
+
+    #[test]
+    fn plain_statuses_map_to_vendor_codes() {
+        let code = |s: u16, t: &str| error_for_status(StatusCode::from_u16(s).unwrap(), t).body();
+        assert_eq!(code(413, "Failed to buffer the request body").error_code, "DBS.900413");
+        let b = code(400, "Invalid UTF-8 in `project_id`");
+        assert_eq!((b.error_code.as_str(), b.error_msg.as_str()), ("DBS.200001", "Invalid parameter: Invalid UTF-8 in `project_id`"));
+        assert_eq!(code(422, "").error_msg, "Invalid parameter: Unprocessable Entity");
+        assert_eq!(code(404, "").error_code, "DBS.900404");
+        assert_eq!(code(405, "").error_code, "DBS.900405");
+        assert_eq!(code(415, "").error_code, "DBS.900415");
+        let b = code(503, "db password=x");
+        assert_eq!(b.error_code, "DBS.280005");
+        assert!(!b.error_msg.contains("password"));
     }
 
     #[test]

@@ -7,13 +7,11 @@
 //! - node credentials exist in clear only in memory, between [`open_credentials`] and the driver;
 //!   at rest they are AES-GCM sealed by the iam crate with the node id as associated data.
 
-use axum::Json;
-use axum::response::{IntoResponse, Response};
 use docplane_driver::{Credentials, DriverError, NodeKind, NodeTarget, ServerVersion};
 use docplane_store::{GroupType, Instance, Node};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Vendor id suffixes.
@@ -134,65 +132,18 @@ pub fn list_error(e: DriverError) -> ApiError {
     }
 }
 
-/// An error of the session routes: an [`ApiError`], or a `DBS.301071` refusal whose message
-/// names the refused ids (the shared `ApiError::InvalidSessionId` carries no detail).
-#[derive(Debug)]
-pub enum DdsError {
-    /// Any shared API error.
-    Api(ApiError),
-    /// `DBS.301071` with a message naming the ids.
-    SessionIds(String),
-}
-
-impl From<ApiError> for DdsError {
-    fn from(e: ApiError) -> Self {
-        DdsError::Api(e)
-    }
-}
-
-impl DdsError {
-    /// The vendor code of this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            DdsError::Api(e) => e.code_and_status().0,
-            DdsError::SessionIds(_) => ApiError::InvalidSessionId.code_and_status().0,
-        }
-    }
-}
-
-impl std::fmt::Display for DdsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DdsError::Api(e) => write!(f, "{e}"),
-            DdsError::SessionIds(m) => f.write_str(m),
-        }
-    }
-}
-
-impl IntoResponse for DdsError {
-    fn into_response(self) -> Response {
-        match self {
-            DdsError::Api(e) => e.into_response(),
-            DdsError::SessionIds(message) => {
-                let (code, status) = ApiError::InvalidSessionId.code_and_status();
-                (status, Json(ErrorBody { error_code: code.to_owned(), error_msg: message })).into_response()
-            }
-        }
-    }
-}
-
 /// What a driver failure becomes on the kill route.
-pub fn kill_error(e: DriverError) -> DdsError {
+pub fn kill_error(e: DriverError) -> ApiError {
     match e {
         DriverError::InvalidSessionIds(ids) => {
-            DdsError::SessionIds(format!("Invalid session id: {}", ids.join(", ")))
+            ApiError::InvalidSessionId(format!("Invalid session id: {}", ids.join(", ")))
         }
         DriverError::InactiveSessions(ids) => {
-            DdsError::SessionIds(format!("Inactive sessions cannot be terminated: {}", ids.join(", ")))
+            ApiError::InvalidSessionId(format!("Inactive sessions cannot be terminated: {}", ids.join(", ")))
         }
-        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m).into(),
-        DriverError::InvalidRequest(m) => ApiError::BadRequest(m).into(),
-        other => ApiError::KillSessionFailed(other.to_string()).into(),
+        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m),
+        DriverError::InvalidRequest(m) => ApiError::BadRequest(m),
+        other => ApiError::KillSessionFailed(other.to_string()),
     }
 }
 
@@ -213,12 +164,24 @@ mod tests {
 
     #[test]
     fn driver_errors_map_to_vendor_codes() {
-        assert_eq!(kill_error(DriverError::InvalidSessionIds(vec!["7".into()])).code(), "DBS.301071");
-        assert_eq!(kill_error(DriverError::InactiveSessions(vec!["conn3".into()])).code(), "DBS.301071");
-        assert_eq!(kill_error(DriverError::Unreachable("x".into())).code(), "DBS.301077");
-        assert_eq!(kill_error(DriverError::Timeout(std::time::Duration::from_secs(1))).code(), "DBS.301077");
-        assert_eq!(kill_error(DriverError::UnsupportedVersion("3.2".into())).code(), "DBS.200041");
-        assert_eq!(kill_error(DriverError::InvalidRequest("empty".into())).code(), "DBS.200001");
+        assert_eq!(
+            kill_error(DriverError::InvalidSessionIds(vec!["7".into()])).code_and_status().0,
+            "DBS.301071"
+        );
+        assert_eq!(
+            kill_error(DriverError::InactiveSessions(vec!["conn3".into()])).code_and_status().0,
+            "DBS.301071"
+        );
+        assert_eq!(kill_error(DriverError::Unreachable("x".into())).code_and_status().0, "DBS.301077");
+        assert_eq!(
+            kill_error(DriverError::Timeout(std::time::Duration::from_secs(1))).code_and_status().0,
+            "DBS.301077"
+        );
+        assert_eq!(
+            kill_error(DriverError::UnsupportedVersion("3.2".into())).code_and_status().0,
+            "DBS.200041"
+        );
+        assert_eq!(kill_error(DriverError::InvalidRequest("empty".into())).code_and_status().0, "DBS.200001");
         assert_eq!(list_error(DriverError::Unreachable("x".into())).code_and_status().0, "DBS.301076");
         assert_eq!(
             list_error(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })

@@ -17,19 +17,19 @@
 //! so that the answer does not wait for the killed operations to unwind.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use docplane_driver::sessions::{self as driver_sessions, MAX_KILL_IDS, SessionFilter, SessionQuery};
 use docplane_driver::{KillReport, KillStatus, SessionId, SessionRecord};
 use docplane_store::{KillAudit, now_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{DdsError, ResolvedNode, check_state_and_version, kill_error, list_error, resolve_node};
+use super::common::{ResolvedNode, check_state_and_version, kill_error, list_error, resolve_node};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
-use crate::route::{ApiPath, ApiQuery, Principal};
+use crate::route::{ApiBytes, ApiPath, ApiQuery, Principal};
 use crate::state::AppState;
 
 /// Path parameters of the node routes.
@@ -230,7 +230,7 @@ fn outcome_of(report: &KillReport) -> &'static str {
 /// What the kill produced: refused before killing anything, or killOps issued (some may have
 /// failed).
 enum Attempt {
-    Refused(DdsError),
+    Refused(ApiError),
     Issued { resolved: Box<ResolvedNode>, issued: Vec<(SessionId, docplane_driver::Result<()>)> },
 }
 
@@ -245,7 +245,7 @@ async fn attempt(st: &AppState, p: &Principal, node_id: &str, body: &[u8], audit
         check_state_and_version(&resolved)?;
         let issued =
             driver_sessions::issue_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
-        Ok::<_, DdsError>((resolved, issued))
+        Ok::<_, ApiError>((resolved, issued))
     };
     match inner.await {
         Ok((resolved, issued)) => Attempt::Issued { resolved: Box::new(resolved), issued },
@@ -277,8 +277,8 @@ pub async fn kill_sessions(
     p: Principal,
     RequestId(request_id): RequestId,
     ApiPath(path): ApiPath<NodePath>,
-    body: Bytes,
-) -> Result<Json<Value>, DdsError> {
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<Value>, ApiError> {
     let node_id = path.node_id;
     let mut audit = KillAudit {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -296,7 +296,7 @@ pub async fn kill_sessions(
     match attempt(&st, &p, &node_id, &body, &mut audit).await {
         Attempt::Refused(e) => {
             audit.outcome = "refused".into();
-            audit.detail = json!({"error_code": e.code(), "error": e.to_string()}).to_string();
+            audit.detail = json!({"error_code": e.code_and_status().0, "error": e.to_string()}).to_string();
             write_audit(&st, &audit).await;
             Err(e)
         }
@@ -305,17 +305,20 @@ pub async fn kill_sessions(
             audit.outcome = outcome_of(&report).into();
             audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
             write_audit(&st, &audit).await;
-            Err(ApiError::KillSessionFailed(format!("killOp failed for {}", report.failed_ids().join(", ")))
-                .into())
+            Err(ApiError::KillSessionFailed(format!("killOp failed for {}", report.failed_ids().join(", "))))
         }
         Attempt::Issued { resolved, issued } => {
             let driver = st.driver.clone();
-            tokio::spawn(async move {
-                let report = driver_sessions::verify_report(&driver, &resolved.target, issued).await;
-                audit.outcome = outcome_of(&report).into();
-                audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
-                write_audit(&st, &audit).await;
-            });
+            // The verification's log lines keep the request's span (and so its request id).
+            tokio::spawn(
+                async move {
+                    let report = driver_sessions::verify_report(&driver, &resolved.target, issued).await;
+                    audit.outcome = outcome_of(&report).into();
+                    audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
+                    write_audit(&st, &audit).await;
+                }
+                .in_current_span(),
+            );
             Ok(Json(json!({})))
         }
     }
