@@ -92,6 +92,17 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("[api]\nlisen = \"x\"\n").is_err());
     }
 
+    /// The configuration example in README.md must stay a valid file.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("README has a ```toml example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let cfg: FileConfig = toml::from_str(&readme[start..end]).unwrap();
+        assert!(cfg.api.store.is_some_and(|s| s.starts_with("postgres://")));
+        assert!(cfg.node.listen.is_some());
+    }
+
     #[test]
     fn flag_beats_file_beats_default() {
         let f: SocketAddr = "1.1.1.1:1".parse().unwrap();

@@ -124,7 +124,27 @@ pub async fn serve(args: crate::ServeArgs) -> Result<()> {
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
     let cfg = api_config(&dir, listen, &store, tls, &args.driver, &file).await?;
+    let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let handle = docplane_api::serve(cfg).await.context("starting the API")?;
+    let endpoint = format!("{scheme}://{}", connectable(handle.local_addr()));
+    // Every replica runs the idempotent bootstrap; only the one that creates the account learns the
+    // admin password, and writes it to DATA_DIR/admin.json (mode 0600).
+    let boot = docplane_api::bootstrap(meta, &master_key, &docplane_api::BootstrapOptions::default())
+        .await
+        .context("bootstrapping the account")?;
+    if let Some(password) = boot.admin_password {
+        let path = dir.join("admin.json");
+        write_private_json(
+            &path,
+            &serde_json::json!({
+                "endpoint": endpoint, "project_id": boot.project_id, "project_name": boot.project_name,
+                "domain_id": boot.domain_id, "domain_name": boot.domain_name, "user_name": boot.admin_name,
+                "password": password, "ak": boot.access_key, "sk": boot.secret_key,
+            }),
+        )?;
+        info!(file = %path.display(), "first start: account, project, admin user and access key created");
+    }
     info!(addr = %handle.local_addr(), "control plane ready");
     let signal = shutdown_signal().await?;
     info!(signal, "shutting down");
@@ -241,9 +261,10 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     let endpoint = format!("http://{}", connectable(api.local_addr()));
 
     let first_start = async {
-        let boot = docplane_api::bootstrap(meta, &master_key, &docplane_api::BootstrapOptions::default())
-            .await
-            .context("bootstrapping the account")?;
+        let boot =
+            docplane_api::bootstrap(meta.clone(), &master_key, &docplane_api::BootstrapOptions::default())
+                .await
+                .context("bootstrapping the account")?;
         let password = boot.admin_password.clone().context(
             "the metadata store was bootstrapped before but bootstrap.json is gone, and the admin password \
              cannot be recovered: move the data directory away to start afresh",
@@ -274,9 +295,11 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
         write_private_json(&boot_path, &file)?;
         anyhow::Ok(())
     };
-    if existing.is_none()
-        && let Err(e) = first_start.await
-    {
+    let started = match existing {
+        None => first_start.await,
+        Some(boot) => follow_moved_addresses(&meta, &boot_path, boot, &endpoint, node_addr, &root).await,
+    };
+    if let Err(e) = started {
         let _ = api.shutdown(Duration::from_secs(1)).await;
         let _ = node.shutdown().await;
         return Err(e);
@@ -296,6 +319,29 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     api_result.context("stopping the API")?;
     node_result.context("stopping the node")?;
     Ok(())
+}
+
+/// A later start may listen elsewhere (other `--api-listen` / `--node-listen`): point the registered
+/// embedded node at its new address and rewrite bootstrap.json, so the ids and secrets stay valid and
+/// the endpoint and URI in the file stay true.
+async fn follow_moved_addresses(
+    meta: &std::sync::Arc<dyn docplane_store::MetaStore>,
+    boot_path: &Path,
+    mut boot: BootstrapFile,
+    endpoint: &str,
+    node_addr: std::net::SocketAddr,
+    root: &(String, String),
+) -> Result<()> {
+    let node_uri = format!("mongodb://{}:{}@{node_addr}/?authSource=admin", root.0, root.1);
+    if boot.endpoint == endpoint && boot.node_uri == node_uri {
+        return Ok(());
+    }
+    let update = docplane_store::NodeUpdate { address: Some(node_addr.to_string()), ..Default::default() };
+    meta.update_node(&boot.node_id, &update).await.context("updating the embedded node's address")?;
+    info!(api = %endpoint, node = %node_addr, "addresses changed since the last start; bootstrap.json updated");
+    boot.endpoint = endpoint.to_string();
+    boot.node_uri = node_uri;
+    write_private_json(boot_path, &boot)
 }
 
 /// Registers the embedded node through the public registration route, as any client would; returns

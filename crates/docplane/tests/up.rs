@@ -190,4 +190,22 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     let instances: Value = serde_json::from_str(&cli_ok(dir, &["instances", "list", "-o", "json"])).unwrap();
     assert_eq!(instances["total_count"], 1, "no duplicate instance after restart: {instances}");
     assert!(up.terminate().success());
+
+    // A start on other ports keeps the ids and secrets and follows the move: bootstrap.json and the
+    // registered node address are updated, so login and the session API keep working.
+    let (api2, node2) = (free_port(), free_port());
+    let up = Up::start(dir, api2, node2);
+    let moved: Value = serde_json::from_str(&std::fs::read_to_string(&boot_path).unwrap()).unwrap();
+    assert_eq!(moved["endpoint"], format!("http://127.0.0.1:{api2}"));
+    assert!(moved["node_uri"].as_str().unwrap().contains(&format!("@127.0.0.1:{node2}/")), "{moved}");
+    for key in ["project_id", "node_id", "ak", "sk", "password"] {
+        assert_eq!(moved[key], boot[key], "{key} must survive a move");
+    }
+    let mode = std::fs::metadata(&boot_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "rewritten bootstrap.json mode");
+    cli_ok(dir, &["login", "--bootstrap", boot_path.to_str().unwrap()]);
+    let listed: Value =
+        serde_json::from_str(&cli_ok(dir, &["sessions", "list", "--node", node_id, "-o", "json"])).unwrap();
+    assert!(listed["total_count"].is_number(), "{listed}");
+    assert!(up.terminate().success());
 }
