@@ -48,7 +48,11 @@ struct Framed {
     size: u64,
 }
 
+/// Frames `doc` as an insert or replace record after checking it is storable: no deeper than
+/// [`crate::MAX_DOCUMENT_DEPTH`] (15 Overflow) and no larger than 16 MiB. Every write path
+/// (insert, update, replacement, upsert, findAndModify) goes through here.
 fn frame_doc(db: &str, coll: &str, doc: &Document, replace: bool) -> Result<Framed> {
+    crate::depth::check_storable_depth(doc, !replace)?;
     let mut bytes = Vec::new();
     let rec =
         if replace { RecordRef::Replace { db, coll, doc } } else { RecordRef::Insert { db, coll, doc } };

@@ -282,6 +282,44 @@ fn recover(
     Ok((cat, writer))
 }
 
+/// Stack of the threads that decode or encode stored documents outside a request: recovery and
+/// the background flusher (which writes snapshots). BSON decoding recurses once per nesting
+/// level with large frames (in debug builds a 2 MiB stack overflows at about 150 levels), and a
+/// journal written before the depth limit existed may hold documents nested up to the wire's 200
+/// levels or deeper (through updates). The memory is reserved, not committed.
+const LARGE_STACK: usize = 64 << 20;
+
+/// [`recover`] on a dedicated thread with a [`LARGE_STACK`], so that deeply nested documents in
+/// an existing journal or snapshot can always be replayed, whatever thread opens the engine.
+fn recover_on_large_stack(
+    dir: &Path,
+    opts: &EngineOptions,
+    next_index_id: &AtomicU64,
+) -> std::result::Result<(Catalog, JournalWriter), StorageError> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("docplane-recovery".into())
+            .stack_size(LARGE_STACK)
+            .spawn_scoped(s, || recover(dir, opts, next_index_id))
+            .map_err(|e| StorageError::io(dir, e))?;
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(StorageError::Corrupt {
+                    path: dir.to_path_buf(),
+                    offset: 0,
+                    reason: format!("recovery failed: {what}"),
+                })
+            }
+        }
+    })
+}
+
 /// An fsync owed by the background thread.
 struct PendingSync {
     handle: Arc<File>,
@@ -294,29 +332,31 @@ struct PendingSync {
 /// ticks. It holds only a `Weak` between ticks and drops its strong reference before fsyncing,
 /// so dropping the last `Engine` releases the directory lock promptly.
 fn spawn_flusher(weak: Weak<Inner>, interval: Duration) {
-    let res = std::thread::Builder::new().name("docplane-journal-sync".into()).spawn(move || {
-        let mut ticks = 0u64;
-        loop {
-            std::thread::sleep(interval);
-            let Some(inner) = weak.upgrade() else { break };
-            let engine = Engine { inner };
-            ticks += 1;
-            if ticks.is_multiple_of(10)
-                && engine.should_compact()
-                && let Err(e) = engine.compact_storage()
-            {
-                tracing::warn!(error = %e, "journal compaction failed");
+    let res = std::thread::Builder::new().name("docplane-journal-sync".into()).stack_size(LARGE_STACK).spawn(
+        move || {
+            let mut ticks = 0u64;
+            loop {
+                std::thread::sleep(interval);
+                let Some(inner) = weak.upgrade() else { break };
+                let engine = Engine { inner };
+                ticks += 1;
+                if ticks.is_multiple_of(10)
+                    && engine.should_compact()
+                    && let Err(e) = engine.compact_storage()
+                {
+                    tracing::warn!(error = %e, "journal compaction failed");
+                }
+                let pending = engine.take_dirty_handle();
+                drop(engine);
+                if let Some(p) = pending
+                    && let Err(e) = p.handle.sync_data()
+                {
+                    p.dirty.store(true, AtomicOrdering::SeqCst);
+                    tracing::warn!(dir = %p.dir.display(), error = %e, "background journal fsync failed");
+                }
             }
-            let pending = engine.take_dirty_handle();
-            drop(engine);
-            if let Some(p) = pending
-                && let Err(e) = p.handle.sync_data()
-            {
-                p.dirty.store(true, AtomicOrdering::SeqCst);
-                tracing::warn!(dir = %p.dir.display(), error = %e, "background journal fsync failed");
-            }
-        }
-    });
+        },
+    );
     if let Err(e) = res {
         tracing::warn!(error = %e, "could not start the journal sync thread; fsync happens on flush only");
     }
@@ -343,7 +383,7 @@ impl Engine {
         fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock_dir(dir)?;
         let next_index_id = AtomicU64::new(1);
-        let (catalog, writer) = recover(dir, &opts, &next_index_id)?;
+        let (catalog, writer) = recover_on_large_stack(dir, &opts, &next_index_id)?;
         let interval = opts.sync_interval;
         let inner = Arc::new(Inner {
             catalog: RwLock::new(catalog),
@@ -865,6 +905,55 @@ mod tests {
     use super::*;
     use bson::doc;
     use docplane_query::{Filter, NeverInterrupt};
+
+    /// `{_id: id, a: {a: ... {a: 1}}}` nested `depth` levels in all.
+    fn deep_doc(id: i32, depth: usize) -> Document {
+        let mut d = doc! {"a": 1};
+        for _ in 2..depth {
+            d = doc! {"a": d};
+        }
+        doc! {"_id": id, "a": d}
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, like tokio's blocking pool and the test harness
+    /// default, whatever RUST_MIN_STACK says.
+    fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            std::thread::Builder::new().stack_size(2 << 20).spawn_scoped(s, f).unwrap().join().unwrap()
+        })
+    }
+
+    #[test]
+    fn journal_with_deeply_nested_documents_still_opens() {
+        // An older version accepted documents up to the wire's nesting limit; they must replay.
+        let dir = tempfile::tempdir().unwrap();
+        let docs: Vec<Document> = [150, 200].iter().zip(1..).map(|(d, id)| deep_doc(id, *d)).collect();
+        {
+            let mut w = JournalWriter::create(dir.path(), 0, false).unwrap();
+            let mut buf = Vec::new();
+            let rec = RecordRef::CreateCollection { db: "d", coll: "c", options: &doc! {}, uuid: [1; 16] };
+            journal::frame_record(&mut buf, rec).unwrap();
+            for d in &docs {
+                journal::frame_record(&mut buf, RecordRef::Insert { db: "d", coll: "c", doc: d }).unwrap();
+            }
+            w.append(&buf).unwrap();
+            w.sync().unwrap();
+        }
+        let find_all = |e: &Engine| {
+            e.find("d", "c", &crate::FindQuery::new(Filter::match_all()), &NeverInterrupt).unwrap().docs
+        };
+        let got = on_small_stack(|| {
+            let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+            let got = find_all(&e);
+            // A snapshot holding them must replay too.
+            e.compact().unwrap();
+            got
+        });
+        assert_eq!(got, docs);
+        let again = on_small_stack(|| find_all(&Engine::open(dir.path(), EngineOptions::default()).unwrap()));
+        assert_eq!(again, docs);
+        assert!(!journal::list_dir(dir.path()).unwrap().snapshots.is_empty());
+    }
 
     #[test]
     fn engine_is_send_sync_clone() {

@@ -22,6 +22,7 @@
 //! expiry (options are stored and listed, not enforced); `$out`/`$merge`; views.
 
 mod collection;
+mod depth;
 mod engine;
 mod index;
 mod journal;
@@ -30,6 +31,7 @@ mod plan;
 mod record;
 mod types;
 
+pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
 pub use engine::Engine;
 pub use journal::StorageError;
 pub use types::*;

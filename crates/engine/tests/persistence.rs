@@ -444,3 +444,91 @@ fn compaction_under_concurrent_writes_loses_nothing() {
     let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
     assert_eq!(state(&e), before);
 }
+
+/// `{a: {a: ... {a: 1}}}` nested `depth` levels in all (the top document is level 1).
+fn nested(depth: usize) -> Document {
+    let mut d = doc! {"a": 1};
+    for _ in 1..depth {
+        d = doc! {"a": d};
+    }
+    d
+}
+
+fn with_id(id: i32, mut d: Document) -> Document {
+    d.insert("_id", id);
+    d
+}
+
+fn upd(filter: Document, update: Document, upsert: bool) -> UpdateStatement {
+    UpdateStatement {
+        filter: Filter::parse(&filter).unwrap(),
+        update: Update::parse(&update, None).unwrap(),
+        upsert,
+        multi: false,
+        hint: None,
+    }
+}
+
+#[test]
+fn documents_nested_over_100_levels_are_refused_by_every_write_path() {
+    use docplane_engine::FindAndModify;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    // insert: 99 and 100 levels are stored, 101 is 15 Overflow
+    let out =
+        e.insert("d", "c", vec![with_id(1, nested(99)), with_id(2, nested(100))], true, &NeverInterrupt);
+    assert_eq!((out.n, out.write_errors.len()), (2, 0));
+    let out =
+        e.insert("d", "c", vec![with_id(3, nested(101)), with_id(4, nested(1))], false, &NeverInterrupt);
+    assert_eq!(out.n, 1);
+    assert_eq!((out.write_errors[0].index, out.write_errors[0].code), (0, 15));
+    assert_eq!(out.write_errors[0].code_name, "Overflow");
+    // update with an operator: {a: <99 levels>} at a.a pushes document 1 to 101 levels
+    let deep_set = doc! {"$set": {"a.a": nested(99)}};
+    let out = e.update("d", "c", &[upd(doc! {"_id": 1}, deep_set.clone(), false)], true, &NeverInterrupt);
+    assert_eq!((out.n_modified, out.write_errors[0].code), (0, 15));
+    assert_eq!(out.write_errors[0].errmsg, "Document exceeds maximum nesting depth of 100");
+    // a replacement that is too deep
+    let out = e.update("d", "c", &[upd(doc! {"_id": 1}, nested(101), false)], true, &NeverInterrupt);
+    assert_eq!(out.write_errors[0].code, 15);
+    // upsert of a too-deep document
+    let out = e.update("d", "c", &[upd(doc! {"_id": 9}, deep_set.clone(), true)], true, &NeverInterrupt);
+    assert_eq!((out.upserted.len(), out.write_errors[0].code), (0, 15));
+    // findAndModify, update and upsert
+    let fam = |filter: Document, upsert: bool| FindAndModify {
+        filter: Filter::parse(&filter).unwrap(),
+        sort: None,
+        remove: false,
+        update: Some(Update::parse(&deep_set, None).unwrap()),
+        new: true,
+        fields: None,
+        upsert,
+        hint: None,
+    };
+    assert_eq!(
+        e.find_and_modify("d", "c", &fam(doc! {"_id": 1}, false), &NeverInterrupt).unwrap_err().code,
+        15
+    );
+    assert_eq!(
+        e.find_and_modify("d", "c", &fam(doc! {"_id": 8}, true), &NeverInterrupt).unwrap_err().code,
+        15
+    );
+    // an update that stays within the limit still works
+    let ok =
+        e.update("d", "c", &[upd(doc! {"_id": 1}, doc! {"$set": {"b": 1}}, false)], true, &NeverInterrupt);
+    assert_eq!((ok.n_modified, ok.write_errors.len()), (1, 0));
+    let before = all(&e, "d", "c");
+    assert_eq!(ids(&e, "d", "c"), vec![1, 2, 4]);
+    drop(e);
+    // reopen: the same documents, nothing too deep was journaled
+    let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    assert_eq!(all(&e, "d", "c"), before);
+    let mut one = with_id(1, nested(99));
+    one.insert("b", 1);
+    let got = all(&e, "d", "c");
+    assert_eq!(got[0], {
+        let mut x = doc! {"_id": 1};
+        x.extend(one.into_iter().filter(|(k, _)| k != "_id"));
+        x
+    });
+}
