@@ -30,6 +30,10 @@ pub struct DriverConfig {
     pub kill_verify_timeout: Duration,
     /// Pause between two verification polls.
     pub kill_verify_interval: Duration,
+    /// Test and diagnostic switch: reach every node through docplane's own legacy client (the
+    /// path taken automatically for nodes below wire version 9, MongoDB < 4.4) instead of the
+    /// official driver. Off by default.
+    pub force_legacy_wire: bool,
 }
 
 impl Default for DriverConfig {
@@ -43,6 +47,7 @@ impl Default for DriverConfig {
             heartbeat_frequency: Duration::from_secs(10),
             kill_verify_timeout: Duration::from_secs(2),
             kill_verify_interval: Duration::from_millis(20),
+            force_legacy_wire: false,
         }
     }
 }

@@ -130,6 +130,9 @@ fn push_unique(list: &mut Vec<String>, address: &str) {
 impl Driver {
     async fn probe_address(&self, address: &str, credentials: &Option<Credentials>) -> Result<ServerInfo> {
         let key = ConnectionKey { address: address.to_owned(), credentials: credentials.clone() };
+        if let Some(info) = self.legacy_probe_info(&key).await? {
+            return Ok(info);
+        }
         let client = self.ephemeral_client(&key)?;
         server_info_with(self, &client).await
     }
@@ -179,10 +182,7 @@ impl Driver {
     /// Hidden members are absent from `hello`; `replSetGetConfig` lists them (when permitted).
     async fn hidden_members(&self, request: &DiscoverRequest) -> Vec<String> {
         let key = ConnectionKey { address: request.seed.clone(), credentials: request.credentials.clone() };
-        let Ok(client) = self.ephemeral_client(&key) else {
-            return Vec::new();
-        };
-        match self.command(&client, "admin", doc! {"replSetGetConfig": 1}).await {
+        match self.any_wire_command(&key, "admin", doc! {"replSetGetConfig": 1}).await {
             Ok(reply) => reply
                 .get_document("config")
                 .ok()

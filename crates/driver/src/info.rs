@@ -253,6 +253,9 @@ pub(crate) async fn server_info_with(driver: &Driver, client: &mongodb::Client) 
 impl Driver {
     /// `buildInfo` and `hello` of a managed node (through its pooled client).
     pub async fn server_info(&self, target: &NodeTarget) -> Result<ServerInfo> {
+        if self.legacy_wire(target).await? {
+            return self.legacy_server_info(target).await;
+        }
         let client = self.client(target)?;
         let info = server_info_with(self, &client).await?;
         self.remember_version(target, info.version);

@@ -13,16 +13,22 @@
 //! Architecture invariant: this crate knows nothing of HTTP, JSON request shapes or vendor error
 //! codes; its errors are [`DriverError`] and its records are plain structs.
 //!
-//! Known limit: the official driver 3.x speaks only to servers with wire version >= 9
-//! (MongoDB 4.4+). Older servers are refused by the driver and reported as
-//! [`DriverError::UnsupportedVersion`]; the 3.4 / 3.6 code paths (the `currentOp` command,
-//! `$currentOp` without `idleSessions`) are kept for drivers or proxies that reach them.
+//! Old servers: the official driver 3.x speaks only to servers with wire version >= 9
+//! (MongoDB 4.4+). A node below that (MongoDB 3.4 to 4.2, learned from an `isMaster` handshake
+//! read once per node and connection identity) is reached through docplane's own small client in
+//! the private `legacy` module instead: `OP_QUERY` commands before wire version 6, `OP_MSG` from
+//! 3.6, SCRAM-SHA-1 (SCRAM-SHA-256 when the server lists it), the `currentOp` command on 3.4 and
+//! `$currentOp` from 3.6, `killOp`, `replSetGetConfig`. `server_info`, `discover`, `list_ops`,
+//! `ops_matching`, `kill_op` and the [`sessions`] service use it transparently, under the same
+//! [`DriverConfig`] timeouts; [`DriverConfig::force_legacy_wire`] forces it for every node.
+//!
 
 pub mod config;
 pub mod discover;
 pub mod error;
 pub mod health;
 pub mod info;
+mod legacy;
 pub mod ops;
 pub mod pool;
 pub mod sessions;

@@ -4,9 +4,18 @@
 //! (3.4) is read with all users and idle connections, so inactive sessions are listed too.
 //! Each raw entry becomes a neutral [`SessionRecord`] ([`SessionRecord::from_current_op`], pure).
 //!
-//! Invariant: docplane's own operations (any entry whose application name is the driver's
-//! `app_name`, and every `currentOp` / `$currentOp` command) never leave this module, so they can
-//! be neither listed nor killed through docplane.
+//! Invariants:
+//! - docplane's own current-op reads never leave this module: each one carries a fresh random
+//!   [`OwnOpTag`] (`comment: "docplane:<128-bit hex>"` on the aggregate, a no-op `$comment`
+//!   predicate on the `currentOp` command), registered while the read runs, and exactly the
+//!   entries whose command carries a registered tag are dropped ([`is_own_operation`]);
+//! - the application name alone never hides an *active* operation: a client that merely calls
+//!   itself `docplane-control` is listed and can be killed like any other. Only entries under the
+//!   driver's `app_name` that cannot matter are hidden: idle connections (nothing to kill) and the
+//!   driver's monitoring `hello` / `isMaster` (awaitable heartbeats).
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
@@ -170,32 +179,115 @@ pub fn operation_text(entry: &Document) -> String {
     }
 }
 
-/// True for entries that are docplane's own work: its application name, or any
-/// `currentOp` command / `$currentOp` aggregation.
-pub fn is_own_operation(entry: &Document, app_name: &str) -> bool {
-    let app = entry.get_str("appName").ok().or_else(|| {
+/// Prefix of every [`OwnOpTag`] comment.
+pub const OWN_TAG_PREFIX: &str = "docplane:";
+
+/// Tags of the current-op reads running in this process right now.
+static LIVE_TAGS: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+fn live_tags() -> std::sync::MutexGuard<'static, HashSet<String>> {
+    LIVE_TAGS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The mark of one current-op read of docplane's: a fresh random comment, registered as live
+/// from creation until drop. Keep it alive until the read's entries have been filtered.
+#[derive(Debug)]
+pub struct OwnOpTag {
+    comment: String,
+}
+
+impl OwnOpTag {
+    /// A fresh tag (`docplane:` + 128 random bits in hex), registered as live.
+    #[allow(clippy::new_without_default, reason = "each call makes a distinct random tag")]
+    pub fn new() -> Self {
+        let comment = format!("{OWN_TAG_PREFIX}{:032x}", rand::random::<u128>());
+        live_tags().insert(comment.clone());
+        Self { comment }
+    }
+
+    /// The comment text.
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+
+    /// Marks a current-op request with this tag (see [`tag_request`]).
+    pub fn tag(&self, request: &mut Document) {
+        tag_request(request, &self.comment);
+    }
+}
+
+impl Drop for OwnOpTag {
+    fn drop(&mut self) {
+        live_tags().remove(&self.comment);
+    }
+}
+
+/// Marks a current-op request with `comment`: the `comment` option on an `aggregate` (3.6+,
+/// recorded in the op's `command`), a `$comment` predicate on the `currentOp` command (a no-op
+/// in any filter, so it can neither hide nor add entries; the command's fields other than
+/// `$all` / `$ownOps` are its filter on 3.4).
+pub fn tag_request(request: &mut Document, comment: &str) {
+    if request.contains_key("aggregate") {
+        request.insert("comment", comment);
+    } else {
+        request.insert("$comment", comment);
+    }
+}
+
+/// The docplane tag an entry's command carries, if any: `comment` / `$comment` of `command`
+/// (3.6+), of the legacy `query` (3.4), or of a getMore's `cursor.originatingCommand`.
+pub fn entry_tag(entry: &Document) -> Option<&str> {
+    let commands = [
+        entry.get_document("command").ok(),
+        entry.get_document("query").ok(),
+        entry.get_document("cursor").ok().and_then(|c| c.get_document("originatingCommand").ok()),
+    ];
+    commands.into_iter().flatten().find_map(|c| {
+        ["comment", "$comment"]
+            .into_iter()
+            .filter_map(|k| c.get_str(k).ok())
+            .find(|t| t.starts_with(OWN_TAG_PREFIX))
+    })
+}
+
+fn entry_app_name(entry: &Document) -> Option<&str> {
+    entry.get_str("appName").ok().or_else(|| {
         entry
             .get_document("clientMetadata")
             .ok()
             .and_then(|m| m.get_document("application").ok())
             .and_then(|a| a.get_str("name").ok())
-    });
-    if app == Some(app_name) {
+    })
+}
+
+/// Whether an entry's command is a handshake / heartbeat (`hello`, `isMaster`).
+fn is_hello(entry: &Document) -> bool {
+    entry
+        .get_document("command")
+        .ok()
+        .and_then(|c| c.keys().next())
+        .is_some_and(|k| matches!(k.as_str(), "hello" | "isMaster" | "ismaster"))
+}
+
+/// Pure core of [`is_own_operation`] over an explicit set of live tags.
+pub fn is_own_operation_with(entry: &Document, app_name: &str, live: &HashSet<String>) -> bool {
+    if entry_tag(entry).is_some_and(|t| live.contains(t)) {
         return true;
     }
-    let Ok(command) = entry.get_document("command") else {
+    if entry_app_name(entry) != Some(app_name) {
         return false;
-    };
-    if command.contains_key("currentOp") {
-        return true;
     }
-    command.contains_key("aggregate")
-        && command
-            .get_array("pipeline")
-            .ok()
-            .and_then(|p| p.first())
-            .and_then(Bson::as_document)
-            .is_some_and(|stage| stage.contains_key("$currentOp"))
+    let active = entry.get_bool("active").unwrap_or(false);
+    !active || is_hello(entry)
+}
+
+/// True for entries docplane hides as its own: a current-op read of this process (its command
+/// carries a live [`OwnOpTag`]), or, under docplane's `app_name`, an idle connection or a
+/// `hello` / `isMaster` heartbeat. Any other active operation is the user's, whatever its
+/// application name.
+pub fn is_own_operation(entry: &Document, app_name: &str) -> bool {
+    let live = live_tags();
+    is_own_operation_with(entry, app_name, &live)
 }
 
 /// The `$currentOp` stage options for a server version.
@@ -216,6 +308,9 @@ pub fn opid_predicate(ids: &[SessionId]) -> Document {
 impl Driver {
     /// The node's version, from the per-pool cache or a `buildInfo` round trip.
     pub async fn node_version(&self, target: &NodeTarget) -> Result<ServerVersion> {
+        if self.legacy_wire(target).await? {
+            return self.legacy_version(target).await;
+        }
         if let Some(v) = self.cached_version(target) {
             return Ok(v);
         }
@@ -234,9 +329,14 @@ impl Driver {
         target: &NodeTarget,
         predicate: Option<Document>,
     ) -> Result<Vec<Document>> {
+        if self.legacy_wire(target).await? {
+            return self.legacy_current_op_entries(target, predicate).await;
+        }
         let version = self.node_version(target).await?;
         version.check_supported()?;
         let client = self.client(target)?;
+        // Lives until the entries are filtered below.
+        let tag = OwnOpTag::new();
         let entries = if version.has_current_op_stage() {
             let mut pipeline = vec![current_op_stage(version)];
             if let Some(p) = predicate {
@@ -244,7 +344,12 @@ impl Driver {
             }
             let db = client.database("admin");
             self.run(async {
-                db.aggregate(pipeline).batch_size(100_000).await?.try_collect::<Vec<Document>>().await
+                db.aggregate(pipeline)
+                    .batch_size(100_000)
+                    .comment(tag.comment())
+                    .await?
+                    .try_collect::<Vec<Document>>()
+                    .await
             })
             .await?
         } else {
@@ -252,6 +357,7 @@ impl Driver {
             if let Some(p) = predicate {
                 command.extend(p);
             }
+            tag.tag(&mut command);
             let reply = self.command(&client, "admin", command).await?;
             reply
                 .get_array("inprog")
@@ -259,7 +365,9 @@ impl Driver {
                 .unwrap_or_default()
         };
         let app_name = &self.config().app_name;
-        Ok(entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect())
+        let own = entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect();
+        drop(tag);
+        Ok(own)
     }
 
     /// Every current operation, idle connection and idle session of a node, mapped.
@@ -292,6 +400,9 @@ impl Driver {
             Some(_) => return Err(DriverError::InvalidSessionIds(vec![id.to_string()])),
             None => return Err(DriverError::InactiveSessions(vec![id.to_string()])),
         };
+        if self.legacy_wire(target).await? {
+            return self.legacy_command(target, "admin", doc! {"killOp": 1, "op": op}).await.map(|_| ());
+        }
         let client = self.client(target)?;
         self.command(&client, "admin", doc! {"killOp": 1, "op": op}).await.map(|_| ())
     }
@@ -380,20 +491,66 @@ mod tests {
     }
 
     #[test]
-    fn own_operations_are_recognized() {
+    fn own_operations_are_recognized_by_live_tag_only() {
         let app = "docplane-control";
-        assert!(is_own_operation(&doc! {"appName": app, "opid": 1}, app));
-        assert!(is_own_operation(&doc! {"clientMetadata": {"application": {"name": app}}, "opid": 1}, app));
-        assert!(is_own_operation(
-            &doc! {"opid": 1, "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}]}},
-            app
+        let live: HashSet<String> = ["docplane:00ff".to_owned()].into();
+        let own = |e: &Document| is_own_operation_with(e, app, &live);
+        // Tagged reads: the aggregate (3.6+), the currentOp command (3.4's `query`), a getMore.
+        let agg = doc! {"active": true, "opid": 1, "appName": app,
+        "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "comment": "docplane:00ff"}};
+        assert!(own(&agg));
+        assert!(own(
+            &doc! {"active": true, "opid": 2, "query": {"currentOp": 1, "$all": true, "$comment": "docplane:00ff"}}
         ));
-        assert!(is_own_operation(&doc! {"opid": 1, "command": {"currentOp": 1}}, app));
-        assert!(!is_own_operation(&sleep_entry(), app));
-        assert!(!is_own_operation(
-            &doc! {"opid": 1, "command": {"aggregate": "c", "pipeline": [{"$match": {}}]}},
-            app
+        assert!(own(&doc! {"active": true, "opid": 3, "command": {"getMore": 5_i64},
+        "cursor": {"originatingCommand": {"aggregate": 1, "comment": "docplane:00ff"}}}));
+        // A tag that is not live (guessed, or of a finished read) hides nothing.
+        let stale = doc! {"active": true, "opid": 4,
+        "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "comment": "docplane:0bad"}};
+        assert!(!own(&stale));
+        // An untagged $currentOp / currentOp is someone else's.
+        assert!(!own(
+            &doc! {"active": true, "opid": 5, "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}]}}
         ));
+        assert!(!own(&doc! {"active": true, "opid": 6, "command": {"currentOp": 1}}));
+        // The app name alone: idle connections and heartbeats hidden, active work listed.
+        assert!(own(&doc! {"active": false, "desc": "conn3", "appName": app}));
+        assert!(own(
+            &doc! {"active": false, "desc": "conn4", "clientMetadata": {"application": {"name": app}}}
+        ));
+        assert!(own(
+            &doc! {"active": true, "opid": 7, "appName": app, "command": {"hello": 1, "maxAwaitTimeMS": 10_000}}
+        ));
+        assert!(own(&doc! {"active": true, "opid": 8, "appName": app, "command": {"isMaster": 1}}));
+        let mut impostor = sleep_entry();
+        impostor.insert("appName", app);
+        assert!(!own(&impostor));
+        let mut impostor = sleep_entry();
+        impostor.remove("appName");
+        impostor.insert("clientMetadata", doc! {"application": {"name": app}});
+        assert!(!own(&impostor));
+        assert!(!own(&sleep_entry()));
+        assert!(!own(&doc! {"active": false, "desc": "conn9", "appName": "other"}));
+    }
+
+    #[test]
+    fn tags_are_fresh_live_while_held_and_land_in_the_request() {
+        let (a, b) = (OwnOpTag::new(), OwnOpTag::new());
+        assert_ne!(a.comment(), b.comment());
+        assert!(a.comment().starts_with(OWN_TAG_PREFIX) && a.comment().len() == OWN_TAG_PREFIX.len() + 32);
+        let mut agg = doc! {"aggregate": 1, "pipeline": [current_op_stage(ServerVersion::new(4, 4, 0))]};
+        a.tag(&mut agg);
+        assert_eq!(agg.get_str("comment").unwrap(), a.comment());
+        let mut cmd = doc! {"currentOp": 1, "$all": true, "opid": {"$in": [5]}};
+        b.tag(&mut cmd);
+        assert_eq!(cmd.get_str("$comment").unwrap(), b.comment());
+        assert!(!cmd.contains_key("comment"));
+        let entry = doc! {"active": true, "opid": 1, "command": agg};
+        assert_eq!(entry_tag(&entry), Some(a.comment()));
+        assert!(is_own_operation(&entry, "docplane-control"));
+        drop(a);
+        assert!(!is_own_operation(&entry, "docplane-control"), "a dropped tag hides nothing");
+        assert!(is_own_operation(&doc! {"active": true, "opid": 2, "query": cmd}, "x"));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Driver {
 struct Inner {
     config: DriverConfig,
     clients: Mutex<HashMap<String, CachedClient>>,
+    /// Connections and wire versions of the legacy client (nodes below wire version 9).
+    legacy: crate::legacy::LegacyCache,
 }
 
 impl std::fmt::Debug for Driver {
@@ -46,7 +48,8 @@ impl std::fmt::Debug for Driver {
 impl Driver {
     /// A driver with an empty pool cache.
     pub fn new(config: DriverConfig) -> Self {
-        Self { inner: Arc::new(Inner { config, clients: Mutex::new(HashMap::new()) }) }
+        let legacy = crate::legacy::LegacyCache::default();
+        Self { inner: Arc::new(Inner { config, clients: Mutex::new(HashMap::new()), legacy }) }
     }
 
     /// The configuration in force.
@@ -107,9 +110,10 @@ impl Driver {
 
     /// Drops the cached pool of a node (after it is unregistered). Returns whether one existed.
     pub fn forget(&self, node_id: &str) -> bool {
+        let legacy = self.inner.legacy.forget(node_id);
         match self.inner.clients.lock() {
-            Ok(mut clients) => clients.remove(node_id).is_some(),
-            Err(_) => false,
+            Ok(mut clients) => clients.remove(node_id).is_some() || legacy,
+            Err(_) => legacy,
         }
     }
 
@@ -127,6 +131,11 @@ impl Driver {
         {
             c.version = Some(version);
         }
+    }
+
+    /// The legacy client's per-node cache.
+    pub(crate) fn legacy_cache(&self) -> &crate::legacy::LegacyCache {
+        &self.inner.legacy
     }
 
     /// Number of cached pools (for tests and metrics).

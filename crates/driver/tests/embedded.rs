@@ -56,10 +56,15 @@ fn credentials() -> Credentials {
 
 /// A separate application's client (not docplane's app name).
 async fn app_client(addr: SocketAddr) -> mongodb::Client {
+    named_client(addr, "test-app")
+}
+
+/// A client of another application that announces `app_name`.
+fn named_client(addr: SocketAddr, app_name: &str) -> mongodb::Client {
     let mut o = ClientOptions::default();
     o.hosts = vec![ServerAddress::Tcp { host: addr.ip().to_string(), port: Some(addr.port()) }];
     o.direct_connection = Some(true);
-    o.app_name = Some("test-app".into());
+    o.app_name = Some(app_name.into());
     let mut c = Credential::default();
     c.username = Some(USER.into());
     c.password = Some(PASSWORD.into());
@@ -239,6 +244,52 @@ async fn lists_sleep_and_scan_then_kills_them() {
     let e = sleeper.await.unwrap().unwrap_err();
     assert_eq!(error_code(&e), Some(11601), "{e:?}");
     let e = scanner.await.unwrap().unwrap_err();
+    assert_eq!(error_code(&e), Some(11601), "{e:?}");
+    f.node.shutdown().await.unwrap();
+}
+
+/// The application name alone hides no active operation: a client calling itself
+/// `docplane-control` is listed and killable, while docplane's own (tagged) reads stay hidden.
+#[tokio::test]
+async fn a_client_using_docplanes_app_name_is_listed_and_killable() {
+    let f = fixture().await;
+    let app = f.driver.config().app_name.clone();
+    assert_eq!(app, "docplane-control");
+    let impostor = named_client(f.node.local_addr(), &app);
+
+    // The node keeps an aggregate's `comment` in the op's `command` (what the tag relies on).
+    let mut cursor = impostor
+        .database("admin")
+        .aggregate(vec![
+            doc! {"$currentOp": {"allUsers": true}},
+            doc! {"$match": {"command.comment": "docplane:feed"}},
+        ])
+        .comment("docplane:feed")
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let mine = cursor.next().await.expect("the aggregate sees itself").unwrap();
+    assert_eq!(mine.get_document("command").unwrap().get_str("comment").unwrap(), "docplane:feed", "{mine}");
+
+    let sleeper = spawn_sleep(&impostor, 30_000);
+    let sleep = wait_for(&f, is_sleep).await;
+    assert!(sleep.active && sleep.has_opid, "{sleep:?}");
+    let page = sessions::list(
+        &f.driver,
+        &f.target,
+        &SessionQuery { offset: 0, limit: 100, ..SessionQuery::default() },
+    )
+    .await
+    .unwrap();
+    assert!(page.sessions.iter().any(|r| r.id == sleep.id), "{page:#?}");
+    // docplane's own reads (same app name, active while they run) are still hidden.
+    let all = f.driver.list_ops(&f.target).await.unwrap();
+    assert!(all.iter().all(|r| !r.operation.contains("currentOp")), "{all:#?}");
+
+    let report = sessions::kill(&f.driver, &f.target, std::slice::from_ref(&sleep.id)).await.unwrap();
+    assert_eq!(report.outcomes.len(), 1);
+    assert_eq!(report.outcomes[0].status, KillStatus::Killed, "{report:?}");
+    let e = sleeper.await.unwrap().unwrap_err();
     assert_eq!(error_code(&e), Some(11601), "{e:?}");
     f.node.shutdown().await.unwrap();
 }

@@ -11,11 +11,16 @@
 //! - BSON documents nested deeper than [`MAX_BSON_DEPTH`] are rejected before they are materialized, so
 //!   converting them cannot overflow the stack.
 
+mod client;
 mod decode;
 mod encode;
 mod error;
 mod message;
 
+pub use client::{
+    QUERY_FLAG_SECONDARY_OK, REPLY_FLAG_CURSOR_NOT_FOUND, REPLY_FLAG_QUERY_FAILURE, command_msg,
+    command_query, command_reply, encode_command_msg, encode_command_query,
+};
 pub use decode::{FrameDecoder, check_document, decode_frame, read_document};
 pub use encode::encode_message;
 pub use error::WireError;
