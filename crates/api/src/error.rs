@@ -182,7 +182,11 @@ impl IntoResponse for ApiError {
 pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
     let detail = || {
         let t = text.trim();
-        if t.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { t.to_owned() }
+        if t.is_empty() {
+            status.canonical_reason().unwrap_or("bad request").to_owned()
+        } else {
+            t.to_owned()
+        }
     };
     match status {
         StatusCode::UNAUTHORIZED => ApiError::AuthRequired,
@@ -200,10 +204,9 @@ pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
 const MAX_PLAIN_ERROR_BODY: usize = 4096;
 
 fn is_json(resp: &Response) -> bool {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+    resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 /// Middleware: rewrites every non-JSON 4xx/5xx into the vendor error shape: the [`ApiError`] that
@@ -244,6 +247,7 @@ impl From<IamError> for ApiError {
             IamError::BadRequest(m) => ApiError::BadRequest(m),
             IamError::Store(e) => ApiError::Internal(e.to_string()),
             IamError::Internal(m) => ApiError::Internal(m),
+            e @ IamError::MasterKeyMismatch => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -325,7 +329,10 @@ mod tests {
         let code = |s: u16, t: &str| error_for_status(StatusCode::from_u16(s).unwrap(), t).body();
         assert_eq!(code(413, "Failed to buffer the request body").error_code, "DBS.900413");
         let b = code(400, "Invalid UTF-8 in `project_id`");
-        assert_eq!((b.error_code.as_str(), b.error_msg.as_str()), ("DBS.200001", "Invalid parameter: Invalid UTF-8 in `project_id`"));
+        assert_eq!(
+            (b.error_code.as_str(), b.error_msg.as_str()),
+            ("DBS.200001", "Invalid parameter: Invalid UTF-8 in `project_id`")
+        );
         assert_eq!(code(422, "").error_msg, "Invalid parameter: Unprocessable Entity");
         assert_eq!(code(404, "").error_code, "DBS.900404");
         assert_eq!(code(405, "").error_code, "DBS.900405");

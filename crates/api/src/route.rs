@@ -18,6 +18,8 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
@@ -138,7 +140,17 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The authentication / authorization layer (see the module docs).
-async fn authenticate(State(g): State<Guard>, params: RawPathParams, req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(g): State<Guard>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // A path segment that is not UTF-8 once percent-decoded (e.g. `/v3/%FF/...`).
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
+    };
     let path_project = params.iter().find(|(k, _)| *k == "project_id").map(|(_, v)| v.to_owned());
     match check(&g, path_project, req).await {
         Ok((principal, req)) => {
@@ -289,9 +301,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
-            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::PayloadTooLarge),
+            Err(JsonRejection::BytesRejection(e)) => Err(bytes_rejection(&e)),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
+    }
+}
+
+/// What a failure to buffer the request body becomes: 413 `DBS.900413` over the body limit,
+/// 400 `DBS.200001` otherwise (e.g. the client broke the upload off).
+pub fn bytes_rejection(e: &BytesRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// The raw request body (within the body limit) whose rejections are [`ApiError`]s (see
+/// [`bytes_rejection`]).
+#[derive(Debug, Clone)]
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(ApiBytes).map_err(|e| bytes_rejection(&e))
     }
 }
 

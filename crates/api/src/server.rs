@@ -168,6 +168,7 @@ pub fn app(state: AppState, extra_routes: Vec<Route>) -> Result<Router, ServeErr
     let limit = state.body_limit;
     Ok(build_router(routes, state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn(crate::error::vendor_shape))
         .layer(from_fn(crate::observe::observe)))
 }
 

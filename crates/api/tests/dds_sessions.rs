@@ -211,6 +211,19 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     let (status, body) = h.get(&h.sessions_path("")).await;
     assert_eq!((status, code(&body)), (403, "DBS.200011"));
     store.update_instance_status(&h.instance_id, "normal").await.unwrap();
+    // The node's own state: DBS.200019, not the instance's DBS.200011.
+    store
+        .update_node(&h.node_id, &NodeUpdate { status: Some("frozen".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let (status, body) = h.post(&kill, &json!({"sessions": [sleep_id]})).await;
+    assert_eq!((status, code(&body)), (403, "DBS.200019"), "{body}");
+    let (status, body) = h.get(&h.sessions_path("")).await;
+    assert_eq!((status, code(&body)), (403, "DBS.200019"), "{body}");
+    store
+        .update_node(&h.node_id, &NodeUpdate { status: Some("normal".into()), ..Default::default() })
+        .await
+        .unwrap();
 
     // A node of another project is a plain 404.
     let other = Instance {

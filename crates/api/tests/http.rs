@@ -128,6 +128,44 @@ async fn request_ids_errors_and_limits() {
         .unwrap())
     .await;
     assert_eq!((s, c.as_str()), (413, "DBS.900413"));
+    // The kill route reads its body raw: over the limit it is the same JSON 413.
+    let token = admin_token(&e, &e.boot.project_id).await;
+    let r = e
+        .http
+        .post(format!(
+            "{}/v3/{}/nodes/0123456789abcdef0123456789abcdefno02/session",
+            e.base, e.boot.project_id
+        ))
+        .header("x-auth-token", &token)
+        .header("x-request-id", "rid-big-kill")
+        .header("content-type", "application/json")
+        .body(format!("{{\"sessions\":[\"{}\"]}}", "1".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "rid-big-kill");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let (s, c, body) = err(r).await;
+    assert_eq!((s, c.as_str()), (413, "DBS.900413"), "{body}");
+    // A path segment that is not UTF-8 once decoded: JSON 400, with or without a credential.
+    for token in [None, Some(token.as_str())] {
+        let mut req = e.http.get(format!("{}/v3/%FF/nodes/x/sessions", e.base));
+        if let Some(t) = token {
+            req = req.header("x-auth-token", t);
+        }
+        let (s, c, body) = err(req.send().await.unwrap()).await;
+        assert_eq!((s, c.as_str()), (400, "DBS.200001"), "{body}");
+        assert!(body["error_msg"].as_str().unwrap().contains("UTF-8"), "{body}");
+    }
+    let (s, c, body) = err(e
+        .http
+        .get(format!("{}/v3/{}/nodes/%C3%28/sessions", e.base, e.boot.project_id))
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((s, c.as_str()), (400, "DBS.200001"), "{body}");
     // Wrong password: 401 without saying which part was wrong.
     let r = e
         .http

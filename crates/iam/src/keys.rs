@@ -124,6 +124,14 @@ impl MasterKey {
         out
     }
 
+    /// The key check value: hex of a subkey derived for a fixed label. Stored once per metadata
+    /// store so that a replica started with another master key is refused at start instead of
+    /// failing every token and secret of the others. Reveals nothing about the key (one-way) and is
+    /// independent of the sealing and token subkeys (label-separated).
+    pub fn check_value(&self) -> String {
+        format!("kcv1:{}", hex::encode(self.derive("key-check-v1")))
+    }
+
     /// The sealer for secrets at rest.
     pub fn sealer(&self) -> Sealer {
         Sealer { key: self.derive("seal") }
@@ -198,6 +206,16 @@ mod tests {
         assert_eq!(MasterKey::parse(&b64).unwrap().0, k.0);
         assert!(MasterKey::parse("abcd").is_err());
         assert!(MasterKey::parse(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn check_value_identifies_the_key() {
+        let k = MasterKey::generate();
+        assert_eq!(k.check_value(), MasterKey::parse(&k.to_hex()).unwrap().check_value());
+        assert_ne!(k.check_value(), MasterKey::generate().check_value());
+        assert!(!k.check_value().contains(&k.to_hex()));
+        assert!(!k.check_value().contains(&hex::encode(k.derive("seal"))));
+        assert!(!k.check_value().contains(&hex::encode(k.derive("token"))));
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub enum IamError {
     Conflict(String),
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// The store's key check value is not this process's master key's.
+    #[error(
+        "this store was initialised with a different master key; give every replica the same {}",
+        crate::keys::MASTER_KEY_ENV
+    )]
+    MasterKeyMismatch,
     #[error("store: {0}")]
     Store(StoreError),
     #[error("internal: {0}")]
@@ -207,6 +213,8 @@ struct BootstrapRecord {
 }
 
 const BOOTSTRAP_SETTING: &str = "bootstrap";
+/// Setting holding the master key's check value.
+pub const KEY_CHECK_SETTING: &str = "master_key_check";
 
 /// A new 32-character lowercase hex id (the vendor's id shape).
 pub fn new_id() -> String {
@@ -251,7 +259,16 @@ impl std::fmt::Debug for Iam {
 
 impl Iam {
     /// Builds the service; the caches start empty at the store's current change sequence.
+    ///
+    /// Refuses ([`IamError::MasterKeyMismatch`]) a master key other than the one the store was
+    /// first used with: the first `Iam::new` on a store records the key's check value
+    /// ([`MasterKey::check_value`], setting `master_key_check`), every later one compares.
     pub async fn new(store: Arc<dyn MetaStore>, master: &MasterKey) -> Result<Arc<Self>> {
+        let mine = master.check_value();
+        let recorded = store.put_setting_if_absent(KEY_CHECK_SETTING, &mine).await?;
+        if recorded != mine {
+            return Err(IamError::MasterKeyMismatch);
+        }
         let seq = store.latest_change_seq().await?;
         Ok(Arc::new(Self {
             store,

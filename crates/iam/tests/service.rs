@@ -25,6 +25,27 @@ fn by_name(domain: &str, name: &str) -> UserSelector {
 }
 
 #[tokio::test]
+async fn a_second_master_key_is_refused_on_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().to_str().unwrap().to_owned();
+    let (key_a, key_b) = (MasterKey::generate(), MasterKey::generate());
+    let a = Iam::new(docplane_store::open(&location).await.unwrap(), &key_a).await.unwrap();
+    let boot = a.bootstrap(&BootstrapOptions::default()).await.unwrap();
+    // A replica with its own key (e.g. its own key file) on the same store: refused at start.
+    let err = Iam::new(docplane_store::open(&location).await.unwrap(), &key_b).await.unwrap_err();
+    assert!(matches!(err, IamError::MasterKeyMismatch), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("different master key") && text.contains("DOCPLANE_MASTER_KEY"), "{text}");
+    // The same key (another replica sharing DOCPLANE_MASTER_KEY) starts and reads the secrets.
+    let b = Iam::new(docplane_store::open(&location).await.unwrap(), &key_a).await.unwrap();
+    assert_eq!(b.bootstrap(&BootstrapOptions::default()).await.unwrap().secret_key, boot.secret_key);
+    // The refusal changed nothing: the recorded check value is still key A's.
+    let store = docplane_store::open(&location).await.unwrap();
+    assert_eq!(store.get_setting(KEY_CHECK_SETTING).await.unwrap(), Some(key_a.check_value()));
+    assert!(Iam::new(store, &key_b).await.is_err());
+}
+
+#[tokio::test]
 async fn bootstrap_is_idempotent_and_admin_can_log_in() {
     let (dir, iam, boot) = sqlite_iam().await;
     assert!(boot.created);

@@ -138,6 +138,10 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     // ---- settings
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Stores `value` under `key` unless the key already has a value; returns the value stored
+    /// afterwards (the given one, or the one that was there). Atomic: of concurrent callers on
+    /// one database, exactly one value wins and every caller sees it.
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String>;
 
     // ---- change log
     /// The highest sequence number written so far (0 when the log is empty).

@@ -454,6 +454,27 @@ macro_rules! impl_meta_store {
                 self.exec_with_change(q, ck::SETTING, key).await
             }
 
+            async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String> {
+                let mut tx = self.begin_change().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted > 0 {
+                    Self::record_change(&mut tx, ck::SETTING, key).await?;
+                }
+                let row: (String,) = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.0)
+            }
+
             async fn latest_change_seq(&self) -> Result<i64> {
                 let row: (Option<i64>,) =
                     sqlx::query_as("SELECT MAX(seq) FROM changes").fetch_one(&self.pool).await?;

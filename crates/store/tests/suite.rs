@@ -124,6 +124,7 @@ suite!(
     groups_roles_grants_policies,
     credentials,
     settings_roundtrip,
+    settings_put_if_absent,
     change_log_is_monotonic,
     instances_groups_nodes,
     kill_audit,
@@ -302,6 +303,25 @@ async fn settings_roundtrip(s: Arc<dyn MetaStore>, _loc: String) {
     s.put_setting("k", "v1").await.unwrap();
     s.put_setting("k", "v2").await.unwrap();
     assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v2"));
+}
+
+async fn settings_put_if_absent(a: Arc<dyn MetaStore>, loc: String) {
+    let b = open(&loc).await.unwrap();
+    let seq = a.latest_change_seq().await.unwrap();
+    // Concurrent first writers on two handles: one value wins and both see it.
+    let (ra, rb) =
+        tokio::join!(a.put_setting_if_absent("kcv", "from-a"), b.put_setting_if_absent("kcv", "from-b"));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra, rb);
+    assert!(ra == "from-a" || ra == "from-b", "{ra}");
+    assert_eq!(a.get_setting("kcv").await.unwrap().as_deref(), Some(ra.as_str()));
+    // Later calls never overwrite.
+    assert_eq!(b.put_setting_if_absent("kcv", "other").await.unwrap(), ra);
+    assert_eq!(a.get_setting("kcv").await.unwrap().as_deref(), Some(ra.as_str()));
+    // Only the insert was logged.
+    let changes = a.changes_since(seq, 10).await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((changes[0].kind.as_str(), changes[0].entity_id.as_str()), ("setting", "kcv"));
 }
 
 async fn change_log_is_monotonic(s: Arc<dyn MetaStore>, _loc: String) {

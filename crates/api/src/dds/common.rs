@@ -101,18 +101,20 @@ pub async fn resolve_node(st: &AppState, project_id: &str, node_id: &str) -> Res
     Ok(ResolvedNode { node, instance, target })
 }
 
-/// Instance / node states in which session operations are refused (`DBS.200011`). `normal` and
-/// `abnormal` are allowed: an abnormal node is still tried, and fails promptly if it is down.
+/// Instance / node states in which session operations are refused (`DBS.200011` for the
+/// instance's state, `DBS.200019` for the node's). `normal` and `abnormal` are allowed: an
+/// abnormal node is still tried, and fails promptly if it is down.
 const FORBIDDING_STATES: &[&str] =
     &["creating", "createfail", "deleting", "deleted", "frozen", "registering"];
 
-/// Checks the instance state, the node state and the node's recorded version.
+/// Checks the instance state (`DBS.200011`), then the node state (`DBS.200019`), then the node's
+/// and the instance's recorded version (`DBS.200041`).
 pub fn check_state_and_version(r: &ResolvedNode) -> Result<(), ApiError> {
     if FORBIDDING_STATES.contains(&r.instance.status.as_str()) {
         return Err(ApiError::InstanceStateForbids(r.instance.status.clone()));
     }
     if FORBIDDING_STATES.contains(&r.node.status.as_str()) {
-        return Err(ApiError::InstanceStateForbids(format!("node is {}", r.node.status)));
+        return Err(ApiError::NodeStateForbids(r.node.status.clone()));
     }
     for text in [&r.node.version, &r.instance.datastore_version] {
         if let Some(v) = ServerVersion::parse(text) {
@@ -160,6 +162,55 @@ mod tests {
         assert!(!is_vendor_id("ABCDEF0123456789abcdef0123456789no02", NODE_SUFFIX));
         assert!(!is_vendor_id("abc", NODE_SUFFIX));
         assert_ne!(new_id(GROUP_SUFFIX), new_id(GROUP_SUFFIX));
+    }
+
+    fn resolved(instance_status: &str, node_status: &str, version: &str) -> ResolvedNode {
+        let instance = Instance {
+            id: new_id(INSTANCE_SUFFIX),
+            project_id: "p".into(),
+            name: "i".into(),
+            mode: docplane_store::InstanceMode::Single,
+            status: instance_status.into(),
+            datastore_version: version.into(),
+            port: 27017,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let node = Node {
+            id: new_id(NODE_SUFFIX),
+            instance_id: instance.id.clone(),
+            group_id: new_id(GROUP_SUFFIX),
+            name: "n".into(),
+            role: "Primary".into(),
+            status: node_status.into(),
+            address: "127.0.0.1:27017".into(),
+            credentials_enc: None,
+            version: version.into(),
+            updated_at: 0,
+        };
+        let target = NodeTarget {
+            id: node.id.clone(),
+            address: node.address.clone(),
+            credentials: None,
+            kind: NodeKind::Mongod,
+        };
+        ResolvedNode { node, instance, target }
+    }
+
+    #[test]
+    fn state_refusals_name_the_instance_or_the_node() {
+        let code =
+            |i: &str, n: &str, v: &str| check_state_and_version(&resolved(i, n, v)).map_err(|e| e.body());
+        assert_eq!(code("normal", "normal", "7.0.0"), Ok(()));
+        assert_eq!(code("normal", "abnormal", "4.0.3"), Ok(()));
+        assert_eq!(code("frozen", "normal", "7.0.0").unwrap_err().error_code, "DBS.200011");
+        // Both forbid: the instance is reported first.
+        assert_eq!(code("deleting", "frozen", "7.0.0").unwrap_err().error_code, "DBS.200011");
+        let e = code("normal", "frozen", "7.0.0").unwrap_err();
+        assert_eq!(e.error_code, "DBS.200019");
+        assert!(e.error_msg.contains("frozen"), "{}", e.error_msg);
+        assert_eq!(code("normal", "registering", "7.0.0").unwrap_err().error_code, "DBS.200019");
+        assert_eq!(code("normal", "normal", "3.2.22").unwrap_err().error_code, "DBS.200041");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Validation order (each failure has its own vendor code):
 //! - list: `offset` (`DBS.280440`), `limit` (`DBS.280439`), `plan_summary` (`DBS.301072`),
 //!   `type` (`DBS.301073`), `namespace` (`DBS.301074`), `cost_time` (`DBS.301075`); then the node
-//!   in the caller's project (`DBS.200013`), its state (`DBS.200011`) and version (`DBS.200041`);
+//!   in the caller's project (`DBS.200013`), its instance's state (`DBS.200011`), its own state
+//!   (`DBS.200019`) and version (`DBS.200041`);
 //!   a node that cannot be read gives `DBS.301076`.
 //! - kill: the body (`DBS.200001`: a JSON object whose `sessions` is a non-empty array of at most
 //!   1,000 strings); the node (`DBS.200013`); each id's format for the node kind (`DBS.301071`);
@@ -200,7 +201,8 @@ pub fn parse_kill_body(body: &[u8]) -> Result<Vec<String>, ApiError> {
     params(("project_id" = String, Path), ("node_id" = String, Path), ListSessionsQuery),
     responses((status = 200, body = ListSessionsResponse),
               (status = 400, body = ErrorBody, description = "DBS.280439 DBS.280440 DBS.301072..DBS.301076 DBS.200041"),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "DBS.200013")))]
+              (status = 403, body = ErrorBody, description = "DBS.200011 DBS.200019"),
+              (status = 404, body = ErrorBody, description = "DBS.200013")))]
 pub async fn list_sessions(
     State(st): State<AppState>,
     p: Principal,
@@ -270,7 +272,7 @@ async fn write_audit(st: &AppState, audit: &KillAudit) {
     request_body = KillSessionsBody,
     responses((status = 200, body = Object, description = "`{}`: every session was sent killOp"),
               (status = 400, body = ErrorBody, description = "DBS.200001 DBS.301071 DBS.301077 DBS.200041"),
-              (status = 403, body = ErrorBody, description = "DBS.200011"),
+              (status = 403, body = ErrorBody, description = "DBS.200011 DBS.200019"),
               (status = 404, body = ErrorBody, description = "DBS.200013")))]
 pub async fn kill_sessions(
     State(st): State<AppState>,
