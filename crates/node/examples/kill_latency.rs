@@ -2,7 +2,8 @@
 //! 1,000 kills of a running `sleep` and of a running collection scan; plus the cost of `$currentOp`
 //! with 1,000 concurrent operations.
 //!
-//! Run: `cargo run --release -p docplane-node --example kill_latency` (optional arg: number of kills).
+//! Run: `cargo run --release -p docplane-node --example kill_latency [-- <kills> <currentOp-iters>]`
+//! (defaults 1000 100).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -153,23 +154,65 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut lat = Vec::new();
-    let mut count = 0;
-    for _ in 0..100 {
+    let iters: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let run = |pipeline: Vec<Document>| {
+        let admin = admin.clone();
+        async move {
+            let t = Instant::now();
+            let docs: Vec<Document> = admin
+                .database("admin")
+                .aggregate(pipeline)
+                .batch_size(100_000)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            (t.elapsed(), docs)
+        }
+    };
+    // The control plane's stage (crates/driver/src/ops.rs): all users, idle connections and sessions.
+    let driver_stage = doc! {"$currentOp": {"allUsers": true, "idleConnections": true, "idleSessions": true}};
+    let some_opid = run(vec![driver_stage.clone(), doc! {"$match": {"command.sleep": 1}}]).await.1[500]
+        .get_i32("opid")
+        .unwrap();
+    let (mut all, mut none, mut one, mut cmd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut n_all, mut n_none, mut n_one, mut n_cmd) = (0, 0, 0, 0);
+    let (mut count, mut field, mut n_count, mut n_field) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..iters {
+        let (t, d) = run(vec![doc! {"$currentOp": {"allUsers": true, "idleSessions": false}}]).await;
+        all.push(t);
+        n_all = d.len();
+        // Every document built on the node, none sent: the node-side cost of a full listing.
+        let (t, d) = run(vec![driver_stage.clone(), doc! {"$count": "n"}]).await;
+        count.push(t);
+        n_count = d.first().and_then(|d| d.get_i32("n").ok()).unwrap_or(0);
+        let (t, d) =
+            run(vec![driver_stage.clone(), doc! {"$match": {"command.millis": 1, "op": "command"}}]).await;
+        field.push(t);
+        n_field = d.len();
+        let (t, d) = run(vec![driver_stage.clone(), doc! {"$match": {"opid": -1}}]).await;
+        none.push(t);
+        n_none = d.len();
+        let (t, d) =
+            run(vec![driver_stage.clone(), doc! {"$match": {"opid": {"$in": [i64::from(some_opid)]}}}]).await;
+        one.push(t);
+        n_one = d.len();
         let t = Instant::now();
-        let docs: Vec<Document> = admin
+        let r = admin
             .database("admin")
-            .aggregate(vec![doc! {"$currentOp": {"allUsers": true, "idleSessions": false}}])
-            .batch_size(2000)
-            .await
-            .unwrap()
-            .try_collect()
+            .run_command(doc! {"currentOp": 1, "$all": true, "opid": some_opid})
             .await
             .unwrap();
-        lat.push(t.elapsed());
-        count = docs.len();
+        cmd.push(t.elapsed());
+        n_cmd = r.get_array("inprog").unwrap().len();
     }
-    report(&format!("$currentOp with {count} ops"), lat);
+    report(&format!("$currentOp with {n_all} ops (all documents to the client)"), all);
+    report(&format!("$currentOp + $count (node builds {n_count}, sends 1)"), count);
+    report(&format!("$currentOp + $match {{command.millis: 1, op}} ({n_field} returned)"), field);
+    report(&format!("$currentOp + $match {{opid: -1}} ({n_none} returned)"), none);
+    report(&format!("$currentOp + $match {{opid: {{$in: [id]}}}} ({n_one} returned)"), one);
+    report(&format!("currentOp command {{$all, opid: id}} ({n_cmd} returned)"), cmd);
     admin.database("admin").run_command(doc! {"killAllSessions": []}).await.unwrap();
     for t in tasks {
         let _ = t.await;

@@ -6,8 +6,8 @@
 //! busy with a command closes after its (interrupted) reply is written.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bson::{Bson, Document, doc};
@@ -28,8 +28,12 @@ pub struct ConnInfo {
     pub id: i64,
     pub client: SocketAddr,
     pub opened: Instant,
-    /// `client` document from the first hello.
+    /// `client` document from the first hello. Set at most once (later hellos leave it alone): the
+    /// `currentOp` cache below relies on that.
     pub metadata: Mutex<Option<Document>>,
+    /// `currentOp`'s connection fields (`type` .. `clientMetadata`), built by
+    /// [`crate::cmd::currentop`] and cached once `metadata` is known.
+    pub current_op_prefix: OnceLock<Document>,
     /// Authenticated users and their roles.
     pub auth: Mutex<Vec<(UserName, Vec<RoleRef>)>>,
     /// Whether a command is being executed.
@@ -44,6 +48,7 @@ impl ConnInfo {
             client,
             opened: Instant::now(),
             metadata: Mutex::new(None),
+            current_op_prefix: OnceLock::new(),
             auth: Mutex::new(Vec::new()),
             busy: AtomicBool::new(false),
         }

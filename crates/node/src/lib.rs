@@ -17,12 +17,14 @@ pub mod config;
 pub mod conn;
 pub mod cursors;
 pub mod ops;
+pub mod redact;
 pub mod reply;
 pub mod server;
 pub mod sessions;
 pub mod state;
 
 pub use config::{NodeConfig, NodeError};
+pub use redact::redact_command;
 pub use server::{Node, NodeHandle};
 
 /// The MongoDB server version we report in `buildInfo` and `serverStatus`.

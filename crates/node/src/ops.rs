@@ -9,8 +9,8 @@
 //!   notice a kill without polling delay.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bson::Document;
@@ -132,6 +132,10 @@ pub struct OpEntry {
     pub plan_summary: Mutex<Option<String>>,
     pub cursor_id: AtomicI64,
     pub state: Arc<OpState>,
+    /// The immutable part of this op's `currentOp` document (built by [`crate::cmd::currentop`] the
+    /// first time an op on a connection with known client metadata is reported; a connection runs
+    /// one command at a time, so its metadata cannot change while the op lives).
+    pub current_op_template: OnceLock<Document>,
 }
 
 impl OpEntry {
@@ -212,6 +216,7 @@ impl OpRegistry {
             plan_summary: Mutex::new(None),
             cursor_id: AtomicI64::new(0),
             state: Arc::new(OpState::new(new.deadline)),
+            current_op_template: OnceLock::new(),
         });
         self.ops.lock().insert(opid, entry.clone());
         Ok(OpGuard { registry: self.clone(), entry })
@@ -223,6 +228,14 @@ impl OpRegistry {
     /// All ops in flight, by opid.
     pub fn snapshot(&self) -> Vec<Arc<OpEntry>> {
         self.ops.lock().values().cloned().collect()
+    }
+    /// The ops in flight among `opids`, by opid (one lock for all of them).
+    pub fn get_many<'a>(&self, opids: impl IntoIterator<Item = &'a i32>) -> Vec<Arc<OpEntry>> {
+        let mut wanted: Vec<i32> = opids.into_iter().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let ops = self.ops.lock();
+        wanted.iter().filter_map(|id| ops.get(id).cloned()).collect()
     }
     /// Kills every op matching `pred` with `code`; returns how many.
     pub fn kill_where(&self, code: i32, mut pred: impl FnMut(&OpEntry) -> bool) -> usize {
@@ -273,6 +286,31 @@ mod tests {
         let r = st.interruptible_sleep(Duration::from_secs(10)).await;
         assert_eq!(r.unwrap_err().code, 50);
         assert_eq!(st.error().unwrap().code, 50);
+    }
+
+    #[test]
+    fn get_many_returns_live_ops_by_opid() {
+        let reg = Arc::new(OpRegistry::default());
+        let conn = Arc::new(ConnInfo::new(1, std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
+        let new = || NewOp {
+            conn: conn.clone(),
+            users: Vec::new(),
+            lsid: None,
+            session: None,
+            op: "command",
+            ns: "admin.$cmd".into(),
+            command: Document::new(),
+            command_name: "ping".into(),
+            deadline: None,
+        };
+        let a = reg.register(new()).unwrap();
+        let b = reg.register(new()).unwrap();
+        let c = reg.register(new()).unwrap();
+        let (ia, ib, ic) = (a.entry.opid, b.entry.opid, c.entry.opid);
+        drop(b);
+        let got: Vec<i32> = reg.get_many(&[ic, ib, ia, ic, -1]).iter().map(|o| o.opid).collect();
+        assert_eq!(got, vec![ia, ic]);
+        assert!(reg.get_many(&[]).is_empty());
     }
 
     #[test]

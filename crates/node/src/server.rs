@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use docplane_engine::{Engine, EngineOptions};
@@ -18,8 +18,8 @@ use crate::auth::scram::Mechanism;
 use crate::auth::{RoleRef, User, UserName, UserStore};
 use crate::config::{NodeConfig, NodeError};
 use crate::conn::ConnInfo;
-use crate::ops::{KILL_SHUTDOWN, OpRegistry};
-use crate::state::{NodeState, OpCounters, hostname};
+use crate::ops::KILL_SHUTDOWN;
+use crate::state::NodeState;
 
 /// Entry point.
 #[derive(Debug)]
@@ -74,28 +74,17 @@ impl Node {
             );
         }
         if config.auth && users.is_empty() {
-            startup_warnings
-                .push("Access control is enabled but no user exists; create one with --root-user".to_owned());
+            tracing::warn!(
+                "access control is enabled but no user exists: nobody can authenticate until a first user \
+                 is created in the admin database from a localhost connection (localhost exception) or the \
+                 node is restarted with a root user"
+            );
+            startup_warnings.push(
+                "Access control is enabled but no user exists; create the first user in the admin database from localhost, or start with --root-user"
+                    .to_owned(),
+            );
         }
-        let state = Arc::new(NodeState {
-            host: format!("{}:{}", hostname(), addr.port()),
-            config,
-            engine,
-            ops: Arc::new(OpRegistry::default()),
-            sessions: Default::default(),
-            cursors: Default::default(),
-            users,
-            conns: Default::default(),
-            next_conn_id: AtomicI64::new(1),
-            total_created: AtomicU64::new(0),
-            opcounters: OpCounters::default(),
-            started: Instant::now(),
-            started_wall: bson::DateTime::now(),
-            local_addr: addr,
-            shutting_down: AtomicBool::new(false),
-            startup_warnings,
-            process_id: bson::oid::ObjectId::new(),
-        });
+        let state = Arc::new(NodeState::new(config, engine, users, addr, startup_warnings));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(reaper(state.clone(), shutdown_rx.clone()));
         let accept_task = tokio::spawn(accept_loop(state.clone(), listener, shutdown_rx));

@@ -106,6 +106,12 @@ impl SessionRegistry {
         self.map.lock().values().cloned().collect()
     }
 
+    /// Copies of the sessions `keep` accepts; the others are not copied (keep `keep` cheap: it runs
+    /// under the registry lock).
+    pub fn snapshot_where(&self, mut keep: impl FnMut(&Session) -> bool) -> Vec<Session> {
+        self.map.lock().values().filter(|s| keep(s)).cloned().collect()
+    }
+
     /// Forgets sessions (endSessions).
     pub fn end(&self, keys: &[Vec<u8>]) {
         let mut map = self.map.lock();

@@ -67,6 +67,43 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// The state of a node serving `engine` and `users` on `local_addr`.
+    pub fn new(
+        config: NodeConfig,
+        engine: Engine,
+        users: UserStore,
+        local_addr: SocketAddr,
+        startup_warnings: Vec<String>,
+    ) -> NodeState {
+        NodeState {
+            host: format!("{}:{}", hostname(), local_addr.port()),
+            config,
+            engine,
+            ops: Arc::new(OpRegistry::default()),
+            sessions: Default::default(),
+            cursors: Default::default(),
+            users,
+            conns: Default::default(),
+            next_conn_id: AtomicI64::new(1),
+            total_created: AtomicU64::new(0),
+            opcounters: OpCounters::default(),
+            started: Instant::now(),
+            started_wall: bson::DateTime::now(),
+            local_addr,
+            shutting_down: AtomicBool::new(false),
+            startup_warnings,
+            process_id: bson::oid::ObjectId::new(),
+        }
+    }
+
+    /// A node state with an in-memory engine and user store and no listener: commands are run
+    /// by calling [`crate::cmd::dispatch`] directly (in-process tests and fuzzing). `config`'s
+    /// `data_dir` and `root_user` are not used.
+    pub fn in_memory(config: NodeConfig) -> Arc<NodeState> {
+        let addr = config.bind;
+        Arc::new(NodeState::new(config, Engine::in_memory(), UserStore::in_memory(), addr, Vec::new()))
+    }
+
     /// Whether authorization is enforced.
     pub fn auth_enabled(&self) -> bool {
         self.config.auth

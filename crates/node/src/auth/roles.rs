@@ -28,6 +28,11 @@ pub enum Action {
     /// createUser, updateUser, dropUser, grantRolesToUser, revokeRolesFromUser
     UserAdmin,
     ViewUser,
+    /// updateUser of one's own password. No built-in role grants it apart from `root` (as in
+    /// mongod, it comes with custom roles, which docplane does not have); `UserAdmin` covers it.
+    ChangeOwnPassword,
+    /// updateUser of one's own customData; like [`Action::ChangeOwnPassword`].
+    ChangeOwnCustomData,
     // cluster actions
     ListDatabases,
     Inprog,
@@ -198,6 +203,16 @@ mod tests {
         assert!(role_grants(&r("readAnyDatabase", "admin"), &db("x"), Find));
         assert!(!role_grants(&r("readAnyDatabase", "admin"), &db("x"), Insert));
         assert!(role_grants(&r("userAdminAnyDatabase", "admin"), &db("x"), UserAdmin));
+    }
+
+    #[test]
+    fn change_own_password_comes_only_with_root() {
+        for role in ["read", "readWrite", "dbAdmin", "userAdmin", "dbOwner"] {
+            assert!(!role_grants(&r(role, "a"), &db("a"), ChangeOwnPassword), "{role}");
+            assert!(!role_grants(&r(role, "a"), &db("a"), ChangeOwnCustomData), "{role}");
+        }
+        assert!(!role_grants(&r("readWriteAnyDatabase", "admin"), &db("a"), ChangeOwnPassword));
+        assert!(role_grants(&r("root", "admin"), &db("a"), ChangeOwnPassword));
     }
 
     #[test]

@@ -505,7 +505,7 @@ async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
                 "$currentOp must be run against the 'admin' database with {aggregate: 1}",
             ));
         }
-        let input = currentop::current_op_stage(ctx, &spec)?;
+        let input = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
         let rest = Pipeline::parse(&stages[1..])?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
@@ -786,7 +786,7 @@ async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             return Err(CommandError::unauthorized(format!(
                 "not authorized on {} to execute command {}",
                 ctx.db,
-                summarize(cmd, 512)
+                summarize(&crate::redact::redact_command(cmd), 512)
             )));
         }
     }

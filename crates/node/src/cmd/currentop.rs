@@ -4,11 +4,22 @@
 //! own (`$ownOps`); `$currentOp` with `allUsers: true` then fails with 13. Idle connections are reported
 //! with `idleConnections` (`$all` for the command), idle sessions (an lsid seen, no op running) with
 //! `idleSessions` (`$all` for the command), idle cursors with `idleCursors`.
+//!
+//! Cost on a busy node: each op's immutable fields (connection, client metadata, users, lsid,
+//! command) are built once into a template cached on the op (and the connection's fields on the
+//! connection) and cloned per call; only the running times, plan summary, cursor, yields and kill
+//! state are filled in each time. A predicate that follows (`$match` right after `$currentOp`, or the
+//! currentOp command's own predicates) is pushed down as a [`Pushdown`]: an equality or `$in` on
+//! `opid` looks those ops up by id (nothing else is visited), and any predicate on named fields is
+//! tested on the template (or on just the fields it reads) so rejected entries are never built.
+//! Results are the same, field order and types included, as building every document and filtering.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bson::{Bson, Document, doc};
-use docplane_query::{CommandError, Filter};
+use docplane_query::{CommandError, Filter, IndexPredicate};
 
 use super::{CmdResult, Ctx, util};
 use crate::auth::{Action, UserName};
@@ -77,92 +88,333 @@ fn users_doc(users: &[UserName]) -> Vec<Bson> {
     users.iter().map(|u| Bson::Document(u.to_doc())).collect()
 }
 
-fn conn_fields(d: &mut Document, host: &str, conn: &ConnInfo) {
+fn build_conn_prefix(host: &str, conn: &ConnInfo, meta: Option<&Document>) -> Document {
+    let mut d = doc! {"type": "op"};
     d.insert("host", host);
     d.insert("desc", format!("conn{}", conn.id));
     d.insert("connectionId", i32::try_from(conn.id).unwrap_or(i32::MAX));
     d.insert("client", conn.client.to_string());
-    if let Some(app) = conn.app_name() {
+    let app = meta.and_then(|d| d.get_document("application").ok()).and_then(|a| a.get_str("name").ok());
+    if let Some(app) = app {
         d.insert("appName", app);
     }
-    if let Some(meta) = conn.metadata.lock().clone() {
-        d.insert("clientMetadata", meta);
+    if let Some(meta) = meta {
+        d.insert("clientMetadata", meta.clone());
     }
+    d
 }
 
-/// The `$currentOp` document of one active op.
-pub fn op_doc(host: &str, op: &OpEntry) -> Document {
-    let mut d = doc! {"type": "op"};
-    conn_fields(&mut d, host, &op.conn);
-    let elapsed = op.elapsed();
+/// `{type: "op", host, desc, connectionId, client, appName?, clientMetadata?}` of a connection, from
+/// its cache once the client metadata is known (it never changes after that).
+fn conn_prefix(host: &str, conn: &ConnInfo) -> Document {
+    if let Some(p) = conn.current_op_prefix.get() {
+        return p.clone();
+    }
+    let meta = conn.metadata.lock().clone();
+    let d = build_conn_prefix(host, conn, meta.as_ref());
+    if meta.is_some() {
+        return conn.current_op_prefix.get_or_init(|| d).clone();
+    }
+    d
+}
+
+/// Op-document fields whose value changes while the op runs (with the constant tail fields); every
+/// other field comes from the op's cached template.
+const OP_DYNAMIC_FIELDS: &[&str] = &[
+    "currentOpTime",
+    "secs_running",
+    "microsecs_running",
+    "planSummary",
+    "cursor",
+    "numYields",
+    "locks",
+    "waitingForLock",
+    "lockStats",
+    "killPending",
+];
+
+/// Fields after `command`, in document order.
+const OP_TAIL_FIELDS: &[&str] =
+    &["planSummary", "cursor", "numYields", "locks", "waitingForLock", "lockStats", "killPending"];
+
+/// The op document up to `command`, with placeholders for `currentOpTime`, `secs_running` and
+/// `microsecs_running` (set by [`op_doc_at`] in place, so field order is kept).
+fn build_op_template(host: &str, op: &OpEntry) -> Document {
+    let mut d = conn_prefix(host, &op.conn);
     d.insert("active", true);
-    d.insert("currentOpTime", current_op_time());
+    d.insert("currentOpTime", "");
     d.insert("effectiveUsers", users_doc(&op.users));
     d.insert("threaded", true);
     d.insert("opid", op.opid);
     if let Some(l) = &op.lsid {
         d.insert("lsid", l.clone());
     }
-    d.insert("secs_running", elapsed.as_secs() as i64);
-    d.insert("microsecs_running", i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+    d.insert("secs_running", 0i64);
+    d.insert("microsecs_running", 0i64);
     d.insert("op", op.op);
     d.insert("ns", &op.ns);
     d.insert("redacted", false);
     d.insert("command", op.command.clone());
-    if let Some(p) = op.plan_summary.lock().clone() {
-        d.insert("planSummary", p);
+    d
+}
+
+/// Runs `f` on the op's template: the cached one, or a fresh one that is cached when the connection's
+/// prefix is final (client metadata known).
+fn with_template<R>(host: &str, op: &OpEntry, f: impl FnOnce(&Document) -> R) -> R {
+    if let Some(t) = op.current_op_template.get() {
+        return f(t);
     }
-    let cursor_id = op.cursor_id.load(std::sync::atomic::Ordering::Relaxed);
-    if cursor_id != 0 {
-        d.insert("cursor", doc! {"cursorId": cursor_id});
+    let t = build_op_template(host, op);
+    if op.conn.current_op_prefix.get().is_some() {
+        f(op.current_op_template.get_or_init(|| t))
+    } else {
+        f(&t)
     }
-    d.insert("numYields", op.state.yields() as i64);
-    d.insert("locks", Document::new());
-    d.insert("waitingForLock", false);
-    d.insert("lockStats", Document::new());
-    if op.state.killed() {
-        d.insert("killPending", true);
+}
+
+/// The point in time one op is reported at.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    /// `currentOpTime`, formatted once per `currentOp` run.
+    time: &'a str,
+    elapsed: Duration,
+}
+
+/// The value of a dynamic (or constant tail) field of an op document; `None` when the field is
+/// absent. Other fields: from the template.
+fn op_field(template: &Document, op: &OpEntry, at: At<'_>, name: &str) -> Option<Bson> {
+    Some(match name {
+        "currentOpTime" => Bson::String(at.time.to_owned()),
+        "secs_running" => Bson::Int64(at.elapsed.as_secs() as i64),
+        "microsecs_running" => Bson::Int64(i64::try_from(at.elapsed.as_micros()).unwrap_or(i64::MAX)),
+        "planSummary" => Bson::String(op.plan_summary.lock().clone()?),
+        "cursor" => {
+            let cursor_id = op.cursor_id.load(Ordering::Relaxed);
+            if cursor_id == 0 {
+                return None;
+            }
+            Bson::Document(doc! {"cursorId": cursor_id})
+        }
+        "numYields" => Bson::Int64(op.state.yields() as i64),
+        "locks" | "lockStats" => Bson::Document(Document::new()),
+        "waitingForLock" => Bson::Boolean(false),
+        "killPending" => {
+            if !op.state.killed() {
+                return None;
+            }
+            Bson::Boolean(true)
+        }
+        other => return template.get(other).cloned(),
+    })
+}
+
+/// The full op document: the template with its dynamic fields set, then the tail.
+fn op_doc_at(template: &Document, op: &OpEntry, at: At<'_>) -> Document {
+    let mut d = template.clone();
+    for name in ["currentOpTime", "secs_running", "microsecs_running"] {
+        if let (Some(slot), Some(v)) = (d.get_mut(name), op_field(template, op, at, name)) {
+            *slot = v;
+        }
+    }
+    for name in OP_TAIL_FIELDS {
+        if let Some(v) = op_field(template, op, at, name) {
+            d.insert(*name, v);
+        }
     }
     d
 }
 
+/// The `$currentOp` document of one active op.
+pub fn op_doc(host: &str, op: &OpEntry) -> Document {
+    let time = current_op_time();
+    let at = At { time: &time, elapsed: op.elapsed() };
+    with_template(host, op, |t| op_doc_at(t, op, at))
+}
+
+/// A predicate on `$currentOp` documents (the leading `$match` of the pipeline, or the currentOp
+/// command's predicates) that lets the registry skip what cannot match.
+///
+/// Pushing down never changes results: documents are only left out when the same [`Filter`] rejects
+/// them, and callers still apply the full predicate afterwards (the pipeline keeps its `$match`).
+#[derive(Debug, Clone)]
+pub struct Pushdown {
+    filter: Filter,
+    /// Top-level fields the predicate reads; `None` when it may read the whole document (`$expr`).
+    fields: Option<Vec<String>>,
+    /// When the predicate requires `opid` to be one of these: only those ops can match, and no idle
+    /// entry (they have no `opid`).
+    opids: Option<Vec<i32>>,
+}
+
+impl Pushdown {
+    /// The pushdown for a filter document; `None` when it does not parse (the pipeline then reports
+    /// the error as before) or is empty.
+    pub fn new(filter: &Document) -> Option<Pushdown> {
+        if filter.is_empty() {
+            return None;
+        }
+        let parsed = Filter::parse(filter).ok()?;
+        let mut fields = Vec::new();
+        let fields = referenced_fields(filter, &mut fields).then_some(fields);
+        let opids = opid_candidates(&parsed);
+        Some(Pushdown { filter: parsed, fields, opids })
+    }
+
+    /// The pushdown for the stage after `$currentOp`, when it is a `$match`.
+    pub fn for_next_stage(stage: Option<&Document>) -> Option<Pushdown> {
+        let stage = stage?;
+        if stage.len() != 1 {
+            return None;
+        }
+        match stage.get("$match") {
+            Some(Bson::Document(f)) => Pushdown::new(f),
+            _ => None,
+        }
+    }
+
+    /// Whether the predicate holds for the op document described by `template` at `at`, building
+    /// only the fields it reads.
+    fn matches_op(&self, template: &Document, op: &OpEntry, at: At<'_>) -> bool {
+        let Some(fields) = &self.fields else {
+            return self.filter.matches(&op_doc_at(template, op, at));
+        };
+        if fields.iter().all(|f| !OP_DYNAMIC_FIELDS.contains(&f.as_str())) {
+            return self.filter.matches(template);
+        }
+        let mut partial = Document::new();
+        for f in fields {
+            if let Some(v) = op_field(template, op, at, f) {
+                partial.insert(f.clone(), v);
+            }
+        }
+        self.filter.matches(&partial)
+    }
+}
+
+/// Collects the top-level field names `filter` reads (the first component of each path); false when
+/// it may read more than named fields (`$expr`, `$where`, anything unknown).
+fn referenced_fields(filter: &Document, out: &mut Vec<String>) -> bool {
+    for (k, v) in filter {
+        match k.strip_prefix('$') {
+            Some("and" | "or" | "nor") => {
+                let Bson::Array(items) = v else {
+                    return false;
+                };
+                for item in items {
+                    let Bson::Document(d) = item else {
+                        return false;
+                    };
+                    if !referenced_fields(d, out) {
+                        return false;
+                    }
+                }
+            }
+            Some("comment") => {}
+            Some(_) => return false,
+            None => {
+                let top = k.split('.').next().unwrap_or(k);
+                if !out.iter().any(|f| f == top) {
+                    out.push(top.to_owned());
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The opids a filter restricts `opid` to (a conjunctive equality or `$in` on it), or `None` when it
+/// does not. Values that are not integral numbers can never equal an (Int32) opid and are dropped.
+fn opid_candidates(filter: &Filter) -> Option<Vec<i32>> {
+    let (_, pred) = filter
+        .index_predicates()
+        .into_iter()
+        .find(|(p, pred)| p == "opid" && matches!(pred, IndexPredicate::Eq(_) | IndexPredicate::In(_)))?;
+    let values = match pred {
+        IndexPredicate::Eq(v) => vec![v],
+        IndexPredicate::In(vs) => vs,
+        IndexPredicate::Range { .. } => return None,
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        match v {
+            Bson::Int32(n) => out.push(n),
+            Bson::Int64(n) => out.extend(i32::try_from(n).ok()),
+            Bson::Double(d) if d.fract() == 0.0 && d >= f64::from(i32::MIN) && d <= f64::from(i32::MAX) => {
+                out.push(d as i32);
+            }
+            // Decimal equality is the matcher's business: no pushdown.
+            Bson::Decimal128(_) => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 /// All `$currentOp` documents visible to `viewer` under `opts`.
 pub fn current_op_docs(state: &NodeState, viewer: &[UserName], opts: CurrentOpOptions) -> Vec<Document> {
+    current_op_docs_matching(state, viewer, opts, None)
+}
+
+/// Like [`current_op_docs`], leaving out documents `pushdown` rejects (without building most of
+/// them). The order is the same: ops by opid, idle connections, idle sessions, idle cursors.
+pub fn current_op_docs_matching(
+    state: &NodeState,
+    viewer: &[UserName],
+    opts: CurrentOpOptions,
+    pushdown: Option<&Pushdown>,
+) -> Vec<Document> {
     let host = state.host.as_str();
     let visible = |users: &[UserName]| opts.all_users || users == viewer;
+    let keep = |d: &Document| pushdown.is_none_or(|p| p.filter.matches(d));
+    let time = current_op_time();
+    if let Some(opids) = pushdown.and_then(|p| p.opids.as_ref()) {
+        // Only these ops can match; idle entries have no opid.
+        let mut out = Vec::new();
+        for op in state.ops.get_many(opids) {
+            if visible(&op.users) {
+                let at = At { time: &time, elapsed: op.elapsed() };
+                if let Some(d) = op_doc_if(host, &op, at, pushdown) {
+                    out.push(d);
+                }
+            }
+        }
+        return out;
+    }
     let ops = state.ops.snapshot();
     let mut out: Vec<Document> = Vec::with_capacity(ops.len());
-    let mut busy_conns = HashSet::new();
-    let mut busy_sessions = HashSet::new();
     for op in &ops {
-        busy_conns.insert(op.conn.id);
-        if let Some(s) = &op.session {
-            busy_sessions.insert(s.clone());
-        }
         if visible(&op.users) {
-            out.push(op_doc(host, op));
+            let at = At { time: &time, elapsed: op.elapsed() };
+            if let Some(d) = op_doc_if(host, op, at, pushdown) {
+                out.push(d);
+            }
         }
     }
     if opts.idle_connections {
+        let busy_conns: HashSet<i64> = ops.iter().map(|op| op.conn.id).collect();
         let conns: Vec<_> = state.conns.lock().values().cloned().collect();
         for c in conns {
-            let users = c.users();
-            if busy_conns.contains(&c.id) || !visible(&users) {
+            if busy_conns.contains(&c.id) {
                 continue;
             }
-            let mut d = doc! {"type": "op"};
-            conn_fields(&mut d, host, &c);
+            let users = c.users();
+            if !visible(&users) {
+                continue;
+            }
+            let mut d = conn_prefix(host, &c);
             d.insert("active", false);
-            d.insert("currentOpTime", current_op_time());
+            d.insert("currentOpTime", time.as_str());
             d.insert("effectiveUsers", users_doc(&users));
-            out.push(d);
+            if keep(&d) {
+                out.push(d);
+            }
         }
     }
     if opts.idle_sessions {
-        for s in state.sessions.snapshot() {
-            if busy_sessions.contains(&s.key) || !visible(&s.users) {
-                continue;
-            }
+        let busy_sessions: HashSet<&[u8]> = ops.iter().filter_map(|op| op.session.as_deref()).collect();
+        let idle =
+            state.sessions.snapshot_where(|s| !busy_sessions.contains(s.key.as_slice()) && visible(&s.users));
+        for s in idle {
             let mut d = doc! {"type": "idleSession", "host": host, "desc": "inactive session"};
             if let Some(c) = &s.conn {
                 d.insert("connectionId", i32::try_from(c.id).unwrap_or(i32::MAX));
@@ -172,11 +424,13 @@ pub fn current_op_docs(state: &NodeState, viewer: &[UserName], opts: CurrentOpOp
                 }
             }
             d.insert("active", false);
-            d.insert("currentOpTime", current_op_time());
+            d.insert("currentOpTime", time.as_str());
             d.insert("effectiveUsers", users_doc(&s.users));
-            d.insert("lsid", s.lsid.clone());
+            d.insert("lsid", s.lsid);
             d.insert("lastUse", s.last_use_wall);
-            out.push(d);
+            if keep(&d) {
+                out.push(d);
+            }
         }
     }
     if opts.idle_cursors {
@@ -188,10 +442,20 @@ pub fn current_op_docs(state: &NodeState, viewer: &[UserName], opts: CurrentOpOp
             d.insert("desc", format!("conn{conn_id}"));
             d.insert("connectionId", i32::try_from(conn_id).unwrap_or(i32::MAX));
             d.insert("effectiveUsers", users_doc(&users));
-            out.push(d);
+            if keep(&d) {
+                out.push(d);
+            }
         }
     }
     out
+}
+
+/// The op's document, or `None` when `pushdown` rejects it.
+fn op_doc_if(host: &str, op: &OpEntry, at: At<'_>, pushdown: Option<&Pushdown>) -> Option<Document> {
+    with_template(host, op, |t| match pushdown {
+        Some(p) if !p.matches_op(t, op, at) => None,
+        _ => Some(op_doc_at(t, op, at)),
+    })
 }
 
 /// Generic command arguments that are not currentOp predicates.
@@ -233,8 +497,8 @@ pub fn parse_current_op_command(cmd: &Document) -> Result<(bool, bool, Document)
 
 /// `{currentOp: 1, $all, $ownOps, <predicates>}` -> `{inprog: [...]}`.
 pub async fn current_op_command(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let (all, own, filter) = parse_current_op_command(cmd)?;
-    let filter = Filter::parse(&filter)?;
+    let (all, own, filter_doc) = parse_current_op_command(cmd)?;
+    let filter = Filter::parse(&filter_doc)?;
     let inprog = ctx.has_cluster(Action::Inprog);
     let opts = CurrentOpOptions {
         all_users: inprog && !own,
@@ -244,13 +508,24 @@ pub async fn current_op_command(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult 
         local_ops: false,
     };
     let viewer = ctx.users();
-    let docs = current_op_docs(ctx.state, &viewer, opts);
+    let pushdown = Pushdown::new(&filter_doc);
+    let docs = current_op_docs_matching(ctx.state, &viewer, opts, pushdown.as_ref());
     let matched: Vec<Bson> = docs.into_iter().filter(|d| filter.matches(d)).map(Bson::Document).collect();
     Ok(doc! {"inprog": matched})
 }
 
 /// Runs `$currentOp` as the first stage of an aggregation on `admin`: the documents it produces.
 pub fn current_op_stage(ctx: &Ctx<'_>, spec: &Bson) -> Result<Vec<Document>, CommandError> {
+    current_op_stage_before(ctx, spec, None)
+}
+
+/// [`current_op_stage`] followed by the pipeline's next stage `next`: when that is a `$match`, the
+/// documents it would drop are left out (mostly without being built). The caller still runs `next`.
+pub fn current_op_stage_before(
+    ctx: &Ctx<'_>,
+    spec: &Bson,
+    next: Option<&Document>,
+) -> Result<Vec<Document>, CommandError> {
     if ctx.db != "admin" {
         return Err(CommandError::new(
             73,
@@ -264,7 +539,8 @@ pub fn current_op_stage(ctx: &Ctx<'_>, spec: &Bson) -> Result<Vec<Document>, Com
             "not authorized on admin to execute command { aggregate: 1, pipeline: [ { $currentOp: { allUsers: true } } ] }",
         ));
     }
-    Ok(current_op_docs(ctx.state, &ctx.users(), opts))
+    let pushdown = Pushdown::for_next_stage(next);
+    Ok(current_op_docs_matching(ctx.state, &ctx.users(), opts, pushdown.as_ref()))
 }
 
 /// Parses killOp's `op` (a 32-bit integer, possibly sent as long or double).
@@ -327,6 +603,290 @@ mod tests {
         .unwrap();
         assert!(all && !own);
         assert_eq!(f, doc! {"op": "command", "secs_running": {"$gte": 1}});
+    }
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+    use std::time::Instant;
+
+    use bson::{Binary, spec::BinarySubtype};
+
+    use crate::NodeConfig;
+    use crate::auth::UserStore;
+    use crate::ops::{NewOp, OpGuard, OpRegistry};
+    use crate::state::OpCounters;
+
+    /// The op document as it was built before the template cache (field by field): the shape the
+    /// cached path must reproduce exactly.
+    fn reference_op_doc(host: &str, op: &OpEntry, time: &str, elapsed: Duration) -> Document {
+        let conn = &op.conn;
+        let mut d = doc! {"type": "op"};
+        d.insert("host", host);
+        d.insert("desc", format!("conn{}", conn.id));
+        d.insert("connectionId", i32::try_from(conn.id).unwrap_or(i32::MAX));
+        d.insert("client", conn.client.to_string());
+        if let Some(app) = conn.app_name() {
+            d.insert("appName", app);
+        }
+        if let Some(meta) = conn.metadata.lock().clone() {
+            d.insert("clientMetadata", meta);
+        }
+        d.insert("active", true);
+        d.insert("currentOpTime", time);
+        d.insert("effectiveUsers", users_doc(&op.users));
+        d.insert("threaded", true);
+        d.insert("opid", op.opid);
+        if let Some(l) = &op.lsid {
+            d.insert("lsid", l.clone());
+        }
+        d.insert("secs_running", elapsed.as_secs() as i64);
+        d.insert("microsecs_running", i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        d.insert("op", op.op);
+        d.insert("ns", &op.ns);
+        d.insert("redacted", false);
+        d.insert("command", op.command.clone());
+        if let Some(p) = op.plan_summary.lock().clone() {
+            d.insert("planSummary", p);
+        }
+        let cursor_id = op.cursor_id.load(Ordering::Relaxed);
+        if cursor_id != 0 {
+            d.insert("cursor", doc! {"cursorId": cursor_id});
+        }
+        d.insert("numYields", op.state.yields() as i64);
+        d.insert("locks", Document::new());
+        d.insert("waitingForLock", false);
+        d.insert("lockStats", Document::new());
+        if op.state.killed() {
+            d.insert("killPending", true);
+        }
+        d
+    }
+
+    /// Byte-for-byte equality (field order and types included).
+    fn same_bytes(a: &Document, b: &Document) {
+        assert_eq!(bson::to_vec(a).unwrap(), bson::to_vec(b).unwrap(), "\n{a}\n{b}");
+    }
+
+    fn state() -> NodeState {
+        NodeState {
+            host: "h:1".into(),
+            config: NodeConfig::default(),
+            engine: docplane_engine::Engine::in_memory(),
+            ops: Arc::new(OpRegistry::default()),
+            sessions: Default::default(),
+            cursors: Default::default(),
+            users: UserStore::in_memory(),
+            conns: Default::default(),
+            next_conn_id: AtomicI64::new(1),
+            total_created: AtomicU64::new(0),
+            opcounters: OpCounters::default(),
+            started: Instant::now(),
+            started_wall: bson::DateTime::now(),
+            local_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            shutting_down: AtomicBool::new(false),
+            startup_warnings: Vec::new(),
+            process_id: bson::oid::ObjectId::new(),
+        }
+    }
+
+    fn conn(st: &NodeState, id: i64, app: Option<&str>, user: Option<&str>) -> Arc<ConnInfo> {
+        let c = Arc::new(ConnInfo::new(id, SocketAddr::from(([10, 0, 0, 1], 40_000 + id as u16))));
+        if let Some(app) = app {
+            *c.metadata.lock() = Some(doc! {
+                "application": {"name": app},
+                "driver": {"name": "t", "version": "1"},
+                "os": {"type": "linux"},
+            });
+        }
+        if let Some(u) = user {
+            c.auth.lock().push((UserName::new(u, "admin"), Vec::new()));
+        }
+        st.conns.lock().insert(id, c.clone());
+        c
+    }
+
+    fn lsid(n: u8) -> Bson {
+        Bson::Document(doc! {"id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![n; 16] }})
+    }
+
+    fn start_op(st: &NodeState, c: &Arc<ConnInfo>, session: Option<u8>, command: Document) -> OpGuard {
+        let users = c.users();
+        let (session, lsid) = match session {
+            Some(n) => {
+                let (k, l) = st.sessions.touch(&lsid(n), &users, c).unwrap();
+                (Some(k), Some(l))
+            }
+            None => (None, None),
+        };
+        let command_name = command.keys().next().cloned().unwrap_or_default();
+        st.ops
+            .register(NewOp {
+                conn: c.clone(),
+                users,
+                lsid,
+                session,
+                op: "command",
+                ns: "admin.$cmd".into(),
+                command,
+                command_name,
+                deadline: None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn op_doc_matches_reference_byte_for_byte() {
+        let st = state();
+        let with_meta = conn(&st, 1, Some("app1"), Some("alice"));
+        let without_meta = conn(&st, 2, None, None);
+        let a = start_op(&st, &with_meta, Some(1), doc! {"sleep": 1, "millis": 5000_i64, "$db": "admin"});
+        let b = start_op(&st, &without_meta, None, doc! {"find": "c", "filter": {"x": 1}});
+        let time = current_op_time();
+        for round in 0..3 {
+            for g in [&a, &b] {
+                let op = &g.entry;
+                let elapsed = op.elapsed();
+                let at = At { time: &time, elapsed };
+                let got = with_template(&st.host, op, |t| op_doc_at(t, op, at));
+                same_bytes(&got, &reference_op_doc(&st.host, op, &time, elapsed));
+            }
+            // dynamic fields change between rounds
+            match round {
+                0 => {
+                    a.entry.set_plan_summary("COLLSCAN".into());
+                    b.entry.cursor_id.store(77, Ordering::Relaxed);
+                    let intr = a.entry.interrupt();
+                    for _ in 0..3 {
+                        docplane_query::Interrupt::yielded(&intr);
+                    }
+                }
+                _ => b.entry.state.kill(KILL_INTERRUPTED),
+            }
+        }
+        // the connection with metadata is cached, the other is not
+        assert!(a.entry.current_op_template.get().is_some());
+        assert!(with_meta.current_op_prefix.get().is_some());
+        assert!(b.entry.current_op_template.get().is_none());
+        // metadata arriving later (first hello) shows up for new ops
+        *without_meta.metadata.lock() = Some(doc! {"application": {"name": "late"}});
+        let c = start_op(&st, &without_meta, None, doc! {"ping": 1});
+        let d = op_doc(&st.host, &c.entry);
+        assert_eq!(d.get_str("appName").unwrap(), "late");
+        assert!(d.contains_key("clientMetadata"));
+    }
+
+    /// Strips the fields that depend on the instant of the call.
+    fn timeless(docs: Vec<Document>) -> Vec<Document> {
+        docs.into_iter()
+            .map(|mut d| {
+                for f in ["currentOpTime", "secs_running", "microsecs_running"] {
+                    d.remove(f);
+                }
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pushdown_never_changes_results() {
+        let st = state();
+        let c1 = conn(&st, 1, Some("app1"), Some("alice"));
+        let c2 = conn(&st, 2, Some("app2"), Some("bob"));
+        let c3 = conn(&st, 3, None, Some("alice"));
+        let _idle_conn = conn(&st, 4, Some("idle"), Some("alice"));
+        let _idle_anon = conn(&st, 5, None, None);
+        // idle sessions: touched, no op running
+        st.sessions.touch(&lsid(90), &c1.users(), &c1).unwrap();
+        st.sessions.touch(&lsid(91), &c2.users(), &c2).unwrap();
+        let g1 = start_op(&st, &c1, Some(1), doc! {"sleep": 1, "millis": 1_i64, "$db": "admin"});
+        let g2 = start_op(&st, &c2, Some(2), doc! {"sleep": 1, "millis": 2_i64, "$db": "admin"});
+        let g3 = start_op(&st, &c3, None, doc! {"find": "c", "comment": "x"});
+        g2.entry.set_plan_summary("COLLSCAN".into());
+        g3.entry.state.kill(KILL_INTERRUPTED);
+        let (o1, o2, o3) = (g1.entry.opid, g2.entry.opid, g3.entry.opid);
+        let filters = [
+            doc! {"opid": o1},
+            doc! {"opid": {"$in": [i64::from(o2), f64::from(o3), "x", o1 + 1000]}},
+            doc! {"opid": {"$eq": o2}, "active": true},
+            doc! {"opid": -1},
+            doc! {"opid": 2.5},
+            doc! {"opid": null},
+            doc! {"opid": {"$in": [o1, null]}},
+            doc! {"opid": {"$gte": o2}},
+            doc! {"opid": {"$ne": o1}},
+            doc! {"command.sleep": 1},
+            doc! {"command.millis": 2, "op": "command"},
+            doc! {"active": false},
+            doc! {"type": "idleSession"},
+            doc! {"appName": "idle"},
+            doc! {"clientMetadata.application.name": "app2"},
+            doc! {"planSummary": "COLLSCAN"},
+            doc! {"killPending": true},
+            doc! {"numYields": 0, "locks": {}},
+            doc! {"secs_running": {"$gte": 0}},
+            doc! {"effectiveUsers.user": "bob"},
+            doc! {"$or": [{"opid": o1}, {"desc": "conn4"}], "$comment": "c"},
+            doc! {"$and": [{"opid": {"$in": [o1, o2]}}, {"opid": o2}]},
+            doc! {"$nor": [{"active": true}]},
+            doc! {"$expr": {"$eq": ["$opid", o3]}},
+            doc! {"lsid": {"$exists": false}},
+        ];
+        let viewers = [vec![UserName::new("alice", "admin")], vec![UserName::new("bob", "admin")]];
+        for all_users in [true, false] {
+            for (viewer, own) in viewers.iter().zip([4, 2]) {
+                let opts = CurrentOpOptions {
+                    all_users,
+                    idle_connections: true,
+                    idle_sessions: true,
+                    idle_cursors: true,
+                    local_ops: false,
+                };
+                let everything = current_op_docs(&st, viewer, opts);
+                // all: 3 ops, 2 idle connections, 2 idle sessions; alice: 2 ops, conn4, session 90;
+                // bob: 1 op, session 91
+                assert_eq!(everything.len(), if all_users { 7 } else { own }, "{everything:?}");
+                for f in &filters {
+                    let filter = Filter::parse(f).unwrap();
+                    let want: Vec<Document> =
+                        everything.iter().filter(|d| filter.matches(d)).cloned().collect();
+                    let p = Pushdown::new(f).unwrap();
+                    let got: Vec<Document> = current_op_docs_matching(&st, viewer, opts, Some(&p))
+                        .into_iter()
+                        .filter(|d| filter.matches(d))
+                        .collect();
+                    assert_eq!(timeless(got), timeless(want), "filter {f}, all {all_users}, {viewer:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pushdown_analysis() {
+        let fields = |f: Document| {
+            let mut v = Vec::new();
+            referenced_fields(&f, &mut v).then_some(v)
+        };
+        assert_eq!(
+            fields(doc! {"command.sleep": 1, "$or": [{"opid": 1}, {"command.x": 2}], "$comment": "c"}),
+            Some(vec!["command".to_owned(), "opid".to_owned()])
+        );
+        assert_eq!(fields(doc! {"$expr": {"$eq": ["$opid", 1]}}), None);
+        assert_eq!(fields(doc! {"$and": [{"$where": "x"}]}), None);
+        let opids = |f: Document| opid_candidates(&Filter::parse(&f).unwrap());
+        assert_eq!(opids(doc! {"opid": 5}), Some(vec![5]));
+        assert_eq!(opids(doc! {"opid": {"$in": [1_i64, 2.0, 2.5, "3", 1_i64 << 40]}}), Some(vec![1, 2]));
+        assert_eq!(opids(doc! {"opid": {"$in": []}}), Some(vec![]));
+        assert_eq!(opids(doc! {"opid": null}), None);
+        assert_eq!(opids(doc! {"opid": {"$in": [1, null]}}), None);
+        assert_eq!(opids(doc! {"opid": {"$gt": 1}}), None);
+        assert_eq!(opids(doc! {"$or": [{"opid": 1}, {"opid": 2}]}), None);
+        assert_eq!(opids(doc! {"command.opid": 1}), None);
+        assert!(Pushdown::for_next_stage(Some(&doc! {"$match": {"opid": 1}})).is_some());
+        assert!(Pushdown::for_next_stage(Some(&doc! {"$match": {}})).is_none());
+        assert!(Pushdown::for_next_stage(Some(&doc! {"$match": {"opid": {"$bogus": 1}}})).is_none());
+        assert!(Pushdown::for_next_stage(Some(&doc! {"$project": {"opid": 1}})).is_none());
+        assert!(Pushdown::for_next_stage(None).is_none());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use docplane_query::CommandError;
 use crate::auth::{Action, Resource, RoleRef, UserName, roles_grant};
 use crate::conn::ConnCtx;
 use crate::ops::{NewOp, OpEntry, OpInterrupt};
+use crate::redact::{needs_redaction, redact_command};
 use crate::reply::{command_not_found, error_doc, finish_ok, summarize};
 use crate::state::NodeState;
 
@@ -282,6 +283,17 @@ fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
     }
 }
 
+/// mongod's localhost exception: while no user exists at all, an unauthenticated connection from a
+/// loopback address may run `createUser` in `admin` (to create the first user). It closes as soon
+/// as any user exists.
+fn localhost_exception(state: &NodeState, conn: &ConnCtx, name: &str, db: &str) -> bool {
+    name == "createUser"
+        && db == "admin"
+        && conn.info.client.ip().to_canonical().is_loopback()
+        && conn.info.auth.lock().is_empty()
+        && state.users.is_empty()
+}
+
 /// Executes one command document and returns the reply (never panics on input).
 /// `legacy_db` is the database of an OP_QUERY `<db>.$cmd`; OP_MSG commands carry `$db`.
 pub async fn dispatch(
@@ -297,6 +309,24 @@ pub async fn dispatch(
     };
     conn.info.busy.store(false, std::sync::atomic::Ordering::Relaxed);
     reply
+}
+
+/// Decodes `bytes` as one command document exactly as the connection loop does (structure and
+/// nesting depth are checked before the document is built, see `docplane_wire::read_document`)
+/// and dispatches it. `None` when the bytes are not one valid BSON document (the connection loop
+/// would close the connection). The entry point of the command fuzz target and of the in-process
+/// property tests: no socket is involved.
+pub async fn dispatch_bytes(
+    state: &Arc<NodeState>,
+    conn: &mut ConnCtx,
+    bytes: &[u8],
+    legacy_db: Option<String>,
+) -> Option<Document> {
+    let (cmd, used) = docplane_wire::read_document(bytes).ok()?;
+    if used != bytes.len() {
+        return None;
+    }
+    Some(dispatch(state, conn, cmd, legacy_db).await)
 }
 
 async fn dispatch_inner(
@@ -329,6 +359,9 @@ async fn dispatch_inner(
     if state.auth_enabled() {
         match authz(&name, &db, &cmd) {
             Authz::Public => {}
+            _ if localhost_exception(state, conn, &name, &db) => {
+                tracing::warn!(conn = conn.info.id, client = %conn.info.client, "createUser allowed by the localhost exception: no user exists yet");
+            }
             need => {
                 if conn.info.auth.lock().is_empty() {
                     return Err(CommandError::unauthorized(format!(
@@ -340,7 +373,7 @@ async fn dispatch_inner(
                     if !privs.iter().all(|(r, a)| roles_grant(&roles, r, *a)) {
                         return Err(CommandError::unauthorized(format!(
                             "not authorized on {db} to execute command {}",
-                            summarize(&cmd, 512)
+                            summarize(&redact_command(&cmd), 512)
                         )));
                     }
                 }
@@ -370,7 +403,12 @@ async fn dispatch_inner(
         session,
         op: spec.op,
         ns,
-        command: truncate_command(&cmd),
+        // currentOp shows the command: never with a password or SASL payload in it.
+        command: if needs_redaction(&cmd) {
+            truncate_command(&redact_command(&cmd))
+        } else {
+            truncate_command(&cmd)
+        },
         command_name: name.clone(),
         deadline,
     })?;
