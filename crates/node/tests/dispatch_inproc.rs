@@ -4,6 +4,8 @@
 //! Every reply must be `ok: 1` or a complete error; nothing may panic.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use bson::{Bson, Document, doc};
@@ -63,45 +65,14 @@ const NAMES: &[&str] = &[
     "nope",
 ];
 
-fn arb_value() -> impl Strategy<Value = Bson> {
-    let leaf = prop_oneof![
-        any::<i32>().prop_map(Bson::Int32),
-        any::<i64>().prop_map(Bson::Int64),
-        any::<f64>().prop_map(Bson::Double),
-        any::<bool>().prop_map(Bson::Boolean),
-        "[a-z$.]{0,8}".prop_map(Bson::String),
-        Just(Bson::Null),
-        prop::collection::vec(any::<u8>(), 0..24).prop_map(|b| Bson::Binary(bson::Binary {
-            subtype: bson::spec::BinarySubtype::Generic,
-            bytes: b
-        })),
-    ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Bson::Array),
-            prop::collection::vec(("[a-z$]{1,6}|q|u|filter|pipeline|\\$match|\\$set|\\$group|\\$sort|_id|op|documents|updates|deletes|cursor|lsid|id|key|user|db", inner), 0..4)
-                .prop_map(|kv| Bson::Document(kv.into_iter().collect())),
-        ]
-    })
-}
-
+/// A random command, with or without `$db`.
 fn arb_command() -> impl Strategy<Value = Document> {
-    (
-        prop::sample::select(NAMES),
-        arb_value(),
-        prop::collection::vec(("filter|pipeline|documents|updates|deletes|q|u|op|cursor|batchSize|lsid|maxTimeMS|key|query|sort|projection|limit|skip|indexes|index|roles|pwd|mechanism|payload|conversationId|to|update|remove|new|upsert|fields|explain|\\$all", arb_value()), 0..6),
-        any::<bool>(),
-    )
-        .prop_map(|(name, first, rest, with_db)| {
-            let mut d = doc! {name: first};
-            for (k, v) in rest {
-                d.insert(k, v);
-            }
-            if with_db {
-                d.insert("$db", "fuzz");
-            }
-            d
-        })
+    (common::arb::arb_command(NAMES), any::<bool>()).prop_map(|(mut d, with_db)| {
+        if with_db {
+            d.insert("$db", "fuzz");
+        }
+        d
+    })
 }
 
 /// Bytes of a command, possibly with a few bytes overwritten.

@@ -138,45 +138,15 @@ const NAMES: &[&str] = &[
     "nope",
 ];
 
-fn arb_value() -> impl Strategy<Value = Bson> {
-    let leaf = prop_oneof![
-        any::<i32>().prop_map(Bson::Int32),
-        any::<i64>().prop_map(Bson::Int64),
-        any::<f64>().prop_map(Bson::Double),
-        any::<bool>().prop_map(Bson::Boolean),
-        "[a-z$.]{0,8}".prop_map(Bson::String),
-        Just(Bson::Null),
-        prop::collection::vec(any::<u8>(), 0..20).prop_map(|b| Bson::Binary(bson::Binary {
-            subtype: bson::spec::BinarySubtype::Generic,
-            bytes: b
-        })),
-    ];
-    leaf.prop_recursive(3, 20, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Bson::Array),
-            prop::collection::vec(("[a-z$]{1,6}|q|u|filter|pipeline|\\$match|\\$set|op|millis|documents|updates|deletes|cursor|lsid|id", inner), 0..4)
-                .prop_map(|kv| Bson::Document(kv.into_iter().collect())),
-        ]
-    })
-}
-
+/// A random command for database `fuzz`; a `sleep` sleeps 1 ms so the run stays short.
 fn arb_command() -> impl Strategy<Value = Document> {
-    (
-        prop::sample::select(NAMES),
-        arb_value(),
-        prop::collection::vec(("filter|pipeline|documents|updates|deletes|q|u|op|millis|cursor|batchSize|lsid|maxTimeMS|key|query|sort|projection|limit|skip|indexes|index|roles|pwd|mechanism|payload|conversationId|to", arb_value()), 0..5),
-    )
-        .prop_map(|(name, first, rest)| {
-            let mut d = doc! {name: first};
-            for (k, v) in rest {
-                d.insert(k, v);
-            }
-            d.insert("$db", "fuzz");
-            if d.get_str("sleep").is_ok() || name == "sleep" {
-                d.insert("millis", 1);
-            }
-            d
-        })
+    common::arb::arb_command(NAMES).prop_map(|mut d| {
+        d.insert("$db", "fuzz");
+        if d.keys().next().is_some_and(|k| k == "sleep") {
+            d.insert("millis", 1);
+        }
+        d
+    })
 }
 
 /// Random command documents against a node with auth off: every reply is `ok: 1` or a full error.

@@ -1,6 +1,8 @@
 //! Shared test helpers: start a node in-process on 127.0.0.1:0 with a temp data dir.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod arb;
+
 use docplane_node::{Node, NodeConfig, NodeHandle};
 use mongodb::Client;
 use mongodb::error::{ErrorKind, WriteFailure};
