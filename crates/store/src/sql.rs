@@ -137,6 +137,14 @@ macro_rules! impl_meta_store {
                 tx.commit().await?;
                 Ok(())
             }
+
+            /// Runs one statement outside the change log; NotFound when it touched no row.
+            async fn exec_one<'q>(
+                &self,
+                q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            ) -> Result<()> {
+                affected(q.execute(&self.pool).await?.rows_affected())
+            }
         }
 
         #[async_trait]
@@ -545,26 +553,23 @@ macro_rules! impl_meta_store {
             }
 
             async fn update_instance_status(&self, id: &str, status: &str) -> Result<()> {
-                let n = sqlx::query("UPDATE instances SET status = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(status)
-                    .bind(now_millis())
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                affected(n)
+                self.exec_one(
+                    sqlx::query("UPDATE instances SET status = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id)
+                        .bind(status)
+                        .bind(now_millis()),
+                )
+                .await
             }
 
             async fn update_instance_version(&self, id: &str, version: &str) -> Result<()> {
-                let n =
+                self.exec_one(
                     sqlx::query("UPDATE instances SET datastore_version = $2, updated_at = $3 WHERE id = $1")
                         .bind(id)
                         .bind(version)
-                        .bind(now_millis())
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected();
-                affected(n)
+                        .bind(now_millis()),
+                )
+                .await
             }
 
             async fn delete_instance(&self, id: &str) -> Result<()> {
@@ -607,22 +612,14 @@ macro_rules! impl_meta_store {
             }
 
             async fn update_instance_group_status(&self, id: &str, status: &str) -> Result<()> {
-                let n = sqlx::query("UPDATE instance_groups SET status = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(status)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                affected(n)
+                self.exec_one(
+                    sqlx::query("UPDATE instance_groups SET status = $2 WHERE id = $1").bind(id).bind(status),
+                )
+                .await
             }
 
             async fn delete_instance_group(&self, id: &str) -> Result<()> {
-                let n = sqlx::query("DELETE FROM instance_groups WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                affected(n)
+                self.exec_one(sqlx::query("DELETE FROM instance_groups WHERE id = $1").bind(id)).await
             }
 
             async fn create_node(&self, n: &Node) -> Result<()> {
@@ -660,30 +657,24 @@ macro_rules! impl_meta_store {
             }
 
             async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()> {
-                let n = sqlx::query(
-                    "UPDATE nodes SET status = COALESCE($2, status), role = COALESCE($3, role), \
+                self.exec_one(
+                    sqlx::query(
+                        "UPDATE nodes SET status = COALESCE($2, status), role = COALESCE($3, role), \
                      version = COALESCE($4, version), address = COALESCE($5, address), \
                      updated_at = $6 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(&u.status)
+                    .bind(&u.role)
+                    .bind(&u.version)
+                    .bind(&u.address)
+                    .bind(now_millis()),
                 )
-                .bind(id)
-                .bind(&u.status)
-                .bind(&u.role)
-                .bind(&u.version)
-                .bind(&u.address)
-                .bind(now_millis())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                affected(n)
+                .await
             }
 
             async fn delete_node(&self, id: &str) -> Result<()> {
-                let n = sqlx::query("DELETE FROM nodes WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                affected(n)
+                self.exec_one(sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id)).await
             }
 
             async fn insert_kill_audit(&self, a: &KillAudit) -> Result<()> {
