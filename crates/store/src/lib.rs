@@ -93,6 +93,8 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn get_project(&self, id: &str) -> Result<Option<Project>>;
     /// Projects of an account, optionally only the one with `name`, ordered by name.
     async fn list_projects(&self, domain_id: &str, name: Option<&str>) -> Result<Vec<Project>>;
+    /// Replaces name, description and enabled of the project `p.id` (its account never changes).
+    async fn update_project(&self, p: &Project) -> Result<()>;
 
     // ---- users
     async fn create_user(&self, u: &User) -> Result<()>;

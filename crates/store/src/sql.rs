@@ -206,6 +206,17 @@ macro_rules! impl_meta_store {
                 Ok(sqlx::query_as(&sql).bind(domain_id).bind(name).fetch_all(&self.pool).await?)
             }
 
+            async fn update_project(&self, p: &Project) -> Result<()> {
+                let q = sqlx::query(
+                    "UPDATE projects SET name = $2, description = $3, enabled = $4 WHERE id = $1",
+                )
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(&p.description)
+                .bind(p.enabled);
+                self.exec_with_change(q, ck::PROJECT, &p.id).await
+            }
+
             async fn create_user(&self, u: &User) -> Result<()> {
                 let q = sqlx::query(
                     "INSERT INTO users (id, domain_id, name, password_hash, enabled, is_domain_admin, \

@@ -120,6 +120,7 @@ macro_rules! suite {
 
 suite!(
     accounts_projects,
+    project_update,
     users_crud_and_conflicts,
     groups_roles_grants_policies,
     credentials,
@@ -189,6 +190,29 @@ async fn accounts_projects(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(s.list_projects("d1", Some("zzz")).await.unwrap().is_empty());
     assert_eq!(s.get_project("p3").await.unwrap().unwrap().domain_id, "d2");
     assert!(s.get_project("nope").await.unwrap().is_none());
+}
+
+async fn project_update(s: Arc<dyn MetaStore>, _loc: String) {
+    seed(&s).await;
+    s.create_project(&project("p2", "d1", "region-2")).await.unwrap();
+    let before = s.latest_change_seq().await.unwrap();
+    let mut p = s.get_project("p2").await.unwrap().unwrap();
+    p.name = "team-b".into();
+    p.description = "second team".into();
+    p.enabled = false;
+    s.update_project(&p).await.unwrap();
+    assert_eq!(s.get_project("p2").await.unwrap().unwrap(), p);
+    assert_eq!(s.list_projects("d1", Some("team-b")).await.unwrap(), vec![p.clone()]);
+    // The change is logged, so replicas drop their cached copy.
+    let changes = s.changes_since(before, 10).await.unwrap();
+    assert!(changes.iter().any(|c| c.kind == change_kind::PROJECT && c.entity_id == "p2"), "{changes:?}");
+    // Names stay unique inside the account.
+    let mut clash = p.clone();
+    clash.name = "region-1".into();
+    assert!(matches!(s.update_project(&clash).await, Err(StoreError::Conflict(_))));
+    let mut ghost = p.clone();
+    ghost.id = "ghost".into();
+    assert!(matches!(s.update_project(&ghost).await, Err(StoreError::NotFound)));
 }
 
 async fn users_crud_and_conflicts(s: Arc<dyn MetaStore>, _loc: String) {
