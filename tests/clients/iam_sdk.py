@@ -29,6 +29,11 @@ from huaweicloudsdkiam.v3.model import (
     KeystoneCreateUserOption, KeystoneCreateUserRequest, KeystoneCreateUserRequestBody,
     KeystoneListProjectsRequest, ServicePolicy, ServicePolicyRoleOption, ServiceStatement,
     UpdateUserOption, UpdateUserRequest, UpdateUserRequestBody,
+    KeystoneCreateProjectOption, KeystoneCreateProjectRequest, KeystoneCreateProjectRequestBody,
+    KeystoneShowProjectRequest, KeystoneUpdateProjectOption, KeystoneUpdateProjectRequest,
+    KeystoneUpdateProjectRequestBody, KeystoneListUsersRequest, KeystoneListGroupsRequest,
+    ListCustomPoliciesRequest, KeystoneValidateTokenRequest, KeystoneUpdateUserByAdminRequest,
+    KeystoneUpdateUserByAdminRequestBody, KeystoneUpdateUserOption,
 )
 
 EP = os.environ["DOCPLANE_ENDPOINT"]
@@ -180,7 +185,7 @@ except exceptions.ClientRequestException as e:
 iam.update_user(UpdateUserRequest(user_id=user_id, body=UpdateUserRequestBody(
     user=UpdateUserOption(password="New-pass-" + suffix))))
 status, _, body = http("GET", "/v3/%s/whoami" % PROJECT_ID, token=token)
-check(status == 401 and body.get("error_code") == "DBS.280056", "password change revoked the token (401 DBS.280056)")
+check(status == 401 and body.get("error_code") == "APIGW.0307", "password change revoked the token (401 APIGW.0307)")
 
 # ---- a non-admin user cannot manage IAM
 weak = IamClient.new_builder().with_credentials(GlobalCredentials(user_ak, user_sk, domain_id)) \
@@ -191,4 +196,64 @@ try:
     check(False, "non-admin created a group")
 except exceptions.ClientRequestException as e:
     check(e.status_code == 403 and e.error_code == "DBS.280063", "non-admin IAM write refused: 403 DBS.280063")
+
+# ---- projects: KeystoneCreateProject / ListProjects / ShowProject / UpdateProject
+created = iam.keystone_create_project(KeystoneCreateProjectRequest(body=KeystoneCreateProjectRequestBody(
+    project=KeystoneCreateProjectOption(name="team-" + suffix, parent_id=domain_id, domain_id=domain_id,
+                                        description="second team"))))
+check(len(created.project.id) == 32 and created.project.domain_id == domain_id, "KeystoneCreateProject")
+project_b = created.project.id
+listed = iam.keystone_list_projects(KeystoneListProjectsRequest())
+check(sorted(p.id for p in listed.projects) == sorted([PROJECT_ID, project_b]), "KeystoneListProjects lists both projects")
+shown = iam.keystone_show_project(KeystoneShowProjectRequest(project_id=project_b))
+check(shown.project.name == "team-" + suffix and shown.project.description == "second team", "KeystoneShowProject")
+updated = iam.keystone_update_project(KeystoneUpdateProjectRequest(project_id=project_b,
+    body=KeystoneUpdateProjectRequestBody(project=KeystoneUpdateProjectOption(description="team B"))))
+check(updated.project.description == "team B" and updated.project.id == project_b, "KeystoneUpdateProject")
+
+# ---- the IAM list calls with the filters the SDK sends
+users = iam.keystone_list_users(KeystoneListUsersRequest(name=user_name))
+check([u.id for u in users.users] == [user_id], "KeystoneListUsers by name")
+users = iam.keystone_list_users(KeystoneListUsersRequest(enabled=True, domain_id=domain_id))
+check(user_id in [u.id for u in users.users] and all(u.enabled for u in users.users), "KeystoneListUsers enabled=True")
+groups = iam.keystone_list_groups(KeystoneListGroupsRequest(name="sdk-group-" + suffix))
+check([g.id for g in groups.groups] == [group_id], "KeystoneListGroups by name")
+policies = iam.list_custom_policies(ListCustomPoliciesRequest(page=1, per_page=300))
+check(policies.total_number == 2 and {allow_id, deny_id} == {r.id for r in policies.roles}, "ListCustomPolicies")
+page2 = iam.list_custom_policies(ListCustomPoliciesRequest(page=2, per_page=1))
+check(len(page2.roles) == 1 and page2.total_number == 2, "ListCustomPolicies paged")
+
+# ---- KeystoneValidateToken: the administrator (AK/SK) validates the user's fresh token
+status, headers, body = http("POST", "/v3/auth/tokens?nocatalog=true", body={"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": user_name, "password": "New-pass-" + suffix, "domain": {"name": DOMAIN_NAME}}}},
+    "scope": {"domain": {"name": DOMAIN_NAME}}}})
+check(status == 201 and "catalog" not in body["token"] and body["token"]["domain"]["id"] == domain_id,
+      "domain-scoped token with nocatalog")
+fresh = headers["x-subject-token"]
+valid = iam.keystone_validate_token(KeystoneValidateTokenRequest(x_subject_token=fresh))
+check(valid.token.user.id == user_id and valid.token.domain.id == domain_id, "KeystoneValidateToken")
+try:
+    iam.keystone_validate_token(KeystoneValidateTokenRequest(x_subject_token="DPT1.not.atoken"))
+    check(False, "an invalid token validated")
+except exceptions.ClientRequestException as e:
+    check(e.status_code == 404, "KeystoneValidateToken of an invalid token -> 404")
+
+# ---- no permission is a shortcut to the administrator
+admin_id = iam.keystone_list_users(KeystoneListUsersRequest(name="admin")).users[0].id
+try:
+    weak.keystone_update_user_by_admin(KeystoneUpdateUserByAdminRequest(user_id=admin_id,
+        body=KeystoneUpdateUserByAdminRequestBody(user=KeystoneUpdateUserOption(enabled=False))))
+    check(False, "a non-admin disabled the administrator")
+except exceptions.ClientRequestException as e:
+    check(e.status_code == 403, "disabling the administrator refused (%s)" % e.error_code)
+
+# ---- the gateway's code for a bad signature, through the SDK
+bad = IamClient.new_builder().with_credentials(GlobalCredentials(AK, "x" * 40, domain_id)) \
+    .with_http_config(config()).with_endpoints([EP]).build()
+try:
+    bad.keystone_list_projects(KeystoneListProjectsRequest())
+    check(False, "a wrong secret key was accepted")
+except exceptions.ClientRequestException as e:
+    check(e.status_code == 401 and e.error_code == "APIGW.0301", "wrong secret: 401 APIGW.0301")
 print("ALL OK")

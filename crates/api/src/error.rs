@@ -4,6 +4,10 @@
 //! Body shape is always `{"error_code": "DBS.xxxxxx", "error_msg": "..."}`. Codes the vendor
 //! documents are reused with the vendor's status; docplane's own conditions use the reserved range
 //! `DBS.9xxxxx`, which the vendor does not use (its DDS codes are `DBS.2xxxxx`/`DBS.3xxxxx`).
+//! Authentication failures (no credential, bad or expired token, unknown access key, bad
+//! signature) are answered, as on the vendor's cloud, with its API gateway's codes (`APIGW.xxxx`),
+//! since there the gateway refuses them before DDS sees the request; the gateway uses one code for
+//! several conditions, told apart by the message.
 //! docs/errors.md lists every code; `tests` in this module keep the two in step.
 //! Internal details (store errors, driver errors) are logged, never sent to the client.
 //!
@@ -49,8 +53,6 @@ pub enum ApiError {
     InvalidNodeRole(String),
     #[error("Server error.")]
     Internal(String),
-    #[error("The token is invalid or has expired.")]
-    InvalidToken,
     #[error("You do not have permission to perform action {action}.")]
     Forbidden { action: String },
     #[error("Unsupported operation: {0}")]
@@ -81,13 +83,33 @@ pub enum ApiError {
     #[error("Kill session failed.")]
     KillSessionFailed(String),
 
-    // ---- docplane's own codes (DBS.9xxxxx)
-    #[error("Authentication required: send X-Auth-Token or an SDK-HMAC-SHA256 signature.")]
+    // ---- the vendor's API gateway codes (APIGW.xxxx). Evidence: the vendor's "API Request Signing
+    // Guide", section "Error Codes" (support.huaweicloud.com/devg-apisign/api-sign-errorcode.html):
+    // `APIGW.0301` "Incorrect IAM authentication information." 401; `APIGW.0307` "The token must be
+    // updated." 401. The detail after the colon follows the gateway's own texts in "Common Errors
+    // Related to IAM Authentication Information" (devg-apisign/api-sign-0001.html: "verify aksk
+    // signature fail", "Get secretKey failed ... ak not exist", "decrypt token fail"; the 15-minute
+    // `X-Sdk-Date` window is a cause of the signature failure there) and the OCR FAQ on APIG.0301
+    // (ocr_faq/ocr_01_0063.html: "x-auth-token not found").
+    #[error("Incorrect IAM authentication information: x-auth-token not found")]
     AuthRequired,
+    #[error("Incorrect IAM authentication information: decrypt token fail")]
+    InvalidToken,
+    /// Expired, or revoked (user disabled or deleted, password changed): a new token is needed.
+    #[error("The token must be updated.")]
+    TokenExpired,
+    #[error("Incorrect IAM authentication information: Get secretKey failed, err: ak not exist")]
+    UnknownAccessKey,
+    #[error("Incorrect IAM authentication information: verify aksk signature fail")]
+    InvalidSignature,
+    #[error(
+        "Incorrect IAM authentication information: verify aksk signature fail, X-Sdk-Date is more than 15 minutes away from the server time"
+    )]
+    SignatureExpired,
+
+    // ---- docplane's own codes (DBS.9xxxxx)
     #[error("The username or password is wrong.")]
     InvalidCredentials,
-    #[error("The request signature is invalid.")]
-    InvalidSignature,
     #[error("The credential is not valid for the {0} in the request.")]
     ScopeMismatch(&'static str),
     #[error("The {0} does not exist.")]
@@ -102,6 +124,11 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Content-Type must be application/json.")]
     UnsupportedMediaType,
+    // Identity rules (docs/iam-rules.md).
+    #[error("This operation needs the account administrator level: {0}.")]
+    AdminLevelRequired(String),
+    #[error("The account administrator is protected: {0}.")]
+    ProtectedAdministrator(String),
 }
 
 impl ApiError {
@@ -117,7 +144,6 @@ impl ApiError {
             InvalidDatastoreVersion(_) => ("DBS.200041", StatusCode::BAD_REQUEST),
             InvalidNodeRole(_) => ("DBS.200075", StatusCode::BAD_REQUEST),
             Internal(_) => ("DBS.280005", StatusCode::INTERNAL_SERVER_ERROR),
-            InvalidToken => ("DBS.280056", StatusCode::UNAUTHORIZED),
             Forbidden { .. } => ("DBS.280063", StatusCode::FORBIDDEN),
             UnsupportedOperation(_) => ("DBS.280343", StatusCode::BAD_REQUEST),
             InvalidNodeId => ("DBS.280407", StatusCode::BAD_REQUEST),
@@ -132,9 +158,11 @@ impl ApiError {
             InvalidCostTime(_) => ("DBS.301075", StatusCode::BAD_REQUEST),
             QuerySessionFailed(_) => ("DBS.301076", StatusCode::BAD_REQUEST),
             KillSessionFailed(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
-            AuthRequired => ("DBS.900001", StatusCode::UNAUTHORIZED),
+            AuthRequired | InvalidToken | UnknownAccessKey | InvalidSignature | SignatureExpired => {
+                ("APIGW.0301", StatusCode::UNAUTHORIZED)
+            }
+            TokenExpired => ("APIGW.0307", StatusCode::UNAUTHORIZED),
             InvalidCredentials => ("DBS.900002", StatusCode::UNAUTHORIZED),
-            InvalidSignature => ("DBS.900003", StatusCode::UNAUTHORIZED),
             ScopeMismatch(_) => ("DBS.900004", StatusCode::FORBIDDEN),
             IamNotFound(_) => ("DBS.900010", StatusCode::NOT_FOUND),
             Conflict(_) => ("DBS.900009", StatusCode::CONFLICT),
@@ -142,6 +170,8 @@ impl ApiError {
             MethodNotAllowed => ("DBS.900405", StatusCode::METHOD_NOT_ALLOWED),
             PayloadTooLarge => ("DBS.900413", StatusCode::PAYLOAD_TOO_LARGE),
             UnsupportedMediaType => ("DBS.900415", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            AdminLevelRequired(_) => ("DBS.900020", StatusCode::FORBIDDEN),
+            ProtectedAdministrator(_) => ("DBS.900021", StatusCode::FORBIDDEN),
         }
     }
 
@@ -239,8 +269,13 @@ impl From<IamError> for ApiError {
     fn from(e: IamError) -> Self {
         match e {
             IamError::InvalidCredentials => ApiError::InvalidCredentials,
+            IamError::InvalidToken("expired" | "revoked") => ApiError::TokenExpired,
             IamError::InvalidToken(_) => ApiError::InvalidToken,
+            IamError::InvalidSignature(docplane_iam::SignError::Skew) => ApiError::SignatureExpired,
             IamError::InvalidSignature(_) => ApiError::InvalidSignature,
+            IamError::UnknownAccessKey => ApiError::UnknownAccessKey,
+            IamError::AdminLevelRequired(m) => ApiError::AdminLevelRequired(m),
+            IamError::ProtectedAdministrator(m) => ApiError::ProtectedAdministrator(m),
             IamError::Forbidden { action } => ApiError::Forbidden { action },
             IamError::NotFound(what) => ApiError::IamNotFound(what),
             IamError::Conflict(m) => ApiError::Conflict(m),
@@ -274,7 +309,6 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidDatastoreVersion(s()),
         InvalidNodeRole(s()),
         Internal(s()),
-        InvalidToken,
         Forbidden { action: s() },
         UnsupportedOperation(s()),
         InvalidNodeId,
@@ -290,8 +324,12 @@ pub fn all_samples() -> Vec<ApiError> {
         QuerySessionFailed(s()),
         KillSessionFailed(s()),
         AuthRequired,
-        InvalidCredentials,
+        InvalidToken,
+        TokenExpired,
+        UnknownAccessKey,
         InvalidSignature,
+        SignatureExpired,
+        InvalidCredentials,
         ScopeMismatch("project"),
         IamNotFound("user"),
         Conflict(s()),
@@ -299,6 +337,8 @@ pub fn all_samples() -> Vec<ApiError> {
         MethodNotAllowed,
         PayloadTooLarge,
         UnsupportedMediaType,
+        AdminLevelRequired(s()),
+        ProtectedAdministrator(s()),
     ]
 }
 
@@ -311,11 +351,19 @@ mod tests {
     fn codes_are_unique_vendor_shaped_and_documented() {
         let doc = include_str!("../../../docs/errors.md");
         let mut seen = std::collections::HashSet::new();
+        let mut gateway_statuses = std::collections::HashMap::new();
         for e in all_samples() {
             let (code, status) = e.code_and_status();
-            assert!(code.starts_with("DBS.") && code.len() == 10, "{code}");
-            assert!(code[4..].bytes().all(|b| b.is_ascii_digit()), "{code}");
-            assert!(seen.insert(code), "duplicate code {code}");
+            let digits = code.strip_prefix("DBS.").or_else(|| code.strip_prefix("APIGW.")).unwrap_or("");
+            assert!(code.len() == 10 && !digits.is_empty(), "{code}");
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{code}");
+            if code.starts_with("APIGW.") {
+                // The gateway answers several conditions with one code (told apart by the message),
+                // always with the same status.
+                assert_eq!(*gateway_statuses.entry(code).or_insert(status), status, "{code}");
+            } else {
+                assert!(seen.insert(code), "duplicate code {code}");
+            }
             let row = doc
                 .lines()
                 .find(|l| l.contains(&format!("`{code}`")))
@@ -340,6 +388,27 @@ mod tests {
         let b = code(503, "db password=x");
         assert_eq!(b.error_code, "DBS.280005");
         assert!(!b.error_msg.contains("password"));
+    }
+
+    #[test]
+    fn authentication_failures_use_the_gateway_codes() {
+        let c = |e: ApiError| {
+            let (code, status) = e.code_and_status();
+            (code, status.as_u16())
+        };
+        assert_eq!(c(ApiError::AuthRequired), ("APIGW.0301", 401));
+        assert_eq!(c(IamError::InvalidToken("malformed").into()), ("APIGW.0301", 401));
+        assert_eq!(c(IamError::InvalidToken("expired").into()), ("APIGW.0307", 401));
+        assert_eq!(c(IamError::InvalidToken("revoked").into()), ("APIGW.0307", 401));
+        assert_eq!(c(IamError::UnknownAccessKey.into()), ("APIGW.0301", 401));
+        assert_eq!(
+            c(IamError::InvalidSignature(docplane_iam::SignError::Mismatch).into()),
+            ("APIGW.0301", 401)
+        );
+        let skew: ApiError = IamError::InvalidSignature(docplane_iam::SignError::Skew).into();
+        assert!(skew.public_message().contains("15 minutes"));
+        assert_eq!(c(skew), ("APIGW.0301", 401));
+        assert_eq!(error_for_status(StatusCode::UNAUTHORIZED, "").body().error_code, "APIGW.0301");
     }
 
     #[test]

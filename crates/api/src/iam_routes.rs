@@ -3,9 +3,11 @@
 //! Shapes follow the SDK's models (`huaweicloudsdkiam/v3/model/*.py`, 3.1.219): request bodies are
 //! wrapped (`{"user": {...}}`, `{"group": {...}}`, `{"role": {...}}`, `{"credential": {...}}`),
 //! responses echo the object with `links.self`. Management routes are account-scoped and need an
-//! `iam:*` action (the account administrator has all of them). `GET /v3/projects` and
-//! `GET /v3/auth/domains` only need authentication: the SDKs call them to discover the project and
-//! account ids of their own credential.
+//! `iam:*` action (the account-admin level has all of them); the writes that touch a user also obey
+//! the identity rules of docs/iam-rules.md, enforced by `Iam::*_as`. `GET /v3/projects`,
+//! `GET /v3/projects/{project_id}`, `GET /v3/auth/domains` and `GET /v3/auth/tokens` only need
+//! authentication: the SDKs call the first ones to discover the project and account ids of their
+//! own credential. Tokens are project-scoped or domain-scoped (account routes only).
 //! Additionally `GET /v3/{project_id}/whoami` (docplane extension) echoes the caller; it needs
 //! `dds:instance:listSession` so that policies can be tested before any DDS route exists.
 
@@ -14,8 +16,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use docplane_iam::{ProjectSelector, UserPatch, UserSelector};
-use docplane_store::{Project, User};
+use docplane_iam::{DomainSelector, IssuedToken, ProjectSelector, ScopeSelector, UserPatch, UserSelector};
+use docplane_store::{Group, Project, Role, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -36,6 +38,11 @@ pub mod actions {
     pub const GRANT_PROJECT: &str = "iam:permissions:grantRoleToGroupOnProject";
     pub const GRANT_DOMAIN: &str = "iam:permissions:grantRoleToGroupOnDomain";
     pub const CREATE_CREDENTIAL: &str = "iam:credentials:createCredential";
+    pub const LIST_USERS: &str = "iam:users:listUsers";
+    pub const LIST_GROUPS: &str = "iam:groups:listGroups";
+    pub const LIST_ROLES: &str = "iam:roles:listRoles";
+    pub const CREATE_PROJECT: &str = "iam:projects:createProject";
+    pub const UPDATE_PROJECT: &str = "iam:projects:updateProject";
     /// The docplane `whoami` extension.
     pub const WHOAMI: &str = "dds:instance:listSession";
 }
@@ -45,8 +52,15 @@ pub fn routes() -> Vec<Route> {
     use actions::*;
     vec![
         Route::public(Method::POST, "/v3/auth/tokens", create_token),
+        Route::account(Method::GET, "/v3/auth/tokens", None, validate_token),
         Route::account(Method::GET, "/v3/auth/domains", None, list_auth_domains),
         Route::account(Method::GET, "/v3/projects", None, list_projects),
+        Route::account(Method::POST, "/v3/projects", Some(CREATE_PROJECT), create_project),
+        Route::account(Method::GET, "/v3/projects/{project_id}", None, show_project),
+        Route::account(Method::PATCH, "/v3/projects/{project_id}", Some(UPDATE_PROJECT), update_project),
+        Route::account(Method::GET, "/v3/users", Some(LIST_USERS), list_users),
+        Route::account(Method::GET, "/v3/groups", Some(LIST_GROUPS), list_groups),
+        Route::account(Method::GET, "/v3.0/OS-ROLE/roles", Some(LIST_ROLES), list_custom_policies),
         Route::account(Method::POST, "/v3.0/OS-USER/users", Some(CREATE_USER), create_user),
         Route::account(Method::POST, "/v3/users", Some(CREATE_USER), keystone_create_user),
         Route::account(Method::PUT, "/v3.0/OS-USER/users/{user_id}", Some(UPDATE_USER), update_user),
@@ -146,9 +160,12 @@ pub struct NameOrId {
     pub name: Option<String>,
 }
 
+/// Exactly one of `project` (a project-scoped token) or `domain` (a domain-scoped token, for
+/// account-level IAM calls; it must name the user's own account).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenScope {
     pub project: Option<NameOrId>,
+    pub domain: Option<NameOrId>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -163,22 +180,67 @@ pub struct TokenBody {
     pub methods: Vec<String>,
     #[schema(value_type = Object)]
     pub user: Value,
-    #[schema(value_type = Object)]
-    pub project: Value,
+    /// Present for a project-scoped token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub project: Option<Value>,
+    /// Present for a domain-scoped token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub domain: Option<Value>,
     #[schema(value_type = Vec<Object>)]
     pub roles: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub catalog: Vec<Value>,
+    /// Omitted when the request has `nocatalog`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub catalog: Option<Vec<Value>>,
 }
 
-/// Password authentication scoped to a project; the token is the `X-Subject-Token` header.
+/// The query of `POST`/`GET /v3/auth/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// Present, with any value: the response has no catalog. The vendor: "Any character string set
+    /// for this parameter indicates that no catalog information will be displayed" (IAM API
+    /// reference, KeystoneValidateToken / KeystoneCreateUserTokenByPassword).
+    pub nocatalog: Option<String>,
+}
+
+impl TokenQuery {
+    fn omit_catalog(&self) -> bool {
+        self.nocatalog.is_some()
+    }
+}
+
+/// The Keystone token body for `t` (creation and validation answer the same shape).
+fn token_response(t: &IssuedToken, omit_catalog: bool) -> TokenResponse {
+    let domain = json!({"id": t.domain.id, "name": t.domain.name});
+    TokenResponse {
+        token: TokenBody {
+            expires_at: Utc.timestamp_opt(t.claims.exp, 0).single().map(iso).unwrap_or_default(),
+            issued_at: Utc.timestamp_opt(t.claims.iat, 0).single().map(iso).unwrap_or_default(),
+            methods: vec!["password".into()],
+            user: json!({"id": t.user.id, "name": t.user.name, "domain": domain, "password_expires_at": ""}),
+            project: t.project.as_ref().map(|p| json!({"id": p.id, "name": p.name, "domain": domain})),
+            domain: t.project.is_none().then(|| domain.clone()),
+            roles: if t.user.is_domain_admin { vec![json!({"id": "0", "name": "te_admin"})] } else { vec![] },
+            catalog: if omit_catalog { None } else { Some(vec![]) },
+        },
+    }
+}
+
+/// Password authentication scoped to a project or to the account (domain); the token is the
+/// `X-Subject-Token` header.
 #[utoipa::path(post, path = "/v3/auth/tokens", tag = "iam", request_body = TokenRequest,
+    params(("nocatalog" = Option<String>, Query, description = "Present: omit the catalog")),
     responses((status = 201, body = TokenResponse, headers(("X-Subject-Token" = String))),
               (status = 401, body = ErrorBody)))]
 pub async fn create_token(
     State(st): State<AppState>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
+    let omit_catalog = query.omit_catalog();
     let id = &req.auth.identity;
     if !id.methods.iter().any(|m| m == "password") {
         return Err(ApiError::BadRequest("only the password method is supported".into()));
@@ -198,36 +260,102 @@ pub async fn create_token(
             return Err(ApiError::BadRequest("auth.identity.password.user needs id or name".into()));
         }
     };
-    let project = match req.auth.scope.project.as_ref() {
-        Some(NameOrId { id: Some(id), .. }) => ProjectSelector::Id(id.clone()),
-        Some(NameOrId { name: Some(n), .. }) => ProjectSelector::Name(n.clone()),
-        _ => return Err(ApiError::BadRequest("auth.scope.project needs id or name".into())),
+    let scope = match (req.auth.scope.project.as_ref(), req.auth.scope.domain.as_ref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("auth.scope takes either project or domain, not both".into()));
+        }
+        (Some(NameOrId { id: Some(id), .. }), None) => {
+            ScopeSelector::Project(ProjectSelector::Id(id.clone()))
+        }
+        (Some(NameOrId { name: Some(n), .. }), None) => {
+            ScopeSelector::Project(ProjectSelector::Name(n.clone()))
+        }
+        (None, Some(NameOrId { id: Some(id), .. })) => ScopeSelector::Domain(DomainSelector::Id(id.clone())),
+        (None, Some(NameOrId { name: Some(n), .. })) => {
+            ScopeSelector::Domain(DomainSelector::Name(n.clone()))
+        }
+        (Some(_), None) => return Err(ApiError::BadRequest("auth.scope.project needs id or name".into())),
+        (None, Some(_)) => return Err(ApiError::BadRequest("auth.scope.domain needs id or name".into())),
+        (None, None) => return Err(ApiError::BadRequest("auth.scope needs project or domain".into())),
     };
-    let t = st.iam.issue_token(&who, &pw.user.password, &project, Utc::now()).await?;
-    let domain = json!({"id": t.domain.id, "name": t.domain.name});
-    let body = TokenResponse {
-        token: TokenBody {
-            expires_at: Utc.timestamp_opt(t.claims.exp, 0).single().map(iso).unwrap_or_default(),
-            issued_at: Utc.timestamp_opt(t.claims.iat, 0).single().map(iso).unwrap_or_default(),
-            methods: vec!["password".into()],
-            user: json!({"id": t.user.id, "name": t.user.name, "domain": domain, "password_expires_at": ""}),
-            project: json!({"id": t.project.id, "name": t.project.name, "domain": domain}),
-            roles: if t.user.is_domain_admin { vec![json!({"id": "0", "name": "te_admin"})] } else { vec![] },
-            catalog: vec![],
-        },
-    };
+    let t = st.iam.issue_scoped_token(&who, &pw.user.password, &scope, Utc::now()).await?;
+    let body = token_response(&t, omit_catalog);
     let mut headers = HeaderMap::new();
     let v = HeaderValue::from_str(&t.token).map_err(|e| ApiError::Internal(e.to_string()))?;
     headers.insert("x-subject-token", v);
     Ok((StatusCode::CREATED, headers, Json(body)).into_response())
 }
 
-// ---------------------------------------------------------------- discovery
+/// KeystoneValidateToken: `X-Subject-Token` is the token to check, `X-Auth-Token` (or a
+/// signature) the caller. 200 with the token's body; 404 `DBS.900010` for a token that is invalid,
+/// expired, revoked or of another account (the vendor's IAM answers 404 there too). Another user's
+/// token needs the account-admin level.
+#[utoipa::path(get, path = "/v3/auth/tokens", tag = "iam",
+    params(("X-Subject-Token" = String, Header), ("nocatalog" = Option<String>, Query, description = "Present: omit the catalog")),
+    responses((status = 200, body = TokenResponse, headers(("X-Subject-Token" = String))),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn validate_token(
+    State(st): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+) -> Result<Response, ApiError> {
+    let omit_catalog = query.omit_catalog();
+    let subject = headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("the X-Subject-Token header is required".into()))?;
+    let t = st.iam.validate_token(&p, subject, Utc::now()).await?;
+    let mut out = HeaderMap::new();
+    let v = HeaderValue::from_str(&t.token).map_err(|e| ApiError::Internal(e.to_string()))?;
+    out.insert("x-subject-token", v);
+    Ok((StatusCode::OK, out, Json(token_response(&t, omit_catalog))).into_response())
+}
 
+// ---------------------------------------------------------------- discovery and projects
+
+/// The filters KeystoneListProjects sends.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectQuery {
     pub name: Option<String>,
     pub domain_id: Option<String>,
+    /// docplane's projects are flat: their parent is the account.
+    pub parent_id: Option<String>,
+    pub enabled: Option<bool>,
+    /// No project is a domain; `true` lists nothing.
+    pub is_domain: Option<bool>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// Checks a `page`/`per_page` pair (given together, page >= 1, per_page in 1..=`max`) and returns
+/// the zero-based offset and the limit; neither means everything.
+fn paging(page: Option<i64>, per_page: Option<i64>, max: i64) -> Result<Option<(usize, usize)>, ApiError> {
+    match (page, per_page) {
+        (None, None) => Ok(None),
+        (Some(p), Some(n)) if p >= 1 && (1..=max).contains(&n) => {
+            let start = (p - 1).saturating_mul(n);
+            Ok(Some((usize::try_from(start).unwrap_or(usize::MAX), usize::try_from(n).unwrap_or(usize::MAX))))
+        }
+        (Some(_), Some(_)) => {
+            Err(ApiError::BadRequest(format!("page must be >= 1 and per_page in 1..={max}")))
+        }
+        _ => Err(ApiError::BadRequest("page and per_page go together".into())),
+    }
+}
+
+fn page_of<T>(items: Vec<T>, paging: Option<(usize, usize)>) -> Vec<T> {
+    match paging {
+        None => items,
+        Some((start, n)) => items.into_iter().skip(start).take(n).collect(),
+    }
+}
+
+fn list_links(path: &str) -> Value {
+    json!({"self": path, "previous": null, "next": null})
 }
 
 fn project_json(p: &Project) -> Value {
@@ -246,14 +374,108 @@ pub async fn list_projects(
     p: Principal,
     ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if q.domain_id.as_deref().is_some_and(|d| d != p.domain_id) {
-        return Ok(Json(
-            json!({"projects": [], "links": {"self": "/v3/projects", "previous": null, "next": null}}),
-        ));
+    let paging = paging(q.page, q.per_page, 5000)?;
+    let foreign = q.domain_id.as_deref().is_some_and(|d| d != p.domain_id)
+        || q.parent_id.as_deref().is_some_and(|d| d != p.domain_id)
+        || q.is_domain == Some(true);
+    if foreign {
+        return Ok(Json(json!({"projects": [], "links": list_links("/v3/projects")})));
     }
     let projects = st.store.list_projects(&p.domain_id, q.name.as_deref()).await?;
-    let list: Vec<Value> = projects.iter().filter(|p| p.enabled).map(project_json).collect();
-    Ok(Json(json!({"projects": list, "links": {"self": "/v3/projects", "previous": null, "next": null}})))
+    let wanted = q.enabled.unwrap_or(true);
+    let list: Vec<Value> = projects.iter().filter(|p| p.enabled == wanted).map(project_json).collect();
+    Ok(Json(json!({"projects": page_of(list, paging), "links": list_links("/v3/projects")})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateProjectRequest {
+    pub project: CreateProjectOption,
+}
+
+/// KeystoneCreateProjectOption.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectOption {
+    pub name: String,
+    /// The vendor's parent is a region project; docplane's projects are flat, so the parent is
+    /// the account (its id, or absent).
+    pub parent_id: Option<String>,
+    pub domain_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// KeystoneCreateProject: a new project in the caller's account, so teams can be kept apart.
+#[utoipa::path(post, path = "/v3/projects", tag = "iam", request_body = CreateProjectRequest,
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_project(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<CreateProjectRequest>,
+) -> Result<Response, ApiError> {
+    let o = r.project;
+    same_domain(&p, o.domain_id.as_deref())?;
+    if o.parent_id.as_deref().is_some_and(|id| id != p.domain_id) {
+        return Err(ApiError::BadRequest(
+            "project.parent_id must be the account id: docplane projects are not nested".into(),
+        ));
+    }
+    let project =
+        st.iam.create_project(&p.domain_id, &o.name, o.description.as_deref().unwrap_or("")).await?;
+    Ok((StatusCode::CREATED, Json(json!({"project": project_json(&project)}))).into_response())
+}
+
+async fn project_in_account(st: &AppState, p: &Principal, project_id: &str) -> Result<Project, ApiError> {
+    st.iam
+        .project(project_id)
+        .await?
+        .filter(|pr| pr.domain_id == p.domain_id)
+        .ok_or(ApiError::IamNotFound("project"))
+}
+
+/// KeystoneShowProject: a project of the caller's account.
+#[utoipa::path(get, path = "/v3/projects/{project_id}", tag = "iam", params(("project_id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn show_project(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(project_id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_in_account(&st, &p, &project_id).await?;
+    Ok(Json(json!({"project": project_json(&project)})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateProjectRequest {
+    pub project: UpdateProjectOption,
+}
+
+/// KeystoneUpdateProjectOption.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectOption {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// KeystoneUpdateProject: rename a project or change its description.
+#[utoipa::path(patch, path = "/v3/projects/{project_id}", tag = "iam", request_body = UpdateProjectRequest,
+    params(("project_id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_project(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(project_id): ApiPath<String>,
+    ApiJson(r): ApiJson<UpdateProjectRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let o = r.project;
+    if o.name.is_none() && o.description.is_none() {
+        return Err(ApiError::BadRequest("project needs name or description".into()));
+    }
+    let project =
+        st.iam.update_project(&p.domain_id, &project_id, o.name.as_deref(), o.description.as_deref()).await?;
+    let mut v = project_json(&project);
+    v["extra"] = json!({});
+    Ok(Json(json!({"project": v})))
 }
 
 /// The caller's account (KeystoneListAuthDomains).
@@ -297,6 +519,63 @@ fn user_json(u: &User, vendor_extended: bool) -> Value {
         v["create_time"] = json!(ms_to_iso(u.created_at));
     }
     v
+}
+
+/// The filters KeystoneListUsers sends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    pub domain_id: Option<String>,
+    pub enabled: Option<bool>,
+    pub name: Option<String>,
+    /// `<op>:<time>` with op one of lt, lte, gt, gte, eq, neq and time `YYYY-MM-DDTHH:mm:ssZ`.
+    /// docplane passwords never expire, so only `neq` matches (every user).
+    pub password_expires_at: Option<String>,
+}
+
+/// Whether a user whose password never expires passes the `password_expires_at` filter.
+fn never_expiring_matches(filter: &str) -> Result<bool, ApiError> {
+    let bad = || ApiError::BadRequest(format!("password_expires_at: expected <op>:<time>, got {filter:?}"));
+    let (op, time) = filter.split_once(':').ok_or_else(bad)?;
+    chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%SZ").map_err(|_| bad())?;
+    match op {
+        "lt" | "lte" | "gt" | "gte" | "eq" => Ok(false),
+        "neq" => Ok(true),
+        _ => Err(bad()),
+    }
+}
+
+/// KeystoneListUsers: the users of the caller's account.
+#[utoipa::path(get, path = "/v3/users", tag = "iam",
+    params(("domain_id" = Option<String>, Query), ("enabled" = Option<bool>, Query), ("name" = Option<String>, Query),
+           ("password_expires_at" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+pub async fn list_users(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let expiry_ok = match q.password_expires_at.as_deref() {
+        Some(f) => never_expiring_matches(f)?,
+        None => true,
+    };
+    let users = if q.domain_id.as_deref().is_some_and(|d| d != p.domain_id) || !expiry_ok {
+        vec![]
+    } else {
+        st.store.list_users(&p.domain_id).await?
+    };
+    let list: Vec<Value> = users
+        .iter()
+        .filter(|u| q.enabled.is_none_or(|e| u.enabled == e))
+        .filter(|u| q.name.as_deref().is_none_or(|n| u.name == n))
+        .map(|u| {
+            let mut v = user_json(u, false);
+            v["links"] = list_links(&format!("/v3/users/{}", u.id));
+            v["access_mode"] = json!("default");
+            v
+        })
+        .collect();
+    Ok(Json(json!({"users": list, "links": list_links("/v3/users")})))
 }
 
 async fn create_user_common(
@@ -353,7 +632,7 @@ async fn update_user_common(
     same_domain(p, o.domain_id.as_deref())?;
     let patch =
         UserPatch { name: o.name, password: o.password, enabled: o.enabled, description: o.description };
-    let u = st.iam.update_user(&p.domain_id, user_id, &patch).await?;
+    let u = st.iam.update_user_as(p, user_id, &patch).await?;
     Ok(Json(json!({"user": user_json(&u, extended)})))
 }
 
@@ -389,7 +668,7 @@ pub async fn delete_user(
     p: Principal,
     ApiPath(user_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    st.iam.delete_user(&p.domain_id, &user_id).await?;
+    st.iam.delete_user_as(&p, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -416,15 +695,49 @@ pub async fn create_group(
     ApiJson(r): ApiJson<GroupRequest>,
 ) -> Result<Response, ApiError> {
     same_domain(&p, r.group.domain_id.as_deref())?;
-    let g = st
-        .iam
-        .create_group(&p.domain_id, &r.group.name, r.group.description.as_deref().unwrap_or(""))
-        .await?;
-    let body = json!({"group": {
+    let g = st.iam.create_group_as(&p, &r.group.name, r.group.description.as_deref().unwrap_or("")).await?;
+    Ok((StatusCode::CREATED, Json(json!({"group": group_json(&g)}))).into_response())
+}
+
+fn group_json(g: &Group) -> Value {
+    json!({
         "id": g.id, "name": g.name, "domain_id": g.domain_id, "description": g.description,
         "create_time": g.created_at, "links": link(format!("/v3/groups/{}", g.id)),
-    }});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    })
+}
+
+/// The filters KeystoneListGroups sends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuery {
+    pub domain_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// KeystoneListGroups: the groups of the caller's account.
+#[utoipa::path(get, path = "/v3/groups", tag = "iam",
+    params(("domain_id" = Option<String>, Query), ("name" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+pub async fn list_groups(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<GroupQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let groups = if q.domain_id.as_deref().is_some_and(|d| d != p.domain_id) {
+        vec![]
+    } else {
+        st.store.list_groups(&p.domain_id).await?
+    };
+    let list: Vec<Value> = groups
+        .iter()
+        .filter(|g| q.name.as_deref().is_none_or(|n| g.name == n))
+        .map(|g| {
+            let mut v = group_json(g);
+            v["links"] = list_links(&format!("/v3/groups/{}", g.id));
+            v
+        })
+        .collect();
+    Ok(Json(json!({"groups": list, "links": list_links("/v3/groups")})))
 }
 
 /// KeystoneAddUserToGroup.
@@ -435,7 +748,7 @@ pub async fn add_user_to_group(
     p: Principal,
     ApiPath((group_id, user_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    st.iam.add_user_to_group(&p.domain_id, &group_id, &user_id).await?;
+    st.iam.add_user_to_group_as(&p, &group_id, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -447,7 +760,7 @@ pub async fn remove_user_from_group(
     p: Principal,
     ApiPath((group_id, user_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    st.iam.remove_user_from_group(&p.domain_id, &group_id, &user_id).await?;
+    st.iam.remove_user_from_group_as(&p, &group_id, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -489,13 +802,50 @@ pub async fn create_role(
             &o.policy,
         )
         .await?;
-    let body = json!({"role": {
+    Ok((StatusCode::CREATED, Json(json!({"role": role_json(&role, o.policy)}))).into_response())
+}
+
+fn role_json(role: &Role, policy: Value) -> Value {
+    json!({
         "id": role.id, "name": role.name, "display_name": role.display_name, "type": role.role_type,
         "description": role.description, "domain_id": role.domain_id, "catalog": "CUSTOMED",
-        "policy": o.policy, "links": link(format!("/v3/roles/{}", role.id)),
+        "policy": policy, "links": link(format!("/v3/roles/{}", role.id)),
         "created_time": role.created_at.to_string(), "updated_time": role.updated_at.to_string(),
-    }});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    })
+}
+
+/// The paging ListCustomPolicies sends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleQuery {
+    pub page: Option<i64>,
+    /// 1..=300, as the vendor's.
+    pub per_page: Option<i64>,
+}
+
+/// ListCustomPolicies: the custom policies of the caller's account, oldest first (then by name, so
+/// the order of one page to the next is stable).
+#[utoipa::path(get, path = "/v3.0/OS-ROLE/roles", tag = "iam",
+    params(("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query)),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_custom_policies(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<RoleQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let paging = paging(q.page, q.per_page, 300)?;
+    let mut roles = st.store.list_roles(&p.domain_id).await?;
+    roles.sort_by(|a, b| (a.created_at, &a.display_name, &a.id).cmp(&(b.created_at, &b.display_name, &b.id)));
+    let total = roles.len();
+    let list: Vec<Value> = page_of(roles, paging)
+        .iter()
+        .map(|r| {
+            // Stored policies were validated on write; an unreadable one is shown as null.
+            let policy = serde_json::from_str(&r.policy).unwrap_or(Value::Null);
+            role_json(r, policy)
+        })
+        .collect();
+    Ok(Json(json!({"roles": list, "links": list_links("/v3.0/OS-ROLE/roles"), "total_number": total})))
 }
 
 /// KeystoneAssociateGroupWithProjectPermission.
@@ -551,11 +901,7 @@ pub async fn create_credential(
 ) -> Result<Response, ApiError> {
     let (c, secret) = st
         .iam
-        .create_access_key(
-            &p.domain_id,
-            &r.credential.user_id,
-            r.credential.description.as_deref().unwrap_or(""),
-        )
+        .create_access_key_as(&p, &r.credential.user_id, r.credential.description.as_deref().unwrap_or(""))
         .await?;
     let body = json!({"credential": {
         "access": c.access_key, "secret": secret, "status": c.status, "user_id": c.user_id,

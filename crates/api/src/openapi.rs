@@ -26,7 +26,9 @@ use crate::route::{Route, Scope};
         iam::create_token, iam::list_auth_domains, iam::list_projects, iam::create_user,
         iam::keystone_create_user, iam::update_user, iam::keystone_update_user, iam::delete_user,
         iam::create_group, iam::add_user_to_group, iam::remove_user_from_group, iam::create_role,
-        iam::grant_on_project, iam::grant_on_domain, iam::create_credential, iam::whoami
+        iam::grant_on_project, iam::grant_on_domain, iam::create_credential, iam::whoami,
+        iam::validate_token, iam::create_project, iam::show_project, iam::update_project, iam::list_users,
+        iam::list_groups, iam::list_custom_policies
     ),
     components(schemas(ErrorBody)),
     tags((name = "iam", description = "Identity (vendor IAM v3 shapes)"),

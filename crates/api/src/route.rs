@@ -5,9 +5,11 @@
 //! 1. authenticates the caller by `X-Auth-Token` or by an `SDK-HMAC-SHA256` signature (buffering the
 //!    body, within the body limit, to check its hash);
 //! 2. binds the caller to the request's scope:
-//!    - [`Scope::Project`]: the path's `{project_id}` must be the token's project; for an access key
-//!      it must equal `X-Project-Id` (when sent) and belong to the key's account;
-//!    - [`Scope::Account`]: `X-Domain-Id` (when sent) must be the caller's account;
+//!    - [`Scope::Project`]: the path's `{project_id}` must be the token's project (a domain-scoped
+//!      token is refused); for an access key it must equal `X-Project-Id` (when sent) and belong to
+//!      the key's account;
+//!    - [`Scope::Account`]: `X-Domain-Id` (when sent) must be the caller's account (project- and
+//!      domain-scoped tokens both work there);
 //! 3. authorizes the route's IAM action (if any) against the caller's policies on that scope;
 //! 4. stores the result as a [`Principal`] in the request extensions, where the [`Principal`]
 //!    extractor finds it.
@@ -234,6 +236,10 @@ async fn check(
                     return Err((ApiError::ScopeMismatch("project"), who));
                 }
                 Some(_) => {}
+                // A domain-scoped token is for account-level routes only.
+                None if p.method == docplane_iam::AuthMethod::Token => {
+                    return Err((ApiError::ScopeMismatch("project"), who));
+                }
                 None => {
                     if let Some(h) = header(req.headers(), "x-project-id")
                         && h.trim() != path_project

@@ -93,7 +93,7 @@ async fn request_ids_errors_and_limits() {
     assert_eq!((s, c.as_str()), (405, "DBS.900405"));
     let (s, c, _) =
         err(e.http.get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id)).send().await.unwrap()).await;
-    assert_eq!((s, c.as_str()), (401, "DBS.900001"));
+    assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
     let (s, c, _) = err(e
         .http
         .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
@@ -102,7 +102,7 @@ async fn request_ids_errors_and_limits() {
         .await
         .unwrap())
     .await;
-    assert_eq!((s, c.as_str()), (401, "DBS.280056"));
+    assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
     // Bad JSON, wrong content type, body too large.
     let (s, c, _) = err(e
         .http
@@ -263,7 +263,7 @@ async fn tenant_isolation() {
     let mut req = rb.build().unwrap();
     *req.url_mut() = format!("{}/v3/{pb}/whoami", e.base).parse().unwrap();
     let (s, c, _) = err(e.http.execute(req).await.unwrap()).await;
-    assert_eq!((s, c.as_str()), (401, "DBS.900003"));
+    assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
     // A replayed (old) signature.
     let host = e.server.local_addr().to_string();
     let old = sign::format_sdk_date(Utc::now() - chrono::Duration::minutes(16));
@@ -280,7 +280,7 @@ async fn tenant_isolation() {
         .await
         .unwrap())
     .await;
-    assert_eq!((s, c.as_str()), (401, "DBS.900003"));
+    assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
     // IAM writes from another account's domain header are refused.
     let path = "/v3/groups";
     let body = br#"{"group":{"name":"g1"}}"#;

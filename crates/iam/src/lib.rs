@@ -22,7 +22,7 @@ pub mod token;
 
 pub use keys::{MasterKey, Sealer};
 pub use service::{
-    AuthMethod, BootstrapOptions, BootstrapOutput, Iam, IamError, IssuedToken, KEY_CHECK_SETTING, Principal,
-    ProjectSelector, UserPatch, UserSelector, new_id,
+    ADMIN_GROUP, AuthMethod, BootstrapOptions, BootstrapOutput, DomainSelector, Iam, IamError, IssuedToken,
+    KEY_CHECK_SETTING, Principal, ProjectSelector, ScopeSelector, UserPatch, UserSelector, new_id,
 };
 pub use sign::{SignError, SignedRequest};

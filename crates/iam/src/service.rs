@@ -12,7 +12,15 @@
 //! (generation check), so a stale value can never stick.
 //!
 //! Invariant: every refusal of a credential (unknown user, wrong password, disabled user, unknown or
-//! inaccessible project) is the same [`IamError::InvalidCredentials`], so callers cannot probe.
+//! inaccessible project or account) is the same [`IamError::InvalidCredentials`], so callers cannot
+//! probe.
+//!
+//! Identity rules (docs/iam-rules.md): the writes that touch a user (`*_as` methods) take the acting
+//! [`Principal`] and refuse what no policy can grant: changing the account administrator
+//! ([`IamError::ProtectedAdministrator`]), or, below the account-admin level (the administrator and
+//! the members of the account's `admin` group), changing another user's password or keys, anyone's
+//! group membership, or a user of the admin level ([`IamError::AdminLevelRequired`]). The route's
+//! IAM action is checked before, by the API layer; these rules come on top of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -49,6 +57,16 @@ pub enum IamError {
     Forbidden { action: String },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An access key that does not exist or is not active (told apart from a bad signature because
+    /// the vendor's gateway tells them apart too).
+    #[error("unknown or inactive access key")]
+    UnknownAccessKey,
+    /// The change needs the account-admin level (see the module docs); the text says which change.
+    #[error("needs the account administrator level: {0}")]
+    AdminLevelRequired(String),
+    /// The change would touch the account administrator in a way only it may, or nobody may.
+    #[error("the account administrator is protected: {0}")]
+    ProtectedAdministrator(String),
     #[error("already exists: {0}")]
     Conflict(String),
     #[error("invalid request: {0}")]
@@ -92,7 +110,8 @@ pub struct Principal {
     /// The project the credential is bound to: the token's project, or for AK/SK the project the
     /// request names (`X-Project-Id` / path), filled in by the API layer.
     pub project_id: Option<String>,
-    /// The account's administrator: allowed everything inside its own account.
+    /// The account's administrator (its root user): allowed everything inside its own account.
+    /// Members of the account's `admin` group have the same level (see [`Iam::is_admin_level`]).
     pub is_admin: bool,
     pub method: AuthMethod,
 }
@@ -104,6 +123,8 @@ struct UserState {
     domain_id: String,
     enabled: bool,
     is_admin: bool,
+    /// The administrator, or a member of the account's [`ADMIN_GROUP`].
+    admin_level: bool,
     epoch: i64,
 }
 
@@ -135,6 +156,26 @@ pub enum ProjectSelector {
     Name(String),
 }
 
+/// Which account a domain-scoped authentication is scoped to (it must be the user's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainSelector {
+    Id(String),
+    Name(String),
+}
+
+/// The scope of a password authentication: one project, or the account itself (a domain-scoped
+/// token, for account-level IAM calls only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSelector {
+    Project(ProjectSelector),
+    Domain(DomainSelector),
+}
+
+/// The name of the group whose members have the account-admin level (the vendor's default
+/// `admin` group: "has all permissions ... including creating user groups and users, modifying
+/// permissions"; vendor IAM user guide, "Creating an IAM User"). Bootstrap creates it.
+pub const ADMIN_GROUP: &str = "admin";
+
 /// Who is logging in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserSelector {
@@ -147,14 +188,15 @@ pub enum UserSelector {
     Id(String),
 }
 
-/// A freshly issued token.
+/// A freshly issued (or validated) token.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
     pub token: String,
     pub claims: Claims,
     pub user: User,
     pub domain: Domain,
-    pub project: Project,
+    /// `None` for a domain-scoped token.
+    pub project: Option<Project>,
 }
 
 /// Fields of a user update; `None` leaves the field alone.
@@ -317,7 +359,12 @@ impl Iam {
                             c.keys.retain(|_, k| k.as_ref().is_some_and(|k| k.user_id != ch.entity_id));
                         }
                     }
-                    change_kind::GROUP | change_kind::ROLE | change_kind::GRANT => c.policies.clear(),
+                    change_kind::GROUP => {
+                        // A group's name decides the admin level of its members.
+                        c.policies.clear();
+                        c.users.clear();
+                    }
+                    change_kind::ROLE | change_kind::GRANT => c.policies.clear(),
                     change_kind::CREDENTIAL => {
                         c.keys.remove(&ch.entity_id);
                     }
@@ -357,13 +404,25 @@ impl Iam {
             }
             c.generation
         };
-        let state = self.store.get_user(user_id).await?.map(|u| UserState {
-            name: u.name,
-            domain_id: u.domain_id,
-            enabled: u.enabled,
-            is_admin: u.is_domain_admin,
-            epoch: u.token_epoch,
-        });
+        let state = match self.store.get_user(user_id).await? {
+            Some(u) => {
+                let in_admin_group = self
+                    .store
+                    .list_user_groups(&u.id)
+                    .await?
+                    .iter()
+                    .any(|g| g.name == ADMIN_GROUP && g.domain_id == u.domain_id);
+                Some(UserState {
+                    admin_level: u.is_domain_admin || in_admin_group,
+                    name: u.name,
+                    domain_id: u.domain_id,
+                    enabled: u.enabled,
+                    is_admin: u.is_domain_admin,
+                    epoch: u.token_epoch,
+                })
+            }
+            None => None,
+        };
         let mut c = self.cache.write();
         if c.generation == generation {
             c.users.insert(user_id.to_owned(), state.clone());
@@ -449,6 +508,18 @@ impl Iam {
         project: &ProjectSelector,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken> {
+        self.issue_scoped_token(who, password, &ScopeSelector::Project(project.clone()), now).await
+    }
+
+    /// Password authentication scoped to a project or to the user's own account: issues a 24 h
+    /// token. A domain-scoped token works only on account-level routes.
+    pub async fn issue_scoped_token(
+        &self,
+        who: &UserSelector,
+        password: &str,
+        scope: &ScopeSelector,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken> {
         let user = match who {
             UserSelector::Id(id) => self.store.get_user(id).await?,
             UserSelector::Name { domain_name, domain_id, name } => {
@@ -481,19 +552,27 @@ impl Iam {
             .await?
             .filter(|d| d.enabled)
             .ok_or(IamError::InvalidCredentials)?;
-        let project = match project {
-            ProjectSelector::Id(id) => self.store.get_project(id).await?,
-            ProjectSelector::Name(n) => {
-                self.store.list_projects(&user.domain_id, Some(n)).await?.into_iter().next()
+        let project = match scope {
+            ScopeSelector::Project(ProjectSelector::Id(id)) => Some(self.store.get_project(id).await?),
+            ScopeSelector::Project(ProjectSelector::Name(n)) => {
+                Some(self.store.list_projects(&user.domain_id, Some(n)).await?.into_iter().next())
             }
-        }
-        .filter(|p| p.domain_id == user.domain_id && p.enabled)
-        .ok_or(IamError::InvalidCredentials)?;
+            ScopeSelector::Domain(DomainSelector::Id(id)) if *id == domain.id => None,
+            ScopeSelector::Domain(DomainSelector::Name(n)) if *n == domain.name => None,
+            ScopeSelector::Domain(_) => return Err(IamError::InvalidCredentials),
+        };
+        let project = match project {
+            None => None,
+            Some(p) => Some(
+                p.filter(|p| p.domain_id == user.domain_id && p.enabled)
+                    .ok_or(IamError::InvalidCredentials)?,
+            ),
+        };
         let iat = now.timestamp();
         let claims = Claims {
             sub: user.id.clone(),
             dom: user.domain_id.clone(),
-            prj: project.id.clone(),
+            prj: project.as_ref().map(|p| p.id.clone()),
             epo: user.token_epoch,
             iat,
             exp: iat + TOKEN_TTL_SECS,
@@ -504,41 +583,85 @@ impl Iam {
 
     /// Verifies a token: signature and expiry locally, revocation against the cached user state.
     pub async fn verify_token(&self, token: &str, now: DateTime<Utc>) -> Result<Principal> {
-        let claims = token::verify(&self.token_key, token, now.timestamp()).map_err(|e| {
-            IamError::InvalidToken(match e {
-                TokenError::Expired => "expired",
-                TokenError::NotYetValid => "not yet valid",
-                TokenError::Malformed | TokenError::BadSignature => "malformed",
-            })
-        })?;
-        let state = self.user_state(&claims.sub).await?.ok_or(IamError::InvalidToken("revoked"))?;
-        if !state.enabled || state.epoch != claims.epo || state.domain_id != claims.dom {
-            return Err(IamError::InvalidToken("revoked"));
-        }
+        let claims = self.token_claims(token, now)?;
+        let state = self.live_state(&claims).await?;
         Ok(Principal {
             user_id: claims.sub,
             user_name: state.name,
             domain_id: claims.dom,
-            project_id: Some(claims.prj),
+            project_id: claims.prj,
             is_admin: state.is_admin,
             method: AuthMethod::Token,
         })
     }
 
+    /// The claims of a token whose signature and time window check out.
+    fn token_claims(&self, token: &str, now: DateTime<Utc>) -> Result<Claims> {
+        token::verify(&self.token_key, token, now.timestamp()).map_err(|e| {
+            IamError::InvalidToken(match e {
+                TokenError::Expired => "expired",
+                TokenError::NotYetValid => "not yet valid",
+                TokenError::Malformed | TokenError::BadSignature => "malformed",
+            })
+        })
+    }
+
+    /// The state of the token's user, if the token has not been revoked since.
+    async fn live_state(&self, claims: &Claims) -> Result<UserState> {
+        let state = self.user_state(&claims.sub).await?.ok_or(IamError::InvalidToken("revoked"))?;
+        if !state.enabled || state.epoch != claims.epo || state.domain_id != claims.dom {
+            return Err(IamError::InvalidToken("revoked"));
+        }
+        Ok(state)
+    }
+
+    /// Validates `subject` for `actor` (Keystone's `GET /v3/auth/tokens`): the token's claims and
+    /// current rows. Any token that does not verify, is expired or revoked, or belongs to another
+    /// account is [`IamError::NotFound`] ("token"). Validating another user's token needs the
+    /// account-admin level (the vendor asks for the Security Administrator role there).
+    pub async fn validate_token(
+        &self,
+        actor: &Principal,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken> {
+        let checked = match self.token_claims(subject, now) {
+            Ok(claims) => self.live_state(&claims).await.map(|_| claims),
+            Err(e) => Err(e),
+        };
+        let claims = match checked {
+            Ok(c) => c,
+            Err(IamError::InvalidToken(_)) => return Err(IamError::NotFound("token")),
+            Err(e) => return Err(e),
+        };
+        if claims.dom != actor.domain_id {
+            return Err(IamError::NotFound("token"));
+        }
+        if claims.sub != actor.user_id && !self.is_admin_level(actor).await? {
+            return Err(IamError::AdminLevelRequired("validating another user's token".into()));
+        }
+        let user = self.store.get_user(&claims.sub).await?.ok_or(IamError::NotFound("token"))?;
+        let domain = self.store.get_domain(&claims.dom).await?.ok_or(IamError::NotFound("token"))?;
+        let project = match &claims.prj {
+            Some(id) => Some(
+                self.project(id)
+                    .await?
+                    .filter(|pr| pr.domain_id == claims.dom && pr.enabled)
+                    .ok_or(IamError::NotFound("token"))?,
+            ),
+            None => None,
+        };
+        Ok(IssuedToken { token: subject.to_owned(), claims, user, domain, project })
+    }
+
     /// Verifies an `SDK-HMAC-SHA256` signed request. The returned principal has no project yet.
     pub async fn verify_signed(&self, req: &SignedRequest<'_>, now: DateTime<Utc>) -> Result<Principal> {
         let auth = sign::precheck(req, now)?;
-        let key = self
-            .key_entry(&auth.access_key)
-            .await?
-            .filter(|k| k.active)
-            .ok_or(IamError::InvalidSignature(SignError::Mismatch))?;
+        let key =
+            self.key_entry(&auth.access_key).await?.filter(|k| k.active).ok_or(IamError::UnknownAccessKey)?;
         sign::verify(req, &auth, &key.secret)?;
-        let state = self
-            .user_state(&key.user_id)
-            .await?
-            .filter(|s| s.enabled)
-            .ok_or(IamError::InvalidSignature(SignError::Mismatch))?;
+        let state =
+            self.user_state(&key.user_id).await?.filter(|s| s.enabled).ok_or(IamError::UnknownAccessKey)?;
         Ok(Principal {
             user_id: key.user_id,
             user_name: state.name,
@@ -554,7 +677,7 @@ impl Iam {
     /// Whether `principal` may perform `action` on `scope_id` (a project of its account, or its
     /// account id for account-wide actions). The account admin may do everything in its account.
     pub async fn authorize(&self, principal: &Principal, scope_id: &str, action: &str) -> Result<()> {
-        if principal.is_admin {
+        if self.is_admin_level(principal).await? {
             return Ok(());
         }
         let stmts = self.statements(&principal.user_id, scope_id).await?;
@@ -562,6 +685,57 @@ impl Iam {
             Decision::Allow => Ok(()),
             Decision::ExplicitDeny | Decision::ImplicitDeny => {
                 Err(IamError::Forbidden { action: action.to_owned() })
+            }
+        }
+    }
+
+    /// Whether `principal` has the account-admin level: it is the account administrator, or a
+    /// member of its account's [`ADMIN_GROUP`] (cached with the user's state).
+    pub async fn is_admin_level(&self, principal: &Principal) -> Result<bool> {
+        if principal.is_admin {
+            return Ok(true);
+        }
+        Ok(self
+            .user_state(&principal.user_id)
+            .await?
+            .is_some_and(|s| s.admin_level && s.enabled && s.domain_id == principal.domain_id))
+    }
+
+    /// The identity rules (module docs, docs/iam-rules.md) for `actor` doing `change` to `target`.
+    async fn check_user_change(&self, actor: &Principal, target: &User, change: UserChange) -> Result<()> {
+        let is_self = actor.user_id == target.id;
+        if target.is_domain_admin {
+            return match change {
+                UserChange::Disable => Err(IamError::ProtectedAdministrator(
+                    "the account administrator cannot be disabled (not even by itself)".into(),
+                )),
+                UserChange::Delete => Err(IamError::ProtectedAdministrator(
+                    "the account administrator cannot be deleted".into(),
+                )),
+                _ if is_self => Ok(()),
+                _ => Err(IamError::ProtectedAdministrator(format!(
+                    "only the account administrator itself may {}",
+                    change.describe(true)
+                ))),
+            };
+        }
+        if is_self && !matches!(change, UserChange::Membership) {
+            return Ok(());
+        }
+        if self.is_admin_level(actor).await? {
+            return Ok(());
+        }
+        let target_state = self.user_state(&target.id).await?;
+        if target_state.is_some_and(|s| s.admin_level) {
+            return Err(IamError::AdminLevelRequired(format!(
+                "changing a member of the {ADMIN_GROUP} group ({})",
+                change.describe(false)
+            )));
+        }
+        match change {
+            UserChange::Profile | UserChange::Enable | UserChange::Disable | UserChange::Delete => Ok(()),
+            UserChange::Password | UserChange::CreateKey | UserChange::Membership => {
+                Err(IamError::AdminLevelRequired(change.describe(false)))
             }
         }
     }
@@ -656,10 +830,136 @@ impl Iam {
         Ok(u)
     }
 
+    /// [`Iam::update_user`] by `actor`, under the identity rules.
+    pub async fn update_user_as(&self, actor: &Principal, user_id: &str, patch: &UserPatch) -> Result<User> {
+        let u = self.user_in_domain(&actor.domain_id, user_id).await?;
+        if patch.name.is_some() || patch.description.is_some() {
+            self.check_user_change(actor, &u, UserChange::Profile).await?;
+        }
+        if patch.password.is_some() {
+            self.check_user_change(actor, &u, UserChange::Password).await?;
+        }
+        match patch.enabled {
+            Some(false) => self.check_user_change(actor, &u, UserChange::Disable).await?,
+            Some(true) => self.check_user_change(actor, &u, UserChange::Enable).await?,
+            None => {}
+        }
+        self.update_user(&actor.domain_id, user_id, patch).await
+    }
+
+    /// [`Iam::delete_user`] by `actor`, under the identity rules.
+    pub async fn delete_user_as(&self, actor: &Principal, user_id: &str) -> Result<()> {
+        let u = self.user_in_domain(&actor.domain_id, user_id).await?;
+        self.check_user_change(actor, &u, UserChange::Delete).await?;
+        self.delete_user(&actor.domain_id, user_id).await
+    }
+
+    /// [`Iam::add_user_to_group`] by `actor`: needs the account-admin level (adding anyone,
+    /// oneself included, to a group hands them the group's policies).
+    pub async fn add_user_to_group_as(&self, actor: &Principal, group_id: &str, user_id: &str) -> Result<()> {
+        self.group_in_domain(&actor.domain_id, group_id).await?;
+        let u = self.user_in_domain(&actor.domain_id, user_id).await?;
+        self.check_user_change(actor, &u, UserChange::Membership).await?;
+        self.add_user_to_group(&actor.domain_id, group_id, user_id).await
+    }
+
+    /// [`Iam::remove_user_from_group`] by `actor`: needs the account-admin level (leaving a group
+    /// can shed a Deny).
+    pub async fn remove_user_from_group_as(
+        &self,
+        actor: &Principal,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<()> {
+        self.group_in_domain(&actor.domain_id, group_id).await?;
+        let u = self.user_in_domain(&actor.domain_id, user_id).await?;
+        self.check_user_change(actor, &u, UserChange::Membership).await?;
+        self.remove_user_from_group(&actor.domain_id, group_id, user_id).await
+    }
+
+    /// [`Iam::create_group`] by `actor`: the group named [`ADMIN_GROUP`] confers the admin level,
+    /// so only that level may create it.
+    pub async fn create_group_as(&self, actor: &Principal, name: &str, description: &str) -> Result<Group> {
+        if name.eq_ignore_ascii_case(ADMIN_GROUP) && !self.is_admin_level(actor).await? {
+            return Err(IamError::AdminLevelRequired(format!("creating the {ADMIN_GROUP} group")));
+        }
+        self.create_group(&actor.domain_id, name, description).await
+    }
+
+    /// [`Iam::create_access_key`] by `actor`: a key for another user needs the account-admin
+    /// level; one for the account administrator only the administrator itself may create.
+    pub async fn create_access_key_as(
+        &self,
+        actor: &Principal,
+        user_id: &str,
+        description: &str,
+    ) -> Result<(Credential, String)> {
+        let u = self.user_in_domain(&actor.domain_id, user_id).await?;
+        self.check_user_change(actor, &u, UserChange::CreateKey).await?;
+        self.create_access_key(&actor.domain_id, user_id, description).await
+    }
+
+    /// Creates a project in `domain_id` (KeystoneCreateProject).
+    pub async fn create_project(&self, domain_id: &str, name: &str, description: &str) -> Result<Project> {
+        if !valid_name(name) {
+            return Err(IamError::BadRequest("invalid project name".into()));
+        }
+        if description.chars().count() > 255 {
+            return Err(IamError::BadRequest("project description longer than 255 characters".into()));
+        }
+        let p = Project {
+            id: new_id(),
+            domain_id: domain_id.to_owned(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            enabled: true,
+            created_at: now_millis(),
+        };
+        self.store.create_project(&p).await?;
+        self.after_write().await;
+        Ok(p)
+    }
+
+    /// Renames a project or changes its description (KeystoneUpdateProject).
+    pub async fn update_project(
+        &self,
+        domain_id: &str,
+        project_id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Project> {
+        let mut p = self
+            .store
+            .get_project(project_id)
+            .await?
+            .filter(|p| p.domain_id == domain_id)
+            .ok_or(IamError::NotFound("project"))?;
+        if let Some(n) = name {
+            if !valid_name(n) {
+                return Err(IamError::BadRequest("invalid project name".into()));
+            }
+            p.name = n.to_owned();
+        }
+        if let Some(d) = description {
+            if d.chars().count() > 255 {
+                return Err(IamError::BadRequest("project description longer than 255 characters".into()));
+            }
+            p.description = d.to_owned();
+        }
+        self.store.update_project(&p).await.map_err(|e| match e {
+            StoreError::NotFound => IamError::NotFound("project"),
+            other => other.into(),
+        })?;
+        self.after_write().await;
+        Ok(p)
+    }
+
     pub async fn delete_user(&self, domain_id: &str, user_id: &str) -> Result<()> {
         let u = self.user_in_domain(domain_id, user_id).await?;
         if u.is_domain_admin {
-            return Err(IamError::BadRequest("the account administrator cannot be deleted".into()));
+            return Err(IamError::ProtectedAdministrator(
+                "the account administrator cannot be deleted".into(),
+            ));
         }
         self.store.delete_user(user_id).await?;
         self.after_write().await;
@@ -849,6 +1149,10 @@ impl Iam {
             .create_user(&domain.id, &opts.admin_name, Some(&password), true, "account administrator", true)
             .await?;
         let (cred, _) = self.create_access_key(&domain.id, &admin.id, "created at first start").await?;
+        let admins = self
+            .create_group(&domain.id, ADMIN_GROUP, "account administrators: every permission, IAM included")
+            .await?;
+        self.add_user_to_group(&domain.id, &admins.id, &admin.id).await?;
         let rec = BootstrapRecord {
             domain_id: domain.id,
             project_id: project.id,
@@ -858,6 +1162,36 @@ impl Iam {
         let text = serde_json::to_string(&rec).map_err(|e| IamError::Internal(e.to_string()))?;
         self.store.put_setting(BOOTSTRAP_SETTING, &text).await?;
         self.bootstrap_output(&text, Some(password), true).await
+    }
+}
+
+/// What an IAM write does to a user, for [`Iam::check_user_change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserChange {
+    /// Name or description.
+    Profile,
+    Enable,
+    Disable,
+    Password,
+    Delete,
+    CreateKey,
+    /// Joining or leaving a group.
+    Membership,
+}
+
+impl UserChange {
+    fn describe(self, of_itself: bool) -> String {
+        let whose = if of_itself { "its own" } else { "another user's" };
+        match self {
+            UserChange::Profile => format!("change {whose} name or description"),
+            UserChange::Enable => "enable a user".into(),
+            UserChange::Disable => "disable a user".into(),
+            UserChange::Password => format!("change {whose} password"),
+            UserChange::Delete => "delete a user".into(),
+            UserChange::CreateKey => format!("create {whose} access keys"),
+            UserChange::Membership if of_itself => "change its own group membership".into(),
+            UserChange::Membership => "change group membership".into(),
+        }
     }
 }
 

@@ -27,8 +27,9 @@ pub struct Claims {
     pub sub: String,
     /// Domain (account) id.
     pub dom: String,
-    /// Project id the token is scoped to.
-    pub prj: String,
+    /// Project id the token is scoped to; `None` for a domain-scoped (account-level) token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prj: Option<String>,
     /// The user's token epoch at issue time.
     pub epo: i64,
     /// Issued at, unix seconds.
@@ -106,7 +107,7 @@ mod tests {
         Claims {
             sub: "u".into(),
             dom: "d".into(),
-            prj: "p".into(),
+            prj: Some("p".into()),
             epo: 3,
             iat: now,
             exp: now + TOKEN_TTL_SECS,
@@ -133,10 +134,22 @@ mod tests {
         let k = [7u8; 32];
         let a = issue(&k, &claims(1000));
         let mut other = claims(1000);
-        other.prj = "q".into();
+        other.prj = Some("q".into());
         let b = issue(&k, &other);
         let forged = format!("{}{}", &b[..b.rfind('.').unwrap()], &a[a.rfind('.').unwrap()..]);
         assert_eq!(verify(&k, &forged, 1000), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn domain_scoped_claims_roundtrip_and_cannot_become_project_scoped() {
+        let k = [7u8; 32];
+        let mut c = claims(1000);
+        c.prj = None;
+        let t = issue(&k, &c);
+        assert_eq!(verify(&k, &t, 1000).unwrap().prj, None);
+        // The claims part names no project at all, so none can be read into it.
+        let body = B64.decode(&t[PREFIX.len()..t.rfind('.').unwrap()]).unwrap();
+        assert!(!String::from_utf8(body).unwrap().contains("prj"));
     }
 
     proptest! {
