@@ -34,6 +34,7 @@ from huaweicloudsdkiam.v3.model import (
     KeystoneUpdateProjectRequestBody, KeystoneListUsersRequest, KeystoneListGroupsRequest,
     ListCustomPoliciesRequest, KeystoneValidateTokenRequest, KeystoneUpdateUserByAdminRequest,
     KeystoneUpdateUserByAdminRequestBody, KeystoneUpdateUserOption,
+    KeystoneAssociateGroupWithDomainPermissionRequest,
 )
 
 EP = os.environ["DOCPLANE_ENDPOINT"]
@@ -239,14 +240,46 @@ try:
 except exceptions.ClientRequestException as e:
     check(e.status_code == 404, "KeystoneValidateToken of an invalid token -> 404")
 
-# ---- no permission is a shortcut to the administrator
+# ---- no permission is a shortcut to the administrator: a user holding exactly
+# iam:users:updateUser and iam:credentials:createCredential (granted account-wide) can neither
+# disable the administrator nor mint its access keys (403 DBS.900021), nor mint another user's
+# (403 DBS.900020); its own key it may create.
 admin_id = iam.keystone_list_users(KeystoneListUsersRequest(name="admin")).users[0].id
-try:
-    weak.keystone_update_user_by_admin(KeystoneUpdateUserByAdminRequest(user_id=admin_id,
-        body=KeystoneUpdateUserByAdminRequestBody(user=KeystoneUpdateUserOption(enabled=False))))
-    check(False, "a non-admin disabled the administrator")
-except exceptions.ClientRequestException as e:
-    check(e.status_code == 403, "disabling the administrator refused (%s)" % e.error_code)
+helpdesk = iam.keystone_create_user(KeystoneCreateUserRequest(body=KeystoneCreateUserRequestBody(
+    user=KeystoneCreateUserOption(name="sdk-helpdesk-" + suffix, domain_id=domain_id, password=password))))
+helpdesk_id = helpdesk.user.id
+hd_group = iam.keystone_create_group(KeystoneCreateGroupRequest(body=KeystoneCreateGroupRequestBody(
+    group=KeystoneCreateGroupOption(name="sdk-helpdesk-" + suffix, domain_id=domain_id)))).group.id
+hd_role = custom_policy("helpdesk-" + suffix, "Allow", ["iam:users:updateUser", "iam:credentials:createCredential"])
+iam.keystone_associate_group_with_domain_permission(KeystoneAssociateGroupWithDomainPermissionRequest(
+    domain_id=domain_id, group_id=hd_group, role_id=hd_role))
+iam.keystone_add_user_to_group(KeystoneAddUserToGroupRequest(group_id=hd_group, user_id=helpdesk_id))
+hd_key = iam.create_permanent_access_key(CreatePermanentAccessKeyRequest(
+    body=CreatePermanentAccessKeyRequestBody(credential=CreateCredentialOption(user_id=helpdesk_id)))).credential
+hd = IamClient.new_builder().with_credentials(GlobalCredentials(hd_key.access, hd_key.secret, domain_id)) \
+    .with_http_config(config()).with_endpoints([EP]).build()
+
+
+def refused(call, code, what):
+    try:
+        call()
+        check(False, what + " was allowed")
+    except exceptions.ClientRequestException as e:
+        check(e.status_code == 403 and e.error_code == code, "%s refused: 403 %s" % (what, code))
+
+
+refused(lambda: hd.keystone_update_user_by_admin(KeystoneUpdateUserByAdminRequest(user_id=admin_id,
+        body=KeystoneUpdateUserByAdminRequestBody(user=KeystoneUpdateUserOption(enabled=False)))),
+        "DBS.900021", "updateUser disabling the administrator")
+refused(lambda: hd.create_permanent_access_key(CreatePermanentAccessKeyRequest(body=CreatePermanentAccessKeyRequestBody(
+        credential=CreateCredentialOption(user_id=admin_id)))), "DBS.900021", "createCredential for the administrator")
+refused(lambda: hd.create_permanent_access_key(CreatePermanentAccessKeyRequest(body=CreatePermanentAccessKeyRequestBody(
+        credential=CreateCredentialOption(user_id=user_id)))), "DBS.900020", "createCredential for another user")
+own = hd.create_permanent_access_key(CreatePermanentAccessKeyRequest(body=CreatePermanentAccessKeyRequestBody(
+    credential=CreateCredentialOption(user_id=helpdesk_id))))
+check(own.credential.user_id == helpdesk_id, "createCredential for oneself")
+still = iam.keystone_list_users(KeystoneListUsersRequest(name="admin")).users
+check(len(still) == 1 and still[0].enabled, "the administrator is still enabled and its key still works")
 
 # ---- the gateway's code for a bad signature, through the SDK
 bad = IamClient.new_builder().with_credentials(GlobalCredentials(AK, "x" * 40, domain_id)) \
