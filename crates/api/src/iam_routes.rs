@@ -287,9 +287,11 @@ pub async fn create_token(
 }
 
 /// KeystoneValidateToken: `X-Subject-Token` is the token to check, `X-Auth-Token` (or a
-/// signature) the caller. 200 with the token's body; 404 `DBS.900010` for a token that is invalid,
-/// expired, revoked or of another account (the vendor's IAM answers 404 there too). Another user's
-/// token needs the account-admin level.
+/// signature) the caller. 200 with the token's body and `X-Subject-Token`; 404 `DBS.900010` for a
+/// token that is invalid, expired, revoked or of another account. Another user's token needs the
+/// account-admin level. Source: the vendor's IAM API reference, "Verifying a Token -
+/// KeystoneValidateToken" (api-iam/iam_30_0004.html: the administrator verifies tokens of its own
+/// account's users only, with Security Administrator permissions; a user its own token without any).
 #[utoipa::path(get, path = "/v3/auth/tokens", tag = "iam",
     params(("X-Subject-Token" = String, Header), ("nocatalog" = Option<String>, Query, description = "Present: omit the catalog")),
     responses((status = 200, body = TokenResponse, headers(("X-Subject-Token" = String))),

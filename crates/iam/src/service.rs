@@ -20,7 +20,9 @@
 //! ([`IamError::ProtectedAdministrator`]), or, below the account-admin level (the administrator and
 //! the members of the account's `admin` group), changing another user's password or keys, anyone's
 //! group membership, or a user of the admin level ([`IamError::AdminLevelRequired`]). The route's
-//! IAM action is checked before, by the API layer; these rules come on top of it.
+//! IAM action is checked before, by the API layer; these rules come on top of it. The methods without
+//! `_as` (`update_user`, `create_access_key`, ...) apply no identity rule: they are for bootstrap and
+//! tooling that acts as the system itself, never for a request's caller.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
