@@ -38,6 +38,7 @@ pub mod actions {
     pub const GRANT_PROJECT: &str = "iam:permissions:grantRoleToGroupOnProject";
     pub const GRANT_DOMAIN: &str = "iam:permissions:grantRoleToGroupOnDomain";
     pub const CREATE_CREDENTIAL: &str = "iam:credentials:createCredential";
+    pub const DELETE_CREDENTIAL: &str = "iam:credentials:deleteCredential";
     pub const LIST_USERS: &str = "iam:users:listUsers";
     pub const LIST_GROUPS: &str = "iam:groups:listGroups";
     pub const LIST_ROLES: &str = "iam:roles:listRoles";
@@ -97,6 +98,12 @@ pub fn routes() -> Vec<Route> {
             "/v3.0/OS-CREDENTIAL/credentials",
             Some(CREATE_CREDENTIAL),
             create_credential,
+        ),
+        Route::account(
+            Method::DELETE,
+            "/v3.0/OS-CREDENTIAL/credentials/{access_key}",
+            Some(DELETE_CREDENTIAL),
+            delete_credential,
         ),
         Route::project(Method::GET, "/v3/{project_id}/whoami", Some(WHOAMI), whoami),
     ]
@@ -910,6 +917,20 @@ pub async fn create_credential(
         "description": c.description, "create_time": ms_to_iso(c.created_at),
     }});
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// DeletePermanentAccessKey: another user's key needs the account-admin level, the
+/// administrator's only the administrator (docs/iam-rules.md, rule 3).
+#[utoipa::path(delete, path = "/v3.0/OS-CREDENTIAL/credentials/{access_key}", tag = "iam",
+    params(("access_key" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_credential(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(access_key): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    st.iam.delete_access_key_as(&p, &access_key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- whoami (docplane extension)

@@ -28,7 +28,7 @@ use crate::route::{Route, Scope};
         iam::create_group, iam::add_user_to_group, iam::remove_user_from_group, iam::create_role,
         iam::grant_on_project, iam::grant_on_domain, iam::create_credential, iam::whoami,
         iam::validate_token, iam::create_project, iam::show_project, iam::update_project, iam::list_users,
-        iam::list_groups, iam::list_custom_policies
+        iam::list_groups, iam::list_custom_policies, iam::delete_credential
     ),
     components(schemas(ErrorBody)),
     tags((name = "iam", description = "Identity (vendor IAM v3 shapes)"),

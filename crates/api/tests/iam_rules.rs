@@ -292,3 +292,52 @@ async fn administrator_changes_its_own_password() {
     e.user_token("admin", "Admin-password-2").await;
     e.stop().await;
 }
+
+/// Rule 3, deletion: deleting another user's access key needs the admin level; the administrator's
+/// keys only the administrator may delete; one's own key `iam:credentials:deleteCredential` allows.
+#[tokio::test]
+async fn deleting_access_keys_follows_the_same_rule() {
+    let e = Env::start().await;
+    let (me, t) = e.user_with("cleaner", "Cleaner-pass-1", &["iam:credentials:*"]).await;
+    let other = e.user("keyholder", "Keyholder-pass-1").await;
+    let new_key = |user: String| {
+        let e = &e;
+        async move {
+            let r = e
+                .call(
+                    Method::POST,
+                    "/v3.0/OS-CREDENTIAL/credentials",
+                    Some(&e.admin),
+                    Some(json!({"credential": {"user_id": user}})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["credential"]["access"].as_str().unwrap().to_owned()
+        }
+    };
+    let admin_key = e.boot.access_key.clone();
+    let other_key = new_key(other.clone()).await;
+    let my_key = new_key(me.clone()).await;
+    let del = |key: String, token: String| {
+        let e = &e;
+        async move {
+            e.call(Method::DELETE, &format!("/v3.0/OS-CREDENTIAL/credentials/{key}"), Some(&token), None)
+                .await
+        }
+    };
+    let r = del(admin_key.clone(), t.clone()).await;
+    assert_eq!((r.status, r.code.as_str()), (403, "DBS.900021"), "{}", r.body);
+    let r = del(other_key.clone(), t.clone()).await;
+    assert_eq!((r.status, r.code.as_str()), (403, "DBS.900020"), "{}", r.body);
+    let r = del(my_key.clone(), t.clone()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = del(my_key, t.clone()).await;
+    assert_eq!((r.status, r.code.as_str()), (404, "DBS.900010"));
+    // The administrator's key still signs; the administrator may delete the other user's key.
+    let sk = e.boot.secret_key.clone();
+    let r = e.signed("GET", "/v3/users", &admin_key, &sk, chrono::Duration::zero(), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = del(other_key, e.admin.clone()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    e.stop().await;
+}

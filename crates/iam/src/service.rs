@@ -736,7 +736,7 @@ impl Iam {
         }
         match change {
             UserChange::Profile | UserChange::Enable | UserChange::Disable | UserChange::Delete => Ok(()),
-            UserChange::Password | UserChange::CreateKey | UserChange::Membership => {
+            UserChange::Password | UserChange::CreateKey | UserChange::DeleteKey | UserChange::Membership => {
                 Err(IamError::AdminLevelRequired(change.describe(false)))
             }
         }
@@ -899,6 +899,24 @@ impl Iam {
         let u = self.user_in_domain(&actor.domain_id, user_id).await?;
         self.check_user_change(actor, &u, UserChange::CreateKey).await?;
         self.create_access_key(&actor.domain_id, user_id, description).await
+    }
+
+    /// Deletes the access key `access_key` by `actor`: a key of another user needs the
+    /// account-admin level; the administrator's keys only the administrator itself may delete.
+    /// A key outside the actor's account is [`IamError::NotFound`].
+    pub async fn delete_access_key_as(&self, actor: &Principal, access_key: &str) -> Result<()> {
+        let cred = self.store.get_credential(access_key).await?.ok_or(IamError::NotFound("access key"))?;
+        let u = self
+            .user_in_domain(&actor.domain_id, &cred.user_id)
+            .await
+            .map_err(|_| IamError::NotFound("access key"))?;
+        self.check_user_change(actor, &u, UserChange::DeleteKey).await?;
+        self.store.delete_credential(access_key).await.map_err(|e| match e {
+            StoreError::NotFound => IamError::NotFound("access key"),
+            other => other.into(),
+        })?;
+        self.after_write().await;
+        Ok(())
     }
 
     /// Creates a project in `domain_id` (KeystoneCreateProject).
@@ -1177,6 +1195,7 @@ enum UserChange {
     Password,
     Delete,
     CreateKey,
+    DeleteKey,
     /// Joining or leaving a group.
     Membership,
 }
@@ -1191,6 +1210,7 @@ impl UserChange {
             UserChange::Password => format!("change {whose} password"),
             UserChange::Delete => "delete a user".into(),
             UserChange::CreateKey => format!("create {whose} access keys"),
+            UserChange::DeleteKey => format!("delete {whose} access keys"),
             UserChange::Membership if of_itself => "change its own group membership".into(),
             UserChange::Membership => "change group membership".into(),
         }
