@@ -312,12 +312,14 @@ async fn deleting_access_keys_follows_the_same_rule() {
                 )
                 .await;
             assert_eq!(r.status, 201, "{}", r.body);
-            r.body["credential"]["access"].as_str().unwrap().to_owned()
+            let c = &r.body["credential"];
+            (c["access"].as_str().unwrap().to_owned(), c["secret"].as_str().unwrap().to_owned())
         }
     };
     let admin_key = e.boot.access_key.clone();
-    let other_key = new_key(other.clone()).await;
-    let my_key = new_key(me.clone()).await;
+    let (other_key, _) = new_key(other.clone()).await;
+    let (my_key, my_secret) = new_key(me.clone()).await;
+    let whoami = format!("/v3/{}/whoami", e.boot.project_id);
     let del = |key: String, token: String| {
         let e = &e;
         async move {
@@ -329,8 +331,13 @@ async fn deleting_access_keys_follows_the_same_rule() {
     assert_eq!((r.status, r.code.as_str()), (403, "DBS.900021"), "{}", r.body);
     let r = del(other_key.clone(), t.clone()).await;
     assert_eq!((r.status, r.code.as_str()), (403, "DBS.900020"), "{}", r.body);
+    // Its own key: deleted, and it stops signing at once.
+    let r = e.signed("GET", &whoami, &my_key, &my_secret, chrono::Duration::zero(), &[]).await;
+    assert_ne!(r.code, "APIGW.0301", "{}", r.body);
     let r = del(my_key.clone(), t.clone()).await;
     assert_eq!(r.status, 204, "{}", r.body);
+    let r = e.signed("GET", &whoami, &my_key, &my_secret, chrono::Duration::zero(), &[]).await;
+    assert_eq!((r.status, r.code.as_str()), (401, "APIGW.0301"), "{}", r.body);
     let r = del(my_key, t.clone()).await;
     assert_eq!((r.status, r.code.as_str()), (404, "DBS.900010"));
     // The administrator's key still signs; the administrator may delete the other user's key.
