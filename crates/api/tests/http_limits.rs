@@ -237,6 +237,19 @@ async fn idle_body_timeouts_connection_cap_and_early_413() {
     assert!(text.contains("DBS.900408") && text.to_ascii_lowercase().contains("x-request-id"), "{text}");
     let body_timeout = t.elapsed();
     assert!(body_timeout < Duration::from_millis(2500), "{body_timeout:?}");
+    // The same when the body is buffered for a signature check (before the signature is verified).
+    let head = format!(
+        "POST /v3/{}/nodes/{}no02/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={}\r\n\
+         X-Sdk-Date: {}\r\nContent-Length: 100\r\n\r\n{{\"sessions\"",
+        e.boot.project_id,
+        "0".repeat(32),
+        "a".repeat(64),
+        sign::format_sdk_date(Utc::now())
+    );
+    let mut s = raw(addr, &head).await;
+    let (text, _) = read_to_close(&mut s, Duration::from_secs(4)).await;
+    assert!(text.starts_with("HTTP/1.1 408") && text.contains("DBS.900408"), "{text}");
     // A Content-Length over the limit is refused before any of the body is sent.
     let mut s = raw(
         addr,
