@@ -129,6 +129,19 @@ pub enum ApiError {
     AdminLevelRequired(String),
     #[error("The account administrator is protected: {0}.")]
     ProtectedAdministrator(String),
+
+    // ---- HTTP limits, signed bodies and store outages (DBS.9xxxxx, kept together)
+    /// A signed request with a body marked `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`.
+    #[error(
+        "The request body is not covered by the signature: X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is not accepted; sign the body's SHA-256."
+    )]
+    UnsignedPayload,
+    /// The body did not arrive within the body-read timeout.
+    #[error("The request body was not received in time.")]
+    BodyTimeout,
+    /// The metadata store cannot be reached (e.g. PostgreSQL is down); the detail is logged.
+    #[error("The service is temporarily unavailable; try again later.")]
+    StoreUnavailable(String),
 }
 
 impl ApiError {
@@ -172,6 +185,9 @@ impl ApiError {
             UnsupportedMediaType => ("DBS.900415", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             AdminLevelRequired(_) => ("DBS.900020", StatusCode::FORBIDDEN),
             ProtectedAdministrator(_) => ("DBS.900021", StatusCode::FORBIDDEN),
+            UnsignedPayload => ("DBS.900022", StatusCode::UNAUTHORIZED),
+            BodyTimeout => ("DBS.900408", StatusCode::REQUEST_TIMEOUT),
+            StoreUnavailable(_) => ("DBS.900503", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 
@@ -179,9 +195,10 @@ impl ApiError {
     pub fn public_message(&self) -> String {
         match self {
             // The Display of these variants already omits the detail.
-            ApiError::Internal(_) | ApiError::QuerySessionFailed(_) | ApiError::KillSessionFailed(_) => {
-                self.to_string()
-            }
+            ApiError::Internal(_)
+            | ApiError::QuerySessionFailed(_)
+            | ApiError::KillSessionFailed(_)
+            | ApiError::StoreUnavailable(_) => self.to_string(),
             other => other.to_string(),
         }
     }
@@ -197,6 +214,7 @@ impl IntoResponse for ApiError {
         let (_, status) = self.code_and_status();
         match &self {
             ApiError::Internal(d) => tracing::error!(detail = %d, "internal error"),
+            ApiError::StoreUnavailable(d) => tracing::warn!(detail = %d, "metadata store unavailable"),
             ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
                 tracing::warn!(detail = %d, error = %self, "session operation failed")
             }
@@ -224,6 +242,7 @@ pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::REQUEST_TIMEOUT => ApiError::BodyTimeout,
         StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests,
         s if s.is_server_error() => ApiError::Internal(detail()),
         _ => ApiError::BadRequest(detail()),
@@ -280,7 +299,7 @@ impl From<IamError> for ApiError {
             IamError::NotFound(what) => ApiError::IamNotFound(what),
             IamError::Conflict(m) => ApiError::Conflict(m),
             IamError::BadRequest(m) => ApiError::BadRequest(m),
-            IamError::Store(e) => ApiError::Internal(e.to_string()),
+            IamError::Store(e) => e.into(),
             IamError::Internal(m) => ApiError::Internal(m),
             e @ IamError::MasterKeyMismatch => ApiError::Internal(e.to_string()),
         }
@@ -291,6 +310,7 @@ impl From<docplane_store::StoreError> for ApiError {
     fn from(e: docplane_store::StoreError) -> Self {
         match e {
             docplane_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            e @ docplane_store::StoreError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -339,6 +359,9 @@ pub fn all_samples() -> Vec<ApiError> {
         UnsupportedMediaType,
         AdminLevelRequired(s()),
         ProtectedAdministrator(s()),
+        UnsignedPayload,
+        BodyTimeout,
+        StoreUnavailable(s()),
     ]
 }
 
@@ -416,6 +439,9 @@ mod tests {
         let b = ApiError::Internal("password=hunter2 at db".into()).body();
         assert_eq!(b.error_code, "DBS.280005");
         assert!(!b.error_msg.contains("hunter2"));
+        let b = ApiError::StoreUnavailable("connect to postgres://u:pw@db failed".into()).body();
+        assert_eq!(b.error_code, "DBS.900503");
+        assert!(!b.error_msg.contains("pw@"), "{}", b.error_msg);
         let b = ApiError::KillSessionFailed("secret detail".into()).body();
         assert!(!b.error_msg.contains("secret"));
         let b = ApiError::Forbidden { action: "dds:instance:listSession".into() }.body();

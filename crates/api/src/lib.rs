@@ -25,6 +25,7 @@
 pub mod dds;
 pub mod error;
 pub mod iam_routes;
+pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod route;
@@ -33,6 +34,7 @@ pub mod state;
 
 pub use docplane_iam::{BootstrapOptions, BootstrapOutput, MasterKey};
 pub use error::{ApiError, ErrorBody};
+pub use limits::HttpLimits;
 pub use observe::RequestId;
 pub use route::{ApiJson, ApiPath, ApiQuery, Principal, Route, Scope};
 pub use server::{ApiConfig, ServeError, ServerHandle, ShutdownTrigger, TlsConfig, app, bootstrap, serve};

@@ -1,9 +1,12 @@
 //! The typed route table and the authentication/authorization layer in front of every route.
 //!
-//! A [`Route`] is `(method, path, scope, action, handler)`. [`build_router`] wraps each route's
-//! handler in [`authenticate`], which, before the handler runs:
+//! A [`Route`] is `(method, path, scope, action, handler)`. [`build_router`] wraps every route's
+//! handler in [`require_json_body`] (a request that carries a body must say `Content-Type:
+//! application/json`, else 415 `DBS.900415`, whatever the credential; every route takes JSON or
+//! nothing), and each guarded one in [`authenticate`], which, before the handler runs:
 //! 1. authenticates the caller by `X-Auth-Token` or by an `SDK-HMAC-SHA256` signature (buffering the
-//!    body, within the body limit, to check its hash);
+//!    body, within the body limit, to check its hash; a signed request whose body is marked
+//!    `UNSIGNED-PAYLOAD` is refused, since no route takes a raw stream);
 //! 2. binds the caller to the request's scope:
 //!    - [`Scope::Project`]: the path's `{project_id}` must be the token's project (a domain-scoped
 //!      token is refused); for an access key it must equal `X-Project-Id` (when sent) and belong to
@@ -21,6 +24,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::body::Bytes;
+use axum::body::HttpBody;
 use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
 use axum::handler::Handler;
@@ -129,6 +133,8 @@ pub fn build_router(routes: Vec<Route>, state: AppState) -> Router {
             let guard = Guard { state: state.clone(), scope: r.scope, action: r.action };
             r.handler.layer(from_fn_with_state(guard, authenticate))
         };
+        // Outside the guard: the media type is checked before any credential work or body read.
+        let handler = handler.layer(axum::middleware::from_fn(require_json_body));
         router = router.route(r.path, handler);
     }
     router
@@ -139,6 +145,32 @@ pub fn build_router(routes: Vec<Route>, state: AppState) -> Router {
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request carries (or may carry) a body: anything but a body known to be empty.
+pub fn has_body(req: &Request) -> bool {
+    let body = req.body();
+    !body.is_end_stream() && body.size_hint().exact() != Some(0)
+}
+
+/// Whether a `Content-Type` value names JSON the way axum's `Json` extractor accepts it:
+/// `application/json` or `application/<anything>+json`, parameters (`; charset=...`) allowed.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Middleware on every route: a request with a body must declare it JSON (415 `DBS.900415`
+/// otherwise), whether it comes with a token, a signature or no credential. Bodies the routes
+/// would not read are not silently accepted in another media type either.
+pub async fn require_json_body(req: Request, next: Next) -> Response {
+    if has_body(&req) && !header(req.headers(), "content-type").is_some_and(is_json_content_type) {
+        return ApiError::UnsupportedMediaType.into_response();
+    }
+    next.run(req).await
 }
 
 /// The authentication / authorization layer (see the module docs).
@@ -186,10 +218,16 @@ async fn check(
         let p = iam.verify_token(token.trim(), now).await.map_err(|e| (e.into(), None))?;
         (p, req)
     } else if header(req.headers(), "authorization").is_some_and(sign::is_sdk_signature) {
+        // The signature must cover every body a handler reads; no route takes a raw stream.
+        if has_body(&req)
+            && header(req.headers(), "x-sdk-content-sha256")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(sign::UNSIGNED_PAYLOAD))
+        {
+            return Err((ApiError::UnsignedPayload, None));
+        }
         let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, g.state.body_limit)
-            .await
-            .map_err(|_| (ApiError::PayloadTooLarge, None))?;
+        let bytes =
+            axum::body::to_bytes(body, g.state.body_limit).await.map_err(|e| (body_error(&e), None))?;
         let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 1);
         for (k, v) in &parts.headers {
             // Non-UTF-8 header values cannot have been signed by the SDK; keep them lossily so a
@@ -314,12 +352,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 /// What a failure to buffer the request body becomes: 413 `DBS.900413` over the body limit,
-/// 400 `DBS.200001` otherwise (e.g. the client broke the upload off).
+/// 408 `DBS.900408` when the body-read timeout ran out, 400 `DBS.200001` otherwise (e.g. the
+/// client broke the upload off).
 pub fn bytes_rejection(e: &BytesRejection) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge
+    } else if crate::limits::is_body_timeout(e) {
+        ApiError::BodyTimeout
     } else {
         ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// [`bytes_rejection`] for an error of `axum::body::to_bytes`.
+fn body_error(e: &axum::Error) -> ApiError {
+    if crate::limits::is_body_timeout(e) {
+        ApiError::BodyTimeout
+    } else if crate::limits::is_length_limit(e) {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(format!("failed to read the request body: {e}"))
     }
 }
 

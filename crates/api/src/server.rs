@@ -8,11 +8,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, MasterKey};
 use docplane_store::MetaStore;
 
+use crate::limits::{HttpLimits, LimitAcceptor};
 use crate::route::{Route, build_router};
 use crate::state::AppState;
 
@@ -46,6 +47,8 @@ pub struct ApiConfig {
     pub health_interval: Option<Duration>,
     /// Routes added by the binary on top of [`crate::all_routes`] (not in the OpenAPI document).
     pub extra_routes: Vec<Route>,
+    /// Header-read, body-read and idle timeouts and the connection cap (see [`crate::limits`]).
+    pub limits: HttpLimits,
 }
 
 impl ApiConfig {
@@ -61,6 +64,7 @@ impl ApiConfig {
             driver: docplane_driver::DriverConfig::default(),
             health_interval: Some(DEFAULT_HEALTH_INTERVAL),
             extra_routes: Vec::new(),
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -71,6 +75,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("listen", &self.listen)
             .field("tls", &self.tls)
             .field("body_limit", &self.body_limit)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +96,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("openapi: {0}")]
     OpenApi(String),
+    #[error("invalid HTTP limits: {0}")]
+    Limits(String),
 }
 
 /// Stops a running server (cloneable; e.g. for a signal handler).
@@ -141,13 +148,17 @@ impl ServerHandle {
         self.wait().await
     }
 
-    /// Waits until the server stops (after a [`ShutdownTrigger::shutdown`]).
+    /// Waits until the server stops (after a [`ShutdownTrigger::shutdown`]), then stops the
+    /// background tasks and shuts every node driver pool down (the official driver's clients are
+    /// shut down explicitly rather than left to their `Drop`, which spawns onto a runtime that may
+    /// be going away).
     pub async fn wait(self) -> Result<(), ServeError> {
         let res = self.task.await;
         self.sync.abort();
         if let Some(health) = self.health {
             health.stop().await;
         }
+        self.state.driver.shutdown(DRIVER_SHUTDOWN_GRACE).await;
         match res {
             Ok(r) => r.map_err(ServeError::Server),
             Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
@@ -155,9 +166,23 @@ impl ServerHandle {
     }
 }
 
+/// How long [`ServerHandle::wait`] lets the driver pools finish in-flight node operations.
+const DRIVER_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Builds the full axum app (routes, auth, fallbacks, body limit, request id + access log) for
-/// `state`. `serve` uses it; tests may drive it with `tower::ServiceExt::oneshot`.
+/// `state`, with the default body-read timeout. Tests may drive it with
+/// `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState, extra_routes: Vec<Route>) -> Result<Router, ServeError> {
+    app_with_limits(state, extra_routes, &HttpLimits::default())
+}
+
+/// [`app`] with the request-level parts of `limits` (body-read timeout; the early 413 uses the
+/// state's body limit). The connection-level parts are applied by [`serve`]'s acceptor.
+pub fn app_with_limits(
+    state: AppState,
+    extra_routes: Vec<Route>,
+    limits: &HttpLimits,
+) -> Result<Router, ServeError> {
     let mut routes = crate::all_routes();
     let doc = Arc::new(crate::openapi::document_json(&routes).map_err(ServeError::OpenApi)?);
     routes.push(Route::public(Method::GET, "/openapi.json", move || {
@@ -168,12 +193,14 @@ pub fn app(state: AppState, extra_routes: Vec<Route>) -> Result<Router, ServeErr
     let limit = state.body_limit;
     Ok(build_router(routes, state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state((limit, limits.body_read_timeout), crate::limits::request_limits))
         .layer(from_fn(crate::error::vendor_shape))
         .layer(from_fn(crate::observe::observe)))
 }
 
 /// Starts the server and returns once it is listening.
 pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
+    config.limits.validate().map_err(ServeError::Limits)?;
     let iam = Iam::new(config.store.clone(), &config.master_key).await?;
     let sync = iam.spawn_sync(config.sync_interval);
     let state = AppState {
@@ -182,16 +209,18 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
         driver: docplane_driver::Driver::new(config.driver),
         body_limit: config.body_limit,
     };
-    let router = app(state.clone(), config.extra_routes)?;
+    let router = app_with_limits(state.clone(), config.extra_routes, &config.limits)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let handle = axum_server::Handle::new();
     let service = router.into_make_service();
+    let acceptor = LimitAcceptor::new(config.limits);
     let task = match config.tls {
         None => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle.clone());
+            crate::limits::configure_hyper(server.http_builder(), &config.limits);
             tokio::spawn(async move { server.serve(service).await })
         }
         Some(tls) => {
@@ -201,7 +230,11 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
             let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_pem, &tls.key_pem)
                 .await
                 .map_err(ServeError::Tls)?;
-            let server = axum_server::from_tcp_rustls(listener, rc).handle(handle.clone());
+            // TLS runs over the limited socket, so a slow handshake counts against the header timeout.
+            let mut server = axum_server::from_tcp_rustls(listener, rc)
+                .map(|tls| tls.acceptor(acceptor))
+                .handle(handle.clone());
+            crate::limits::configure_hyper(server.http_builder(), &config.limits);
             tokio::spawn(async move { server.serve(service).await })
         }
     };

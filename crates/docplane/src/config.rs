@@ -26,6 +26,10 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// node_connect_timeout_ms = 2000
 /// node_operation_timeout_ms = 10000
 /// health_interval_secs = 10
+/// header_read_timeout_ms = 10000
+/// body_read_timeout_ms = 30000
+/// idle_timeout_ms = 60000
+/// max_connections = 1024
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -50,6 +54,10 @@ pub struct ApiSection {
     pub node_connect_timeout_ms: Option<u64>,
     pub node_operation_timeout_ms: Option<u64>,
     pub health_interval_secs: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +109,7 @@ mod tests {
         let cfg: FileConfig = toml::from_str(&readme[start..end]).unwrap();
         assert!(cfg.api.store.is_some_and(|s| s.starts_with("postgres://")));
         assert!(cfg.node.listen.is_some());
+        assert!(cfg.api.header_read_timeout_ms.is_some() && cfg.api.max_connections.is_some());
     }
 
     #[test]

@@ -78,12 +78,31 @@ struct DriverArgs {
     health_interval_secs: Option<u64>,
 }
 
+/// HTTP connection limits of the API (`up` and `serve`).
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Time a client has to send a complete request head, in milliseconds [default: 10000].
+    #[arg(long, env = "DOCPLANE_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Time a client has to send a whole request body, in milliseconds [default: 30000].
+    #[arg(long, env = "DOCPLANE_BODY_READ_TIMEOUT_MS", value_name = "MS")]
+    body_read_timeout_ms: Option<u64>,
+    /// Time an idle keep-alive connection stays open, in milliseconds [default: 60000].
+    #[arg(long, env = "DOCPLANE_IDLE_TIMEOUT_MS", value_name = "MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Connections served at once; more are closed when accepted [default: 1024].
+    #[arg(long, env = "DOCPLANE_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 struct UpArgs {
     #[command(flatten)]
     common: ServerCommon,
     #[command(flatten)]
     driver: DriverArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     api_listen: Option<SocketAddr>,
@@ -101,6 +120,8 @@ struct ServeArgs {
     common: ServerCommon,
     #[command(flatten)]
     driver: DriverArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tracing::info;
 
 use crate::config::{self, FileConfig};
-use crate::{DriverArgs, LogFormat, NodeArgs, ServerCommon};
+use crate::{DriverArgs, HttpArgs, LogFormat, NodeArgs, ServerCommon};
 
 fn init_tracing(common: &ServerCommon) {
     let filter = tracing_subscriber::EnvFilter::try_new(&common.log)
@@ -34,14 +34,62 @@ fn data_dir(common: &ServerCommon, file: &FileConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Creates `dir` mode 0700, or makes an existing one 0700 (whatever its prior mode); refuses to
+/// start when that is impossible (e.g. the directory belongs to another user) or it is not a
+/// directory.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    anyhow::ensure!(dir.is_dir(), "the data directory {} is not a directory", dir.display());
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+        format!(
+            "cannot make the data directory {} private (mode 0700); it holds keys and credentials",
+            dir.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes an existing file owner-only (0600); a missing file is fine.
+fn tighten_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot make {} private (mode 0600)", path.display())),
+    }
+}
+
+/// The SQLite database file a store location names, if it names one on disk (the rules of
+/// `docplane_store::open`).
+fn sqlite_file(location: &str) -> Option<PathBuf> {
+    if location.is_empty() || location.contains("://") || location.starts_with("sqlite:") {
+        return None;
+    }
+    let p = Path::new(location);
+    Some(if p.is_dir() { p.join("docplane.db") } else { p.to_path_buf() })
+}
+
+/// Creates the SQLite file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files
+/// the database file's mode) and makes existing ones 0600.
+fn prepare_sqlite_file(db: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)
+        .with_context(|| format!("creating {}", db.display()))?;
+    let name = db.as_os_str().to_string_lossy();
+    for p in [db.to_path_buf(), PathBuf::from(format!("{name}-wal")), PathBuf::from(format!("{name}-shm"))] {
+        tighten_file(&p)?;
     }
     Ok(())
 }
@@ -91,10 +139,15 @@ async fn api_config(
     listen: std::net::SocketAddr,
     store: &str,
     tls: Option<(PathBuf, PathBuf)>,
-    driver: &DriverArgs,
+    (driver, http): (&DriverArgs, &HttpArgs),
     file: &FileConfig,
 ) -> Result<docplane_api::ApiConfig> {
     let master_key = docplane_api::MasterKey::load_or_create(dir).context("loading the master key")?;
+    // Created 0600 by the loader; one left by an older version is made 0600 too.
+    tighten_file(&dir.join(docplane_iam::keys::MASTER_KEY_FILE))?;
+    if let Some(db) = sqlite_file(store) {
+        prepare_sqlite_file(&db)?;
+    }
     let store = docplane_store::open(store).await.context("opening the metadata store")?;
     let mut cfg = docplane_api::ApiConfig::new(listen, store, master_key);
     cfg.tls = tls.map(|(cert_pem, key_pem)| docplane_api::TlsConfig { cert_pem, key_pem });
@@ -109,7 +162,27 @@ async fn api_config(
     if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }
+    cfg.limits = http_limits(http, file)?;
     Ok(cfg)
+}
+
+/// The HTTP limits: flags (and their DOCPLANE_* variables) over the file's `[api]` keys over the
+/// defaults. Zero is refused rather than read as "no limit".
+fn http_limits(http: &HttpArgs, file: &FileConfig) -> Result<docplane_api::HttpLimits> {
+    let mut limits = docplane_api::HttpLimits::default();
+    let ms = |flag: Option<u64>, key: Option<u64>, into: &mut Duration| {
+        if let Some(v) = flag.or(key) {
+            *into = Duration::from_millis(v);
+        }
+    };
+    ms(http.header_read_timeout_ms, file.api.header_read_timeout_ms, &mut limits.header_read_timeout);
+    ms(http.body_read_timeout_ms, file.api.body_read_timeout_ms, &mut limits.body_read_timeout);
+    ms(http.idle_timeout_ms, file.api.idle_timeout_ms, &mut limits.idle_timeout);
+    if let Some(n) = http.max_connections.or(file.api.max_connections) {
+        limits.max_connections = n;
+    }
+    limits.validate().map_err(|e| anyhow::anyhow!("HTTP limits: {e}"))?;
+    Ok(limits)
 }
 
 pub async fn serve(args: crate::ServeArgs) -> Result<()> {
@@ -123,7 +196,7 @@ pub async fn serve(args: crate::ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
-    let cfg = api_config(&dir, listen, &store, tls, &args.driver, &file).await?;
+    let cfg = api_config(&dir, listen, &store, tls, (&args.driver, &args.http), &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let handle = docplane_api::serve(cfg).await.context("starting the API")?;
@@ -200,6 +273,8 @@ fn write_private_json(path: &Path, value: &impl serde::Serialize) -> Result<()> 
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    // A stale temporary file keeps its old mode through `open`: set it.
+    f.set_permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))?;
     f.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -249,7 +324,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
-    let cfg = api_config(&dir, api_listen, &store, None, &args.driver, &file).await?;
+    let cfg = api_config(&dir, api_listen, &store, None, (&args.driver, &args.http), &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let api = match docplane_api::serve(cfg).await {
         Ok(api) => api,

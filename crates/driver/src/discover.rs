@@ -133,8 +133,7 @@ impl Driver {
         if let Some(info) = self.legacy_probe_info(&key).await? {
             return Ok(info);
         }
-        let client = self.ephemeral_client(&key)?;
-        server_info_with(self, &client).await
+        self.with_ephemeral(&key, |client| async move { server_info_with(self, &client).await }).await
     }
 
     async fn probe_many(

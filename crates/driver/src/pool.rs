@@ -5,7 +5,11 @@
 //! - a cached client is replaced as soon as the node's address or credentials change, so a
 //!   re-registered node never runs commands with stale credentials;
 //! - every command goes through [`Driver::run`], which bounds it by the configured operation
-//!   timeout: no call into this crate waits unboundedly on the network.
+//!   timeout: no call into this crate waits unboundedly on the network;
+//! - no official client is left to its `Drop` at shutdown: [`Driver::shutdown`] calls
+//!   `Client::shutdown()` on every pooled client (the driver's drop spawns cleanup work onto the
+//!   runtime, which can panic when that runtime is itself going away), and the short-lived
+//!   clients of discovery are shut down by [`Driver::with_ephemeral`] right after use.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -79,9 +83,34 @@ impl Driver {
     }
 
     /// A client for `key` that is not cached (used while discovering unregistered deployments).
+    /// Prefer [`Driver::with_ephemeral`], which also shuts it down.
     pub fn ephemeral_client(&self, key: &ConnectionKey) -> Result<Client> {
         let options = self.client_options(key)?;
         Client::with_options(options).map_err(DriverError::from)
+    }
+
+    /// Runs `work` with a client for `key` that is not cached, then shuts that client down.
+    pub async fn with_ephemeral<T, F, Fut>(&self, key: &ConnectionKey, work: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let client = self.ephemeral_client(key)?;
+        let result = work(client.clone()).await;
+        shutdown_client(client, self.inner.config.operation_timeout).await;
+        result
+    }
+
+    /// Shuts every pooled client down (waiting up to `grace` for operations still running on
+    /// them, then closing at once) and empties the cache. Later calls build new pools as usual.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let clients: Vec<Client> = match self.inner.clients.lock() {
+            Ok(mut clients) => clients.drain().map(|(_, c)| c.client).collect(),
+            Err(_) => Vec::new(),
+        };
+        let n = clients.len();
+        futures::future::join_all(clients.into_iter().map(|c| shutdown_client(c, grace))).await;
+        tracing::debug!(pools = n, "node driver pools shut down");
     }
 
     /// The pooled client of `target`, created on first use and rebuilt when the address or
@@ -160,6 +189,14 @@ impl Driver {
     }
 }
 
+/// `Client::shutdown()`, bounded: after `grace` (an operation or cursor still holding the client)
+/// the client is shut down immediately instead.
+async fn shutdown_client(client: Client, grace: std::time::Duration) {
+    if tokio::time::timeout(grace, client.clone().shutdown()).await.is_err() {
+        client.shutdown().immediate(true).await;
+    }
+}
+
 fn to_credential(c: &Credentials) -> Credential {
     let mut credential = Credential::default();
     credential.username = Some(c.username.clone());
@@ -210,6 +247,25 @@ mod tests {
         assert!(driver.forget("n1"));
         assert!(!driver.forget("n1"));
         assert_eq!(driver.cached_pools(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_every_pool() {
+        let driver = Driver::new(DriverConfig::default());
+        let a = target("127.0.0.1:1", None);
+        let b = NodeTarget { id: "n2".into(), ..target("127.0.0.1:2", None) };
+        let ca = driver.client(&a).unwrap();
+        driver.client(&b).unwrap();
+        assert_eq!(driver.cached_pools(), 2);
+        driver.shutdown(std::time::Duration::from_secs(1)).await;
+        assert_eq!(driver.cached_pools(), 0);
+        // A clone kept elsewhere is shut down too: it refuses work instead of reconnecting.
+        let e = ca.database("admin").run_command(mongodb::bson::doc! {"ping": 1}).await.unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("shut"), "{e}");
+        // The driver itself stays usable: a new pool is built on demand.
+        driver.client(&a).unwrap();
+        assert_eq!(driver.cached_pools(), 1);
+        driver.shutdown(std::time::Duration::from_secs(1)).await;
     }
 
     #[test]

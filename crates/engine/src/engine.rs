@@ -11,7 +11,7 @@
 //!   that find it so retry against the catalog, scans stop with QueryPlanKilled (175).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Weak};
@@ -186,7 +186,7 @@ fn apply_record(
 
 fn lock_dir(dir: &Path) -> std::result::Result<File, StorageError> {
     let path = dir.join("LOCK");
-    let f = OpenOptions::new()
+    let f = crate::files::private_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -380,7 +380,8 @@ impl Engine {
 
     /// [`Engine::open`] with the typed storage error (file and offset of corruption).
     pub fn try_open(dir: &Path, opts: EngineOptions) -> std::result::Result<Engine, StorageError> {
-        fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        // Owner-only, whatever the directory's prior mode (files of older versions included).
+        crate::files::private_tree(dir).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock_dir(dir)?;
         let next_index_id = AtomicU64::new(1);
         let (catalog, writer) = recover_on_large_stack(dir, &opts, &next_index_id)?;

@@ -339,7 +339,7 @@ impl JournalWriter {
     /// Creates journal `generation` (fails if it exists), writes its header and fsyncs it.
     pub(crate) fn create(dir: &Path, generation: u64, sync_every_write: bool) -> Result<Self, StorageError> {
         let path = journal_path(dir, generation);
-        let mut file = OpenOptions::new()
+        let mut file = crate::files::private_options()
             .create_new(true)
             .append(true)
             .open(&path)
@@ -443,7 +443,7 @@ pub(crate) fn write_snapshot<'a>(
     records: impl Iterator<Item = RecordRef<'a>>,
 ) -> Result<(), StorageError> {
     let tmp = snapshot_tmp_path(dir, generation);
-    let file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+    let file = crate::files::create_private(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let io = |e| StorageError::io(&tmp, e);
     w.write_all(&file_header(FileKind::Snapshot, generation)).map_err(io)?;

@@ -24,6 +24,7 @@
 mod collection;
 mod depth;
 mod engine;
+pub mod files;
 mod index;
 mod journal;
 mod keys;

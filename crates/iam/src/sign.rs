@@ -6,12 +6,17 @@
 //! `testdata/sdk_sig_vectors.json` (produced by that signer):
 //! - canonical URI: the raw path is percent-decoded as a whole, split on `/`, and each segment is
 //!   re-encoded keeping only `A-Z a-z 0-9 - _ . ~`; a trailing `/` is always added.
-//! - canonical query: the decoded `(key, value)` pairs sorted (key, then value), each re-encoded the
-//!   same way, joined with `&`; a key without `=` counts as an empty value.
+//! - canonical query: the SDK signs its decoded `(key, value)` parameters, sorted (key, then value),
+//!   each re-encoded the same way, joined with `&`, and sends exactly that string as the query. We
+//!   decode the received raw query the way the handlers' query extractor (axum's `Query`, i.e.
+//!   `form_urlencoded`) does, `+` meaning a space, and re-encode it as the SDK does, so the signature
+//!   covers exactly the parameters a handler reads: a signature over `q=a%2Bb` (`a+b`) does not
+//!   validate `q=a+b` (`a b`). A key without `=` counts as an empty value.
 //! - canonical headers: `name:trimmed value\n` for each signed header, in SignedHeaders order.
-//! - payload hash: the SHA-256 hex of the body; an empty body always hashes as the empty string; the
-//!   SDK sends `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` for non-JSON bodies, which we accept only for
-//!   non-JSON content types.
+//! - payload hash: the SHA-256 hex of the body; an empty body always hashes as the empty string. The
+//!   SDK sends `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` for non-JSON bodies, which leaves the body
+//!   outside the signature: [`verify`] refuses it for any non-empty body ([`SignError::UnsignedPayload`])
+//!   because no docplane route takes a raw stream; [`sign`] can still produce it (the vectors).
 //! - string to sign: `SDK-HMAC-SHA256\n<X-Sdk-Date>\n<hex sha256(canonical request)>`; the signature
 //!   is hex HMAC-SHA256 keyed by the secret key's bytes.
 //!
@@ -56,6 +61,8 @@ pub enum SignError {
     Skew,
     #[error("payload hash mismatch")]
     PayloadHash,
+    #[error("the body is not covered by the signature (UNSIGNED-PAYLOAD)")]
+    UnsignedPayload,
     #[error("signature mismatch")]
     Mismatch,
 }
@@ -129,16 +136,12 @@ pub fn canonical_uri(raw_path: &str) -> String {
     out
 }
 
-/// The canonical query string of a raw query (without the leading `?`).
+/// The canonical query string of a raw query (without the leading `?`): the pairs the handlers'
+/// query extractor reads (`form_urlencoded`: `+` is a space, `%XX` decoded, invalid UTF-8 replaced),
+/// sorted and re-encoded as the SDK does.
 pub fn canonical_query(raw_query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw_query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     pairs.sort();
     pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
@@ -166,28 +169,29 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The payload hash that goes into the canonical request.
-pub fn payload_hash(
-    body: &[u8],
-    content_sha256_header: Option<&str>,
-    content_type: Option<&str>,
-) -> Result<String, SignError> {
+/// The payload hash that goes into the canonical request of a received request: the body's hash,
+/// which a sent `X-Sdk-Content-Sha256` must equal. `UNSIGNED-PAYLOAD` is refused for a non-empty
+/// body, whatever its content type: the signature must cover every body a handler reads.
+pub fn payload_hash(body: &[u8], content_sha256_header: Option<&str>) -> Result<String, SignError> {
     if body.is_empty() {
         return Ok(EMPTY_SHA256.to_owned());
     }
     let actual = sha256_hex(body);
     match content_sha256_header.map(str::trim) {
         None => Ok(actual),
-        Some(UNSIGNED_PAYLOAD) => {
-            let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
-            if ct.starts_with("application/json") || ct.starts_with("application/bson") {
-                Err(SignError::PayloadHash)
-            } else {
-                Ok(UNSIGNED_PAYLOAD.to_owned())
-            }
-        }
+        Some(UNSIGNED_PAYLOAD) => Err(SignError::UnsignedPayload),
         Some(h) if h.eq_ignore_ascii_case(&actual) => Ok(h.to_owned()),
         Some(_) => Err(SignError::PayloadHash),
+    }
+}
+
+/// The payload hash the SDK's signer uses: like [`payload_hash`], except that it honours
+/// `UNSIGNED-PAYLOAD` (which the SDK sets for non-JSON content types) so that [`sign`] reproduces
+/// the SDK's signatures exactly.
+fn signer_payload_hash(body: &[u8], content_sha256_header: Option<&str>) -> Result<String, SignError> {
+    match content_sha256_header.map(str::trim) {
+        Some(UNSIGNED_PAYLOAD) if !body.is_empty() => Ok(UNSIGNED_PAYLOAD.to_owned()),
+        other => payload_hash(body, other),
     }
 }
 
@@ -273,7 +277,7 @@ pub fn precheck(req: &SignedRequest<'_>, now: DateTime<Utc>) -> Result<Authoriza
 /// Verifies the signature of `req` against `secret` (the SK's bytes).
 pub fn verify(req: &SignedRequest<'_>, auth: &AuthorizationHeader, secret: &[u8]) -> Result<(), SignError> {
     let headers = canonical_headers(req.headers, &auth.signed_headers)?;
-    let payload = payload_hash(req.body, req.header("x-sdk-content-sha256"), req.header("content-type"))?;
+    let payload = payload_hash(req.body, req.header("x-sdk-content-sha256"))?;
     let creq =
         canonical_request(req.method, req.raw_path, req.raw_query, &headers, &auth.signed_headers, &payload);
     let date = req.header("x-sdk-date").unwrap_or("").trim();
@@ -301,7 +305,7 @@ pub fn sign(
     names.dedup();
     let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
     let canon = canonical_headers(headers, &names)?;
-    let payload = payload_hash(body, find("x-sdk-content-sha256"), find("content-type"))?;
+    let payload = signer_payload_hash(body, find("x-sdk-content-sha256"))?;
     let creq = canonical_request(method, raw_path, raw_query, &canon, &names, &payload);
     let date = find("x-sdk-date").ok_or(SignError::BadDate)?;
     let sig = hmac_hex(secret, &string_to_sign(date.trim(), &creq));
@@ -366,8 +370,7 @@ mod tests {
             let canon = canonical_headers(&v.headers, &auth.signed_headers).unwrap();
             let find =
                 |n: &str| v.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, x)| x.as_str());
-            let payload =
-                payload_hash(v.body.as_bytes(), find("x-sdk-content-sha256"), find("content-type")).unwrap();
+            let payload = signer_payload_hash(v.body.as_bytes(), find("x-sdk-content-sha256")).unwrap();
             let creq =
                 canonical_request(&v.method, &v.path, &v.query, &canon, &auth.signed_headers, &payload);
             assert_eq!(creq, v.canonical_request, "{}", v.name);
@@ -377,10 +380,96 @@ mod tests {
 
     #[test]
     fn sdk_vectors_verify() {
+        let mut unsigned = 0;
         for v in vectors() {
-            check(&v, &v.headers, &v.path, &v.query, v.body.as_bytes(), at(NOW), &v.sk)
-                .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            let r = check(&v, &v.headers, &v.path, &v.query, v.body.as_bytes(), at(NOW), &v.sk);
+            let marked = v
+                .headers
+                .iter()
+                .any(|(k, x)| k.eq_ignore_ascii_case("x-sdk-content-sha256") && x == UNSIGNED_PAYLOAD);
+            if marked && !v.body.is_empty() {
+                // A correct SDK signature whose body is outside it: refused all the same.
+                assert_eq!(r, Err(SignError::UnsignedPayload), "{}", v.name);
+                unsigned += 1;
+            } else {
+                r.unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            }
         }
+        assert_eq!(unsigned, 1, "the vectors hold one UNSIGNED-PAYLOAD request with a body");
+    }
+
+    #[test]
+    fn unsigned_payload_is_refused_for_every_content_type() {
+        let date = NOW.to_owned();
+        for ct in [
+            "application/octet-stream",
+            "text/plain",
+            "application/json",
+            "application/x-www-form-urlencoded",
+        ] {
+            let headers: Vec<(String, String)> = [
+                ("Host", "h"),
+                ("X-Sdk-Date", date.as_str()),
+                ("Content-Type", ct),
+                ("X-Sdk-Content-Sha256", UNSIGNED_PAYLOAD),
+            ]
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+            let body = br#"{"sessions":["1"]}"#;
+            let a = sign("POST", "/v3/p/nodes/n/session", "", &headers, body, "AK", b"sk").unwrap();
+            let mut h = headers.clone();
+            h.push(("Authorization".into(), a));
+            let req = SignedRequest {
+                method: "POST",
+                raw_path: "/v3/p/nodes/n/session",
+                raw_query: "",
+                headers: &h,
+                body,
+            };
+            let auth = precheck(&req, at(NOW)).unwrap();
+            assert_eq!(verify(&req, &auth, b"sk"), Err(SignError::UnsignedPayload), "{ct}");
+            // Without a body the marker covers nothing and changes nothing.
+            let empty = SignedRequest { body: b"", ..req };
+            let a = sign("POST", "/v3/p/nodes/n/session", "", &headers, b"", "AK", b"sk").unwrap();
+            let mut h2 = headers.clone();
+            h2.push(("Authorization".into(), a));
+            let empty = SignedRequest { headers: &h2, ..empty };
+            let auth = precheck(&empty, at(NOW)).unwrap();
+            assert_eq!(verify(&empty, &auth, b"sk"), Ok(()), "{ct}");
+        }
+    }
+
+    #[test]
+    fn plus_in_query_is_a_space_as_the_handlers_read_it() {
+        let date = NOW.to_owned();
+        let headers: Vec<(String, String)> = vec![("Host".into(), "h".into()), ("X-Sdk-Date".into(), date)];
+        // The SDK signs the parameter `namespace=a+b` as `namespace=a%2Bb` and sends that query.
+        let a = sign("GET", "/v3/p/x", "namespace=a%2Bb", &headers, b"", "AK", b"sk").unwrap();
+        let mut h = headers.clone();
+        h.push(("Authorization".into(), a));
+        let at_now = at(NOW);
+        let verify_query = |q: &str| {
+            let req =
+                SignedRequest { method: "GET", raw_path: "/v3/p/x", raw_query: q, headers: &h, body: b"" };
+            let auth = precheck(&req, at_now).unwrap();
+            verify(&req, &auth, b"sk")
+        };
+        assert_eq!(verify_query("namespace=a%2Bb"), Ok(()));
+        // `a+b` is read by the handler as `a b`: a different parameter, so a different signature.
+        assert_eq!(verify_query("namespace=a+b"), Err(SignError::Mismatch));
+        // And a signature over `a b` validates both spellings of it, since the handler reads both alike.
+        let a = sign("GET", "/v3/p/x", "namespace=a%20b", &headers, b"", "AK", b"sk").unwrap();
+        h.retain(|(k, _)| k != "Authorization");
+        h.push(("Authorization".into(), a));
+        let verify_query = |q: &str| {
+            let req =
+                SignedRequest { method: "GET", raw_path: "/v3/p/x", raw_query: q, headers: &h, body: b"" };
+            let auth = precheck(&req, at_now).unwrap();
+            verify(&req, &auth, b"sk")
+        };
+        assert_eq!(verify_query("namespace=a+b"), Ok(()));
+        assert_eq!(verify_query("namespace=a%20b"), Ok(()));
     }
 
     #[test]
@@ -529,26 +618,21 @@ mod tests {
         assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");
         assert_eq!(canonical_query("k"), "k=");
         assert_eq!(canonical_query("q=a%7Eb~c"), "q=a~b~c");
-        assert_eq!(canonical_query("q=a+b"), "q=a%2Bb");
+        assert_eq!(canonical_query("q=a+b"), "q=a%20b");
+        assert_eq!(canonical_query("q=a%2Bb"), "q=a%2Bb");
+        assert_eq!(canonical_query("&&a=1&&"), "a=1");
+        assert_eq!(canonical_query("k=%FF"), "k=%EF%BF%BD");
     }
 
     #[test]
     fn payload_hash_rules() {
-        assert_eq!(
-            payload_hash(b"", Some(UNSIGNED_PAYLOAD), Some("application/json")).unwrap(),
-            EMPTY_SHA256
-        );
-        assert_eq!(
-            payload_hash(b"x", Some(UNSIGNED_PAYLOAD), Some("application/octet-stream")).unwrap(),
-            UNSIGNED_PAYLOAD
-        );
-        assert_eq!(
-            payload_hash(b"x", Some(UNSIGNED_PAYLOAD), Some("application/json")),
-            Err(SignError::PayloadHash)
-        );
+        assert_eq!(payload_hash(b"", Some(UNSIGNED_PAYLOAD)).unwrap(), EMPTY_SHA256);
+        assert_eq!(payload_hash(b"x", Some(UNSIGNED_PAYLOAD)), Err(SignError::UnsignedPayload));
+        assert_eq!(signer_payload_hash(b"x", Some(UNSIGNED_PAYLOAD)).unwrap(), UNSIGNED_PAYLOAD);
         let h = sha256_hex(b"x");
-        assert_eq!(payload_hash(b"x", Some(&h), None).unwrap(), h);
-        assert_eq!(payload_hash(b"y", Some(&h), None), Err(SignError::PayloadHash));
+        assert_eq!(payload_hash(b"x", Some(&h)).unwrap(), h);
+        assert_eq!(payload_hash(b"x", None).unwrap(), h);
+        assert_eq!(payload_hash(b"y", Some(&h)), Err(SignError::PayloadHash));
     }
 
     #[test]

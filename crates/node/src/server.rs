@@ -41,7 +41,8 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         let (engine, users) = match &config.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)?;
+                // Owner-only (0700), whatever its prior mode; the engine makes its files 0600.
+                docplane_engine::files::private_dir(dir)?;
                 let d = dir.clone();
                 let opts = EngineOptions { sync_every_write: config.sync_every_write, ..Default::default() };
                 let engine = tokio::task::spawn_blocking(move || Engine::open(&d, opts))

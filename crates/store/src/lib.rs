@@ -51,6 +51,10 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The database cannot be reached: no connection within the pool's acquire timeout, or the
+    /// connection broke (PostgreSQL down or unreachable). Transient: the pool reconnects by itself.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Backend(sqlx::Error),
@@ -67,6 +71,10 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::MissingReference(db.message().to_owned())
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(e.to_string()),
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Backend(e),
         }
     }

@@ -57,6 +57,11 @@ impl SqliteStore {
     }
 }
 
+/// How long a PostgreSQL call waits for a connection (connecting included) before it fails with
+/// [`StoreError::Unavailable`]: while the database is down, calls fail this fast instead of
+/// queueing; the pool reconnects on its own once it is back.
+pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 impl PostgresStore {
     /// Connects to a `postgres://` URL and migrates the database (sqlx serialises concurrent
     /// migrators with an advisory lock, so replicas may start together).
@@ -64,7 +69,7 @@ impl PostgresStore {
         let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidLocation(e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

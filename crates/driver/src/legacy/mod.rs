@@ -347,8 +347,9 @@ impl Driver {
             Conn::connect(&key.address, &cfg.app_name, key.credentials.as_ref(), cfg.connect_timeout).await?;
         if !cfg.force_legacy_wire && conn.max_wire_version >= OFFICIAL_MIN_WIRE_VERSION {
             drop(conn);
-            let client = self.ephemeral_client(key)?;
-            return self.command(&client, db, command).await;
+            return self
+                .with_ephemeral(key, |client| async move { self.command(&client, db, command).await })
+                .await;
         }
         let limit = cfg.operation_timeout;
         let work = async {

@@ -209,7 +209,8 @@ impl UserStore {
         let tmp = path.with_extension("bson.tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            // 0600 even if a stale temporary file had another mode: it holds the SCRAM keys.
+            let mut f = docplane_engine::files::create_private(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
