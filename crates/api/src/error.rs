@@ -11,6 +11,8 @@
 //! tower layer produced without going through [`ApiError`]) is rewritten into the same shape, so
 //! no client ever sees a plain-text error.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
@@ -59,8 +61,9 @@ pub enum ApiError {
     InvalidNodeId,
     #[error("Invalid project ID.")]
     InvalidProjectId,
+    /// Answered with `Retry-After` (whole seconds, at least 1).
     #[error("Too many requests.")]
-    TooManyRequests,
+    TooManyRequests { retry_after: Duration },
     #[error("Invalid limit: {0}")]
     InvalidLimit(String),
     #[error("Invalid offset: {0}")]
@@ -122,7 +125,7 @@ impl ApiError {
             UnsupportedOperation(_) => ("DBS.280343", StatusCode::BAD_REQUEST),
             InvalidNodeId => ("DBS.280407", StatusCode::BAD_REQUEST),
             InvalidProjectId => ("DBS.280408", StatusCode::BAD_REQUEST),
-            TooManyRequests => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
+            TooManyRequests { .. } => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
             InvalidLimit(_) => ("DBS.280439", StatusCode::BAD_REQUEST),
             InvalidOffset(_) => ("DBS.280440", StatusCode::BAD_REQUEST),
             InvalidSessionId(_) => ("DBS.301071", StatusCode::BAD_REQUEST),
@@ -172,8 +175,18 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        (status, Json(self.body())).into_response()
+        let mut resp = (status, Json(self.body())).into_response();
+        if let ApiError::TooManyRequests { retry_after } = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(*retry_after)));
+        }
+        resp
     }
+}
+
+/// `Retry-After` in whole seconds: rounded up, at least 1 (0 would invite an immediate retry).
+fn retry_after_secs(d: Duration) -> u64 {
+    let rounded_up = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    rounded_up.max(1)
 }
 
 /// The [`ApiError`] standing for an error response of `status` that did not come from an
@@ -194,7 +207,7 @@ pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests,
+        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests { retry_after: Duration::from_secs(1) },
         s if s.is_server_error() => ApiError::Internal(detail()),
         _ => ApiError::BadRequest(detail()),
     }
@@ -248,6 +261,7 @@ impl From<IamError> for ApiError {
             IamError::Store(e) => ApiError::Internal(e.to_string()),
             IamError::Internal(m) => ApiError::Internal(m),
             e @ IamError::MasterKeyMismatch => ApiError::Internal(e.to_string()),
+            IamError::TooManyAttempts { retry_after } => ApiError::TooManyRequests { retry_after },
         }
     }
 }
@@ -279,7 +293,7 @@ pub fn all_samples() -> Vec<ApiError> {
         UnsupportedOperation(s()),
         InvalidNodeId,
         InvalidProjectId,
-        TooManyRequests,
+        TooManyRequests { retry_after: Duration::from_secs(1) },
         InvalidLimit(s()),
         InvalidOffset(s()),
         InvalidSessionId(s()),
@@ -340,6 +354,15 @@ mod tests {
         let b = code(503, "db password=x");
         assert_eq!(b.error_code, "DBS.280005");
         assert!(!b.error_msg.contains("password"));
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        for (wait, header) in [(0, "1"), (1, "1"), (999, "1"), (1000, "1"), (1001, "2"), (60_000, "60")] {
+            let resp = ApiError::TooManyRequests { retry_after: Duration::from_millis(wait) }.into_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(resp.headers()[header::RETRY_AFTER], header, "{wait} ms");
+        }
     }
 
     #[test]

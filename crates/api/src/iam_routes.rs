@@ -9,8 +9,11 @@
 //! Additionally `GET /v3/{project_id}/whoami` (docplane extension) echoes the caller; it needs
 //! `dds:instance:listSession` so that policies can be tested before any DDS route exists.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -171,12 +174,31 @@ pub struct TokenBody {
     pub catalog: Vec<Value>,
 }
 
+/// The client's address as the listener saw it (`None` when the app runs without a listener, as in
+/// in-process tests). `X-Forwarded-For` is not trusted: any client can write it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
 /// Password authentication scoped to a project; the token is the `X-Subject-Token` header.
+///
+/// Bounded cost (`Iam::login`): the password check waits briefly for one of a fixed set of workers,
+/// and failed attempts are throttled per user and source address; both refusals are 429
+/// `DBS.280443` with `Retry-After`, answered before any password is checked.
 #[utoipa::path(post, path = "/v3/auth/tokens", tag = "iam", request_body = TokenRequest,
     responses((status = 201, body = TokenResponse, headers(("X-Subject-Token" = String))),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody, headers(("Retry-After" = u64)))))]
 pub async fn create_token(
     State(st): State<AppState>,
+    PeerAddr(peer): PeerAddr,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     let id = &req.auth.identity;
@@ -203,7 +225,7 @@ pub async fn create_token(
         Some(NameOrId { name: Some(n), .. }) => ProjectSelector::Name(n.clone()),
         _ => return Err(ApiError::BadRequest("auth.scope.project needs id or name".into())),
     };
-    let t = st.iam.issue_token(&who, &pw.user.password, &project, Utc::now()).await?;
+    let t = st.iam.login(&who, &pw.user.password, &project, Utc::now(), peer).await?;
     let domain = json!({"id": t.domain.id, "name": t.domain.name});
     let body = TokenResponse {
         token: TokenBody {

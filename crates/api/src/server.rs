@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
 use axum::middleware::from_fn;
 use axum::response::IntoResponse;
-use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, MasterKey};
+use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, LoginLimits, MasterKey};
 use docplane_store::MetaStore;
 
 use crate::route::{Route, build_router};
@@ -46,6 +46,8 @@ pub struct ApiConfig {
     pub health_interval: Option<Duration>,
     /// Routes added by the binary on top of [`crate::all_routes`] (not in the OpenAPI document).
     pub extra_routes: Vec<Route>,
+    /// The password worker pool and the failed-login throttle (`POST /v3/auth/tokens`).
+    pub login: LoginLimits,
 }
 
 impl ApiConfig {
@@ -61,6 +63,7 @@ impl ApiConfig {
             driver: docplane_driver::DriverConfig::default(),
             health_interval: Some(DEFAULT_HEALTH_INTERVAL),
             extra_routes: Vec::new(),
+            login: LoginLimits::default(),
         }
     }
 }
@@ -174,7 +177,7 @@ pub fn app(state: AppState, extra_routes: Vec<Route>) -> Result<Router, ServeErr
 
 /// Starts the server and returns once it is listening.
 pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
-    let iam = Iam::new(config.store.clone(), &config.master_key).await?;
+    let iam = Iam::with_login_limits(config.store.clone(), &config.master_key, config.login).await?;
     let sync = iam.spawn_sync(config.sync_interval);
     let state = AppState {
         store: config.store,
@@ -188,7 +191,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let handle = axum_server::Handle::new();
-    let service = router.into_make_service();
+    // With the peer address, which the login throttle keys on.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let task = match config.tls {
         None => {
             let server = axum_server::from_tcp(listener).handle(handle.clone());

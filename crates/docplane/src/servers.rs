@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tracing::info;
 
 use crate::config::{self, FileConfig};
-use crate::{DriverArgs, LogFormat, NodeArgs, ServerCommon};
+use crate::{DriverArgs, LogFormat, LoginLimitArgs, NodeArgs, ServerCommon};
 
 fn init_tracing(common: &ServerCommon) {
     let filter = tracing_subscriber::EnvFilter::try_new(&common.log)
@@ -92,8 +92,10 @@ async fn api_config(
     store: &str,
     tls: Option<(PathBuf, PathBuf)>,
     driver: &DriverArgs,
+    login_limits: &LoginLimitArgs,
     file: &FileConfig,
 ) -> Result<docplane_api::ApiConfig> {
+    let login = config::login_limits(login_limits, &file.api)?;
     let master_key = docplane_api::MasterKey::load_or_create(dir).context("loading the master key")?;
     let store = docplane_store::open(store).await.context("opening the metadata store")?;
     let mut cfg = docplane_api::ApiConfig::new(listen, store, master_key);
@@ -109,6 +111,7 @@ async fn api_config(
     if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }
+    cfg.login = login;
     Ok(cfg)
 }
 
@@ -123,7 +126,7 @@ pub async fn serve(args: crate::ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
-    let cfg = api_config(&dir, listen, &store, tls, &args.driver, &file).await?;
+    let cfg = api_config(&dir, listen, &store, tls, &args.driver, &args.login_limits, &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let handle = docplane_api::serve(cfg).await.context("starting the API")?;
@@ -249,7 +252,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
-    let cfg = api_config(&dir, api_listen, &store, None, &args.driver, &file).await?;
+    let cfg = api_config(&dir, api_listen, &store, None, &args.driver, &args.login_limits, &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let api = match docplane_api::serve(cfg).await {
         Ok(api) => api,
