@@ -15,6 +15,8 @@
 //! tower layer produced without going through [`ApiError`]) is rewritten into the same shape, so
 //! no client ever sees a plain-text error.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
@@ -61,8 +63,9 @@ pub enum ApiError {
     InvalidNodeId,
     #[error("Invalid project ID.")]
     InvalidProjectId,
+    /// Answered with `Retry-After` (whole seconds, at least 1).
     #[error("Too many requests.")]
-    TooManyRequests,
+    TooManyRequests { retry_after: Duration },
     #[error("Invalid limit: {0}")]
     InvalidLimit(String),
     #[error("Invalid offset: {0}")]
@@ -161,7 +164,7 @@ impl ApiError {
             UnsupportedOperation(_) => ("DBS.280343", StatusCode::BAD_REQUEST),
             InvalidNodeId => ("DBS.280407", StatusCode::BAD_REQUEST),
             InvalidProjectId => ("DBS.280408", StatusCode::BAD_REQUEST),
-            TooManyRequests => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
+            TooManyRequests { .. } => ("DBS.280443", StatusCode::TOO_MANY_REQUESTS),
             InvalidLimit(_) => ("DBS.280439", StatusCode::BAD_REQUEST),
             InvalidOffset(_) => ("DBS.280440", StatusCode::BAD_REQUEST),
             InvalidSessionId(_) => ("DBS.301071", StatusCode::BAD_REQUEST),
@@ -220,8 +223,18 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        (status, Json(self.body())).into_response()
+        let mut resp = (status, Json(self.body())).into_response();
+        if let ApiError::TooManyRequests { retry_after } = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(*retry_after)));
+        }
+        resp
     }
+}
+
+/// `Retry-After` in whole seconds: rounded up, at least 1 (0 would invite an immediate retry).
+fn retry_after_secs(d: Duration) -> u64 {
+    let rounded_up = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    rounded_up.max(1)
 }
 
 /// The [`ApiError`] standing for an error response of `status` that did not come from an
@@ -243,7 +256,7 @@ pub fn error_for_status(status: StatusCode, text: &str) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::REQUEST_TIMEOUT => ApiError::BodyTimeout,
-        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests,
+        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests { retry_after: Duration::from_secs(1) },
         s if s.is_server_error() => ApiError::Internal(detail()),
         _ => ApiError::BadRequest(detail()),
     }
@@ -302,6 +315,7 @@ impl From<IamError> for ApiError {
             IamError::Store(e) => e.into(),
             IamError::Internal(m) => ApiError::Internal(m),
             e @ IamError::MasterKeyMismatch => ApiError::Internal(e.to_string()),
+            IamError::TooManyAttempts { retry_after } => ApiError::TooManyRequests { retry_after },
         }
     }
 }
@@ -333,7 +347,7 @@ pub fn all_samples() -> Vec<ApiError> {
         UnsupportedOperation(s()),
         InvalidNodeId,
         InvalidProjectId,
-        TooManyRequests,
+        TooManyRequests { retry_after: Duration::from_secs(1) },
         InvalidLimit(s()),
         InvalidOffset(s()),
         InvalidSessionId(s()),
@@ -432,6 +446,15 @@ mod tests {
         assert!(skew.public_message().contains("15 minutes"));
         assert_eq!(c(skew), ("APIGW.0301", 401));
         assert_eq!(error_for_status(StatusCode::UNAUTHORIZED, "").body().error_code, "APIGW.0301");
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        for (wait, header) in [(0, "1"), (1, "1"), (999, "1"), (1000, "1"), (1001, "2"), (60_000, "60")] {
+            let resp = ApiError::TooManyRequests { retry_after: Duration::from_millis(wait) }.into_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(resp.headers()[header::RETRY_AFTER], header, "{wait} ms");
+        }
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //! Additionally `GET /v3/{project_id}/whoami` (docplane extension) echoes the caller; it needs
 //! `dds:instance:listSession` so that policies can be tested before any DDS route exists.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -238,13 +241,33 @@ fn token_response(t: &IssuedToken, omit_catalog: bool) -> TokenResponse {
 
 /// Password authentication scoped to a project or to the account (domain); the token is the
 /// `X-Subject-Token` header.
+/// The client's address as the listener saw it (`None` when the app runs without a listener, as in
+/// in-process tests). `X-Forwarded-For` is not trusted: any client can write it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+/// Password authentication scoped to a project; the token is the `X-Subject-Token` header.
+///
+/// Bounded cost (`Iam::login`): the password check waits briefly for one of a fixed set of workers,
+/// and failed attempts are throttled per user and source address; both refusals are 429
+/// `DBS.280443` with `Retry-After`, answered before any password is checked.
 #[utoipa::path(post, path = "/v3/auth/tokens", tag = "iam", request_body = TokenRequest,
     params(("nocatalog" = Option<String>, Query, description = "Present: omit the catalog")),
     responses((status = 201, body = TokenResponse, headers(("X-Subject-Token" = String))),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody, headers(("Retry-After" = u64)))))]
 pub async fn create_token(
     State(st): State<AppState>,
     ApiQuery(query): ApiQuery<TokenQuery>,
+    PeerAddr(peer): PeerAddr,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     let omit_catalog = query.omit_catalog();
@@ -285,7 +308,7 @@ pub async fn create_token(
         (None, Some(_)) => return Err(ApiError::BadRequest("auth.scope.domain needs id or name".into())),
         (None, None) => return Err(ApiError::BadRequest("auth.scope needs project or domain".into())),
     };
-    let t = st.iam.issue_scoped_token(&who, &pw.user.password, &scope, Utc::now()).await?;
+    let t = st.iam.login(&who, &pw.user.password, &scope, Utc::now(), peer).await?;
     let body = token_response(&t, omit_catalog);
     let mut headers = HeaderMap::new();
     let v = HeaderValue::from_str(&t.token).map_err(|e| ApiError::Internal(e.to_string()))?;

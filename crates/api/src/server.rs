@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
-use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, MasterKey};
+use docplane_iam::{BootstrapOptions, BootstrapOutput, Iam, IamError, LoginLimits, MasterKey};
 use docplane_store::MetaStore;
 
 use crate::limits::{HttpLimits, LimitAcceptor};
@@ -49,6 +49,8 @@ pub struct ApiConfig {
     pub extra_routes: Vec<Route>,
     /// Header-read, body-read and idle timeouts and the connection cap (see [`crate::limits`]).
     pub limits: HttpLimits,
+    /// The password worker pool and the failed-login throttle (`POST /v3/auth/tokens`).
+    pub login: LoginLimits,
 }
 
 impl ApiConfig {
@@ -65,6 +67,7 @@ impl ApiConfig {
             health_interval: Some(DEFAULT_HEALTH_INTERVAL),
             extra_routes: Vec::new(),
             limits: HttpLimits::default(),
+            login: LoginLimits::default(),
         }
     }
 }
@@ -201,7 +204,7 @@ pub fn app_with_limits(
 /// Starts the server and returns once it is listening.
 pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     config.limits.validate().map_err(ServeError::Limits)?;
-    let iam = Iam::new(config.store.clone(), &config.master_key).await?;
+    let iam = Iam::with_login_limits(config.store.clone(), &config.master_key, config.login).await?;
     let sync = iam.spawn_sync(config.sync_interval);
     let state = AppState {
         store: config.store,
@@ -215,7 +218,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let handle = axum_server::Handle::new();
-    let service = router.into_make_service();
+    // With the peer address, which the login throttle keys on.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let acceptor = LimitAcceptor::new(config.limits);
     let task = match config.tls {
         None => {

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -30,6 +31,10 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// body_read_timeout_ms = 30000
 /// idle_timeout_ms = 60000
 /// max_connections = 1024
+/// password_workers = 0          # 0 = one per CPU
+/// password_queue = 16
+/// password_queue_wait_ms = 1000
+/// login_free_failures = 5
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -58,6 +63,17 @@ pub struct ApiSection {
     pub body_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub password_workers: Option<usize>,
+    pub password_queue: Option<usize>,
+    pub password_queue_wait_ms: Option<u64>,
+    pub login_free_failures: Option<u32>,
+    pub login_address_free_failures: Option<u32>,
+    pub login_user_free_failures: Option<u32>,
+    pub login_base_delay_ms: Option<u64>,
+    pub login_max_delay_ms: Option<u64>,
+    pub login_user_max_delay_ms: Option<u64>,
+    pub login_forget_secs: Option<u64>,
+    pub login_throttle_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +90,50 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// The password pool and login throttle parameters: each flag (or its `DOCPLANE_*` variable), else
+/// the file's `[api]` key, else the default; refused if they cannot work together.
+pub fn login_limits(flags: &crate::LoginLimitArgs, file: &ApiSection) -> Result<docplane_iam::LoginLimits> {
+    let mut l = docplane_iam::LoginLimits::default();
+    let ms = Duration::from_millis;
+    if let Some(n) = flags.password_workers.or(file.password_workers) {
+        l.pool.workers = n;
+    }
+    if let Some(n) = flags.password_queue.or(file.password_queue) {
+        l.pool.queue_len = n;
+    }
+    if let Some(v) = flags.password_queue_wait_ms.or(file.password_queue_wait_ms) {
+        l.pool.queue_wait = ms(v);
+    }
+    let t = &mut l.throttle;
+    if let Some(n) = flags.login_free_failures.or(file.login_free_failures) {
+        t.user_at_address.free_failures = n;
+    }
+    if let Some(n) = flags.login_address_free_failures.or(file.login_address_free_failures) {
+        t.address.free_failures = n;
+    }
+    if let Some(n) = flags.login_user_free_failures.or(file.login_user_free_failures) {
+        t.user.free_failures = n;
+    }
+    if let Some(v) = flags.login_base_delay_ms.or(file.login_base_delay_ms) {
+        t.base_delay = ms(v);
+    }
+    if let Some(v) = flags.login_max_delay_ms.or(file.login_max_delay_ms) {
+        t.user_at_address.max_delay = ms(v);
+        t.address.max_delay = ms(v);
+    }
+    if let Some(v) = flags.login_user_max_delay_ms.or(file.login_user_max_delay_ms) {
+        t.user.max_delay = ms(v);
+    }
+    if let Some(v) = flags.login_forget_secs.or(file.login_forget_secs) {
+        t.forget_after = Duration::from_secs(v);
+    }
+    if let Some(n) = flags.login_throttle_entries.or(file.login_throttle_entries) {
+        t.max_entries = n;
+    }
+    l.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(l)
 }
 
 pub fn addr(flag: Option<SocketAddr>, file: Option<SocketAddr>, default: &str) -> Result<SocketAddr> {
@@ -107,9 +167,32 @@ mod tests {
         let start = readme.find("```toml\n").expect("README has a ```toml example") + "```toml\n".len();
         let end = start + readme[start..].find("```").unwrap();
         let cfg: FileConfig = toml::from_str(&readme[start..end]).unwrap();
+        // The documented login limits are the defaults, and they work.
+        let documented = login_limits(&crate::LoginLimitArgs::default(), &cfg.api).unwrap();
+        assert_eq!(documented, docplane_iam::LoginLimits::default());
+        assert!(cfg.api.login_throttle_entries.is_some());
         assert!(cfg.api.store.is_some_and(|s| s.starts_with("postgres://")));
         assert!(cfg.node.listen.is_some());
         assert!(cfg.api.header_read_timeout_ms.is_some() && cfg.api.max_connections.is_some());
+    }
+
+    #[test]
+    fn login_limits_flag_beats_file_beats_default_and_bad_ones_are_refused() {
+        let file: FileConfig = toml::from_str(
+            "[api]\npassword_workers = 3\npassword_queue_wait_ms = 250\nlogin_max_delay_ms = 30000\n",
+        )
+        .unwrap();
+        let flags = crate::LoginLimitArgs { password_workers: Some(1), ..Default::default() };
+        let l = login_limits(&flags, &file.api).unwrap();
+        assert_eq!(l.pool.workers, 1, "flag");
+        assert_eq!(l.pool.queue_wait, Duration::from_millis(250), "file");
+        assert_eq!(l.throttle.address.max_delay, Duration::from_secs(30));
+        let d = docplane_iam::LoginLimits::default();
+        assert_eq!((l.pool.queue_len, l.throttle.user), (d.pool.queue_len, d.throttle.user), "defaults");
+        // A cap below the first delay cannot work: refused at start, not ignored.
+        let bad = crate::LoginLimitArgs { login_user_max_delay_ms: Some(10), ..Default::default() };
+        let e = login_limits(&bad, &file.api).unwrap_err().to_string();
+        assert!(e.contains("per user"), "{e}");
     }
 
     #[test]

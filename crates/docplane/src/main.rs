@@ -95,6 +95,45 @@ struct HttpArgs {
     max_connections: Option<usize>,
 }
 
+/// Bounds on password work, against login storms (`up` and `serve`).
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Login limits")]
+struct LoginLimitArgs {
+    /// Threads that hash and verify passwords; 0 = one per CPU [default: 0].
+    #[arg(long, env = "DOCPLANE_PASSWORD_WORKERS", value_name = "N")]
+    password_workers: Option<usize>,
+    /// Logins that may wait for a password thread at once; more get 429 [default: 16].
+    #[arg(long, env = "DOCPLANE_PASSWORD_QUEUE", value_name = "N")]
+    password_queue: Option<usize>,
+    /// How long a login waits for a password thread before 429 [default: 1000].
+    #[arg(long, env = "DOCPLANE_PASSWORD_QUEUE_WAIT_MS", value_name = "MS")]
+    password_queue_wait_ms: Option<u64>,
+    /// Failed logins per user and source address before delays start [default: 5].
+    #[arg(long, env = "DOCPLANE_LOGIN_FREE_FAILURES", value_name = "N")]
+    login_free_failures: Option<u32>,
+    /// Failed logins per source address (any user) before delays start [default: 20].
+    #[arg(long, env = "DOCPLANE_LOGIN_ADDRESS_FREE_FAILURES", value_name = "N")]
+    login_address_free_failures: Option<u32>,
+    /// Failed logins per user (any address) before delays start [default: 20].
+    #[arg(long, env = "DOCPLANE_LOGIN_USER_FREE_FAILURES", value_name = "N")]
+    login_user_free_failures: Option<u32>,
+    /// First delay after the free failures; each further failure doubles it [default: 1000].
+    #[arg(long, env = "DOCPLANE_LOGIN_BASE_DELAY_MS", value_name = "MS")]
+    login_base_delay_ms: Option<u64>,
+    /// Longest delay per user and address, and per address [default: 60000].
+    #[arg(long, env = "DOCPLANE_LOGIN_MAX_DELAY_MS", value_name = "MS")]
+    login_max_delay_ms: Option<u64>,
+    /// Longest delay per user across addresses (keep it small: anyone can trigger it) [default: 5000].
+    #[arg(long, env = "DOCPLANE_LOGIN_USER_MAX_DELAY_MS", value_name = "MS")]
+    login_user_max_delay_ms: Option<u64>,
+    /// One failure is forgotten per this many seconds without failures [default: 60].
+    #[arg(long, env = "DOCPLANE_LOGIN_FORGET_SECS", value_name = "SECS")]
+    login_forget_secs: Option<u64>,
+    /// Throttle entries kept in memory at most (about 100 bytes each) [default: 100000].
+    #[arg(long, env = "DOCPLANE_LOGIN_THROTTLE_ENTRIES", value_name = "N")]
+    login_throttle_entries: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 struct UpArgs {
     #[command(flatten)]
@@ -103,6 +142,8 @@ struct UpArgs {
     driver: DriverArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    login_limits: LoginLimitArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     api_listen: Option<SocketAddr>,
@@ -122,6 +163,8 @@ struct ServeArgs {
     driver: DriverArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    login_limits: LoginLimitArgs,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "DOCPLANE_API_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,

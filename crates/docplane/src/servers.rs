@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tracing::info;
 
 use crate::config::{self, FileConfig};
-use crate::{DriverArgs, HttpArgs, LogFormat, NodeArgs, ServerCommon};
+use crate::{DriverArgs, HttpArgs, LogFormat, LoginLimitArgs, NodeArgs, ServerCommon};
 
 fn init_tracing(common: &ServerCommon) {
     let filter = tracing_subscriber::EnvFilter::try_new(&common.log)
@@ -140,8 +140,10 @@ async fn api_config(
     store: &str,
     tls: Option<(PathBuf, PathBuf)>,
     (driver, http): (&DriverArgs, &HttpArgs),
+    login_limits: &LoginLimitArgs,
     file: &FileConfig,
 ) -> Result<docplane_api::ApiConfig> {
+    let login = config::login_limits(login_limits, &file.api)?;
     let master_key = docplane_api::MasterKey::load_or_create(dir).context("loading the master key")?;
     // Created 0600 by the loader; one left by an older version is made 0600 too.
     tighten_file(&dir.join(docplane_iam::keys::MASTER_KEY_FILE))?;
@@ -163,6 +165,7 @@ async fn api_config(
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }
     cfg.limits = http_limits(http, file)?;
+    cfg.login = login;
     Ok(cfg)
 }
 
@@ -196,7 +199,8 @@ pub async fn serve(args: crate::ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
-    let cfg = api_config(&dir, listen, &store, tls, (&args.driver, &args.http), &file).await?;
+    let cfg =
+        api_config(&dir, listen, &store, tls, (&args.driver, &args.http), &args.login_limits, &file).await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let handle = docplane_api::serve(cfg).await.context("starting the API")?;
@@ -324,7 +328,9 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
-    let cfg = api_config(&dir, api_listen, &store, None, (&args.driver, &args.http), &file).await?;
+    let cfg =
+        api_config(&dir, api_listen, &store, None, (&args.driver, &args.http), &args.login_limits, &file)
+            .await?;
     let (meta, master_key) = (cfg.store.clone(), cfg.master_key.clone());
     let api = match docplane_api::serve(cfg).await {
         Ok(api) => api,

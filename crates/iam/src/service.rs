@@ -37,6 +37,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{MasterKey, Sealer};
+use crate::login::{LoginGuard, LoginLimits};
 use crate::password;
 use crate::policy::{self, Decision, Statement};
 use crate::sign::{self, SignError, SignedRequest};
@@ -83,6 +84,10 @@ pub enum IamError {
     Store(StoreError),
     #[error("internal: {0}")]
     Internal(String),
+    /// A login refused before checking the password: the caller failed too often recently, or no
+    /// password worker became free in time (see [`crate::login`]).
+    #[error("too many login attempts; retry after {retry_after:?}")]
+    TooManyAttempts { retry_after: Duration },
 }
 
 impl From<StoreError> for IamError {
@@ -293,6 +298,8 @@ pub struct Iam {
     sealer: Sealer,
     token_key: [u8; 32],
     cache: RwLock<Cache>,
+    /// The password worker pool and the failed-login throttle.
+    pub(crate) login: LoginGuard,
 }
 
 impl std::fmt::Debug for Iam {
@@ -308,6 +315,17 @@ impl Iam {
     /// first used with: the first `Iam::new` on a store records the key's check value
     /// ([`MasterKey::check_value`], setting `master_key_check`), every later one compares.
     pub async fn new(store: Arc<dyn MetaStore>, master: &MasterKey) -> Result<Arc<Self>> {
+        Self::with_login_limits(store, master, LoginLimits::default()).await
+    }
+
+    /// [`Iam::new`] with the given password pool and login throttle parameters (refused with
+    /// [`IamError::BadRequest`] if they cannot work).
+    pub async fn with_login_limits(
+        store: Arc<dyn MetaStore>,
+        master: &MasterKey,
+        limits: LoginLimits,
+    ) -> Result<Arc<Self>> {
+        let login = LoginGuard::new(limits)?;
         let mine = master.check_value();
         let recorded = store.put_setting_if_absent(KEY_CHECK_SETTING, &mine).await?;
         if recorded != mine {
@@ -319,6 +337,7 @@ impl Iam {
             sealer: master.sealer(),
             token_key: master.derive("token"),
             cache: RwLock::new(Cache { seq, ..Cache::default() }),
+            login,
         }))
     }
 
@@ -502,7 +521,8 @@ impl Iam {
 
     // ------------------------------------------------------------------ authentication
 
-    /// Password authentication scoped to a project: issues a 24 h token.
+    /// Password authentication scoped to a project: issues a 24 h token. The password check runs on
+    /// the bounded password pool; the failed-login throttle is [`Iam::login`]'s (the HTTP route's).
     pub async fn issue_token(
         &self,
         who: &UserSelector,
@@ -541,9 +561,7 @@ impl Iam {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| password::dummy_hash().to_owned());
         let pw = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
-            .await
-            .map_err(|e| IamError::Internal(e.to_string()))?;
+        let ok = self.login.run(move || password::verify_password(&pw, &hash)).await?;
         let user = match user {
             Some(u) if ok && u.enabled => u,
             _ => return Err(IamError::InvalidCredentials),
@@ -780,7 +798,7 @@ impl Iam {
             return Err(IamError::BadRequest("invalid user name".into()));
         }
         let hash = match password {
-            Some(p) => hash_checked(p).await?,
+            Some(p) => hash_checked(&self.login, p).await?,
             // No password: the user can only use access keys until one is set.
             None => "!".to_owned(),
         };
@@ -813,7 +831,7 @@ impl Iam {
             u.name = n.clone();
         }
         if let Some(p) = &patch.password {
-            u.password_hash = hash_checked(p).await?;
+            u.password_hash = hash_checked(&self.login, p).await?;
             revoke = true;
         }
         if let Some(e) = patch.enabled {
@@ -1217,15 +1235,12 @@ impl UserChange {
     }
 }
 
-async fn hash_checked(p: &str) -> Result<String> {
+async fn hash_checked(login: &LoginGuard, p: &str) -> Result<String> {
     if !password::password_acceptable(p) {
         return Err(IamError::BadRequest(
             "password must be 8-64 characters with at least two of: lower, upper, digit, other".into(),
         ));
     }
     let p = p.to_owned();
-    tokio::task::spawn_blocking(move || password::hash_password(&p))
-        .await
-        .map_err(|e| IamError::Internal(e.to_string()))?
-        .map_err(|e| IamError::Internal(e.to_string()))
+    login.run(move || password::hash_password(&p)).await?.map_err(|e| IamError::Internal(e.to_string()))
 }
