@@ -255,8 +255,12 @@ impl LoginThrottle {
             if let Some(mut e) = found
                 && self.decay(&mut e, now)
             {
-                let until = e.last_failure + self.delay(e.failures, self.limit(key));
-                wait = wait.max(until.saturating_duration_since(now));
+                // Callers read the clock before taking the lock, so `now` may be slightly earlier
+                // than a failure another caller just recorded: without a delay there is no wait.
+                let delay = self.delay(e.failures, self.limit(key));
+                if !delay.is_zero() {
+                    wait = wait.max((e.last_failure + delay).saturating_duration_since(now));
+                }
                 *slot = Some(e);
             }
         }
@@ -488,6 +492,18 @@ mod tests {
         }
         assert_eq!(t.len(), 0);
         assert_eq!((0..64).filter_map(|_| t.begin(who, from, now).ok()).count(), 3);
+    }
+
+    /// Concurrent callers read the clock before the lock: an attempt stamped a little before the
+    /// last recorded failure must not be refused while the key has free failures left.
+    #[test]
+    fn attempts_arriving_out_of_clock_order_are_not_refused_within_the_free_failures() {
+        let t = LoginThrottle::new(config());
+        let (who, from, now) = (Account::new(&["acct", "alice"]), ip(1), Instant::now());
+        fail(&t, who, from, now + Duration::from_millis(5));
+        fail(&t, who, from, now);
+        fail(&t, who, from, now + Duration::from_millis(1));
+        assert!(t.begin(who, from, now + Duration::from_millis(2)).is_err(), "the free failures are used up");
     }
 
     #[test]
