@@ -102,6 +102,18 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Content-Type must be application/json.")]
     UnsupportedMediaType,
+
+    // ---- kill records (issue 9): keep this block together
+    /// `DBS.301077`: killOp was accepted but these operations were still running at the verify
+    /// deadline (they stay marked `killPending` on the node).
+    #[error("Kill session failed: still running at the verification deadline: {}", .0.join(", "))]
+    KillStillRunning(Vec<String>),
+    /// `DBS.301077`: killOp was accepted but the node could not be read afterwards.
+    #[error("Kill session failed: the node could not be read to verify: {}", .0.join(", "))]
+    KillUnverified(Vec<String>),
+    /// `DBS.900503`: the kill's record could not be committed, so nothing was killed.
+    #[error("The kill could not be recorded; nothing was killed. Retry later.")]
+    KillNotRecorded(String),
 }
 
 impl ApiError {
@@ -142,6 +154,9 @@ impl ApiError {
             MethodNotAllowed => ("DBS.900405", StatusCode::METHOD_NOT_ALLOWED),
             PayloadTooLarge => ("DBS.900413", StatusCode::PAYLOAD_TOO_LARGE),
             UnsupportedMediaType => ("DBS.900415", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            // ---- kill records (issue 9)
+            KillStillRunning(_) | KillUnverified(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
+            KillNotRecorded(_) => ("DBS.900503", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 
@@ -149,9 +164,10 @@ impl ApiError {
     pub fn public_message(&self) -> String {
         match self {
             // The Display of these variants already omits the detail.
-            ApiError::Internal(_) | ApiError::QuerySessionFailed(_) | ApiError::KillSessionFailed(_) => {
-                self.to_string()
-            }
+            ApiError::Internal(_)
+            | ApiError::QuerySessionFailed(_)
+            | ApiError::KillSessionFailed(_)
+            | ApiError::KillNotRecorded(_) => self.to_string(),
             other => other.to_string(),
         }
     }
@@ -167,6 +183,9 @@ impl IntoResponse for ApiError {
         let (_, status) = self.code_and_status();
         match &self {
             ApiError::Internal(d) => tracing::error!(detail = %d, "internal error"),
+            ApiError::KillNotRecorded(d) => {
+                tracing::error!(detail = %d, "kill refused: record not committed")
+            }
             ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
                 tracing::warn!(detail = %d, error = %self, "session operation failed")
             }

@@ -46,6 +46,9 @@ pub struct ApiConfig {
     pub health_interval: Option<Duration>,
     /// Routes added by the binary on top of [`crate::all_routes`] (not in the OpenAPI document).
     pub extra_routes: Vec<Route>,
+    /// Kill records: retention and the period of the sweeper that resolves records a crash
+    /// left without outcome.
+    pub kill_records: crate::dds::kill_records::SweepConfig,
 }
 
 impl ApiConfig {
@@ -61,6 +64,10 @@ impl ApiConfig {
             driver: docplane_driver::DriverConfig::default(),
             health_interval: Some(DEFAULT_HEALTH_INTERVAL),
             extra_routes: Vec::new(),
+            kill_records: crate::dds::kill_records::SweepConfig {
+                every: crate::dds::kill_records::DEFAULT_KILL_RECORD_SWEEP,
+                retention: crate::dds::kill_records::DEFAULT_KILL_RECORD_RETENTION,
+            },
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct ServerHandle {
     sync: tokio::task::JoinHandle<()>,
     health: Option<docplane_driver::HealthLoop>,
     state: AppState,
+    /// Resolves kill records left pending by a crash; prunes past retention.
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -145,6 +154,7 @@ impl ServerHandle {
     pub async fn wait(self) -> Result<(), ServeError> {
         let res = self.task.await;
         self.sync.abort();
+        self.sweeper.abort();
         if let Some(health) = self.health {
             health.stop().await;
         }
@@ -188,7 +198,7 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let handle = axum_server::Handle::new();
-    let service = router.into_make_service();
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let task = match config.tls {
         None => {
             let server = axum_server::from_tcp(listener).handle(handle.clone());
@@ -207,7 +217,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     };
     tracing::info!(%addr, "docplane API listening");
     let health = config.health_interval.map(|every| crate::dds::health::spawn_health_loop(&state, every));
-    Ok(ServerHandle { addr, handle, task, sync, health, state })
+    let sweeper = crate::dds::kill_records::spawn_kill_record_sweeper(&state, config.kill_records);
+    Ok(ServerHandle { addr, handle, task, sync, health, state, sweeper })
 }
 
 /// First-start provisioning: account, project, admin user with a generated password, admin AK/SK.

@@ -26,6 +26,9 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// node_connect_timeout_ms = 2000
 /// node_operation_timeout_ms = 10000
 /// health_interval_secs = 10
+/// kill_verify_deadline_ms = 2000
+/// kill_record_retention_days = 90
+/// kill_record_sweep_secs = 10
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -50,6 +53,9 @@ pub struct ApiSection {
     pub node_connect_timeout_ms: Option<u64>,
     pub node_operation_timeout_ms: Option<u64>,
     pub health_interval_secs: Option<u64>,
+    pub kill_verify_deadline_ms: Option<u64>,
+    pub kill_record_retention_days: Option<u64>,
+    pub kill_record_sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
