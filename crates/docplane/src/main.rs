@@ -46,7 +46,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+enum AuditCommand {
     /// List kill records, newest first.
     List {
         #[command(flatten)]
