@@ -209,3 +209,112 @@ async fn chain_verifier_detects_edit_insert_and_delete() {
     assert!(problems(&v).contains("chain head names entry 12"), "{v}");
     h.stop().await;
 }
+
+/// A TCP proxy to PostgreSQL that the test can cut: every connection is closed and new ones are
+/// refused while `cut` is set.
+async fn pg_proxy(cut: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            if cut.load(Ordering::SeqCst) {
+                continue;
+            }
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else { return };
+                let pump = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                let watch = async {
+                    while !cut.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                tokio::select! { _ = pump => {}, () = watch => {} }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_refuses_the_kill() {
+    use std::sync::atomic::Ordering;
+    let name = format!("docplane_kill_{}_{:08x}", std::process::id(), rand_suffix());
+    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = pg_proxy(cut.clone()).await;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/{name}");
+    let h = Harness::start_with_store(driver_config(Duration::from_secs(2)), Some(&url)).await;
+    let client = app_client(h.node_addr, 4);
+    let sleeper = spawn_sleep(&client, 60_000);
+    let sleep = h.wait_session(is_sleep).await;
+    let id = sleep["id"].as_str().unwrap().to_owned();
+
+    cut.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [id]})).await;
+    // Either the record cannot be committed (DBS.900503) or the node lookup already fails
+    // (DBS.280005): a 5xx-class vendor code, and in both cases nothing is killed.
+    assert!(status >= 500, "{status} {body}");
+    assert!(["DBS.900503", "DBS.280005"].contains(&code(&body)), "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sleeper.is_finished(), "the operation was killed although the store was down");
+    cut.store(false, Ordering::SeqCst);
+
+    // A store that answers reads but refuses writes (read-only sessions): the record cannot be
+    // committed, so the kill is refused with DBS.900503 and nothing is killed.
+    sqlx::query(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [id.clone()]})).await;
+        assert!(status >= 500, "{status} {body}");
+        if code(&body) == "DBS.900503" {
+            break;
+        }
+        // Connections the termination broke fail once as DBS.280005 before the pool reconnects.
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!sleeper.is_finished(), "the operation was killed although its record was not committed");
+    sqlx::query(&format!("ALTER DATABASE {name} SET default_transaction_read_only = off"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    // Store back: the operation is still there, the kill works and is recorded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [id.clone()]})).await;
+        if status == 200 {
+            break;
+        }
+        assert!(status >= 500 && Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(error_code(&sleeper.await.unwrap().unwrap_err()), Some(11601));
+    let (_, records) = h.get("/kill-records?outcome=killed").await;
+    assert_eq!(records["total_count"], 1, "{records}");
+    let (_, records) = h.get("/kill-records").await;
+    assert_eq!(records["total_count"], 1, "no record of the refused attempts was committed: {records}");
+    h.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+}
+
+fn rand_suffix() -> u32 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    t.subsec_nanos() ^ std::process::id()
+}

@@ -57,10 +57,17 @@ impl Harness {
     }
 
     pub async fn start_with(driver_config: DriverConfig) -> Harness {
+        Self::start_with_store(driver_config, None).await
+    }
+
+    /// Like [`Harness::start_with`], on the store at `location` (default: an SQLite file
+    /// `meta.db` in the harness's directory).
+    pub async fn start_with_store(driver_config: DriverConfig, location: Option<&str>) -> Harness {
         let node = start_node().await;
         let node_addr = node.local_addr();
         let dir = tempfile::tempdir().unwrap();
-        let store = docplane_store::open(dir.path().join("meta.db").to_str().unwrap()).await.unwrap();
+        let default = dir.path().join("meta.db");
+        let store = docplane_store::open(location.unwrap_or(default.to_str().unwrap())).await.unwrap();
         let key = MasterKey::generate();
         let boot = bootstrap(
             store.clone(),
