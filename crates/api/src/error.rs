@@ -145,6 +145,18 @@ pub enum ApiError {
     /// The metadata store cannot be reached (e.g. PostgreSQL is down); the detail is logged.
     #[error("The service is temporarily unavailable; try again later.")]
     StoreUnavailable(String),
+
+    // ---- kill records (issue 9): keep this block together
+    /// `DBS.301077`: killOp was accepted but these operations were still running at the verify
+    /// deadline (they stay marked `killPending` on the node).
+    #[error("Kill session failed: still running at the verification deadline: {}", .0.join(", "))]
+    KillStillRunning(Vec<String>),
+    /// `DBS.301077`: killOp was accepted but the node could not be read afterwards.
+    #[error("Kill session failed: the node could not be read to verify: {}", .0.join(", "))]
+    KillUnverified(Vec<String>),
+    /// `DBS.900503`: the kill's record could not be committed, so nothing was killed.
+    #[error("The kill could not be recorded; nothing was killed. Retry later.")]
+    KillNotRecorded(String),
 }
 
 impl ApiError {
@@ -191,6 +203,9 @@ impl ApiError {
             UnsignedPayload => ("DBS.900022", StatusCode::UNAUTHORIZED),
             BodyTimeout => ("DBS.900408", StatusCode::REQUEST_TIMEOUT),
             StoreUnavailable(_) => ("DBS.900503", StatusCode::SERVICE_UNAVAILABLE),
+            // ---- kill records (issue 9)
+            KillStillRunning(_) | KillUnverified(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
+            KillNotRecorded(_) => ("DBS.900503", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 
@@ -201,7 +216,8 @@ impl ApiError {
             ApiError::Internal(_)
             | ApiError::QuerySessionFailed(_)
             | ApiError::KillSessionFailed(_)
-            | ApiError::StoreUnavailable(_) => self.to_string(),
+            | ApiError::StoreUnavailable(_)
+            | ApiError::KillNotRecorded(_) => self.to_string(),
             other => other.to_string(),
         }
     }
@@ -218,6 +234,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(d) => tracing::error!(detail = %d, "internal error"),
             ApiError::StoreUnavailable(d) => tracing::warn!(detail = %d, "metadata store unavailable"),
+            ApiError::KillNotRecorded(d) => {
+                tracing::error!(detail = %d, "kill refused: record not committed")
+            }
             ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
                 tracing::warn!(detail = %d, error = %self, "session operation failed")
             }

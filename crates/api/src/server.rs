@@ -51,6 +51,9 @@ pub struct ApiConfig {
     pub limits: HttpLimits,
     /// The password worker pool and the failed-login throttle (`POST /v3/auth/tokens`).
     pub login: LoginLimits,
+    /// Kill records: retention and the period of the sweeper that resolves records a crash
+    /// left without outcome.
+    pub kill_records: crate::dds::kill_records::SweepConfig,
 }
 
 impl ApiConfig {
@@ -68,6 +71,10 @@ impl ApiConfig {
             extra_routes: Vec::new(),
             limits: HttpLimits::default(),
             login: LoginLimits::default(),
+            kill_records: crate::dds::kill_records::SweepConfig {
+                every: crate::dds::kill_records::DEFAULT_KILL_RECORD_SWEEP,
+                retention: crate::dds::kill_records::DEFAULT_KILL_RECORD_RETENTION,
+            },
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct ServerHandle {
     sync: tokio::task::JoinHandle<()>,
     health: Option<docplane_driver::HealthLoop>,
     state: AppState,
+    /// Resolves kill records left pending by a crash; prunes past retention.
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -158,6 +167,7 @@ impl ServerHandle {
     pub async fn wait(self) -> Result<(), ServeError> {
         let res = self.task.await;
         self.sync.abort();
+        self.sweeper.abort();
         if let Some(health) = self.health {
             health.stop().await;
         }
@@ -244,7 +254,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     };
     tracing::info!(%addr, "docplane API listening");
     let health = config.health_interval.map(|every| crate::dds::health::spawn_health_loop(&state, every));
-    Ok(ServerHandle { addr, handle, task, sync, health, state })
+    let sweeper = crate::dds::kill_records::spawn_kill_record_sweeper(&state, config.kill_records);
+    Ok(ServerHandle { addr, handle, task, sync, health, state, sweeper })
 }
 
 /// First-start provisioning: account, project, admin user with a generated password, admin AK/SK.

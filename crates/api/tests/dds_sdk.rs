@@ -33,6 +33,7 @@ async fn vendor_sdk_lists_and_kills_sessions() {
     assert!(out.status.success() && stdout.contains("OK"), "stdout:\n{stdout}\nstderr:\n{stderr}");
     // The SDK's kill (and its refused attempt) are audited under the access key's user.
     let audit = wait_audit(&h, "killed").await;
-    assert!(audit.iter().any(|a| a.outcome == "refused"), "{audit:?}");
+    assert!(audit.iter().any(|a| a["outcome"] == "refused"), "{audit:?}");
+    assert!(audit.iter().all(|a| a["access_key"] == h.access_key.as_str()), "{audit:?}");
     h.stop().await;
 }

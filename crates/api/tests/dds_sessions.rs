@@ -108,14 +108,21 @@ async fn list_filter_page_and_kill() {
     let e = tokio::time::timeout(Duration::from_secs(5), scanner).await.unwrap().unwrap().unwrap_err();
     assert_eq!(error_code(&e), Some(11601), "{e:?}");
 
-    // The kill is audited with its per-id outcome.
+    // The kill is recorded with a snapshot of each target and its per-id outcome.
     let audit = wait_audit(&h, "killed").await;
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].outcome, "killed");
-    assert_eq!(audit[0].node_id, h.node_id);
-    assert_eq!(audit[0].instance_id, h.instance_id);
-    let detail: Value = serde_json::from_str(&audit[0].detail).unwrap();
-    assert_eq!(detail.as_array().unwrap().len(), 2);
+    assert_eq!(audit[0]["outcome"], "killed");
+    assert_eq!(audit[0]["node_id"], h.node_id.as_str());
+    assert_eq!(audit[0]["instance_id"], h.instance_id.as_str());
+    assert!(audit[0]["source"].as_str().unwrap().starts_with("127.0.0.1:"), "{}", audit[0]);
+    assert_eq!(audit[0]["detail"]["outcomes"].as_array().unwrap().len(), 2);
+    let targets = audit[0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    let sleep_target = targets.iter().find(|t| t["id"] == sleep["id"]).unwrap();
+    assert_eq!(sleep_target["op_type"], "command");
+    assert_eq!(sleep_target["user"], NODE_USER);
+    assert!(sleep_target["command"].as_str().unwrap().contains("\"sleep\""), "{sleep_target}");
+    assert!(targets.iter().any(|t| t["plan_summary"].as_str().unwrap().contains("COLLSCAN")));
     h.stop().await;
 }
 
@@ -271,9 +278,10 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     let again = h.wait_session(is_sleep).await;
     assert_eq!(again["id"], sleep["id"]);
     // Every attempt that reached the handler is audited as refused.
-    let audit = store.list_kill_audit(&h.project_id, None, 100).await.unwrap();
+    let audit = wait_audit(&h, "refused").await;
     assert!(audit.len() >= 12, "{}", audit.len());
-    assert!(audit.iter().all(|a| a.outcome == "refused"));
+    assert!(audit.iter().all(|a| a["outcome"] == "refused"), "{audit:?}");
+    assert!(audit.iter().all(|a| a["detail"]["error_code"].as_str().unwrap().starts_with("DBS.")));
 
     let (status, _) = h.post(&kill, &json!({"sessions": [sleep_id]})).await;
     assert_eq!(status, 200);

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::client::output::{Output, table};
 use crate::client::profiles::{self, Credentials, Profile, ProfileFile};
 use crate::client::{ApiClient, decode};
-use crate::{ClientCommon, Command, InstancesCommand, LoginArgs, SessionsCommand};
+use crate::{AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, SessionsCommand};
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
@@ -62,7 +62,79 @@ pub async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::List { common, from, to, node, principal, outcome, limit, offset }) => {
+            let client = client_for(&common)?;
+            let mut query = Vec::new();
+            push(&mut query, "from", from);
+            push(&mut query, "to", to);
+            push(&mut query, "node_id", node);
+            push(&mut query, "principal", principal);
+            push(&mut query, "outcome", outcome);
+            push(&mut query, "offset", offset);
+            push(&mut query, "limit", limit);
+            let path = format!("/v3/{}/kill-records", client.project_id());
+            let body = client.call(Method::GET, &path, &query, None).await?;
+            print_kill_records(&body, common.output)
+        }
+        Command::Audit(AuditCommand::Verify { common }) => {
+            let client = client_for(&common)?;
+            let path = format!("/v3/{}/kill-records/verify", client.project_id());
+            let body = client.call(Method::GET, &path, &[], None).await?;
+            if common.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                for p in body["problems"].as_array().into_iter().flatten() {
+                    println!("seq {}: {}", p["seq"], p["problem"].as_str().unwrap_or(""));
+                }
+                println!(
+                    "{} entries checked (head {}, pruned through {}): {}",
+                    body["entries"],
+                    body["head_seq"],
+                    body["base_seq"],
+                    if body["ok"] == true { "chain intact" } else { "CHAIN BROKEN" }
+                );
+            }
+            anyhow::ensure!(body["ok"] == true, "the kill-record chain does not verify");
+            Ok(())
+        }
     }
+}
+
+fn print_kill_records(body: &Value, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        return Ok(());
+    }
+    let rows: Vec<Value> = body["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut r| {
+            let at = r["at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis);
+            r["time"] = Value::String(at.map(|t| t.to_rfc3339()).unwrap_or_default());
+            r["ids"] = Value::String(
+                r["session_ids"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+            );
+            r
+        })
+        .collect();
+    let cols = [
+        ("TIME", "time"),
+        ("ID", "id"),
+        ("PRINCIPAL", "principal"),
+        ("SOURCE", "source"),
+        ("NODE", "node_id"),
+        ("SESSIONS", "ids"),
+        ("OUTCOME", "outcome"),
+        ("REQUEST", "request_id"),
+    ];
+    print!("{}", table(&cols, &rows, 40));
+    println!("{} of {} record(s)", rows.len(), body["total_count"]);
+    Ok(())
 }
 
 fn push(query: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<impl ToString>) {

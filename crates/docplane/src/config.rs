@@ -35,6 +35,9 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// password_queue = 16
 /// password_queue_wait_ms = 1000
 /// login_free_failures = 5
+/// kill_verify_deadline_ms = 2000
+/// kill_record_retention_days = 90
+/// kill_record_sweep_secs = 10
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -74,6 +77,9 @@ pub struct ApiSection {
     pub login_user_max_delay_ms: Option<u64>,
     pub login_forget_secs: Option<u64>,
     pub login_throttle_entries: Option<usize>,
+    pub kill_verify_deadline_ms: Option<u64>,
+    pub kill_record_retention_days: Option<u64>,
+    pub kill_record_sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,6 +40,43 @@ enum Command {
     /// Sessions (operations) of an instance node.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Kill records of the profile's project (who killed what, when, with what outcome).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List kill records, newest first.
+    List {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// Records at or after this time (unix milliseconds).
+        #[arg(long, value_name = "UNIX_MS")]
+        from: Option<i64>,
+        /// Records before this time (unix milliseconds).
+        #[arg(long, value_name = "UNIX_MS")]
+        to: Option<i64>,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// A user name, `rule:<id>` or an access key.
+        #[arg(long)]
+        principal: Option<String>,
+        /// killed, still_running, failed, unknown, refused or pending.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        offset: Option<u32>,
+    },
+    /// Recompute the project's kill-record hash chain; fails if any record was edited, inserted
+    /// or deleted.
+    Verify {
+        #[command(flatten)]
+        common: ClientCommon,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +113,17 @@ struct DriverArgs {
     /// Seconds between health probes of registered nodes; 0 disables them [default: 10].
     #[arg(long, env = "DOCPLANE_HEALTH_INTERVAL_SECS", value_name = "SECS")]
     health_interval_secs: Option<u64>,
+    /// How long a kill waits for the killed operations to leave the node before answering
+    /// DBS.301077, in milliseconds [default: 2000].
+    #[arg(long, env = "DOCPLANE_KILL_VERIFY_DEADLINE_MS", value_name = "MS")]
+    kill_verify_deadline_ms: Option<u64>,
+    /// Days kill records are kept [default: 90].
+    #[arg(long, env = "DOCPLANE_KILL_RECORD_RETENTION_DAYS", value_name = "DAYS")]
+    kill_record_retention_days: Option<u64>,
+    /// Seconds between sweeps that resolve kill records a crash left without outcome and prune
+    /// old ones [default: 10].
+    #[arg(long, env = "DOCPLANE_KILL_RECORD_SWEEP_SECS", value_name = "SECS")]
+    kill_record_sweep_secs: Option<u64>,
 }
 
 /// HTTP connection limits of the API (`up` and `serve`).

@@ -161,6 +161,18 @@ async fn api_config(
     if let Some(ms) = driver.node_operation_timeout_ms.or(file.api.node_operation_timeout_ms) {
         cfg.driver.operation_timeout = Duration::from_millis(ms);
     }
+    if let Some(ms) = driver.kill_verify_deadline_ms.or(file.api.kill_verify_deadline_ms) {
+        anyhow::ensure!(ms > 0, "kill_verify_deadline_ms must be > 0");
+        cfg.driver.kill_verify_timeout = Duration::from_millis(ms);
+    }
+    if let Some(days) = driver.kill_record_retention_days.or(file.api.kill_record_retention_days) {
+        anyhow::ensure!(days > 0, "kill_record_retention_days must be > 0");
+        cfg.kill_records.retention = Duration::from_secs(days.saturating_mul(24 * 3600));
+    }
+    if let Some(secs) = driver.kill_record_sweep_secs.or(file.api.kill_record_sweep_secs) {
+        anyhow::ensure!(secs > 0, "kill_record_sweep_secs must be > 0");
+        cfg.kill_records.every = Duration::from_secs(secs);
+    }
     if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }

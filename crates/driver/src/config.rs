@@ -28,7 +28,7 @@ pub struct DriverConfig {
     pub heartbeat_frequency: Duration,
     /// How long a kill waits for the killed operations to disappear from `currentOp`.
     pub kill_verify_timeout: Duration,
-    /// Pause between two verification polls.
+    /// Longest pause between two verification polls (the pause doubles from 1 ms up to this).
     pub kill_verify_interval: Duration,
     /// Test and diagnostic switch: reach every node through docplane's own legacy client (the
     /// path taken automatically for nodes below wire version 9, MongoDB < 4.4) instead of the

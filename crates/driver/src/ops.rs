@@ -179,6 +179,64 @@ pub fn operation_text(entry: &Document) -> String {
     }
 }
 
+/// Fields whose value is a secret in any command (as the embedded node's `redact.rs` and mongod
+/// treat them), replaced by `"xxx"` at any depth in a kill snapshot.
+const SNAPSHOT_SECRET_FIELDS: &[&str] = &["pwd", "payload", "password", "secretKey"];
+
+fn redact_deep(doc: &Document) -> Document {
+    doc.iter()
+        .map(|(k, v)| {
+            let v = if SNAPSHOT_SECRET_FIELDS.contains(&k.as_str()) {
+                Bson::String("xxx".into())
+            } else {
+                match v {
+                    Bson::Document(d) => Bson::Document(redact_deep(d)),
+                    Bson::Array(a) => Bson::Array(
+                        a.iter()
+                            .map(|x| match x {
+                                Bson::Document(d) => Bson::Document(redact_deep(d)),
+                                other => other.clone(),
+                            })
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                }
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The snapshot of one current-op entry that a kill record keeps: the command redacted (secret
+/// fields at any depth) and cut at [`crate::sessions::MAX_SNAPSHOT_COMMAND`] bytes.
+pub fn kill_target(id: &str, entry: &Document, r: &SessionRecord) -> crate::sessions::KillTarget {
+    let command = match entry.get("command").or_else(|| entry.get("query")) {
+        Some(Bson::Document(cmd)) => Bson::Document(redact_deep(cmd)).into_relaxed_extjson().to_string(),
+        _ => "{}".to_owned(),
+    };
+    let max = crate::sessions::MAX_SNAPSHOT_COMMAND;
+    let command = if command.len() > max {
+        let mut cut = max;
+        while !command.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &command[..cut])
+    } else {
+        command
+    };
+    crate::sessions::KillTarget {
+        id: id.to_owned(),
+        op_type: r.op_type.clone(),
+        namespace: r.namespace.clone(),
+        client: r.client.clone(),
+        user: r.user.clone(),
+        app_name: entry_app_name(entry).map(str::to_owned),
+        running_us: r.cost_time_us,
+        plan_summary: r.plan_summary.clone(),
+        command,
+    }
+}
+
 /// Prefix of every [`OwnOpTag`] comment.
 pub const OWN_TAG_PREFIX: &str = "docplane:";
 

@@ -314,8 +314,11 @@ pub fn check_killable(ids: &[SessionId], current: &[SessionRecord]) -> Result<()
 pub enum KillStatus {
     /// killOp accepted and the operation is gone from `currentOp`.
     Killed,
-    /// killOp accepted but the operation was still listed when verification gave up.
+    /// killOp accepted but the operation was still listed at the verification deadline (it
+    /// stays marked `killPending` on the node).
     StillRunning,
+    /// killOp accepted but the node could not be read afterwards: nothing is known.
+    Unknown,
     /// killOp itself failed.
     Failed {
         /// Error code (0 for non-server failures).
@@ -378,17 +381,88 @@ pub async fn list(driver: &Driver, target: &NodeTarget, query: &SessionQuery) ->
     Ok(SessionPage { total, sessions })
 }
 
-/// Validates, checks and issues the kill without verifying: returns the parsed ids with the
-/// killOp result of each. Refuses (killing nothing) on malformed, unknown or inactive ids.
-pub async fn issue_kill(
+/// What one operation was when a kill was asked for: the snapshot a kill record keeps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KillTarget {
+    /// The canonical id.
+    pub id: String,
+    /// `op`.
+    pub op_type: String,
+    /// `ns`.
+    pub namespace: String,
+    /// `client` (`client_s` on mongos).
+    pub client: String,
+    /// `effectiveUsers[0].user`.
+    pub user: Option<String>,
+    /// The client's `appName`.
+    pub app_name: Option<String>,
+    /// `microsecs_running` when it was read.
+    pub running_us: u64,
+    /// `planSummary`.
+    pub plan_summary: String,
+    /// The command as relaxed extended JSON, secrets replaced by `"xxx"`, cut at
+    /// [`MAX_SNAPSHOT_COMMAND`] bytes.
+    pub command: String,
+}
+
+/// Longest command text a [`KillTarget`] keeps.
+pub const MAX_SNAPSHOT_COMMAND: usize = 4096;
+
+/// A kill that passed validation and the all-or-nothing check: the ids to kill, with the
+/// snapshot of each, and nothing sent to the node yet.
+#[derive(Debug, Clone)]
+pub struct PreparedKill {
+    /// Distinct ids, in request order.
+    pub ids: Vec<SessionId>,
+    /// One snapshot per id, same order.
+    pub targets: Vec<KillTarget>,
+}
+
+/// Validates and checks a kill without killing anything: parses the ids, reads the node's
+/// current operations for them, refuses unknown or inactive ones, and snapshots the rest.
+pub async fn prepare_kill(driver: &Driver, target: &NodeTarget, raw_ids: &[String]) -> Result<PreparedKill> {
+    let ids = parse_session_ids(raw_ids, target.kind)?;
+    let entries = if ids.iter().any(|id| matches!(id, SessionId::Idle(_))) {
+        // Idle entries have no opid to filter on; they are refused below anyway.
+        driver.current_op_entries(target, None).await?
+    } else {
+        driver.current_op_entries(target, Some(crate::ops::opid_predicate(&ids))).await?
+    };
+    let current: Vec<SessionRecord> = entries.iter().filter_map(SessionRecord::summary).collect();
+    check_killable(&ids, &current)?;
+    let targets = ids
+        .iter()
+        .map(|id| {
+            let text = id.to_string();
+            let entry = entries.iter().zip(&current).find(|(_, r)| r.id == text);
+            match entry {
+                Some((e, r)) => crate::ops::kill_target(&text, e, r),
+                // Unreachable after check_killable; an empty snapshot rather than a panic.
+                None => KillTarget {
+                    id: text,
+                    op_type: String::new(),
+                    namespace: String::new(),
+                    client: String::new(),
+                    user: None,
+                    app_name: None,
+                    running_us: 0,
+                    plan_summary: String::new(),
+                    command: "{}".into(),
+                },
+            }
+        })
+        .collect();
+    Ok(PreparedKill { ids, targets })
+}
+
+/// Sends killOp for every prepared id; returns each id with its killOp result. A node that
+/// vanished (every killOp failed on connectivity) is reported as unreachable.
+pub async fn send_kills(
     driver: &Driver,
     target: &NodeTarget,
-    raw_ids: &[String],
+    ids: &[SessionId],
 ) -> Result<Vec<(SessionId, Result<()>)>> {
-    let ids = parse_session_ids(raw_ids, target.kind)?;
-    let current = driver.ops_matching(target, &ids).await?;
-    check_killable(&ids, &current)?;
-    let results: Vec<(SessionId, Result<()>)> = futures::stream::iter(ids)
+    let results: Vec<(SessionId, Result<()>)> = futures::stream::iter(ids.iter().cloned())
         .map(|id| async move {
             let r = driver.kill_op(target, &id).await;
             (id, r)
@@ -396,7 +470,6 @@ pub async fn issue_kill(
         .buffered(KILL_CONCURRENCY)
         .collect()
         .await;
-    // A node that vanished mid-request is reported as unreachable, not as per-id failures.
     if let Some(err) = results.iter().find_map(|(_, r)| r.as_ref().err().filter(|e| e.is_connectivity()))
         && results.iter().all(|(_, r)| r.is_err())
     {
@@ -405,27 +478,43 @@ pub async fn issue_kill(
     Ok(results)
 }
 
-/// Polls `currentOp` (first after one `kill_verify_interval`, then every interval) until none of
-/// `ids` is listed or the verify timeout passes; returns the ids still listed at the end.
+/// Validates, checks and issues the kill without verifying: returns the parsed ids with the
+/// killOp result of each. Refuses (killing nothing) on malformed, unknown or inactive ids.
+pub async fn issue_kill(
+    driver: &Driver,
+    target: &NodeTarget,
+    raw_ids: &[String],
+) -> Result<Vec<(SessionId, Result<()>)>> {
+    let prepared = prepare_kill(driver, target, raw_ids).await?;
+    send_kills(driver, target, &prepared.ids).await
+}
+
+/// Polls `currentOp` for just `ids` until none is listed or the verify deadline
+/// ([`crate::DriverConfig::kill_verify_timeout`]) passes; returns the ids still listed at the end.
+///
+/// The first poll is immediate (a prompt operation is often gone already); after that the pause
+/// doubles from 1 ms up to [`crate::DriverConfig::kill_verify_interval`], so an operation that ends
+/// is seen at most one round trip plus a short pause later. The last poll is at the deadline.
 pub async fn verify_gone(driver: &Driver, target: &NodeTarget, ids: &[SessionId]) -> Result<Vec<String>> {
     let config = driver.config();
     let deadline = Instant::now() + config.kill_verify_timeout;
     let mut pending: Vec<SessionId> = ids.to_vec();
-    if pending.is_empty() {
-        return Ok(Vec::new());
-    }
+    let mut pause = std::time::Duration::from_millis(1);
     loop {
-        // Let the killed operations reach their interrupt point (and the node answer their
-        // clients) before reading currentOp, which is expensive on a busy node.
-        tokio::time::sleep(config.kill_verify_interval).await;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
         let listed = driver.ops_matching(target, &pending).await?;
         pending.retain(|id| {
             let text = id.to_string();
             listed.iter().any(|r| r.id == text)
         });
-        if pending.is_empty() || Instant::now() >= deadline {
+        let now = Instant::now();
+        if pending.is_empty() || now >= deadline {
             return Ok(pending.iter().map(ToString::to_string).collect());
         }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(config.kill_verify_interval.max(std::time::Duration::from_millis(1)));
     }
 }
 
@@ -437,11 +526,12 @@ pub async fn verify_report(
 ) -> KillReport {
     let accepted: Vec<SessionId> =
         issued.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| id.clone()).collect();
+    // `None`: the node could not be read after killOp, so nothing is known about any id.
     let still = match verify_gone(driver, target, &accepted).await {
-        Ok(still) => still,
+        Ok(still) => Some(still),
         Err(e) => {
-            tracing::warn!(node = %target.id, error = %e, "kill verification failed");
-            accepted.iter().map(ToString::to_string).collect()
+            tracing::warn!(node = %target.id, error = %e, "kill verification could not read the node");
+            None
         }
     };
     let outcomes = issued
@@ -456,8 +546,11 @@ pub async fn verify_report(
                     };
                     KillStatus::Failed { code, message }
                 }
-                Ok(()) if still.contains(&id) => KillStatus::StillRunning,
-                Ok(()) => KillStatus::Killed,
+                Ok(()) => match &still {
+                    None => KillStatus::Unknown,
+                    Some(still) if still.contains(&id) => KillStatus::StillRunning,
+                    Some(_) => KillStatus::Killed,
+                },
             };
             KillOutcome { id, status }
         })

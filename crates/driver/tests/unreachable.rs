@@ -71,3 +71,19 @@ async fn silent_node_times_out() {
     assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
     holder.abort();
 }
+
+/// A node that cannot be read after its killOp was accepted gives `Unknown` for every accepted
+/// id (nothing is known), never `StillRunning`; a failed killOp stays `Failed`.
+#[tokio::test]
+async fn verification_without_the_node_is_unknown() {
+    use docplane_driver::{KillStatus, SessionId};
+    let driver = Driver::new(fast_config());
+    let t = dead_target();
+    let issued = vec![
+        (SessionId::Local(5), Ok(())),
+        (SessionId::Local(6), Err(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })),
+    ];
+    let report = sessions::verify_report(&driver, &t, issued).await;
+    assert_eq!(report.outcomes[0].status, KillStatus::Unknown, "{report:?}");
+    assert!(matches!(report.outcomes[1].status, KillStatus::Failed { code: 13, .. }), "{report:?}");
+}

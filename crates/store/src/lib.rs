@@ -180,15 +180,30 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()>;
     async fn delete_node(&self, id: &str) -> Result<()>;
 
-    // ---- audit
-    async fn insert_kill_audit(&self, a: &KillAudit) -> Result<()>;
-    /// Newest first.
-    async fn list_kill_audit(
+    // ---- kill records (audit): an append-only hash chain per project
+    /// Appends one entry to its project's chain: assigns the next seq, links it to the previous
+    /// entry's hash and updates the chain head, in one transaction serialized per project
+    /// (PostgreSQL: the head row is locked `FOR UPDATE`; SQLite: the first statement is a write,
+    /// so the transaction holds the single writer lock). An outcome for a record that already
+    /// has one is [`StoreError::Conflict`] (and nothing is appended).
+    async fn append_kill_entry(&self, e: &NewKillEntry) -> Result<KillLogEntry>;
+    /// One page of kill records (newest intent first) plus the total count matching.
+    async fn list_kill_records(&self, f: &KillRecordFilter) -> Result<(Vec<KillRecord>, i64)>;
+    /// A project's chain entries with `seq > after_seq`, in seq order, at most `limit`.
+    async fn kill_log_entries(
         &self,
         project_id: &str,
-        instance_id: Option<&str>,
+        after_seq: i64,
         limit: i64,
-    ) -> Result<Vec<KillAudit>>;
+    ) -> Result<Vec<KillLogEntry>>;
+    /// A project's chain head (`None` before its first kill entry).
+    async fn kill_chain_head(&self, project_id: &str) -> Result<Option<KillChainHead>>;
+    /// Intents (of every project) without an outcome and older than `before` (unix ms), oldest
+    /// first, at most `limit`.
+    async fn pending_kill_intents(&self, before: i64, limit: i64) -> Result<Vec<KillLogEntry>>;
+    /// Retention: deletes, per project, the oldest entries up to the newest one older than
+    /// `before` (unix ms), moving the head's base to it; returns how many entries were deleted.
+    async fn prune_kill_log(&self, before: i64) -> Result<u64>;
 }
 
 /// Opens (creating if needed) the store at `location` and applies pending migrations.

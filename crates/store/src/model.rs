@@ -213,21 +213,215 @@ pub struct NodeUpdate {
     pub address: Option<String>,
 }
 
-/// One audited kill request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct KillAudit {
-    pub id: String,
-    pub at: i64,
+// ---- kill records (audit): an append-only, per-project hash chain
+
+/// The `prev_hash` of a project's first kill-log entry.
+pub const KILL_CHAIN_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Kinds of kill-log entries.
+pub mod kill_entry_kind {
+    /// The immutable part of a kill, committed before any killOp is sent.
+    pub const INTENT: &str = "intent";
+    /// The outcome of a kill, appended once it is known (at most one per record).
+    pub const OUTCOME: &str = "outcome";
+}
+
+/// A kill-log entry as the caller gives it; the store assigns `seq`, `prev_hash` and `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKillEntry {
     pub project_id: String,
-    pub instance_id: String,
+    /// The kill record this entry belongs to (an intent and its outcome share it).
+    pub record_id: String,
+    /// [`kill_entry_kind::INTENT`] or [`kill_entry_kind::OUTCOME`].
+    pub kind: String,
+    pub at: i64,
     pub node_id: String,
-    pub principal_id: String,
-    pub principal_name: String,
-    pub request_id: String,
-    /// JSON array of the session ids asked for.
-    pub session_ids: String,
+    /// The acting user's name, or `rule:<id>` for an automatic kill.
+    pub principal: String,
+    /// The access key the request was signed with (empty for tokens and rules).
+    pub access_key: String,
+    /// The outcome (`killed`, `still_running`, `failed`, `unknown`, `refused`); empty on intents.
     pub outcome: String,
-    pub detail: String,
+    /// The rest of the entry as JSON text, hashed byte for byte.
+    pub body: String,
+}
+
+/// One committed kill-log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct KillLogEntry {
+    pub project_id: String,
+    /// 1, 2, 3... per project, in append order.
+    pub seq: i64,
+    pub record_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub node_id: String,
+    pub principal: String,
+    pub access_key: String,
+    pub outcome: String,
+    pub body: String,
+    /// The hash of the entry `seq - 1` of the project ([`KILL_CHAIN_GENESIS`] for the first).
+    pub prev_hash: String,
+    /// [`KillLogEntry::compute_hash`] at append time, lowercase hex.
+    pub hash: String,
+}
+
+fn put_field(h: &mut sha2::Sha256, bytes: &[u8]) {
+    use sha2::Digest;
+    // Length-prefixed, so no two different field lists encode to the same bytes.
+    h.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+    h.update(bytes);
+}
+
+impl KillLogEntry {
+    /// SHA-256 over the canonical encoding of the entry: a version tag, then every field but
+    /// `hash` (project, seq, record, kind, at, node, principal, access key, outcome, body,
+    /// previous hash), each as an 8-byte big-endian length followed by its UTF-8 bytes (numbers
+    /// in decimal).
+    pub fn compute_hash(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        put_field(&mut h, b"docplane-kill-log-v1");
+        for field in [
+            self.project_id.as_bytes(),
+            self.seq.to_string().as_bytes(),
+            self.record_id.as_bytes(),
+            self.kind.as_bytes(),
+            self.at.to_string().as_bytes(),
+            self.node_id.as_bytes(),
+            self.principal.as_bytes(),
+            self.access_key.as_bytes(),
+            self.outcome.as_bytes(),
+            self.body.as_bytes(),
+            self.prev_hash.as_bytes(),
+        ] {
+            put_field(&mut h, field);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The entry `e` would be once appended after `seq - 1` whose hash is `prev_hash`.
+    pub fn chained(e: &NewKillEntry, seq: i64, prev_hash: &str) -> Self {
+        let mut entry = KillLogEntry {
+            project_id: e.project_id.clone(),
+            seq,
+            record_id: e.record_id.clone(),
+            kind: e.kind.clone(),
+            at: e.at,
+            node_id: e.node_id.clone(),
+            principal: e.principal.clone(),
+            access_key: e.access_key.clone(),
+            outcome: e.outcome.clone(),
+            body: e.body.clone(),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+}
+
+/// The head of a project's kill chain: the last entry appended, and the anchor below which
+/// entries were pruned by retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct KillChainHead {
+    pub project_id: String,
+    /// The seq of the last appended entry.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+    /// Entries with `seq <= base_seq` were pruned (0: none).
+    pub base_seq: i64,
+    /// The hash of the entry `base_seq` ([`KILL_CHAIN_GENESIS`] when nothing was pruned).
+    pub base_hash: String,
+}
+
+/// One kill record: its intent and, once known, its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillRecord {
+    pub intent: KillLogEntry,
+    pub outcome: Option<KillLogEntry>,
+}
+
+/// The outcome filter value that selects records without an outcome yet.
+pub const KILL_OUTCOME_PENDING: &str = "pending";
+
+/// Filters of [`crate::MetaStore::list_kill_records`] (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KillRecordFilter {
+    pub project_id: String,
+    /// Intents at or after this time (unix ms).
+    pub from: Option<i64>,
+    /// Intents before this time (unix ms).
+    pub to: Option<i64>,
+    pub node_id: Option<String>,
+    /// A user name, `rule:<id>`, or an access key.
+    pub principal: Option<String>,
+    /// An outcome, or [`KILL_OUTCOME_PENDING`].
+    pub outcome: Option<String>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// A problem the chain verifier found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainProblem {
+    /// The seq at which the chain breaks.
+    pub seq: i64,
+    /// What is wrong, as a sentence.
+    pub problem: String,
+}
+
+/// Recomputes a project's chain (pure): `entries` in seq order, as read from the store, and the
+/// head row. Reports every entry whose hash does not match its content (edited), whose
+/// `prev_hash` is not the previous entry's hash (inserted, reordered), every gap in seq (deleted)
+/// and a head that does not match the last entry (appended outside the store, or the newest
+/// entries deleted).
+pub fn verify_kill_chain(head: Option<&KillChainHead>, entries: &[KillLogEntry]) -> Vec<ChainProblem> {
+    let mut problems = Vec::new();
+    let (mut expect_seq, mut prev_hash) = match head {
+        Some(h) => (h.base_seq + 1, h.base_hash.clone()),
+        None => (1, KILL_CHAIN_GENESIS.to_owned()),
+    };
+    for e in entries {
+        if e.seq != expect_seq {
+            let problem = if e.seq > expect_seq {
+                format!("entries {expect_seq}..{} are missing (deleted)", e.seq - 1)
+            } else {
+                format!("entry {} appears again or out of order (inserted)", e.seq)
+            };
+            problems.push(ChainProblem { seq: e.seq, problem });
+        }
+        if e.prev_hash != prev_hash {
+            problems.push(ChainProblem {
+                seq: e.seq,
+                problem: format!("entry {} does not link to the entry before it", e.seq),
+            });
+        }
+        if e.compute_hash() != e.hash {
+            problems.push(ChainProblem {
+                seq: e.seq,
+                problem: format!("entry {} does not match its hash (edited)", e.seq),
+            });
+        }
+        expect_seq = e.seq + 1;
+        prev_hash = e.hash.clone();
+    }
+    match head {
+        None if !entries.is_empty() => {
+            problems.push(ChainProblem { seq: 0, problem: "entries exist but the chain head is missing".into() })
+        }
+        Some(h) if h.seq != expect_seq - 1 || h.hash != prev_hash => problems.push(ChainProblem {
+            seq: h.seq,
+            problem: format!(
+                "the chain head names entry {} but the last entry found is {} (entries deleted or appended outside the store)",
+                h.seq,
+                expect_seq - 1
+            ),
+        }),
+        _ => {}
+    }
+    problems
 }
 
 /// The current time in unix milliseconds.

@@ -94,7 +94,15 @@ const INSTANCE_COLS: &str =
 const IGROUP_COLS: &str = "id, instance_id, group_type, name, status";
 const NODE_COLS: &str =
     "id, instance_id, group_id, name, role, status, address, credentials_enc, version, updated_at";
-const AUDIT_COLS: &str = "id, at, project_id, instance_id, node_id, principal_id, principal_name, request_id, session_ids, outcome, detail";
+const KILL_LOG_COLS: &str =
+    "project_id, seq, record_id, kind, at, node_id, principal, access_key, outcome, body, prev_hash, hash";
+/// The filter of kill-record listings ($1 project, $2 from, $3 to, $4 node, $5 principal, $6 outcome).
+const KILL_RECORD_WHERE: &str = "i.project_id = $1 AND i.kind = 'intent' \
+     AND ($2 IS NULL OR i.at >= $2) AND ($3 IS NULL OR i.at < $3) AND ($4 IS NULL OR i.node_id = $4) \
+     AND ($5 IS NULL OR i.principal = $5 OR i.access_key = $5) \
+     AND ($6 IS NULL \
+          OR ($6 = 'pending' AND NOT EXISTS (SELECT 1 FROM kill_log o WHERE o.record_id = i.record_id AND o.kind = 'outcome')) \
+          OR EXISTS (SELECT 1 FROM kill_log o WHERE o.record_id = i.record_id AND o.kind = 'outcome' AND o.outcome = $6))";
 
 fn affected(n: u64) -> Result<()> {
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -693,44 +701,173 @@ macro_rules! impl_meta_store {
                 self.exec_one(sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id)).await
             }
 
-            async fn insert_kill_audit(&self, a: &KillAudit) -> Result<()> {
+            // ---- kill records (audit)
+
+            async fn append_kill_entry(&self, e: &NewKillEntry) -> Result<KillLogEntry> {
+                let mut tx = self.pool.begin().await?;
+                // A write first: on SQLite it takes the writer lock for the whole transaction.
                 sqlx::query(
-                    "INSERT INTO kill_audit (id, at, project_id, instance_id, node_id, principal_id, \
-                     principal_name, request_id, session_ids, outcome, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO kill_chain_heads (project_id, seq, hash, base_seq, base_hash) \
+                     VALUES ($1, 0, $2, 0, $2) ON CONFLICT DO NOTHING",
                 )
-                .bind(&a.id)
-                .bind(a.at)
-                .bind(&a.project_id)
-                .bind(&a.instance_id)
-                .bind(&a.node_id)
-                .bind(&a.principal_id)
-                .bind(&a.principal_name)
-                .bind(&a.request_id)
-                .bind(&a.session_ids)
-                .bind(&a.outcome)
-                .bind(&a.detail)
-                .execute(&self.pool)
+                .bind(&e.project_id)
+                .bind(KILL_CHAIN_GENESIS)
+                .execute(&mut *tx)
                 .await?;
-                Ok(())
+                let lock = if $backend == "postgres" { " FOR UPDATE" } else { "" };
+                let sql = format!("SELECT seq, hash FROM kill_chain_heads WHERE project_id = $1{lock}");
+                let (seq, hash): (i64, String) =
+                    sqlx::query_as(&sql).bind(&e.project_id).fetch_one(&mut *tx).await?;
+                let entry = KillLogEntry::chained(e, seq + 1, &hash);
+                sqlx::query(
+                    "INSERT INTO kill_log (project_id, seq, record_id, kind, at, node_id, principal, \
+                     access_key, outcome, body, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&entry.project_id)
+                .bind(entry.seq)
+                .bind(&entry.record_id)
+                .bind(&entry.kind)
+                .bind(entry.at)
+                .bind(&entry.node_id)
+                .bind(&entry.principal)
+                .bind(&entry.access_key)
+                .bind(&entry.outcome)
+                .bind(&entry.body)
+                .bind(&entry.prev_hash)
+                .bind(&entry.hash)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE kill_chain_heads SET seq = $2, hash = $3 WHERE project_id = $1")
+                    .bind(&entry.project_id)
+                    .bind(entry.seq)
+                    .bind(&entry.hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(entry)
             }
 
-            async fn list_kill_audit(
+            async fn list_kill_records(&self, f: &KillRecordFilter) -> Result<(Vec<KillRecord>, i64)> {
+                let count_sql = format!("SELECT COUNT(*) FROM kill_log i WHERE {KILL_RECORD_WHERE}");
+                let (total,): (i64,) = sqlx::query_as(&count_sql)
+                    .bind(&f.project_id)
+                    .bind(f.from)
+                    .bind(f.to)
+                    .bind(&f.node_id)
+                    .bind(&f.principal)
+                    .bind(&f.outcome)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let cols = KILL_LOG_COLS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ");
+                let page_sql = format!(
+                    "SELECT {cols} FROM kill_log i WHERE {KILL_RECORD_WHERE} ORDER BY i.seq DESC LIMIT $7 OFFSET $8"
+                );
+                let intents: Vec<KillLogEntry> = sqlx::query_as(&page_sql)
+                    .bind(&f.project_id)
+                    .bind(f.from)
+                    .bind(f.to)
+                    .bind(&f.node_id)
+                    .bind(&f.principal)
+                    .bind(&f.outcome)
+                    .bind(f.limit.max(0))
+                    .bind(f.offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let outcome_sql = format!(
+                    "SELECT {KILL_LOG_COLS} FROM kill_log WHERE project_id = $1 AND record_id = $2 AND kind = 'outcome'"
+                );
+                let mut records = Vec::with_capacity(intents.len());
+                for intent in intents {
+                    let outcome: Option<KillLogEntry> = sqlx::query_as(&outcome_sql)
+                        .bind(&intent.project_id)
+                        .bind(&intent.record_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    records.push(KillRecord { intent, outcome });
+                }
+                Ok((records, total))
+            }
+
+            async fn kill_log_entries(
                 &self,
                 project_id: &str,
-                instance_id: Option<&str>,
+                after_seq: i64,
                 limit: i64,
-            ) -> Result<Vec<KillAudit>> {
+            ) -> Result<Vec<KillLogEntry>> {
                 let sql = format!(
-                    "SELECT {AUDIT_COLS} FROM kill_audit WHERE project_id = $1 \
-                     AND ($2 IS NULL OR instance_id = $2) ORDER BY at DESC, id LIMIT $3"
+                    "SELECT {KILL_LOG_COLS} FROM kill_log WHERE project_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(project_id)
-                    .bind(instance_id)
+                    .bind(after_seq)
                     .bind(limit.max(0))
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            async fn kill_chain_head(&self, project_id: &str) -> Result<Option<KillChainHead>> {
+                Ok(sqlx::query_as(
+                    "SELECT project_id, seq, hash, base_seq, base_hash FROM kill_chain_heads WHERE project_id = $1",
+                )
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn pending_kill_intents(&self, before: i64, limit: i64) -> Result<Vec<KillLogEntry>> {
+                let cols = KILL_LOG_COLS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT {cols} FROM kill_log i WHERE i.kind = 'intent' AND i.at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM kill_log o WHERE o.record_id = i.record_id AND o.kind = 'outcome') \
+                     ORDER BY i.at LIMIT $2"
+                );
+                Ok(sqlx::query_as(&sql).bind(before).bind(limit.max(0)).fetch_all(&self.pool).await?)
+            }
+
+            async fn prune_kill_log(&self, before: i64) -> Result<u64> {
+                let projects: Vec<(String,)> =
+                    sqlx::query_as("SELECT DISTINCT project_id FROM kill_log WHERE at < $1")
+                        .bind(before)
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut deleted = 0;
+                for (project_id,) in projects {
+                    let mut tx = self.pool.begin().await?;
+                    // The same lock order as an append: the head row first.
+                    let lock = if $backend == "postgres" { " FOR UPDATE" } else { "" };
+                    sqlx::query("UPDATE kill_chain_heads SET seq = seq WHERE project_id = $1")
+                        .bind(&project_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let sql = format!("SELECT seq FROM kill_chain_heads WHERE project_id = $1{lock}");
+                    sqlx::query(&sql).bind(&project_id).execute(&mut *tx).await?;
+                    let last: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT seq, hash FROM kill_log WHERE project_id = $1 AND at < $2 ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(&project_id)
+                    .bind(before)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((seq, hash)) = last else { continue };
+                    let n = sqlx::query("DELETE FROM kill_log WHERE project_id = $1 AND seq <= $2")
+                        .bind(&project_id)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(
+                        "UPDATE kill_chain_heads SET base_seq = $2, base_hash = $3 WHERE project_id = $1 AND base_seq < $2",
+                    )
+                    .bind(&project_id)
+                    .bind(seq)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    deleted += n;
+                }
+                Ok(deleted)
             }
         }
     };

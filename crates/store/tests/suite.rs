@@ -128,7 +128,8 @@ suite!(
     settings_put_if_absent,
     change_log_is_monotonic,
     instances_groups_nodes,
-    kill_audit,
+    kill_records,
+    kill_chain_concurrent_appends,
     second_handle_sees_writes,
     reopen_keeps_data,
 );
@@ -469,30 +470,119 @@ async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(s.get_instance("p1", "i1").await.unwrap().is_none());
 }
 
-async fn kill_audit(s: Arc<dyn MetaStore>, _loc: String) {
-    for (i, inst) in [(1, "i1"), (2, "i2"), (3, "i1")] {
-        s.insert_kill_audit(&KillAudit {
-            id: format!("a{i}"),
-            at: i,
-            project_id: "p1".into(),
-            instance_id: inst.into(),
-            node_id: "n1".into(),
-            principal_id: "u1".into(),
-            principal_name: "alice".into(),
-            request_id: format!("req{i}"),
-            session_ids: r#"["1","2"]"#.into(),
-            outcome: "ok".into(),
-            detail: String::new(),
-        })
-        .await
-        .unwrap();
+fn kill_entry(project: &str, record: &str, kind: &str, at: i64, outcome: &str) -> NewKillEntry {
+    NewKillEntry {
+        project_id: project.into(),
+        record_id: record.into(),
+        kind: kind.into(),
+        at,
+        node_id: if at % 2 == 0 { "n-even".into() } else { "n-odd".into() },
+        principal: "alice".into(),
+        access_key: if at == 3 { "AK3".into() } else { String::new() },
+        outcome: outcome.into(),
+        body: format!(r#"{{"at":{at}}}"#),
     }
-    let all = s.list_kill_audit("p1", None, 10).await.unwrap();
-    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a3", "a2", "a1"]);
-    let i1 = s.list_kill_audit("p1", Some("i1"), 1).await.unwrap();
-    assert_eq!(i1.len(), 1);
-    assert_eq!(i1[0].id, "a3");
-    assert!(s.list_kill_audit("p2", None, 10).await.unwrap().is_empty());
+}
+
+async fn verify_all(s: &Arc<dyn MetaStore>, project: &str) -> Vec<ChainProblem> {
+    let head = s.kill_chain_head(project).await.unwrap();
+    let entries = s.kill_log_entries(project, 0, 100_000).await.unwrap();
+    verify_kill_chain(head.as_ref(), &entries)
+}
+
+/// Kill records: chained appends, one outcome per record, listing filters, pending intents,
+/// retention that keeps the rest verifiable.
+async fn kill_records(s: Arc<dyn MetaStore>, _loc: String) {
+    use kill_entry_kind::{INTENT, OUTCOME};
+    for at in 1..=4 {
+        let e = s.append_kill_entry(&kill_entry("p1", &format!("r{at}"), INTENT, at, "")).await.unwrap();
+        assert_eq!(e.seq, at);
+    }
+    let out = s.append_kill_entry(&kill_entry("p1", "r1", OUTCOME, 5, "killed")).await.unwrap();
+    assert_eq!(out.seq, 5);
+    s.append_kill_entry(&kill_entry("p1", "r2", OUTCOME, 6, "refused")).await.unwrap();
+    // A second outcome for a record is refused and appends nothing.
+    assert!(matches!(
+        s.append_kill_entry(&kill_entry("p1", "r1", OUTCOME, 7, "unknown")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.kill_chain_head("p1").await.unwrap().unwrap().seq, 6);
+    // Another project has its own chain.
+    assert_eq!(s.append_kill_entry(&kill_entry("p2", "q1", INTENT, 1, "")).await.unwrap().seq, 1);
+    assert!(verify_all(&s, "p1").await.is_empty());
+    assert!(verify_all(&s, "p2").await.is_empty());
+
+    let list = |f: KillRecordFilter| {
+        let s = s.clone();
+        async move {
+            let (records, total) = s
+                .list_kill_records(&KillRecordFilter {
+                    project_id: "p1".into(),
+                    limit: if f.limit == 0 { 100 } else { f.limit },
+                    ..f
+                })
+                .await
+                .unwrap();
+            (records.iter().map(|r| r.intent.record_id.clone()).collect::<Vec<_>>(), total, records)
+        }
+    };
+    let (ids, total, records) = list(KillRecordFilter::default()).await;
+    assert_eq!((ids, total), (vec!["r4".to_owned(), "r3".into(), "r2".into(), "r1".into()], 4));
+    assert_eq!(records[3].outcome.as_ref().unwrap().outcome, "killed");
+    assert!(records[0].outcome.is_none());
+    let (ids, total, _) = list(KillRecordFilter { offset: 1, limit: 2, ..Default::default() }).await;
+    assert_eq!((ids, total), (vec!["r3".to_owned(), "r2".into()], 4));
+    let (ids, ..) = list(KillRecordFilter { from: Some(2), to: Some(4), ..Default::default() }).await;
+    assert_eq!(ids, ["r3", "r2"]);
+    let (ids, ..) = list(KillRecordFilter { node_id: Some("n-even".into()), ..Default::default() }).await;
+    assert_eq!(ids, ["r4", "r2"]);
+    let (ids, ..) = list(KillRecordFilter { principal: Some("AK3".into()), ..Default::default() }).await;
+    assert_eq!(ids, ["r3"]);
+    let (ids, ..) = list(KillRecordFilter { principal: Some("bob".into()), ..Default::default() }).await;
+    assert!(ids.is_empty());
+    let (ids, ..) = list(KillRecordFilter { outcome: Some("killed".into()), ..Default::default() }).await;
+    assert_eq!(ids, ["r1"]);
+    let (ids, ..) =
+        list(KillRecordFilter { outcome: Some(KILL_OUTCOME_PENDING.into()), ..Default::default() }).await;
+    assert_eq!(ids, ["r4", "r3"]);
+
+    // Pending intents of every project, oldest first, older than the cutoff.
+    let pending = s.pending_kill_intents(4, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.record_id.as_str()).collect::<Vec<_>>(), ["q1", "r3"]);
+
+    // Retention: entries up to the newest older than 3 go; the rest still verifies.
+    assert_eq!(s.prune_kill_log(3).await.unwrap(), 3);
+    let head = s.kill_chain_head("p1").await.unwrap().unwrap();
+    assert_eq!((head.base_seq, head.seq), (2, 6));
+    assert_eq!(s.kill_log_entries("p1", 0, 100).await.unwrap()[0].seq, 3);
+    assert!(verify_all(&s, "p1").await.is_empty());
+    assert!(s.kill_chain_head("p2").await.unwrap().unwrap().base_seq == 1);
+    assert!(verify_all(&s, "p2").await.is_empty());
+    s.append_kill_entry(&kill_entry("p1", "r9", INTENT, 9, "")).await.unwrap();
+    assert!(verify_all(&s, "p1").await.is_empty());
+}
+
+/// Two handles (two replicas) appending to one project's chain at once never fork it: every seq
+/// is used once and the chain verifies.
+async fn kill_chain_concurrent_appends(a: Arc<dyn MetaStore>, loc: String) {
+    let b = open(&loc).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.append_kill_entry(&kill_entry("p1", &format!("c{i}"), kill_entry_kind::INTENT, i, ""))
+                .await
+                .unwrap()
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<i64>>());
+    assert!(verify_all(&a, "p1").await.is_empty());
 }
 
 /// Two handles on one database (two replicas) see each other's writes, including the change log.

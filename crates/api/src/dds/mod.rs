@@ -23,6 +23,7 @@
 pub mod common;
 pub mod health;
 pub mod instances;
+pub mod kill_records;
 pub mod sessions;
 
 use axum::http::Method;
@@ -42,6 +43,10 @@ pub mod actions {
     pub const CREATE_INSTANCE: &str = "dds:instance:create";
     /// Unregistration extension.
     pub const DELETE_INSTANCE: &str = "dds:instance:delete";
+    /// `GET /v3/{project_id}/kill-records` (extension).
+    pub const LIST_KILL_RECORDS: &str = "dds:audit:list";
+    /// `GET /v3/{project_id}/kill-records/verify` (extension).
+    pub const VERIFY_KILL_RECORDS: &str = "dds:audit:verify";
 }
 
 /// OpenAPI operations of the DDS routes.
@@ -49,15 +54,19 @@ pub mod actions {
 #[openapi(
     paths(
         instances::list_instances, instances::register_instance, instances::unregister_instance,
-        sessions::list_sessions, sessions::kill_sessions
+        sessions::list_sessions, sessions::kill_sessions,
+        kill_records::list_kill_records, kill_records::verify_kill_records
     ),
     components(schemas(
         sessions::SessionItem, sessions::ListSessionsResponse, sessions::KillSessionsBody,
         instances::InstanceItem, instances::GroupItem, instances::NodeItem, instances::DatastoreItem,
         instances::BackupStrategyItem, instances::ListInstancesResponse, instances::RegisterInstanceBody,
-        instances::RegisterInstanceResponse
+        instances::RegisterInstanceResponse,
+        kill_records::KillRecordItem, kill_records::ListKillRecordsResponse,
+        kill_records::VerifyKillRecordsResponse
     )),
-    tags((name = "dds", description = "DDS v3 sessions and instances (vendor shapes)"))
+    tags((name = "dds", description = "DDS v3 sessions and instances (vendor shapes)"),
+         (name = "audit", description = "docplane extension: kill records, tamper-evident"))
 )]
 pub struct DdsDoc;
 
@@ -94,6 +103,18 @@ pub fn routes() -> Vec<Route> {
             "/v3/{project_id}/nodes/{node_id}/session",
             Some(DELETE_SESSION),
             sessions::kill_sessions,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/kill-records",
+            Some(LIST_KILL_RECORDS),
+            kill_records::list_kill_records,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/kill-records/verify",
+            Some(VERIFY_KILL_RECORDS),
+            kill_records::verify_kill_records,
         ),
     ]
 }

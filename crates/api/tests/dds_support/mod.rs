@@ -30,7 +30,7 @@ pub struct Harness {
     pub secret_key: String,
     pub instance_id: String,
     pub node_id: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn start_node() -> NodeHandle {
@@ -57,10 +57,17 @@ impl Harness {
     }
 
     pub async fn start_with(driver_config: DriverConfig) -> Harness {
+        Self::start_with_store(driver_config, None).await
+    }
+
+    /// Like [`Harness::start_with`], on the store at `location` (default: an SQLite file
+    /// `meta.db` in the harness's directory).
+    pub async fn start_with_store(driver_config: DriverConfig, location: Option<&str>) -> Harness {
         let node = start_node().await;
         let node_addr = node.local_addr();
         let dir = tempfile::tempdir().unwrap();
-        let store = docplane_store::open(dir.path().join("meta.db").to_str().unwrap()).await.unwrap();
+        let default = dir.path().join("meta.db");
+        let store = docplane_store::open(location.unwrap_or(default.to_str().unwrap())).await.unwrap();
         let key = MasterKey::generate();
         let boot = bootstrap(
             store.clone(),
@@ -97,7 +104,7 @@ impl Harness {
             secret_key: boot.secret_key,
             instance_id: String::new(),
             node_id: String::new(),
-            _dir: dir,
+            dir,
         };
         let (status, body) = h
             .post(
@@ -221,15 +228,18 @@ pub fn error_code(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-/// Waits (up to 5 s) until the project's audit table holds a row with `outcome`.
-pub async fn wait_audit(h: &Harness, outcome: &str) -> Vec<docplane_store::KillAudit> {
+/// The project's kill records through the listing API (newest first), after waiting (up to 5 s)
+/// until one has `outcome`.
+pub async fn wait_audit(h: &Harness, outcome: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let rows = h.api.state().store.list_kill_audit(&h.project_id, None, 100).await.unwrap();
-        if rows.iter().any(|a| a.outcome == outcome) {
+        let (status, body) = h.get("/kill-records?limit=100").await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["records"].as_array().cloned().unwrap_or_default();
+        if rows.iter().any(|a| a["outcome"] == outcome) {
             return rows;
         }
-        assert!(Instant::now() < deadline, "no {outcome} audit row: {rows:?}");
+        assert!(Instant::now() < deadline, "no {outcome} kill record: {rows:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

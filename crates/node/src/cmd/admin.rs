@@ -346,7 +346,20 @@ pub async fn sleep(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let millis =
         u64::try_from(millis).map_err(|_| CommandError::bad_value("sleep time must be non-negative"))?;
-    ctx.op.state.interruptible_sleep(Duration::from_millis(millis)).await?;
+    // Test hook (docplane's own; `sleep` exists only with test commands on): the first
+    // `uninterruptibleMillis` ignore kills, like an operation inside a section with no interrupt
+    // point, so that a kill's verification deadline can be exercised.
+    let deaf = match cmd.get("uninterruptibleMillis") {
+        None => 0,
+        Some(v) => util::as_i64(v)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| CommandError::bad_value("uninterruptibleMillis must be a non-negative number"))?,
+    }
+    .min(millis);
+    if deaf > 0 {
+        tokio::time::sleep(Duration::from_millis(deaf)).await;
+    }
+    ctx.op.state.interruptible_sleep(Duration::from_millis(millis - deaf)).await?;
     Ok(doc! {})
 }
 
