@@ -10,6 +10,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
 
 use crate::error::ErrorBody;
 use crate::iam_routes as iam;
@@ -90,8 +91,38 @@ pub fn document(routes: &[Route]) -> Result<utoipa::openapi::OpenApi, String> {
             ext = ext.add("x-iam-action", a);
         }
         op.extensions = Some(ext.build());
+        add_generic_responses(op, r);
     }
     Ok(doc)
+}
+
+/// The answers any route can give whatever its handler does, from the layers in front of it
+/// (docs/errors.md): a malformed request, a body over the limit, not JSON or too slow, an
+/// unreachable store; and, behind authentication, the gateway's 401 and the scope/action 403.
+/// Listed on every operation so that a client (or schemathesis) knows every status it may see.
+fn add_generic_responses(op: &mut Operation, r: &Route) {
+    let mut generic = vec![
+        ("400", "Invalid request (DBS.200001 or a parameter's own code)"),
+        ("408", "The body did not arrive in time (DBS.900408)"),
+        ("413", "The body exceeds the limit (DBS.900413)"),
+        ("415", "A body that is not application/json (DBS.900415)"),
+        ("503", "The metadata store is unreachable (DBS.900503)"),
+    ];
+    if r.scope != Scope::Public {
+        generic.push(("401", "Missing or invalid credentials (APIGW.0301, APIGW.0307)"));
+        generic.push(("403", "Credential outside the scope, or the IAM action is missing"));
+    }
+    if r.path.contains('{') {
+        generic.push(("404", "A resource of the path does not exist in the caller's scope"));
+    }
+    for (status, description) in generic {
+        op.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+                .into()
+        });
+    }
 }
 
 /// The document as pretty JSON with a trailing newline (the committed form).
