@@ -12,22 +12,22 @@
 //!   refuses unknown or inactive ones (`DBS.301071`, naming them) before killing anything; a node
 //!   that cannot be reached or a failed killOp gives `DBS.301077`.
 //!
-//! Invariant: every kill request that reaches the handler (i.e. authenticated and authorized) is
-//! written to the audit table, whatever its outcome: refusals and failures before the answer, an
-//! accepted kill once its verification ends (at most the driver's `kill_verify_timeout` later),
-//! so that the answer does not wait for the killed operations to unwind.
+//! Invariant: no killOp is sent before the kill's record (its intent, with a snapshot of every
+//! target) is committed, and every kill request that reaches the handler (authenticated and
+//! authorized) leaves a record, refusals included (see [`super::kill_records`]). The answer
+//! comes after the outcome is known and recorded: `200` only once every killed operation has
+//! left the node's `$currentOp`.
 
 use axum::Json;
 use axum::extract::State;
 use docplane_driver::sessions::{self as driver_sessions, MAX_KILL_IDS, SessionFilter, SessionQuery};
-use docplane_driver::{KillReport, KillStatus, SessionId, SessionRecord};
-use docplane_store::{KillAudit, now_millis};
+use docplane_driver::{KillStatus, SessionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{ResolvedNode, check_state_and_version, kill_error, list_error, resolve_node};
+use super::kill_records::{KillIntent, SourceAddr, outcome_of};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
 use crate::route::{ApiBytes, ApiPath, ApiQuery, Principal};
@@ -170,14 +170,28 @@ pub struct KillSessionsBody {
     pub sessions: Vec<String>,
 }
 
+/// The kill body's fields, for refusing duplicate and unknown ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillBodyFields {
+    sessions: Option<Value>,
+}
+
 /// Validates the kill body's structure (pure): an object whose `sessions` is a non-empty array
 /// of at most [`MAX_KILL_IDS`] strings.
 pub fn parse_kill_body(body: &[u8]) -> Result<Vec<String>, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| ApiError::BadRequest("body must be a JSON object".into()))?;
-    let list = obj
-        .get("sessions")
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("body must be a JSON object".into()));
+    }
+    // The vendor's body has one field. A second `sessions` (serde_json's `Value` keeps the last)
+    // or any other field is refused rather than ignored.
+    let body: KillBodyFields =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid kill body: {e}")))?;
+    let list = body
+        .sessions
+        .as_ref()
         .ok_or_else(|| ApiError::BadRequest("sessions is required".into()))?
         .as_array()
         .ok_or_else(|| ApiError::BadRequest("sessions must be an array of strings".into()))?;
@@ -219,109 +233,83 @@ pub async fn list_sessions(
     }))
 }
 
-fn outcome_of(report: &KillReport) -> &'static str {
-    if !report.all_issued() {
-        "failed"
-    } else if report.outcomes.iter().all(|o| o.status == KillStatus::Killed) {
-        "killed"
-    } else {
-        "still_running"
-    }
-}
-
-/// What the kill produced: refused before killing anything, or killOps issued (some may have
-/// failed).
-enum Attempt {
-    Refused(ApiError),
-    Issued { resolved: Box<ResolvedNode>, issued: Vec<(SessionId, docplane_driver::Result<()>)> },
-}
-
-async fn attempt(st: &AppState, p: &Principal, node_id: &str, body: &[u8], audit: &mut KillAudit) -> Attempt {
-    let inner = async {
-        let ids = parse_kill_body(body)?;
-        audit.session_ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let resolved = resolve_node(st, p.project_id(), node_id).await?;
-        audit.instance_id = resolved.instance.id.clone();
-        // Format first (no node access), so malformed ids never wait on the network.
-        driver_sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
-        check_state_and_version(&resolved)?;
-        let issued =
-            driver_sessions::issue_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
-        Ok::<_, ApiError>((resolved, issued))
-    };
-    match inner.await {
-        Ok((resolved, issued)) => Attempt::Issued { resolved: Box::new(resolved), issued },
-        Err(e) => Attempt::Refused(e),
-    }
-}
-
-async fn write_audit(st: &AppState, audit: &KillAudit) {
-    if let Err(e) = st.store.insert_kill_audit(audit).await {
-        tracing::error!(error = %e, audit_id = %audit.id, "kill audit not written");
-    }
+/// The prepared kill, or the refusal with the raw ids the body carried (for the record).
+async fn prepare(
+    st: &AppState,
+    p: &Principal,
+    node_id: &str,
+    body: &[u8],
+    intent: &mut KillIntent,
+    raw_ids: &mut Vec<String>,
+) -> Result<(ResolvedNode, driver_sessions::PreparedKill), ApiError> {
+    let ids = parse_kill_body(body)?;
+    raw_ids.clone_from(&ids);
+    let resolved = resolve_node(st, p.project_id(), node_id).await?;
+    intent.instance_id = resolved.instance.id.clone();
+    // Format first (no node access), so malformed ids never wait on the network.
+    driver_sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
+    check_state_and_version(&resolved)?;
+    let prepared =
+        driver_sessions::prepare_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
+    Ok((resolved, prepared))
 }
 
 /// Kill sessions of a node.
 ///
-/// Answers as soon as every killOp was accepted; the verification (each op gone from
-/// `currentOp`, bounded by the driver's `kill_verify_timeout`) and the audit row with the per-id
-/// outcome (`killed` / `still_running`) follow in a background task. Refusals and failures are
-/// audited before the answer.
+/// In order: validate and check every id against the node (refusing all-or-nothing); commit the
+/// kill record's intent (a store failure refuses the kill, `DBS.900503`, nothing killed); send
+/// killOp; poll the node until every killed operation has left `$currentOp` or the verify
+/// deadline passes; append the outcome; answer. `200 {}` means every operation is gone;
+/// `DBS.301077` names the ids still running at the deadline, or says the node could not be read
+/// to verify, or that a killOp failed. Refusals are recorded too.
 #[utoipa::path(post, path = "/v3/{project_id}/nodes/{node_id}/session", tag = "dds",
     params(("project_id" = String, Path), ("node_id" = String, Path)),
     request_body = KillSessionsBody,
-    responses((status = 200, body = Object, description = "`{}`: every session was sent killOp"),
+    responses((status = 200, body = Object, description = "`{}`: every session was killed and has left the node's currentOp"),
               (status = 400, body = ErrorBody, description = "DBS.200001 DBS.301071 DBS.301077 DBS.200041"),
               (status = 403, body = ErrorBody, description = "DBS.200011 DBS.200019"),
-              (status = 404, body = ErrorBody, description = "DBS.200013")))]
+              (status = 404, body = ErrorBody, description = "DBS.200013"),
+              (status = 503, body = ErrorBody, description = "DBS.900503: the kill could not be recorded; nothing was killed")))]
 pub async fn kill_sessions(
     State(st): State<AppState>,
     p: Principal,
     RequestId(request_id): RequestId,
+    SourceAddr(source): SourceAddr,
     ApiPath(path): ApiPath<NodePath>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let node_id = path.node_id;
-    let mut audit = KillAudit {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        at: now_millis(),
-        project_id: p.project_id().to_owned(),
-        instance_id: String::new(),
-        node_id: node_id.clone(),
-        principal_id: p.user_id.clone(),
-        principal_name: p.user_name.clone(),
-        request_id,
-        session_ids: "[]".into(),
-        outcome: String::new(),
-        detail: String::new(),
+    let mut intent = KillIntent::new(&p, request_id, source, &path.node_id);
+    let mut raw_ids = Vec::new();
+    let (resolved, prepared) = match prepare(&st, &p, &path.node_id, &body, &mut intent, &mut raw_ids).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            intent.record_refusal(&st, &raw_ids, &e).await;
+            return Err(e);
+        }
     };
-    match attempt(&st, &p, &node_id, &body, &mut audit).await {
-        Attempt::Refused(e) => {
-            audit.outcome = "refused".into();
-            audit.detail = json!({"error_code": e.code_and_status().0, "error": e.to_string()}).to_string();
-            write_audit(&st, &audit).await;
-            Err(e)
+    intent.session_ids = prepared.ids.iter().map(ToString::to_string).collect();
+    if let Err(e) = intent.commit(&st, &prepared.targets).await {
+        return Err(ApiError::KillNotRecorded(e.to_string()));
+    }
+    let issued = match driver_sessions::send_kills(&st.driver, &resolved.target, &prepared.ids).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            intent.commit_outcome(&st, "failed", json!({"error": e.to_string()})).await;
+            return Err(kill_error(e));
         }
-        Attempt::Issued { resolved, issued } if issued.iter().any(|(_, r)| r.is_err()) => {
-            let report = driver_sessions::verify_report(&st.driver, &resolved.target, issued).await;
-            audit.outcome = outcome_of(&report).into();
-            audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
-            write_audit(&st, &audit).await;
+    };
+    let report = driver_sessions::verify_report(&st.driver, &resolved.target, issued).await;
+    let outcome = outcome_of(&report);
+    intent.commit_outcome(&st, outcome, json!({"outcomes": report.outcomes})).await;
+    let ids_with = |f: fn(&KillStatus) -> bool| -> Vec<String> {
+        report.outcomes.iter().filter(|o| f(&o.status)).map(|o| o.id.clone()).collect()
+    };
+    match outcome {
+        "killed" => Ok(Json(json!({}))),
+        "still_running" => Err(ApiError::KillStillRunning(ids_with(|s| *s == KillStatus::StillRunning))),
+        "unknown" => Err(ApiError::KillUnverified(ids_with(|s| *s == KillStatus::Unknown))),
+        _ => {
             Err(ApiError::KillSessionFailed(format!("killOp failed for {}", report.failed_ids().join(", "))))
-        }
-        Attempt::Issued { resolved, issued } => {
-            let driver = st.driver.clone();
-            // The verification's log lines keep the request's span (and so its request id).
-            tokio::spawn(
-                async move {
-                    let report = driver_sessions::verify_report(&driver, &resolved.target, issued).await;
-                    audit.outcome = outcome_of(&report).into();
-                    audit.detail = serde_json::to_string(&report.outcomes).unwrap_or_default();
-                    write_audit(&st, &audit).await;
-                }
-                .in_current_span(),
-            );
-            Ok(Json(json!({})))
         }
     }
 }
@@ -398,6 +386,9 @@ mod tests {
             br#"{"sessions":[]}"#,
             br#"{"sessions":[1]}"#,
             br#"{"sessions":["1",null]}"#,
+            // Never accept and ignore: a repeated `sessions` or another field is refused.
+            br#"{"sessions":["1"],"sessions":["2"]}"#,
+            br#"{"sessions":["1"],"dry_run":true}"#,
         ] {
             let e = parse_kill_body(bad).unwrap_err();
             assert_eq!(e.code_and_status().0, "DBS.200001", "{}", String::from_utf8_lossy(bad));
