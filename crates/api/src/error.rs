@@ -228,6 +228,14 @@ impl ApiError {
     }
 }
 
+/// A unique-constraint violation from the store. Its text is the database's own ("UNIQUE constraint
+/// failed: users.domain_id, users.name"), which names tables and columns: it goes to the log, and the
+/// client gets a plain sentence.
+fn store_conflict(detail: &str) -> ApiError {
+    tracing::debug!(detail, "store conflict");
+    ApiError::Conflict("an object with that name already exists".into())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (_, status) = self.code_and_status();
@@ -329,7 +337,7 @@ impl From<IamError> for ApiError {
             IamError::ProtectedAdministrator(m) => ApiError::ProtectedAdministrator(m),
             IamError::Forbidden { action } => ApiError::Forbidden { action },
             IamError::NotFound(what) => ApiError::IamNotFound(what),
-            IamError::Conflict(m) => ApiError::Conflict(m),
+            IamError::Conflict(m) => store_conflict(&m),
             IamError::BadRequest(m) => ApiError::BadRequest(m),
             IamError::Store(e) => e.into(),
             IamError::Internal(m) => ApiError::Internal(m),
@@ -342,7 +350,7 @@ impl From<IamError> for ApiError {
 impl From<docplane_store::StoreError> for ApiError {
     fn from(e: docplane_store::StoreError) -> Self {
         match e {
-            docplane_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            docplane_store::StoreError::Conflict(m) => store_conflict(&m),
             e @ docplane_store::StoreError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -488,5 +496,22 @@ mod tests {
         assert!(!b.error_msg.contains("secret"));
         let b = ApiError::Forbidden { action: "dds:instance:listSession".into() }.body();
         assert!(b.error_msg.contains("dds:instance:listSession"));
+    }
+
+    #[test]
+    fn store_conflicts_do_not_reach_the_client_as_sql() {
+        let sql = "UNIQUE constraint failed: users.domain_id, users.name";
+        for e in [
+            ApiError::from(docplane_store::StoreError::Conflict(sql.into())),
+            IamError::Conflict(sql.into()).into(),
+        ] {
+            let body = e.body();
+            assert_eq!(body.error_code, "DBS.900009");
+            assert!(
+                !body.error_msg.contains("UNIQUE") && !body.error_msg.contains("users."),
+                "{}",
+                body.error_msg
+            );
+        }
     }
 }

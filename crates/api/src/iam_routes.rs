@@ -670,7 +670,7 @@ async fn update_user_common(
 
 /// UpdateUser: disabling the user or changing its password revokes its tokens.
 #[utoipa::path(put, path = "/v3.0/OS-USER/users/{user_id}", tag = "iam", request_body = UserRequest,
-    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update_user(
     State(st): State<AppState>,
     p: Principal,
@@ -682,7 +682,7 @@ pub async fn update_user(
 
 /// KeystoneUpdateUserByAdmin.
 #[utoipa::path(patch, path = "/v3/users/{user_id}", tag = "iam", request_body = UserRequest,
-    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    params(("user_id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn keystone_update_user(
     State(st): State<AppState>,
     p: Principal,
