@@ -18,12 +18,13 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(token::verify(&[8u8; 32], &text, NOW).is_err() || token::verify(&KEY, &text, NOW).is_err());
 
-    // Claims from the input (split on NUL: sub, dom, prj), then a round trip.
+    // Claims from the input (split on NUL: sub, dom, prj; no third part is a domain-scoped token),
+    // then a round trip.
     let mut f = text.split('\0');
     let claims = Claims {
         sub: f.next().unwrap_or("").to_owned(),
         dom: f.next().unwrap_or("").to_owned(),
-        prj: f.next().unwrap_or("").to_owned(),
+        prj: f.next().map(str::to_owned),
         epo: i64::from(data.first().copied().unwrap_or(0)),
         iat: NOW,
         exp: NOW + TOKEN_TTL_SECS,
