@@ -179,8 +179,9 @@ async fn main() {
     sampling.store(false, Ordering::SeqCst);
     sampler.await.unwrap();
     let final_rss = rss_mib(pid).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
+        eprintln!("stopping the server: {e}");
+    }
 
     let s = samples.lock().unwrap();
     let storm_start_s = storm_start.duration_since(start).as_secs_f64();

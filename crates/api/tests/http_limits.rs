@@ -306,7 +306,10 @@ impl Proxy {
                 let Ok((mut inbound, _)) = listener.accept().await else { continue };
                 conns.spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        // A cut (`down`) ends connections with an error: that is the point.
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await {
+                            eprintln!("test proxy: connection ended: {e}");
+                        }
                     }
                 });
             }
@@ -317,7 +320,11 @@ impl Proxy {
     async fn down(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
-            let _ = t.await;
+            if let Err(e) = t.await
+                && !e.is_cancelled()
+            {
+                panic!("test proxy task failed: {e}");
+            }
         }
     }
 

@@ -195,7 +195,9 @@ async fn crash_case(store: &str, signal: &str) {
                     Some(json!({"sessions": [id]})),
                 )
                 .await;
-            let _ = tx.send((id, r.ok().map(|(s, _)| s)));
+            if tx.send((id, r.ok().map(|(s, _)| s))).is_err() {
+                eprintln!("a kill answered after the test stopped listening");
+            }
         });
     }
     drop(tx);
@@ -213,7 +215,7 @@ async fn crash_case(store: &str, signal: &str) {
         }
     }
     assert!(signalled, "no kill was answered 200");
-    let _ = serve.wait();
+    serve.wait().expect("reaping the signalled server");
 
     // Restart; every record gets resolved.
     let mut serve = start_serve(dir.path(), api_port, store);
@@ -259,31 +261,21 @@ async fn crash_case(store: &str, signal: &str) {
         records.len(),
         records.iter().map(|r| r["outcome"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let _ = node.kill();
-    let _ = node.wait();
+    stop(&mut serve);
+    stop(&mut node);
 }
 
 struct PgDb(String);
 
+/// One statement against the machine's PostgreSQL, as its superuser.
+fn psql(sql: &str) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql]).status()
+}
+
 impl PgDb {
     fn create() -> PgDb {
         let name = format!("docplane_crash_{}_{:08x}", std::process::id(), rand::random::<u32>());
-        let ok = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .status()
-            .unwrap()
-            .success();
+        let ok = psql(&format!("CREATE DATABASE {name}")).unwrap().success();
         assert!(ok, "PostgreSQL at 127.0.0.1:5432 must be reachable");
         PgDb(name)
     }
@@ -294,18 +286,20 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            ])
-            .status();
+        match psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)) {
+            Ok(status) if status.success() => {}
+            other => eprintln!("test database {} not dropped: {other:?}", self.0),
+        }
+    }
+}
+
+/// Ends a child process of the test (it may have exited already) and reaps it.
+fn stop(child: &mut Child) {
+    if let Err(e) = child.kill() {
+        eprintln!("kill {}: {e}", child.id());
+    }
+    if let Err(e) = child.wait() {
+        eprintln!("wait {}: {e}", child.id());
     }
 }
 

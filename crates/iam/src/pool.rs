@@ -143,7 +143,9 @@ impl PasswordPool {
                         // A panicking job must not take its worker down with it; its caller sees
                         // the dropped reply channel.
                         Ok(job) => {
-                            let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                            if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                                tracing::error!("a password job panicked; its login gets an internal error");
+                            }
                         }
                         Err(_) => return,
                     }
@@ -216,7 +218,10 @@ impl PasswordPool {
             // The worker is free again only once the job is done (also if it panicked: the
             // permit is dropped while unwinding).
             drop(permit);
-            let _ = tx.send(out);
+            if tx.send(out).is_err() {
+                // The caller stopped waiting (its request ended); the result has no one to go to.
+                tracing::debug!("password job finished after its caller left");
+            }
         });
         if self.jobs.send(job).is_err() {
             return Err(self.busy());
@@ -227,7 +232,7 @@ impl PasswordPool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
 mod tests {
     use std::sync::atomic::AtomicBool;
 

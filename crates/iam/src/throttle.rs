@@ -332,7 +332,7 @@ impl LoginThrottle {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -178,13 +178,17 @@ async fn connection(
     if s.mode == Mode::Cut {
         return;
     }
-    let _ = client.set_nodelay(true);
+    if let Err(e) = client.set_nodelay(true) {
+        eprintln!("docplane-faultproxy: TCP_NODELAY on the client side: {e}");
+    }
     let upstream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target)).await {
         Ok(Ok(u)) => u,
         // The target is down: close the client's connection, as a dead server would.
         _ => return,
     };
-    let _ = upstream.set_nodelay(true);
+    if let Err(e) = upstream.set_nodelay(true) {
+        eprintln!("docplane-faultproxy: TCP_NODELAY on the upstream side: {e}");
+    }
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     tokio::join!(
@@ -221,7 +225,12 @@ async fn pump(
         let n = tokio::select! {
             r = from.read(&mut buf) => match r {
                 Ok(0) | Err(_) => {
-                    let _ = to.shutdown().await;
+                    // Pass the close on. A peer that is already gone is the normal end, not an error.
+                    if let Err(e) = to.shutdown().await
+                        && e.kind() != std::io::ErrorKind::NotConnected
+                    {
+                        eprintln!("docplane-faultproxy: closing a connection: {e}");
+                    }
                     return;
                 }
                 Ok(n) => n,
@@ -257,7 +266,6 @@ async fn pump(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -68,7 +68,7 @@ pub struct RssSummary {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

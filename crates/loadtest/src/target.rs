@@ -55,7 +55,7 @@ pub fn loopback_mongodb_uri(uri: &str) -> Result<(), NotLoopback> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

@@ -308,7 +308,12 @@ async fn worker(sh: Arc<Shared>, seed: u64) -> Local {
                     local.kills_ok += 1;
                     if let Some(log) = &sh.kill_log {
                         let line = format!("{} {id}\n", k.request_id.as_deref().unwrap_or("-"));
-                        let _ = log.lock().await.write_all(line.as_bytes());
+                        // The kill log is the evidence the crash scripts count: a lost line would
+                        // make a figure wrong, so a failed write ends the run.
+                        if let Err(e) = log.lock().await.write_all(line.as_bytes()) {
+                            eprintln!("docplane-load: writing the kill log failed: {e}");
+                            std::process::exit(2);
+                        }
                     }
                 }
             }
