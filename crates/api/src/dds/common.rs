@@ -22,6 +22,34 @@ pub const NODE_SUFFIX: &str = "no02";
 pub const GROUP_SUFFIX: &str = "gr02";
 
 /// A fresh vendor-format id: 32 lowercase hex digits and the suffix.
+/// A query parameter with its surrounding blanks removed; an empty one counts as absent (the
+/// vendor SDKs send absent filters as empty strings).
+pub fn present(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The `offset` of a paged listing: an integer >= 0 (`DBS.280440`), 0 when absent.
+pub fn offset_param(v: &Option<String>) -> Result<i64, ApiError> {
+    match present(v) {
+        None => Ok(0),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::InvalidOffset(format!("offset must be an integer >= 0, got {s:?}"))),
+    }
+}
+
+/// The `limit` of a paged listing: an integer in `[1, max]` (`DBS.280439`), `default` when absent.
+pub fn limit_param(v: &Option<String>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match present(v) {
+        None => Ok(default),
+        Some(s) => s.parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+            ApiError::InvalidLimit(format!("limit must be an integer in [1, {max}], got {s:?}"))
+        }),
+    }
+}
+
 pub fn new_id(suffix: &str) -> String {
     format!("{}{suffix}", uuid::Uuid::new_v4().simple())
 }

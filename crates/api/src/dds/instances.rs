@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{GROUP_SUFFIX, INSTANCE_SUFFIX, NODE_SUFFIX, new_id, seal_credentials};
+use super::common::{
+    GROUP_SUFFIX, INSTANCE_SUFFIX, NODE_SUFFIX, limit_param, new_id, offset_param, present, seal_credentials,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::route::{ApiJson, ApiPath, ApiQuery, Principal};
 use crate::state::AppState;
@@ -55,27 +57,10 @@ pub struct ListInstancesQuery {
     pub datastore_type: Option<String>,
 }
 
-fn present(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
 /// Validates the list parameters into a store filter (pure).
 pub fn parse_instances_query(project_id: &str, q: &ListInstancesQuery) -> Result<InstanceFilter, ApiError> {
-    let offset =
-        match present(&q.offset) {
-            None => 0,
-            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::InvalidOffset(format!("offset must be an integer >= 0, got {s:?}"))
-            })?,
-        };
-    let limit = match present(&q.limit) {
-        None => MAX_INSTANCE_LIMIT,
-        Some(s) => {
-            s.parse::<i64>().ok().filter(|n| (1..=MAX_INSTANCE_LIMIT).contains(n)).ok_or_else(|| {
-                ApiError::InvalidLimit(format!("limit must be in [1, {MAX_INSTANCE_LIMIT}], got {s:?}"))
-            })?
-        }
-    };
+    let offset = offset_param(&q.offset)?;
+    let limit = limit_param(&q.limit, MAX_INSTANCE_LIMIT, MAX_INSTANCE_LIMIT)?;
     let mode = match present(&q.mode) {
         None => None,
         Some(s) => Some(InstanceMode::parse(s).ok_or_else(|| {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::resolve_node;
+use super::common::{limit_param, offset_param, present, resolve_node};
 use crate::error::{ApiError, ErrorBody};
 use crate::route::{ApiPath, ApiQuery, Principal};
 use crate::state::AppState;
@@ -218,10 +218,6 @@ pub struct ListKillRecordsQuery {
 pub const OUTCOMES: &[&str] =
     &["killed", "still_running", "failed", "unknown", "refused", KILL_OUTCOME_PENDING];
 
-fn present(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
 fn millis(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     present(v)
         .map(|s| {
@@ -234,19 +230,8 @@ fn millis(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// Validates the listing parameters (pure).
 pub fn parse_list_query(project_id: &str, q: &ListKillRecordsQuery) -> Result<KillRecordFilter, ApiError> {
-    let offset =
-        match present(&q.offset) {
-            None => 0,
-            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::InvalidOffset(format!("offset must be an integer >= 0, got {s:?}"))
-            })?,
-        };
-    let limit = match present(&q.limit) {
-        None => 20,
-        Some(s) => s.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
-            ApiError::InvalidLimit(format!("limit must be an integer in [1, 100], got {s:?}"))
-        })?,
-    };
+    let offset = offset_param(&q.offset)?;
+    let limit = limit_param(&q.limit, 20, 100)?;
     let outcome = match present(&q.outcome) {
         None => None,
         Some(s) if OUTCOMES.contains(&s) => Some(s.to_owned()),

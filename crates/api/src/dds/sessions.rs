@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{ResolvedNode, check_state_and_version, kill_error, list_error, resolve_node};
+use super::common::{ResolvedNode, check_state_and_version, kill_error, list_error, present, resolve_node};
 use super::kill_records::{KillIntent, SourceAddr, outcome_of};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
@@ -65,10 +65,6 @@ pub struct ListSessionsQuery {
     pub namespace: Option<String>,
     /// Only sessions running longer than this many microseconds.
     pub cost_time: Option<String>,
-}
-
-fn present(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Validates the list parameters (pure).
