@@ -1,0 +1,1 @@
+//! Safety rails: the operations no kill path may kill.
