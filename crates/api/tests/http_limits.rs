@@ -424,7 +424,7 @@ async fn shutdown_shuts_every_driver_pool_down() {
         credentials: None,
         kind: docplane_driver::NodeKind::Mongod,
     };
-    let client = state.driver.client(&target).unwrap();
+    let client = state.driver.official().client(&target).unwrap();
     assert_eq!(state.driver.cached_pools(), 1);
     e.server.shutdown(Duration::from_secs(1)).await.unwrap();
     assert_eq!(state.driver.cached_pools(), 0, "pools left to the driver's Drop at shutdown");

@@ -14,7 +14,7 @@ use mongodb::bson::{Bson, doc};
 use crate::config::{ConnectionKey, Credentials, NodeKind};
 use crate::error::{DriverError, Result};
 use crate::info::{NodeRole, ServerInfo, ServerVersion, server_info_with};
-use crate::pool::Driver;
+use crate::transport::Driver;
 
 /// Deployment mode, as the vendor API names instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,12 +128,28 @@ fn push_unique(list: &mut Vec<String>, address: &str) {
 }
 
 impl Driver {
+    /// One command on an unregistered address through whichever transport reaches it.
+    async fn any_wire_command(
+        &self,
+        key: &ConnectionKey,
+        db: &str,
+        command: mongodb::bson::Document,
+    ) -> Result<mongodb::bson::Document> {
+        if let Some(reply) = self.legacy().command_at(key, db, command.clone()).await? {
+            return Ok(reply);
+        }
+        let pool = self.official();
+        pool.with_ephemeral(key, |client| async move { pool.command_on(&client, db, command).await }).await
+    }
+
     async fn probe_address(&self, address: &str, credentials: &Option<Credentials>) -> Result<ServerInfo> {
         let key = ConnectionKey { address: address.to_owned(), credentials: credentials.clone() };
-        if let Some(info) = self.legacy_probe_info(&key).await? {
+        if let Some(info) = self.legacy().probe_info(&key).await? {
             return Ok(info);
         }
-        self.with_ephemeral(&key, |client| async move { server_info_with(self, &client).await }).await
+        self.official()
+            .with_ephemeral(&key, |client| async move { server_info_with(self.official(), &client).await })
+            .await
     }
 
     async fn probe_many(

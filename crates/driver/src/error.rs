@@ -31,15 +31,8 @@ pub enum DriverError {
     /// wire-version check).
     #[error("unsupported server version: {0}")]
     UnsupportedVersion(String),
-    /// Session ids that are malformed for the node kind, or that name no current operation.
-    #[error("invalid session ids: {}", .0.join(", "))]
-    InvalidSessionIds(Vec<String>),
-    /// Session ids that name operations which are not active ("Inactive sessions cannot be
-    /// terminated").
-    #[error("inactive sessions cannot be terminated: {}", .0.join(", "))]
-    InactiveSessions(Vec<String>),
-    /// A request the driver refuses before touching any node (empty id list, too many ids,
-    /// a malformed address, a topology that does not match the requested mode).
+    /// A request the driver refuses before touching any node (a malformed address, a topology
+    /// that does not match the requested mode, a current-op stage the node's version lacks).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::NodeTarget;
 use crate::info::NodeRole;
-use crate::pool::Driver;
+use crate::transport::{Driver, NodeTransport};
 
 /// Health status as the vendor names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

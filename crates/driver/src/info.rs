@@ -1,14 +1,13 @@
 //! What a node is: its version (`buildInfo`) and its place in a deployment (`hello`).
 //!
 //! Parsing is pure ([`ServerVersion::from_build_info`], [`HelloInfo::from_document`]) and
-//! unit-tested; [`Driver::server_info`] only adds the two round trips. docplane manages
+//! unit-tested; `NodeTransport::server_info` only adds the two round trips. docplane manages
 //! MongoDB 3.4 or later; [`ServerVersion::check_supported`] is the one place that says so.
 
 use mongodb::bson::{Bson, Document, doc};
 
-use crate::config::NodeTarget;
 use crate::error::{DriverError, Result};
-use crate::pool::Driver;
+use crate::pool::OfficialPool;
 
 /// The oldest server docplane manages.
 pub const MIN_SUPPORTED: ServerVersion = ServerVersion { major: 3, minor: 4, patch: 0 };
@@ -213,7 +212,7 @@ impl ServerInfo {
 }
 
 /// Reads an integer-valued BSON number (Int32, Int64, or a Double with no fraction).
-pub(crate) fn bson_u64(b: &Bson) -> Option<u64> {
+pub fn bson_u64(b: &Bson) -> Option<u64> {
     match b {
         Bson::Int32(n) => u64::try_from(*n).ok(),
         Bson::Int64(n) => u64::try_from(*n).ok(),
@@ -231,36 +230,23 @@ pub(crate) fn bson_u64(b: &Bson) -> Option<u64> {
 }
 
 /// Runs `hello`, falling back to the legacy `isMaster` on servers that predate `hello`.
-pub(crate) async fn hello(driver: &Driver, client: &mongodb::Client) -> Result<Document> {
-    match driver.command(client, "admin", doc! {"hello": 1}).await {
+pub(crate) async fn hello(pool: &OfficialPool, client: &mongodb::Client) -> Result<Document> {
+    match pool.command_on(client, "admin", doc! {"hello": 1}).await {
         Err(DriverError::CommandFailed { code: 59, .. }) => {
-            driver.command(client, "admin", doc! {"isMaster": 1}).await
+            pool.command_on(client, "admin", doc! {"isMaster": 1}).await
         }
         other => other,
     }
 }
 
 /// `buildInfo` then `hello` on an already-built client.
-pub(crate) async fn server_info_with(driver: &Driver, client: &mongodb::Client) -> Result<ServerInfo> {
-    let build = driver.command(client, "admin", doc! {"buildInfo": 1}).await?;
+pub(crate) async fn server_info_with(pool: &OfficialPool, client: &mongodb::Client) -> Result<ServerInfo> {
+    let build = pool.command_on(client, "admin", doc! {"buildInfo": 1}).await?;
     let version_text = build.get_str("version").unwrap_or_default().to_owned();
     let version = ServerVersion::from_build_info(&build)
         .ok_or_else(|| DriverError::UnsupportedVersion(format!("unparseable version {version_text:?}")))?;
-    let hello = HelloInfo::from_document(&hello(driver, client).await?);
+    let hello = HelloInfo::from_document(&hello(pool, client).await?);
     Ok(ServerInfo { version_text, version, hello })
-}
-
-impl Driver {
-    /// `buildInfo` and `hello` of a managed node (through its pooled client).
-    pub async fn server_info(&self, target: &NodeTarget) -> Result<ServerInfo> {
-        if self.legacy_wire(target).await? {
-            return self.legacy_server_info(target).await;
-        }
-        let client = self.client(target)?;
-        let info = server_info_with(self, &client).await?;
-        self.remember_version(target, info.version);
-        Ok(info)
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Reading a node's current operations and killing one, version- and mongos-aware.
+//! Reading a node's current operations and killing one, through any [`NodeTransport`].
 //!
 //! `$currentOp` (3.6+; `idleSessions` from 4.0) or the `currentOp` command with `$all: true`
-//! (3.4) is read with all users and idle connections, so inactive sessions are listed too.
-//! Each raw entry becomes a neutral [`SessionRecord`] ([`SessionRecord::from_current_op`], pure).
+//! (3.4) is read with all users and idle connections ([`current_op_request`]). What the entries
+//! mean (the vendor's sessions) is `docplane-sessions`' business; this module only reads them
+//! and removes docplane's own.
 //!
 //! Invariants:
 //! - docplane's own current-op reads never leave this module: each one carries a fresh random
@@ -17,225 +18,15 @@
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::config::NodeTarget;
-use crate::error::{DriverError, Result};
-use crate::info::{ServerVersion, bson_u64};
-use crate::pool::Driver;
-use crate::sessions::SessionId;
+use crate::error::Result;
+use crate::info::ServerVersion;
+use crate::transport::NodeTransport;
 
-/// One operation or idle session of a node, in docplane's neutral shape.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SessionRecord {
-    /// `opid` as text: decimal on mongod, `"<shard>:<opid>"` on mongos; `desc` (e.g. "conn12")
-    /// for idle entries that carry no opid.
-    pub id: String,
-    /// `active`.
-    pub active: bool,
-    /// `command` (or the legacy `query`) as relaxed extended JSON text; `{}` when absent.
-    pub operation: String,
-    /// `op`: none update insert query command getmore remove killcursors.
-    pub op_type: String,
-    /// `microsecs_running` (0 for idle entries).
-    pub cost_time_us: u64,
-    /// `planSummary`.
-    pub plan_summary: String,
-    /// `host`.
-    pub host: String,
-    /// `client` (`client_s` on mongos).
-    pub client: String,
-    /// `desc`, e.g. "conn20".
-    pub description: String,
-    /// `ns`.
-    pub namespace: String,
-    /// Database part of `ns`.
-    pub db: Option<String>,
-    /// `effectiveUsers[0].user`.
-    pub user: Option<String>,
-    /// Whether the entry carried a real opid (only those can be killed).
-    pub has_opid: bool,
-}
-
-fn opid_text(b: &Bson) -> Option<String> {
-    match b {
-        Bson::Int32(n) => Some(n.to_string()),
-        Bson::Int64(n) => Some(n.to_string()),
-        Bson::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 =>
-        {
-            #[expect(clippy::cast_possible_truncation, reason = "integral and range checked")]
-            Some((*d as i64).to_string())
-        }
-        Bson::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// The id of an entry without an opid: `lsid:<uuid>` for an idle session, the connection's
-/// `desc` (`conn12`) for an idle connection.
-fn idle_id(entry: &Document, description: &str) -> Option<String> {
-    let lsid = entry.get_document("lsid").ok().and_then(|l| l.get("id")).and_then(|id| match id {
-        Bson::Binary(b) if b.bytes.len() == 16 => Some(hex_uuid(&b.bytes)),
-        _ => None,
-    });
-    match lsid {
-        Some(uuid) if entry.get_str("type").is_ok_and(|t| t == "idleSession") => Some(format!("lsid:{uuid}")),
-        _ if is_connection_desc(description) => Some(description.to_owned()),
-        _ => None,
-    }
-}
-
-fn hex_uuid(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// `conn<digits>`: the `desc` of a client connection.
-pub fn is_connection_desc(text: &str) -> bool {
-    text.strip_prefix("conn")
-        .is_some_and(|d| !d.is_empty() && d.len() <= 12 && d.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// `lsid:<uuid>` as [`SessionRecord::from_current_op`] names idle sessions.
-pub fn is_idle_session_id(text: &str) -> bool {
-    text.strip_prefix("lsid:").is_some_and(|u| {
-        u.len() == 36
-            && u.char_indices().all(|(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) {
-                    c == '-'
-                } else {
-                    c.is_ascii_digit() || ('a'..='f').contains(&c)
-                }
-            })
-    })
-}
-
-fn str_field(doc: &Document, key: &str) -> Option<String> {
-    doc.get_str(key).ok().map(str::to_owned)
-}
-
-impl SessionRecord {
-    /// Maps one `$currentOp` / `inprog` entry. `None` for entries that identify nothing
-    /// (neither an opid, an idle session's lsid, nor a connection's `desc`).
-    pub fn from_current_op(entry: &Document) -> Option<Self> {
-        let mut record = Self::summary(entry)?;
-        record.operation = operation_text(entry);
-        Some(record)
-    }
-
-    /// Like [`SessionRecord::from_current_op`] but leaves `operation` empty: filtering, sorting
-    /// and paging need no command text, so only the returned page pays for rendering it.
-    pub fn summary(entry: &Document) -> Option<Self> {
-        let opid = entry.get("opid").and_then(opid_text);
-        let description = str_field(entry, "desc").unwrap_or_default();
-        let has_opid = opid.is_some();
-        let id = match opid {
-            Some(id) => id,
-            None => idle_id(entry, &description)?,
-        };
-        let cost_time_us = entry
-            .get("microsecs_running")
-            .and_then(bson_u64)
-            .or_else(|| entry.get("secs_running").and_then(bson_u64).map(|s| s.saturating_mul(1_000_000)))
-            .unwrap_or(0);
-        let namespace = str_field(entry, "ns").unwrap_or_default();
-        let db = namespace.split('.').next().filter(|d| !d.is_empty()).map(str::to_owned);
-        let user = entry
-            .get_array("effectiveUsers")
-            .ok()
-            .and_then(|users| users.first())
-            .and_then(Bson::as_document)
-            .and_then(|u| str_field(u, "user"));
-        Some(Self {
-            id,
-            active: entry.get_bool("active").unwrap_or(false),
-            operation: String::new(),
-            op_type: str_field(entry, "op").unwrap_or_else(|| "none".to_owned()),
-            cost_time_us,
-            plan_summary: str_field(entry, "planSummary").unwrap_or_default(),
-            host: str_field(entry, "host").unwrap_or_default(),
-            client: str_field(entry, "client").or_else(|| str_field(entry, "client_s")).unwrap_or_default(),
-            description,
-            namespace,
-            db,
-            user,
-            has_opid,
-        })
-    }
-}
-
-/// `command` (or the legacy `query`) of an entry as relaxed extended JSON; `{}` when absent.
-pub fn operation_text(entry: &Document) -> String {
-    match entry.get("command").or_else(|| entry.get("query")) {
-        Some(Bson::Document(cmd)) => Bson::Document(cmd.clone()).into_relaxed_extjson().to_string(),
-        _ => "{}".to_owned(),
-    }
-}
-
-/// Fields whose value is a secret in any command (as the embedded node's `redact.rs` and mongod
-/// treat them), replaced by `"xxx"` at any depth in a kill snapshot.
-const SNAPSHOT_SECRET_FIELDS: &[&str] = &["pwd", "payload", "password", "secretKey"];
-
-fn redact_deep(doc: &Document) -> Document {
-    doc.iter()
-        .map(|(k, v)| {
-            let v = if SNAPSHOT_SECRET_FIELDS.contains(&k.as_str()) {
-                Bson::String("xxx".into())
-            } else {
-                match v {
-                    Bson::Document(d) => Bson::Document(redact_deep(d)),
-                    Bson::Array(a) => Bson::Array(
-                        a.iter()
-                            .map(|x| match x {
-                                Bson::Document(d) => Bson::Document(redact_deep(d)),
-                                other => other.clone(),
-                            })
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                }
-            };
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-/// The snapshot of one current-op entry that a kill record keeps: the command redacted (secret
-/// fields at any depth) and cut at [`crate::sessions::MAX_SNAPSHOT_COMMAND`] bytes.
-pub fn kill_target(id: &str, entry: &Document, r: &SessionRecord) -> crate::sessions::KillTarget {
-    let command = match entry.get("command").or_else(|| entry.get("query")) {
-        Some(Bson::Document(cmd)) => Bson::Document(redact_deep(cmd)).into_relaxed_extjson().to_string(),
-        _ => "{}".to_owned(),
-    };
-    let max = crate::sessions::MAX_SNAPSHOT_COMMAND;
-    let command = if command.len() > max {
-        let mut cut = max;
-        while !command.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}...", &command[..cut])
-    } else {
-        command
-    };
-    crate::sessions::KillTarget {
-        id: id.to_owned(),
-        op_type: r.op_type.clone(),
-        namespace: r.namespace.clone(),
-        client: r.client.clone(),
-        user: r.user.clone(),
-        app_name: entry_app_name(entry).map(str::to_owned),
-        running_us: r.cost_time_us,
-        plan_summary: r.plan_summary.clone(),
-        command,
-    }
-}
+/// `batchSize` of the `$currentOp` aggregation: one batch holds any realistic node's operations.
+pub const CURRENT_OP_BATCH: i32 = 100_000;
 
 /// Prefix of every [`OwnOpTag`] comment.
 pub const OWN_TAG_PREFIX: &str = "docplane:";
@@ -308,7 +99,7 @@ pub fn entry_tag(entry: &Document) -> Option<&str> {
     })
 }
 
-fn entry_app_name(entry: &Document) -> Option<&str> {
+pub fn entry_app_name(entry: &Document) -> Option<&str> {
     entry.get_str("appName").ok().or_else(|| {
         entry
             .get_document("clientMetadata")
@@ -319,7 +110,7 @@ fn entry_app_name(entry: &Document) -> Option<&str> {
 }
 
 /// Whether an entry's command is a handshake / heartbeat (`hello`, `isMaster`).
-fn is_hello(entry: &Document) -> bool {
+pub fn is_hello(entry: &Document) -> bool {
     entry
         .get_document("command")
         .ok()
@@ -357,113 +148,102 @@ pub fn current_op_stage(version: ServerVersion) -> Document {
     doc! {"$currentOp": options}
 }
 
-/// The `$match` / command predicate selecting the given session ids.
-pub fn opid_predicate(ids: &[SessionId]) -> Document {
-    let values: Vec<Bson> = ids.iter().filter_map(SessionId::op_value).collect();
-    doc! {"opid": {"$in": values}}
+/// The current-op request for a version: the `$currentOp` aggregation (3.6+), with `stages`
+/// after the stage, or the `currentOp` command with `$all` (3.4), whose filter is the first
+/// `$match` of `stages` (3.4 takes nothing else: other stages are refused there).
+pub fn current_op_request(version: ServerVersion, stages: &[Document]) -> Result<Document> {
+    if version.has_current_op_stage() {
+        let mut pipeline = vec![Bson::Document(current_op_stage(version))];
+        pipeline.extend(stages.iter().cloned().map(Bson::Document));
+        return Ok(doc! {"aggregate": 1, "pipeline": pipeline, "cursor": {"batchSize": CURRENT_OP_BATCH}});
+    }
+    let mut command = doc! {"currentOp": 1, "$all": true};
+    match stages {
+        [] => {}
+        [only] => match only.get_document("$match") {
+            Ok(predicate) if only.len() == 1 => command.extend(predicate.clone()),
+            _ => {
+                return Err(crate::DriverError::InvalidRequest(
+                    "MongoDB 3.4's currentOp command takes only a filter".into(),
+                ));
+            }
+        },
+        _ => {
+            return Err(crate::DriverError::InvalidRequest(
+                "MongoDB 3.4's currentOp command takes only a filter".into(),
+            ));
+        }
+    }
+    Ok(command)
 }
 
-impl Driver {
-    /// The node's version, from the per-pool cache or a `buildInfo` round trip.
-    pub async fn node_version(&self, target: &NodeTarget) -> Result<ServerVersion> {
-        if self.legacy_wire(target).await? {
-            return self.legacy_version(target).await;
+/// The `$match` predicate that [`is_own_operation`] is, for a node to apply before later stages:
+/// not this read (its `comment`), and under `app_name` neither an idle connection nor a
+/// `hello` / `isMaster` heartbeat. Operators are all MongoDB 3.6's.
+pub fn own_exclusion(comment: &str, app_name: &str) -> Document {
+    let mut own = vec![Bson::Document(doc! {"command.comment": comment})];
+    for app_field in ["appName", "clientMetadata.application.name"] {
+        own.push(Bson::Document(doc! {app_field: app_name, "active": false}));
+        for hello in ["hello", "isMaster", "ismaster"] {
+            own.push(Bson::Document(
+                doc! {app_field: app_name, format!("command.{hello}"): {"$exists": true}},
+            ));
         }
-        if let Some(v) = self.cached_version(target) {
-            return Ok(v);
-        }
-        let client = self.client(target)?;
-        let build = self.command(&client, "admin", doc! {"buildInfo": 1}).await?;
-        let version = ServerVersion::from_build_info(&build)
-            .ok_or_else(|| DriverError::UnsupportedVersion("buildInfo has no parseable version".into()))?;
-        self.remember_version(target, version);
-        Ok(version)
     }
+    doc! {"$nor": own}
+}
 
-    /// Raw current-operation entries of a node (docplane's own removed), optionally restricted
-    /// by a predicate on the entries.
-    pub async fn current_op_entries(
-        &self,
-        target: &NodeTarget,
-        predicate: Option<Document>,
-    ) -> Result<Vec<Document>> {
-        if self.legacy_wire(target).await? {
-            return self.legacy_current_op_entries(target, predicate).await;
-        }
-        let version = self.node_version(target).await?;
-        version.check_supported()?;
-        let client = self.client(target)?;
-        // Lives until the entries are filtered below.
-        let tag = OwnOpTag::new();
-        let entries = if version.has_current_op_stage() {
-            let mut pipeline = vec![current_op_stage(version)];
-            if let Some(p) = predicate {
-                pipeline.push(doc! {"$match": p});
-            }
-            let db = client.database("admin");
-            self.run(async {
-                db.aggregate(pipeline)
-                    .batch_size(100_000)
-                    .comment(tag.comment())
-                    .await?
-                    .try_collect::<Vec<Document>>()
-                    .await
-            })
-            .await?
-        } else {
-            let mut command = doc! {"currentOp": 1, "$all": true};
-            if let Some(p) = predicate {
-                command.extend(p);
-            }
-            tag.tag(&mut command);
-            let reply = self.command(&client, "admin", command).await?;
-            reply
-                .get_array("inprog")
-                .map(|a| a.iter().filter_map(Bson::as_document).cloned().collect())
-                .unwrap_or_default()
-        };
-        let app_name = &self.config().app_name;
-        let own = entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect();
-        drop(tag);
-        Ok(own)
-    }
+/// Raw current-operation entries of a node (docplane's own removed), optionally restricted by a
+/// predicate on the entries (pushed down to the node).
+pub async fn current_op_entries(
+    t: &dyn NodeTransport,
+    target: &NodeTarget,
+    predicate: Option<Document>,
+) -> Result<Vec<Document>> {
+    let stages: Vec<Document> = predicate.into_iter().map(|p| doc! {"$match": p}).collect();
+    current_op_pipeline(t, target, &stages).await
+}
 
-    /// Every current operation, idle connection and idle session of a node, mapped.
-    pub async fn list_ops(&self, target: &NodeTarget) -> Result<Vec<SessionRecord>> {
-        let entries = self.current_op_entries(target, None).await?;
-        Ok(entries.iter().filter_map(SessionRecord::from_current_op).collect())
-    }
+/// Raw entries of `$currentOp` followed by `stages` (on 3.4, at most one `$match`), docplane's
+/// own removed. On 3.6+ the stages run on the node after [`own_exclusion`], so a stage that
+/// counts, sorts or pages never sees docplane's own entries either.
+pub async fn current_op_pipeline(
+    t: &dyn NodeTransport,
+    target: &NodeTarget,
+    stages: &[Document],
+) -> Result<Vec<Document>> {
+    let version = t.version(target).await?;
+    version.check_supported()?;
+    // Lives until the entries are filtered below.
+    let tag = OwnOpTag::new();
+    let app_name = &t.config().app_name;
+    let mut request = if stages.is_empty() || !version.has_current_op_stage() {
+        current_op_request(version, stages)?
+    } else {
+        let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
+        with_exclusion.push(doc! {"$match": own_exclusion(tag.comment(), app_name)});
+        with_exclusion.extend(stages.iter().cloned());
+        current_op_request(version, &with_exclusion)?
+    };
+    tag.tag(&mut request);
+    let entries = if request.contains_key("aggregate") {
+        t.cursor_command(target, "admin", request).await?
+    } else {
+        let reply = t.command(target, "admin", request).await?;
+        reply
+            .get_array("inprog")
+            .map(|a| a.iter().filter_map(Bson::as_document).cloned().collect())
+            .unwrap_or_default()
+    };
+    let own = entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect();
+    drop(tag);
+    Ok(own)
+}
 
-    /// The current operations among `ids` (a server-side `opid` filter keeps this cheap on
-    /// nodes with many operations).
-    pub async fn ops_matching(&self, target: &NodeTarget, ids: &[SessionId]) -> Result<Vec<SessionRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        if ids.iter().any(|id| matches!(id, SessionId::Idle(_))) {
-            // Idle entries have no opid to filter on: read everything, keep the ids asked for.
-            let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            let all = self.list_ops(target).await?;
-            return Ok(all.into_iter().filter(|r| wanted.contains(&r.id)).collect());
-        }
-        let entries = self.current_op_entries(target, Some(opid_predicate(ids))).await?;
-        Ok(entries.iter().filter_map(SessionRecord::from_current_op).filter(|r| r.has_opid).collect())
-    }
-
-    /// `{killOp: 1, op: <id>}` on `admin`: an integer on mongod, the `"shard:opid"` string on
-    /// mongos. Only marks the operation; it ends at its next interrupt point.
-    pub async fn kill_op(&self, target: &NodeTarget, id: &SessionId) -> Result<()> {
-        let op = match id.op_value() {
-            Some(op) if id.kind() == Some(target.kind) => op,
-            Some(_) => return Err(DriverError::InvalidSessionIds(vec![id.to_string()])),
-            None => return Err(DriverError::InactiveSessions(vec![id.to_string()])),
-        };
-        if self.legacy_wire(target).await? {
-            return self.legacy_command(target, "admin", doc! {"killOp": 1, "op": op}).await.map(|_| ());
-        }
-        let client = self.client(target)?;
-        self.command(&client, "admin", doc! {"killOp": 1, "op": op}).await.map(|_| ())
-    }
+/// `{killOp: 1, op}` on `admin`: `op` an integer on mongod, the `"shard:opid"` string on
+/// mongos. Only marks the operation; it ends at its next interrupt point.
+pub async fn kill_op(t: &dyn NodeTransport, target: &NodeTarget, op: Bson) -> Result<()> {
+    t.command(target, "admin", doc! {"killOp": 1, "op": op}).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -480,72 +260,6 @@ mod tests {
             "command": {"sleep": 1, "millis": 5000_i64, "$db": "admin"},
             "planSummary": "", "effectiveUsers": [{"user": "alice", "db": "admin"}],
         }
-    }
-
-    #[test]
-    fn maps_an_active_operation() {
-        let r = SessionRecord::from_current_op(&sleep_entry()).unwrap();
-        let summary = SessionRecord::summary(&sleep_entry()).unwrap();
-        assert!(summary.operation.is_empty());
-        assert_eq!(SessionRecord { operation: r.operation.clone(), ..summary }, r);
-        assert_eq!(r.id, "42");
-        assert!(r.active && r.has_opid);
-        assert_eq!(r.op_type, "command");
-        assert_eq!(r.cost_time_us, 1_500_000);
-        assert_eq!(r.host, "node1:27017");
-        assert_eq!(r.client, "127.0.0.1:50000");
-        assert_eq!(r.description, "conn7");
-        assert_eq!(r.namespace, "admin.$cmd");
-        assert_eq!(r.db.as_deref(), Some("admin"));
-        assert_eq!(r.user.as_deref(), Some("alice"));
-        let op: serde_json::Value = serde_json::from_str(&r.operation).unwrap();
-        assert_eq!(op["sleep"], 1);
-        assert_eq!(op["millis"], 5000);
-    }
-
-    #[test]
-    fn maps_mongos_and_idle_entries() {
-        let mongos = doc! {"opid": "shard01:1234", "active": true, "client_s": "10.0.0.1:4000",
-        "op": "query", "ns": "shop.orders", "planSummary": "COLLSCAN", "secs_running": 3};
-        let r = SessionRecord::from_current_op(&mongos).unwrap();
-        assert_eq!(r.id, "shard01:1234");
-        assert_eq!(r.client, "10.0.0.1:4000");
-        assert_eq!(r.cost_time_us, 3_000_000);
-        assert_eq!(r.plan_summary, "COLLSCAN");
-        assert_eq!(r.db.as_deref(), Some("shop"));
-        assert_eq!(r.operation, "{}");
-        assert_eq!(r.user, None);
-
-        let session = doc! {"type": "idleSession", "desc": "inactive session", "active": false,
-        "lsid": {"id": mongodb::bson::Binary { subtype: mongodb::bson::spec::BinarySubtype::Uuid, bytes: (0u8..16).collect() }}};
-        let r = SessionRecord::from_current_op(&session).unwrap();
-        assert_eq!(r.id, "lsid:00010203-0405-0607-0809-0a0b0c0d0e0f");
-        assert!(is_idle_session_id(&r.id));
-        assert_eq!(r.description, "inactive session");
-        assert!(!is_idle_session_id("lsid:00010203-0405-0607-0809-0a0b0c0d0e0F"));
-        assert!(is_connection_desc("conn12") && !is_connection_desc("conn") && !is_connection_desc("conn1a"));
-        assert!(SessionRecord::from_current_op(&doc! {"desc": "monitor", "active": false}).is_none());
-
-        let idle = doc! {"type": "op", "desc": "conn9", "active": false, "client": "1.2.3.4:5"};
-        let r = SessionRecord::from_current_op(&idle).unwrap();
-        assert_eq!(r.id, "conn9");
-        assert!(!r.active && !r.has_opid);
-        assert_eq!(r.op_type, "none");
-        assert_eq!(r.cost_time_us, 0);
-        assert_eq!(r.db, None);
-
-        assert!(SessionRecord::from_current_op(&doc! {"active": false}).is_none());
-        let int64 = doc! {"opid": 7_i64, "active": false, "op": "none"};
-        assert_eq!(SessionRecord::from_current_op(&int64).unwrap().id, "7");
-    }
-
-    #[test]
-    fn operation_is_relaxed_extended_json() {
-        let mut e = sleep_entry();
-        e.insert("command", doc! {"find": "c", "filter": {"_id": mongodb::bson::oid::ObjectId::from_bytes([1; 12])}, "limit": 5_i64});
-        let r = SessionRecord::from_current_op(&e).unwrap();
-        assert!(r.operation.contains("\"$oid\":\"010101010101010101010101\""), "{}", r.operation);
-        assert!(r.operation.contains("\"limit\":5"), "{}", r.operation);
     }
 
     #[test]
@@ -619,5 +333,52 @@ mod tests {
         assert!(!o.contains_key("idleSessions"));
         let s = current_op_stage(ServerVersion::new(4, 4, 0));
         assert!(s.get_document("$currentOp").unwrap().get_bool("idleSessions").unwrap());
+    }
+
+    #[test]
+    fn requests_follow_version() {
+        let pred = doc! {"$match": {"opid": {"$in": [5]}}};
+        let old = current_op_request(ServerVersion::new(3, 4, 24), std::slice::from_ref(&pred)).unwrap();
+        assert_eq!(old, doc! {"currentOp": 1, "$all": true, "opid": {"$in": [5]}});
+        let sort = doc! {"$sort": {"opid": 1}};
+        assert!(current_op_request(ServerVersion::new(3, 4, 24), std::slice::from_ref(&sort)).is_err());
+        assert!(current_op_request(ServerVersion::new(3, 4, 24), &[pred.clone(), pred.clone()]).is_err());
+        let new = current_op_request(ServerVersion::new(3, 6, 0), &[doc! {"$match": {"opid": 5}}]).unwrap();
+        assert_eq!(new.get_i32("aggregate").unwrap(), 1);
+        let pipeline = new.get_array("pipeline").unwrap();
+        assert_eq!(pipeline.len(), 2);
+        let stage = pipeline[0].as_document().unwrap().get_document("$currentOp").unwrap();
+        assert!(stage.get_bool("allUsers").unwrap() && !stage.contains_key("idleSessions"));
+        assert_eq!(pipeline[1].as_document().unwrap(), &doc! {"$match": {"opid": 5}});
+        let bare = current_op_request(ServerVersion::new(4, 2, 0), &[]).unwrap();
+        assert_eq!(bare.get_array("pipeline").unwrap().len(), 1);
+    }
+
+    /// [`own_exclusion`] (what the node applies before pushed-down stages) keeps exactly what
+    /// [`is_own_operation_with`] keeps, on every shape of entry the recognizer is tested with.
+    #[test]
+    fn own_exclusion_matches_the_recognizer() {
+        let app = "docplane-control";
+        let tag = "docplane:00ff";
+        let live: HashSet<String> = [tag.to_owned()].into();
+        let filter = docplane_query::Filter::parse(&own_exclusion(tag, app)).unwrap();
+        let mut impostor = sleep_entry();
+        impostor.insert("appName", app);
+        let entries = [
+            doc! {"active": true, "opid": 1, "appName": app, "command": {"aggregate": 1, "comment": tag}},
+            doc! {"active": false, "desc": "conn3", "appName": app},
+            doc! {"active": false, "desc": "conn4", "clientMetadata": {"application": {"name": app}}},
+            doc! {"active": true, "opid": 7, "appName": app, "command": {"hello": 1, "maxAwaitTimeMS": 10_000}},
+            doc! {"active": true, "opid": 8, "appName": app, "command": {"isMaster": 1}},
+            doc! {"active": true, "opid": 9, "clientMetadata": {"application": {"name": app}}, "command": {"ismaster": 1}},
+            doc! {"active": true, "opid": 4, "command": {"aggregate": 1, "comment": "docplane:0bad"}},
+            doc! {"active": false, "desc": "conn9", "appName": "other"},
+            impostor,
+            sleep_entry(),
+        ];
+        for e in &entries {
+            let kept = filter.matches(e);
+            assert_eq!(kept, !is_own_operation_with(e, app, &live), "{e}");
+        }
     }
 }

@@ -1,27 +1,30 @@
-//! Connection pools per node, through the official `mongodb` driver.
+//! The official `mongodb` driver's side of the transport ([`OfficialPool`]): connection pools
+//! per node, for nodes of wire version 9+ (MongoDB 4.4+).
 //!
 //! Invariants:
 //! - one [`mongodb::Client`] (one pool, direct connection) per node id, reused across requests;
 //! - a cached client is replaced as soon as the node's address or credentials change, so a
 //!   re-registered node never runs commands with stale credentials;
-//! - every command goes through [`Driver::run`], which bounds it by the configured operation
+//! - every command goes through [`OfficialPool::run`], which bounds it by the configured operation
 //!   timeout: no call into this crate waits unboundedly on the network;
-//! - no official client is left to its `Drop` at shutdown: [`Driver::shutdown`] calls
+//! - no official client is left to its `Drop` at shutdown: [`OfficialPool::shutdown`] calls
 //!   `Client::shutdown()` on every pooled client (the driver's drop spawns cleanup work onto the
 //!   runtime, which can panic when that runtime is itself going away), and the short-lived
-//!   clients of discovery are shut down by [`Driver::with_ephemeral`] right after use.
+//!   clients of discovery are shut down by [`OfficialPool::with_ephemeral`] right after use.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use futures::TryStreamExt;
 use mongodb::Client;
-use mongodb::bson::Document;
+use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 
 use crate::config::{ConnectionKey, Credentials, DriverConfig, NodeTarget};
 use crate::error::{DriverError, Result};
-use crate::info::ServerVersion;
+use crate::info::{ServerInfo, ServerVersion};
+use crate::transport::NodeTransport;
 
 struct CachedClient {
     key: ConnectionKey,
@@ -30,40 +33,27 @@ struct CachedClient {
     version: Option<ServerVersion>,
 }
 
-/// Handle to the node driver; cheap to clone (shared pool cache inside).
-#[derive(Clone)]
-pub struct Driver {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+/// The official driver's side of the transport: one pooled [`Client`] per node id.
+pub struct OfficialPool {
     config: DriverConfig,
     clients: Mutex<HashMap<String, CachedClient>>,
-    /// Connections and wire versions of the legacy client (nodes below wire version 9).
-    legacy: crate::legacy::LegacyCache,
 }
 
-impl std::fmt::Debug for Driver {
+impl std::fmt::Debug for OfficialPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("OfficialPool").field("pools", &self.cached_pools()).finish_non_exhaustive()
     }
 }
 
-impl Driver {
-    /// A driver with an empty pool cache.
+impl OfficialPool {
+    /// An empty pool cache.
     pub fn new(config: DriverConfig) -> Self {
-        let legacy = crate::legacy::LegacyCache::default();
-        Self { inner: Arc::new(Inner { config, clients: Mutex::new(HashMap::new()), legacy }) }
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &DriverConfig {
-        &self.inner.config
+        Self { config, clients: Mutex::new(HashMap::new()) }
     }
 
     /// Builds the driver options for one node: direct connection, our app name, bounded timeouts.
     pub fn client_options(&self, key: &ConnectionKey) -> Result<ClientOptions> {
-        let cfg = &self.inner.config;
+        let cfg = &self.config;
         let address = ServerAddress::parse(&key.address).map_err(|e| {
             DriverError::InvalidRequest(format!("invalid node address {:?}: {e}", key.address))
         })?;
@@ -83,7 +73,7 @@ impl Driver {
     }
 
     /// A client for `key` that is not cached (used while discovering unregistered deployments).
-    /// Prefer [`Driver::with_ephemeral`], which also shuts it down.
+    /// Prefer [`OfficialPool::with_ephemeral`], which also shuts it down.
     pub fn ephemeral_client(&self, key: &ConnectionKey) -> Result<Client> {
         let options = self.client_options(key)?;
         Client::with_options(options).map_err(DriverError::from)
@@ -97,14 +87,14 @@ impl Driver {
     {
         let client = self.ephemeral_client(key)?;
         let result = work(client.clone()).await;
-        shutdown_client(client, self.inner.config.operation_timeout).await;
+        shutdown_client(client, self.config.operation_timeout).await;
         result
     }
 
     /// Shuts every pooled client down (waiting up to `grace` for operations still running on
     /// them, then closing at once) and empties the cache. Later calls build new pools as usual.
     pub async fn shutdown(&self, grace: std::time::Duration) {
-        let clients: Vec<Client> = match self.inner.clients.lock() {
+        let clients: Vec<Client> = match self.clients.lock() {
             Ok(mut clients) => clients.drain().map(|(_, c)| c.client).collect(),
             Err(_) => Vec::new(),
         };
@@ -118,7 +108,6 @@ impl Driver {
     pub fn client(&self, target: &NodeTarget) -> Result<Client> {
         let key = target.connection_key();
         let mut clients = self
-            .inner
             .clients
             .lock()
             .map_err(|_| DriverError::InvalidRequest("driver pool cache poisoned".into()))?;
@@ -139,22 +128,18 @@ impl Driver {
 
     /// Drops the cached pool of a node (after it is unregistered). Returns whether one existed.
     pub fn forget(&self, node_id: &str) -> bool {
-        let legacy = self.inner.legacy.forget(node_id);
-        match self.inner.clients.lock() {
-            Ok(mut clients) => clients.remove(node_id).is_some() || legacy,
-            Err(_) => legacy,
-        }
+        self.clients.lock().map(|mut c| c.remove(node_id).is_some()).unwrap_or(false)
     }
 
     /// The version last read from `target` through its current pool.
     pub fn cached_version(&self, target: &NodeTarget) -> Option<ServerVersion> {
-        let clients = self.inner.clients.lock().ok()?;
+        let clients = self.clients.lock().ok()?;
         clients.get(&target.id).filter(|c| c.key == target.connection_key()).and_then(|c| c.version)
     }
 
     /// Records the version read from `target` (ignored if its pool changed meanwhile).
     pub fn remember_version(&self, target: &NodeTarget, version: ServerVersion) {
-        if let Ok(mut clients) = self.inner.clients.lock()
+        if let Ok(mut clients) = self.clients.lock()
             && let Some(c) = clients.get_mut(&target.id)
             && c.key == target.connection_key()
         {
@@ -162,19 +147,14 @@ impl Driver {
         }
     }
 
-    /// The legacy client's per-node cache.
-    pub(crate) fn legacy_cache(&self) -> &crate::legacy::LegacyCache {
-        &self.inner.legacy
-    }
-
     /// Number of cached pools (for tests and metrics).
     pub fn cached_pools(&self) -> usize {
-        self.inner.clients.lock().map(|c| c.len()).unwrap_or(0)
+        self.clients.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     /// Runs `fut` under the operation timeout, classifying driver errors.
     pub async fn run<T>(&self, fut: impl Future<Output = mongodb::error::Result<T>>) -> Result<T> {
-        let limit = self.inner.config.operation_timeout;
+        let limit = self.config.operation_timeout;
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(DriverError::from(e)),
@@ -183,9 +163,54 @@ impl Driver {
     }
 
     /// Runs one command on `db` of `client` under the operation timeout.
-    pub async fn command(&self, client: &Client, db: &str, command: Document) -> Result<Document> {
+    pub async fn command_on(&self, client: &Client, db: &str, command: Document) -> Result<Document> {
         let database = client.database(db);
         self.run(async move { database.run_command(command).await }).await
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeTransport for OfficialPool {
+    fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    async fn version(&self, target: &NodeTarget) -> Result<ServerVersion> {
+        if let Some(v) = self.cached_version(target) {
+            return Ok(v);
+        }
+        let client = self.client(target)?;
+        let build = self.command_on(&client, "admin", doc! {"buildInfo": 1}).await?;
+        let version = ServerVersion::from_build_info(&build)
+            .ok_or_else(|| DriverError::UnsupportedVersion("buildInfo has no parseable version".into()))?;
+        self.remember_version(target, version);
+        Ok(version)
+    }
+
+    async fn server_info(&self, target: &NodeTarget) -> Result<ServerInfo> {
+        let client = self.client(target)?;
+        let info = crate::info::server_info_with(self, &client).await?;
+        self.remember_version(target, info.version);
+        Ok(info)
+    }
+
+    async fn command(&self, target: &NodeTarget, db: &str, command: Document) -> Result<Document> {
+        let client = self.client(target)?;
+        self.command_on(&client, db, command).await
+    }
+
+    async fn cursor_command(
+        &self,
+        target: &NodeTarget,
+        db: &str,
+        command: Document,
+    ) -> Result<Vec<Document>> {
+        let client = self.client(target)?;
+        let database = client.database(db);
+        self.run(
+            async move { database.run_cursor_command(command).await?.try_collect::<Vec<Document>>().await },
+        )
+        .await
     }
 }
 
@@ -226,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn pools_are_cached_and_rebuilt_on_change() {
-        let driver = Driver::new(DriverConfig::default());
+        let driver = OfficialPool::new(DriverConfig::default());
         let t = target("127.0.0.1:27017", Some("a"));
         driver.client(&t).unwrap();
         driver.remember_version(&t, ServerVersion::new(4, 4, 0));
@@ -251,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_closes_every_pool() {
-        let driver = Driver::new(DriverConfig::default());
+        let driver = OfficialPool::new(DriverConfig::default());
         let a = target("127.0.0.1:1", None);
         let b = NodeTarget { id: "n2".into(), ..target("127.0.0.1:2", None) };
         let ca = driver.client(&a).unwrap();
@@ -271,7 +296,7 @@ mod tests {
     #[test]
     fn options_are_direct_and_bounded() {
         let config = DriverConfig { app_name: "x-app".into(), ..DriverConfig::default() };
-        let driver = Driver::new(config.clone());
+        let driver = OfficialPool::new(config.clone());
         let t = target("db.example:27019", Some("pw"));
         let o = driver.client_options(&t.connection_key()).unwrap();
         assert_eq!(o.direct_connection, Some(true));

@@ -2,7 +2,26 @@
 //! operations; this crate lists, selects and kills them, verifies kills, records them in the
 //! audit chain and applies the safety rails and the privacy setting, for every caller (the DDS
 //! API, the CLI through it, and the rule enforcer). It talks to nodes only through
-//! `docplane_driver`'s transport and knows nothing of HTTP.
+//! `docplane_driver`'s [`NodeTransport`](docplane_driver::NodeTransport) and knows nothing of
+//! HTTP.
+//!
+//! - [`ids`]: session ids (`opid`, `shard:opid`, idle ids) parsed for a node kind;
+//! - [`record`]: a `$currentOp` entry as a [`SessionRecord`], and a kill's [`KillTarget`]
+//!   snapshot;
+//! - [`select`]: the vendor's filter vocabulary, filtering, ordering and paging (pure);
+//! - [`kill`]: prepare (check all-or-nothing), send, verify;
+//! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed.
 
+pub mod error;
+pub mod ids;
+pub mod kill;
 pub mod privacy;
 pub mod rails;
+pub mod record;
+pub mod select;
+
+pub use error::{Result, SessionError};
+pub use ids::{MAX_KILL_IDS, SessionId, parse_session_ids};
+pub use kill::{KillOutcome, KillReport, KillStatus, PreparedKill};
+pub use record::{KillTarget, SessionRecord};
+pub use select::{SessionFilter, SessionPage, SessionQuery};

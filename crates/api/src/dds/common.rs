@@ -8,6 +8,7 @@
 //!   at rest they are AES-GCM sealed by the iam crate with the node id as associated data.
 
 use docplane_driver::{Credentials, DriverError, NodeKind, NodeTarget, ServerVersion};
+use docplane_sessions::SessionError;
 use docplane_store::{GroupType, Instance, Node};
 use serde::{Deserialize, Serialize};
 
@@ -154,25 +155,30 @@ pub fn check_state_and_version(r: &ResolvedNode) -> Result<(), ApiError> {
 }
 
 /// What a driver failure becomes on the list route (`DBS.301076` unless more specific).
-pub fn list_error(e: DriverError) -> ApiError {
+pub fn list_error(e: SessionError) -> ApiError {
     match e {
-        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m),
-        DriverError::InvalidRequest(m) => ApiError::BadRequest(m),
+        SessionError::Node(DriverError::UnsupportedVersion(m)) => ApiError::InvalidDatastoreVersion(m),
+        SessionError::Node(DriverError::InvalidRequest(m)) | SessionError::InvalidRequest(m) => {
+            ApiError::BadRequest(m)
+        }
         other => ApiError::QuerySessionFailed(other.to_string()),
     }
 }
 
 /// What a driver failure becomes on the kill route.
-pub fn kill_error(e: DriverError) -> ApiError {
+pub fn kill_error(e: SessionError) -> ApiError {
     match e {
-        DriverError::InvalidSessionIds(ids) => {
+        SessionError::InvalidSessionIds(ids) => {
             ApiError::InvalidSessionId(format!("Invalid session id: {}", ids.join(", ")))
         }
-        DriverError::InactiveSessions(ids) => {
+        SessionError::InactiveSessions(ids) => {
             ApiError::InvalidSessionId(format!("Inactive sessions cannot be terminated: {}", ids.join(", ")))
         }
-        DriverError::UnsupportedVersion(m) => ApiError::InvalidDatastoreVersion(m),
-        DriverError::InvalidRequest(m) => ApiError::BadRequest(m),
+        SessionError::Node(DriverError::UnsupportedVersion(m)) => ApiError::InvalidDatastoreVersion(m),
+        SessionError::Node(DriverError::InvalidRequest(m)) | SessionError::InvalidRequest(m) => {
+            ApiError::BadRequest(m)
+        }
+        SessionError::NotRecorded(m) => ApiError::KillNotRecorded(m),
         other => ApiError::KillSessionFailed(other.to_string()),
     }
 }
@@ -242,34 +248,39 @@ mod tests {
     }
 
     #[test]
-    fn driver_errors_map_to_vendor_codes() {
+    fn session_errors_map_to_vendor_codes() {
+        let node = |e: DriverError| SessionError::Node(e);
         assert_eq!(
-            kill_error(DriverError::InvalidSessionIds(vec!["7".into()])).code_and_status().0,
+            kill_error(SessionError::InvalidSessionIds(vec!["7".into()])).code_and_status().0,
             "DBS.301071"
         );
         assert_eq!(
-            kill_error(DriverError::InactiveSessions(vec!["conn3".into()])).code_and_status().0,
+            kill_error(SessionError::InactiveSessions(vec!["conn3".into()])).code_and_status().0,
             "DBS.301071"
         );
-        assert_eq!(kill_error(DriverError::Unreachable("x".into())).code_and_status().0, "DBS.301077");
+        assert_eq!(kill_error(node(DriverError::Unreachable("x".into()))).code_and_status().0, "DBS.301077");
         assert_eq!(
-            kill_error(DriverError::Timeout(std::time::Duration::from_secs(1))).code_and_status().0,
+            kill_error(node(DriverError::Timeout(std::time::Duration::from_secs(1)))).code_and_status().0,
             "DBS.301077"
         );
         assert_eq!(
-            kill_error(DriverError::UnsupportedVersion("3.2".into())).code_and_status().0,
+            kill_error(node(DriverError::UnsupportedVersion("3.2".into()))).code_and_status().0,
             "DBS.200041"
         );
-        assert_eq!(kill_error(DriverError::InvalidRequest("empty".into())).code_and_status().0, "DBS.200001");
-        assert_eq!(list_error(DriverError::Unreachable("x".into())).code_and_status().0, "DBS.301076");
         assert_eq!(
-            list_error(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })
+            kill_error(SessionError::InvalidRequest("empty".into())).code_and_status().0,
+            "DBS.200001"
+        );
+        assert_eq!(kill_error(SessionError::NotRecorded("down".into())).code_and_status().0, "DBS.900503");
+        assert_eq!(list_error(node(DriverError::Unreachable("x".into()))).code_and_status().0, "DBS.301076");
+        assert_eq!(
+            list_error(node(DriverError::CommandFailed { code: 13, message: "unauthorized".into() }))
                 .code_and_status()
                 .0,
             "DBS.301076"
         );
         let msg =
-            kill_error(DriverError::InactiveSessions(vec!["conn3".into(), "lsid:x".into()])).to_string();
+            kill_error(SessionError::InactiveSessions(vec!["conn3".into(), "lsid:x".into()])).to_string();
         assert!(msg.contains("conn3, lsid:x") && msg.starts_with("Inactive sessions cannot be terminated"));
     }
 }

@@ -20,9 +20,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use docplane_driver::sessions::KillTarget;
-use docplane_driver::{KillReport, KillStatus, SessionId};
 use docplane_iam::AuthMethod;
+use docplane_sessions::{KillReport, KillStatus, KillTarget, SessionId};
 use docplane_store::{
     ChainProblem, KILL_OUTCOME_PENDING, KillLogEntry, KillRecord, KillRecordFilter, NewKillEntry, StoreError,
     kill_entry_kind, now_millis, verify_kill_chain,
@@ -440,7 +439,7 @@ pub async fn resolve_pending(st: &AppState, grace: Duration) -> Result<usize, St
             Ok(node) => {
                 let parsed: Vec<SessionId> =
                     ids.iter().filter_map(|id| SessionId::parse(id, node.target.kind)).collect();
-                match st.driver.ops_matching(&node.target, &parsed).await {
+                match docplane_sessions::kill::ops_matching(&st.driver, &node.target, &parsed).await {
                     Ok(listed) => {
                         json!({"still_listed": listed.iter().map(|r| r.id.clone()).collect::<Vec<_>>()})
                     }

@@ -20,8 +20,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use docplane_driver::sessions::{self as driver_sessions, MAX_KILL_IDS, SessionFilter, SessionQuery};
-use docplane_driver::{KillStatus, SessionRecord};
+use docplane_sessions::{
+    self as sessions, KillStatus, MAX_KILL_IDS, SessionFilter, SessionQuery, SessionRecord,
+    kill as session_kill, select as session_select,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -83,17 +85,17 @@ pub fn parse_list_query(q: &ListSessionsQuery) -> Result<SessionQuery, ApiError>
     };
     let plan_summary = match present(&q.plan_summary) {
         None => None,
-        Some(s) if driver_sessions::is_valid_plan_summary(s) => Some(s.to_ascii_uppercase()),
+        Some(s) if session_select::is_valid_plan_summary(s) => Some(s.to_ascii_uppercase()),
         Some(s) => return Err(ApiError::InvalidPlanSummary(s.to_owned())),
     };
     let op_type = match present(&q.op_type) {
         None => None,
-        Some(s) if driver_sessions::is_valid_op_type(s) => Some(s.to_owned()),
+        Some(s) if session_select::is_valid_op_type(s) => Some(s.to_owned()),
         Some(s) => return Err(ApiError::InvalidOperationType(s.to_owned())),
     };
     let namespace = match present(&q.namespace) {
         None => None,
-        Some(s) if driver_sessions::is_valid_namespace(s) => Some(s.to_owned()),
+        Some(s) if session_select::is_valid_namespace(s) => Some(s.to_owned()),
         Some(s) => return Err(ApiError::InvalidNamespace(s.to_owned())),
     };
     let min_cost_time_us = match present(&q.cost_time) {
@@ -103,7 +105,13 @@ pub fn parse_list_query(q: &ListSessionsQuery) -> Result<SessionQuery, ApiError>
         })?),
     };
     Ok(SessionQuery {
-        filter: SessionFilter { plan_summary, op_type, namespace, min_cost_time_us },
+        filter: SessionFilter {
+            plan_summary,
+            op_type,
+            namespace,
+            min_cost_time_us,
+            ..SessionFilter::default()
+        },
         offset,
         limit,
     })
@@ -222,7 +230,7 @@ pub async fn list_sessions(
     let query = parse_list_query(&q)?;
     let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
     check_state_and_version(&resolved)?;
-    let page = driver_sessions::list(&st.driver, &resolved.target, &query).await.map_err(list_error)?;
+    let page = session_kill::list(&st.driver, &resolved.target, &query).await.map_err(list_error)?;
     Ok(Json(ListSessionsResponse {
         total_count: page.total,
         sessions: page.sessions.into_iter().map(SessionItem::from).collect(),
@@ -237,16 +245,16 @@ async fn prepare(
     body: &[u8],
     intent: &mut KillIntent,
     raw_ids: &mut Vec<String>,
-) -> Result<(ResolvedNode, driver_sessions::PreparedKill), ApiError> {
+) -> Result<(ResolvedNode, sessions::PreparedKill), ApiError> {
     let ids = parse_kill_body(body)?;
     raw_ids.clone_from(&ids);
     let resolved = resolve_node(st, p.project_id(), node_id).await?;
     intent.instance_id = resolved.instance.id.clone();
     // Format first (no node access), so malformed ids never wait on the network.
-    driver_sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
+    sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
     check_state_and_version(&resolved)?;
     let prepared =
-        driver_sessions::prepare_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
+        session_kill::prepare_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
     Ok((resolved, prepared))
 }
 
@@ -287,14 +295,14 @@ pub async fn kill_sessions(
     if let Err(e) = intent.commit(&st, &prepared.targets).await {
         return Err(ApiError::KillNotRecorded(e.to_string()));
     }
-    let issued = match driver_sessions::send_kills(&st.driver, &resolved.target, &prepared.ids).await {
+    let issued = match session_kill::send_kills(&st.driver, &resolved.target, &prepared.ids).await {
         Ok(issued) => issued,
         Err(e) => {
             intent.commit_outcome(&st, "failed", json!({"error": e.to_string()})).await;
             return Err(kill_error(e));
         }
     };
-    let report = driver_sessions::verify_report(&st.driver, &resolved.target, issued).await;
+    let report = session_kill::verify_report(&st.driver, &resolved.target, issued).await;
     let outcome = outcome_of(&report);
     intent.commit_outcome(&st, outcome, json!({"outcomes": report.outcomes})).await;
     let ids_with = |f: fn(&KillStatus) -> bool| -> Vec<String> {
@@ -411,6 +419,7 @@ mod tests {
             namespace: "admin.$cmd".into(),
             db: Some("admin".into()),
             user: None,
+            app_name: None,
             has_opid: true,
         });
         let v = serde_json::to_value(&item).unwrap();

@@ -2,7 +2,7 @@
 //! (`maxWireVersion` < 9, i.e. MongoDB 3.4 to 4.2).
 //!
 //! Which path a node takes is decided once per node and connection identity
-//! ([`Driver::legacy_wire`]): an `isMaster` handshake over `OP_QUERY` (answered by every server
+//! ([`LegacyClient::is_legacy`]): an `isMaster` handshake over `OP_QUERY` (answered by every server
 //! version, without authentication) reads its `maxWireVersion`; [`DriverConfig::force_legacy_wire`]
 //! forces this path for every node (a test and diagnostic switch). Connections speak `OP_MSG` from
 //! wire version 6 (3.6) and `OP_QUERY` on `<db>.$cmd` below, authenticate with SCRAM-SHA-256 when
@@ -32,19 +32,18 @@ use bson::{Bson, Document, doc};
 use futures::future::BoxFuture;
 
 use self::conn::Conn;
-use crate::config::{ConnectionKey, NodeTarget};
+use crate::config::{ConnectionKey, DriverConfig, NodeTarget};
 use crate::error::{DriverError, Result};
 use crate::info::{HelloInfo, ServerInfo, ServerVersion};
-use crate::ops::{current_op_stage, is_own_operation};
-use crate::pool::Driver;
+use crate::transport::NodeTransport;
 
 /// Wire version of MongoDB 4.4, the oldest the official driver accepts.
 pub const OFFICIAL_MIN_WIRE_VERSION: i32 = 9;
 /// Idle authenticated connections kept per node.
 pub const MAX_IDLE: usize = 4;
-/// `batchSize` of the `$currentOp` aggregation and its `getMore`s.
+/// `batchSize` of the `getMore`s that follow a cursor.
 const BATCH_SIZE: i32 = 100_000;
-/// Upper bound on `getMore` rounds of one listing (a runaway cursor cannot loop forever).
+/// Upper bound on `getMore` rounds of one cursor (a runaway cursor cannot loop forever).
 const MAX_GET_MORES: usize = 1_000;
 
 struct NodeState {
@@ -125,48 +124,23 @@ fn cursor_batch(reply: &Document) -> Result<(Vec<Document>, i64, String)> {
     Ok((docs, id, ns))
 }
 
-/// The current-op request for a version: the `$currentOp` aggregation (3.6+) or the `currentOp`
-/// command with `$all` (3.4), restricted by `predicate`.
-pub fn current_op_request(version: ServerVersion, predicate: Option<Document>) -> Document {
-    if version.has_current_op_stage() {
-        let mut pipeline = vec![Bson::Document(current_op_stage(version))];
-        if let Some(p) = predicate {
-            pipeline.push(Bson::Document(doc! {"$match": p}));
-        }
-        doc! {"aggregate": 1, "pipeline": pipeline, "cursor": {"batchSize": BATCH_SIZE}}
-    } else {
-        let mut command = doc! {"currentOp": 1, "$all": true};
-        if let Some(p) = predicate {
-            command.extend(p);
-        }
-        command
-    }
-}
-
-/// Runs [`current_op_request`] on one connection, following the cursor to its end.
-async fn read_current_op(conn: &mut Conn, request: Document) -> Result<Vec<Document>> {
-    let aggregate = request.contains_key("aggregate");
-    let reply = conn.command("admin", request).await?;
-    if !aggregate {
-        return Ok(reply
-            .get_array("inprog")
-            .map(|a| a.iter().filter_map(Bson::as_document).cloned().collect())
-            .unwrap_or_default());
-    }
+/// A cursor command on one connection (the first batch's cursor followed with `getMore` to
+/// its end, at most [`MAX_GET_MORES`] rounds); a reply without a cursor is refused.
+async fn read_cursor(conn: &mut Conn, db: &str, request: Document) -> Result<Vec<Document>> {
+    let reply = conn.command(db, request).await?;
     let (mut entries, mut id, ns) = cursor_batch(&reply)?;
     let collection = ns.split_once('.').map_or("$cmd.aggregate", |(_, c)| c).to_owned();
     let mut rounds = 0;
     while id != 0 {
         rounds += 1;
         if rounds > MAX_GET_MORES {
-            let _ = conn.command("admin", doc! {"killCursors": &collection, "cursors": [id]}).await;
-            return Err(DriverError::CommandFailed {
-                code: 0,
-                message: "currentOp cursor did not end".into(),
-            });
+            if let Err(e) = conn.command(db, doc! {"killCursors": &collection, "cursors": [id]}).await {
+                tracing::debug!(error = %e, "killCursors after a runaway cursor failed");
+            }
+            return Err(DriverError::CommandFailed { code: 0, message: "cursor did not end".into() });
         }
         let more = conn
-            .command("admin", doc! {"getMore": id, "collection": &collection, "batchSize": BATCH_SIZE})
+            .command(db, doc! {"getMore": id, "collection": &collection, "batchSize": BATCH_SIZE})
             .await?;
         let (docs, next, _) = cursor_batch(&more)?;
         entries.extend(docs);
@@ -175,10 +149,39 @@ async fn read_current_op(conn: &mut Conn, request: Document) -> Result<Vec<Docum
     Ok(entries)
 }
 
-impl Driver {
+/// docplane's own client for nodes below wire version 9: the legacy side of the transport.
+pub struct LegacyClient {
+    config: DriverConfig,
+    cache: LegacyCache,
+}
+
+impl std::fmt::Debug for LegacyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyClient").finish_non_exhaustive()
+    }
+}
+
+impl LegacyClient {
+    /// A client with an empty cache.
+    pub fn new(config: DriverConfig) -> Self {
+        Self { config, cache: LegacyCache::default() }
+    }
+
+    /// Drops a node's cached state and connections. Returns whether any existed.
+    pub fn forget(&self, node_id: &str) -> bool {
+        self.cache.forget(node_id)
+    }
+
+    /// Drops every cached connection (at shutdown).
+    pub fn clear(&self) {
+        if let Ok(mut nodes) = self.cache.nodes.lock() {
+            nodes.clear();
+        }
+    }
+
     /// Opens an authenticated connection to `address` (handshake bounded by `connect_timeout`).
-    async fn legacy_open(&self, key: &ConnectionKey) -> Result<Conn> {
-        let cfg = self.config();
+    async fn open(&self, key: &ConnectionKey) -> Result<Conn> {
+        let cfg = &self.config;
         let mut conn =
             Conn::connect(&key.address, &cfg.app_name, key.credentials.as_ref(), cfg.connect_timeout).await?;
         if let Some(c) = &key.credentials {
@@ -190,53 +193,42 @@ impl Driver {
 
     /// Runs `f` on a connection of `target` (a cached one, or a new authenticated one), all under
     /// the operation timeout; the connection returns to the cache if its last command completed.
-    async fn with_legacy_conn<T>(
+    async fn with_conn<T>(
         &self,
         target: &NodeTarget,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T>>,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T>> + Send,
     ) -> Result<T> {
-        let limit = self.config().operation_timeout;
+        let limit = self.config.operation_timeout;
         let work = async {
-            let mut conn = match self.legacy_cache().take_idle(target) {
+            let mut conn = match self.cache.take_idle(target) {
                 Some(c) => c,
-                None => self.legacy_open(&target.connection_key()).await?,
+                None => self.open(&target.connection_key()).await?,
             };
             let result = f(&mut conn).await;
             if connection_survives(&result) {
-                self.legacy_cache().put_idle(target, conn);
+                self.cache.put_idle(target, conn);
             }
             result
         };
         tokio::time::timeout(limit, work).await.unwrap_or(Err(DriverError::Timeout(limit)))
     }
 
-    /// One command on `db` of `target` through the legacy client.
-    pub(crate) async fn legacy_command(
-        &self,
-        target: &NodeTarget,
-        db: &str,
-        command: Document,
-    ) -> Result<Document> {
-        let db = db.to_owned();
-        self.with_legacy_conn(target, move |c| Box::pin(async move { c.command(&db, command).await })).await
-    }
-
-    /// Whether `target` goes through the legacy client: forced by configuration, or its
+    /// Whether `target` goes through this client: forced by configuration, or its
     /// `maxWireVersion` (read once per connection identity) is below what the official driver
     /// accepts. A legacy node's probe connection is authenticated and kept.
-    pub(crate) async fn legacy_wire(&self, target: &NodeTarget) -> Result<bool> {
-        if self.config().force_legacy_wire {
+    pub async fn is_legacy(&self, target: &NodeTarget) -> Result<bool> {
+        if self.config.force_legacy_wire {
             return Ok(true);
         }
-        if let Some(Some(wire)) = self.legacy_cache().with(target, |s| s.max_wire) {
+        if let Some(Some(wire)) = self.cache.with(target, |s| s.max_wire) {
             return Ok(wire < OFFICIAL_MIN_WIRE_VERSION);
         }
-        let cfg = self.config();
+        let cfg = &self.config;
         let key = target.connection_key();
         let mut conn =
             Conn::connect(&key.address, &cfg.app_name, key.credentials.as_ref(), cfg.connect_timeout).await?;
         let wire = conn.max_wire_version;
-        self.legacy_cache().with(target, |s| s.max_wire = Some(wire));
+        self.cache.with(target, |s| s.max_wire = Some(wire));
         let legacy = wire < OFFICIAL_MIN_WIRE_VERSION;
         tracing::debug!(node = %target.id, wire, legacy, "node wire version probed");
         if legacy {
@@ -250,70 +242,16 @@ impl Driver {
                 None => true,
             };
             if authenticated {
-                self.legacy_cache().put_idle(target, conn);
+                self.cache.put_idle(target, conn);
             }
         }
         Ok(legacy)
     }
 
-    /// The node's version through the legacy client (cached per connection identity).
-    pub(crate) async fn legacy_version(&self, target: &NodeTarget) -> Result<ServerVersion> {
-        if let Some(Some(v)) = self.legacy_cache().with(target, |s| s.version) {
-            return Ok(v);
-        }
-        let build = self.legacy_command(target, "admin", doc! {"buildInfo": 1}).await?;
-        let version = ServerVersion::from_build_info(&build)
-            .ok_or_else(|| DriverError::UnsupportedVersion("buildInfo has no parseable version".into()))?;
-        self.legacy_cache().with(target, |s| s.version = Some(version));
-        Ok(version)
-    }
-
-    /// `buildInfo` and `isMaster` through the legacy client.
-    pub(crate) async fn legacy_server_info(&self, target: &NodeTarget) -> Result<ServerInfo> {
-        let build = self.legacy_command(target, "admin", doc! {"buildInfo": 1}).await?;
-        let version_text = build.get_str("version").unwrap_or_default().to_owned();
-        let version = ServerVersion::from_build_info(&build).ok_or_else(|| {
-            DriverError::UnsupportedVersion(format!("unparseable version {version_text:?}"))
-        })?;
-        self.legacy_cache().with(target, |s| s.version = Some(version));
-        let hello =
-            HelloInfo::from_document(&self.legacy_command(target, "admin", doc! {"isMaster": 1}).await?);
-        Ok(ServerInfo { version_text, version, hello })
-    }
-
-    /// Current-op entries through the legacy client, as `version` reads them.
-    pub(crate) async fn legacy_current_op_at(
-        &self,
-        target: &NodeTarget,
-        version: ServerVersion,
-        predicate: Option<Document>,
-    ) -> Result<Vec<Document>> {
-        // Marks docplane's own read so that exactly it is filtered out below (lives until then).
-        let tag = crate::ops::OwnOpTag::new();
-        let mut request = current_op_request(version, predicate);
-        tag.tag(&mut request);
-        let entries = self
-            .with_legacy_conn(target, move |c| Box::pin(async move { read_current_op(c, request).await }))
-            .await?;
-        let app_name = &self.config().app_name;
-        Ok(entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect())
-    }
-
-    /// [`Driver::current_op_entries`] through the legacy client.
-    pub(crate) async fn legacy_current_op_entries(
-        &self,
-        target: &NodeTarget,
-        predicate: Option<Document>,
-    ) -> Result<Vec<Document>> {
-        let version = self.legacy_version(target).await?;
-        version.check_supported()?;
-        self.legacy_current_op_at(target, version, predicate).await
-    }
-
-    /// Probes an unregistered address (discovery): `Some(info)` when it goes through the legacy
-    /// client (forced, or `maxWireVersion` < 9), `None` when the official driver can reach it.
-    pub(crate) async fn legacy_probe_info(&self, key: &ConnectionKey) -> Result<Option<ServerInfo>> {
-        let cfg = self.config();
+    /// Probes an unregistered address (discovery): `Some(info)` when it goes through this client
+    /// (forced, or `maxWireVersion` < 9), `None` when the official driver can reach it.
+    pub async fn probe_info(&self, key: &ConnectionKey) -> Result<Option<ServerInfo>> {
+        let cfg = &self.config;
         let mut conn =
             Conn::connect(&key.address, &cfg.app_name, key.credentials.as_ref(), cfg.connect_timeout).await?;
         if !cfg.force_legacy_wire && conn.max_wire_version >= OFFICIAL_MIN_WIRE_VERSION {
@@ -335,21 +273,19 @@ impl Driver {
         tokio::time::timeout(limit, work).await.unwrap_or(Err(DriverError::Timeout(limit)))
     }
 
-    /// One command on an unregistered address through whichever path reaches it.
-    pub(crate) async fn any_wire_command(
+    /// One command on an unregistered address through this client, or `None` when the address
+    /// speaks a wire version the official driver accepts (and the caller should use it).
+    pub async fn command_at(
         &self,
         key: &ConnectionKey,
         db: &str,
         command: Document,
-    ) -> Result<Document> {
-        let cfg = self.config();
+    ) -> Result<Option<Document>> {
+        let cfg = &self.config;
         let mut conn =
             Conn::connect(&key.address, &cfg.app_name, key.credentials.as_ref(), cfg.connect_timeout).await?;
         if !cfg.force_legacy_wire && conn.max_wire_version >= OFFICIAL_MIN_WIRE_VERSION {
-            drop(conn);
-            return self
-                .with_ephemeral(key, |client| async move { self.command(&client, db, command).await })
-                .await;
+            return Ok(None);
         }
         let limit = cfg.operation_timeout;
         let work = async {
@@ -357,9 +293,53 @@ impl Driver {
                 let mechanism = conn.mechanism();
                 conn.authenticate(c, mechanism).await?;
             }
-            conn.command(db, command).await
+            conn.command(db, command).await.map(Some)
         };
         tokio::time::timeout(limit, work).await.unwrap_or(Err(DriverError::Timeout(limit)))
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeTransport for LegacyClient {
+    fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    async fn version(&self, target: &NodeTarget) -> Result<ServerVersion> {
+        if let Some(Some(v)) = self.cache.with(target, |s| s.version) {
+            return Ok(v);
+        }
+        let build = self.command(target, "admin", doc! {"buildInfo": 1}).await?;
+        let version = ServerVersion::from_build_info(&build)
+            .ok_or_else(|| DriverError::UnsupportedVersion("buildInfo has no parseable version".into()))?;
+        self.cache.with(target, |s| s.version = Some(version));
+        Ok(version)
+    }
+
+    async fn server_info(&self, target: &NodeTarget) -> Result<ServerInfo> {
+        let build = self.command(target, "admin", doc! {"buildInfo": 1}).await?;
+        let version_text = build.get_str("version").unwrap_or_default().to_owned();
+        let version = ServerVersion::from_build_info(&build).ok_or_else(|| {
+            DriverError::UnsupportedVersion(format!("unparseable version {version_text:?}"))
+        })?;
+        self.cache.with(target, |s| s.version = Some(version));
+        let hello = HelloInfo::from_document(&self.command(target, "admin", doc! {"isMaster": 1}).await?);
+        Ok(ServerInfo { version_text, version, hello })
+    }
+
+    async fn command(&self, target: &NodeTarget, db: &str, command: Document) -> Result<Document> {
+        let db = db.to_owned();
+        self.with_conn(target, move |c| Box::pin(async move { c.command(&db, command).await })).await
+    }
+
+    async fn cursor_command(
+        &self,
+        target: &NodeTarget,
+        db: &str,
+        command: Document,
+    ) -> Result<Vec<Document>> {
+        let db = db.to_owned();
+        self.with_conn(target, move |c| Box::pin(async move { read_cursor(c, &db, command).await })).await
     }
 }
 
@@ -377,23 +357,6 @@ mod tests {
 
     const USER: &str = "root";
     const PASSWORD: &str = "legacy-pw";
-
-    #[test]
-    fn requests_follow_version() {
-        let old = current_op_request(ServerVersion::new(3, 4, 24), Some(doc! {"opid": {"$in": [5]}}));
-        assert_eq!(old, doc! {"currentOp": 1, "$all": true, "opid": {"$in": [5]}});
-        let new = current_op_request(ServerVersion::new(3, 6, 0), Some(doc! {"opid": 5}));
-        assert_eq!(new.get_i32("aggregate").unwrap(), 1);
-        let pipeline = new.get_array("pipeline").unwrap();
-        assert_eq!(pipeline.len(), 2);
-        let stage = pipeline[0].as_document().unwrap().get_document("$currentOp").unwrap();
-        assert!(stage.get_bool("allUsers").unwrap() && !stage.contains_key("idleSessions"));
-        assert_eq!(pipeline[1].as_document().unwrap(), &doc! {"$match": {"opid": 5}});
-        assert_eq!(
-            current_op_request(ServerVersion::new(4, 2, 0), None).get_array("pipeline").unwrap().len(),
-            1
-        );
-    }
 
     #[test]
     fn cursor_batches() {
@@ -423,8 +386,8 @@ mod tests {
         .expect("node starts")
     }
 
-    fn setup(node: &NodeHandle) -> (Driver, NodeTarget) {
-        let driver = Driver::new(DriverConfig {
+    fn setup(node: &NodeHandle) -> (LegacyClient, NodeTarget) {
+        let driver = LegacyClient::new(DriverConfig {
             connect_timeout: Duration::from_millis(500),
             operation_timeout: Duration::from_secs(5),
             force_legacy_wire: true,
@@ -500,10 +463,13 @@ mod tests {
         let v34 = ServerVersion::new(3, 4, 0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let entry = loop {
-            let mut conn = driver.legacy_open(&target.connection_key()).await.unwrap();
+            let mut conn = driver.open(&target.connection_key()).await.unwrap();
             conn.use_op_msg = false;
-            driver.legacy_cache().put_idle(&target, conn);
-            let entries = driver.legacy_current_op_at(&target, v34, None).await.unwrap();
+            driver.cache.put_idle(&target, conn);
+            let request = crate::ops::current_op_request(v34, &[]).unwrap();
+            let reply = driver.command(&target, "admin", request).await.unwrap();
+            let entries: Vec<Document> =
+                reply.get_array("inprog").unwrap().iter().filter_map(|e| e.as_document().cloned()).collect();
             if let Some(e) =
                 entries.into_iter().find(|e| e.get_document("command").is_ok_and(|c| c.contains_key("sleep")))
             {
@@ -514,7 +480,7 @@ mod tests {
         };
         let opid = entry.get("opid").cloned().unwrap();
         // The OP_QUERY connection went back to the cache; killOp runs on it.
-        driver.legacy_command(&target, "admin", doc! {"killOp": 1, "op": opid}).await.unwrap();
+        driver.command(&target, "admin", doc! {"killOp": 1, "op": opid}).await.unwrap();
         let err = sleep.await.unwrap().unwrap_err();
         assert!(
             matches!(err.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 11601),
@@ -530,9 +496,9 @@ mod tests {
         let (driver, target) = setup(&node);
         let mut extra = Vec::new();
         for _ in 0..3 {
-            extra.push(driver.legacy_open(&target.connection_key()).await.unwrap());
+            extra.push(driver.open(&target.connection_key()).await.unwrap());
         }
-        let mut conn = driver.legacy_open(&target.connection_key()).await.unwrap();
+        let mut conn = driver.open(&target.connection_key()).await.unwrap();
         let request = doc! {
             "aggregate": 1,
             "pipeline": [{"$currentOp": {"allUsers": true, "idleConnections": true}}],
@@ -542,7 +508,7 @@ mod tests {
         let (batch, id, _) = cursor_batch(&first).unwrap();
         assert_eq!(batch.len(), 1);
         assert_ne!(id, 0, "a first batch of 1 must leave the cursor open");
-        let entries = read_current_op(&mut conn, request).await.unwrap();
+        let entries = read_cursor(&mut conn, "admin", request).await.unwrap();
         assert!(entries.len() >= 4, "{entries:#?}");
         drop(extra);
         node.shutdown().await.unwrap();

@@ -1,12 +1,11 @@
 //! A node that cannot be reached fails promptly, within the configured timeouts.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::time::{Duration, Instant};
 
-use docplane_driver::{
-    DiscoverRequest, Driver, DriverConfig, DriverError, NodeKind, NodeStatus, NodeTarget, SessionQuery,
-    sessions,
-};
+use docplane_driver::{DiscoverRequest, Driver, DriverConfig, DriverError, NodeKind, NodeStatus, NodeTarget};
+use docplane_sessions::kill as sessions;
+use docplane_sessions::{SessionError, SessionQuery};
 
 fn fast_config() -> DriverConfig {
     DriverConfig {
@@ -28,12 +27,12 @@ async fn unreachable_node_errors_promptly() {
 
     let started = Instant::now();
     let err = sessions::list(&driver, &t, &SessionQuery::default()).await.unwrap_err();
-    assert!(matches!(err, DriverError::Unreachable(_)), "{err:?}");
+    assert!(matches!(err, SessionError::Node(DriverError::Unreachable(_))), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
 
     let started = Instant::now();
     let err = sessions::kill(&driver, &t, &["1".to_owned()]).await.unwrap_err();
-    assert!(matches!(err, DriverError::Unreachable(_)), "{err:?}");
+    assert!(matches!(err, SessionError::Node(DriverError::Unreachable(_))), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(1500));
 
     let health = driver.probe(&t).await;
@@ -67,7 +66,10 @@ async fn silent_node_times_out() {
     let t = NodeTarget { address, ..dead_target() };
     let started = Instant::now();
     let err = sessions::list(&driver, &t, &SessionQuery::default()).await.unwrap_err();
-    assert!(matches!(err, DriverError::Unreachable(_) | DriverError::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(err, SessionError::Node(DriverError::Unreachable(_) | DriverError::Timeout(_))),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
     holder.abort();
 }
@@ -76,12 +78,15 @@ async fn silent_node_times_out() {
 /// id (nothing is known), never `StillRunning`; a failed killOp stays `Failed`.
 #[tokio::test]
 async fn verification_without_the_node_is_unknown() {
-    use docplane_driver::{KillStatus, SessionId};
+    use docplane_sessions::{KillStatus, SessionId};
     let driver = Driver::new(fast_config());
     let t = dead_target();
     let issued = vec![
         (SessionId::Local(5), Ok(())),
-        (SessionId::Local(6), Err(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })),
+        (
+            SessionId::Local(6),
+            Err(SessionError::Node(DriverError::CommandFailed { code: 13, message: "unauthorized".into() })),
+        ),
     ];
     let report = sessions::verify_report(&driver, &t, issued).await;
     assert_eq!(report.outcomes[0].status, KillStatus::Unknown, "{report:?}");

@@ -2,17 +2,18 @@
 //! with `DriverConfig::force_legacy_wire`: server info, discovery, listing a `sleep` with its
 //! fields, killing it (the sleeping client sees 11601), SCRAM-SHA-1 and SHA-256 users, a wrong
 //! password, unreachable and silent addresses.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use docplane_driver::sessions::{self, SessionQuery};
 use docplane_driver::{
-    Credentials, DeploymentMode, DiscoverRequest, Driver, DriverConfig, DriverError, KillStatus, NodeKind,
-    NodeRole, NodeStatus, NodeTarget, SessionRecord,
+    Credentials, DeploymentMode, DiscoverRequest, Driver, DriverConfig, DriverError, NodeKind, NodeRole,
+    NodeStatus, NodeTarget, NodeTransport,
 };
 use docplane_node::{Node, NodeConfig, NodeHandle};
+use docplane_sessions::kill::{self as sessions, list_ops, ops_matching};
+use docplane_sessions::{KillStatus, SessionError, SessionQuery, SessionRecord};
 use mongodb::bson::doc;
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 
@@ -70,7 +71,7 @@ fn app_client(addr: SocketAddr) -> mongodb::Client {
 async fn wait_for_sleep(driver: &Driver, t: &NodeTarget) -> SessionRecord {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ops = driver.list_ops(t).await.unwrap();
+        let ops = list_ops(driver, t).await.unwrap();
         if let Some(r) = ops.into_iter().find(|r| r.active && r.operation.contains("\"sleep\"")) {
             return r;
         }
@@ -89,12 +90,12 @@ async fn legacy_path_lists_and_kills_a_sleep() {
     assert!(info.version.at_least(3, 4));
     assert_eq!(info.role(), NodeRole::Primary);
     assert!(info.hello.max_wire_version.unwrap() >= 6);
-    assert_eq!(driver.node_version(&t).await.unwrap(), info.version);
+    assert_eq!(driver.version(&t).await.unwrap(), info.version);
     let health = driver.probe(&t).await;
     assert_eq!(health.status, NodeStatus::Normal);
 
     // Only docplane is connected: its own connections and currentOp never show.
-    assert!(driver.list_ops(&t).await.unwrap().is_empty());
+    assert!(list_ops(&driver, &t).await.unwrap().is_empty());
 
     let client = app_client(node.local_addr());
     let db = client.database("admin");
@@ -109,7 +110,7 @@ async fn legacy_path_lists_and_kills_a_sleep() {
     assert!(sleep.client.starts_with("127.0.0.1:"), "{}", sleep.client);
     let op: serde_json::Value = serde_json::from_str(&sleep.operation).unwrap();
     assert_eq!(op["millis"], 30_000);
-    let all = driver.list_ops(&t).await.unwrap();
+    let all = list_ops(&driver, &t).await.unwrap();
     assert!(all.iter().all(|r| !r.operation.contains("currentOp")), "{all:#?}");
     let page =
         sessions::list(&driver, &t, &SessionQuery { offset: 0, limit: 100, ..SessionQuery::default() })
@@ -123,11 +124,14 @@ async fn legacy_path_lists_and_kills_a_sleep() {
     let err = sleeper.await.unwrap().unwrap_err();
     assert!(matches!(err.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 11601), "{err:?}");
     assert!(
-        driver
-            .ops_matching(&t, &sessions::parse_session_ids(&[sleep.id], NodeKind::Mongod).unwrap())
-            .await
-            .unwrap()
-            .is_empty()
+        ops_matching(
+            &driver,
+            &t,
+            &docplane_sessions::parse_session_ids(&[sleep.id], NodeKind::Mongod).unwrap()
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 
     // Discovery through the legacy client.
@@ -163,10 +167,10 @@ async fn legacy_path_authenticates_sha1_and_sha256_users() {
         let t = target(&node, creds(user, "pw-1"));
         let info = driver.server_info(&t).await.unwrap();
         assert_eq!(info.role(), NodeRole::Primary, "{user}");
-        assert!(driver.list_ops(&t).await.is_ok(), "{user}");
+        assert!(list_ops(&driver, &t).await.is_ok(), "{user}");
         let wrong = target(&node, creds(user, "pw-2"));
-        let err = legacy_driver().list_ops(&wrong).await.unwrap_err();
-        assert!(matches!(err, DriverError::AuthenticationFailed(_)), "{user}: {err:?}");
+        let err = list_ops(&legacy_driver(), &wrong).await.unwrap_err();
+        assert!(matches!(err, SessionError::Node(DriverError::AuthenticationFailed(_))), "{user}: {err:?}");
     }
     let err = legacy_driver().server_info(&target(&node, creds(USER, "wrong"))).await.unwrap_err();
     assert!(matches!(err, DriverError::AuthenticationFailed(_)), "{err:?}");
@@ -183,10 +187,10 @@ async fn legacy_path_bounds_unreachable_and_silent_nodes() {
         kind: NodeKind::Mongod,
     };
     let started = Instant::now();
-    let err = driver.list_ops(&dead).await.unwrap_err();
-    assert!(matches!(err, DriverError::Unreachable(_)), "{err:?}");
+    let err = list_ops(&driver, &dead).await.unwrap_err();
+    assert!(matches!(err, SessionError::Node(DriverError::Unreachable(_))), "{err:?}");
     let err = sessions::kill(&driver, &dead, &["1".to_owned()]).await.unwrap_err();
-    assert!(matches!(err, DriverError::Unreachable(_)), "{err:?}");
+    assert!(matches!(err, SessionError::Node(DriverError::Unreachable(_))), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,9 +225,9 @@ async fn modern_nodes_keep_the_official_driver() {
     let t = target(&node, creds(USER, PASSWORD));
     let info = driver.server_info(&t).await.unwrap();
     assert!(info.hello.max_wire_version.unwrap() >= 9);
-    assert!(driver.list_ops(&t).await.unwrap().is_empty());
+    assert!(list_ops(&driver, &t).await.unwrap().is_empty());
     // The official pool was built (the legacy path never builds one).
     assert_eq!(driver.cached_pools(), 1);
-    assert_eq!(driver.cached_version(&t), Some(info.version));
+    assert_eq!(driver.official().cached_version(&t), Some(info.version));
     node.shutdown().await.unwrap();
 }

@@ -1,17 +1,18 @@
 //! The driver against the embedded node: server info, discovery, listing a `sleep` and a long
 //! collection scan run by a separate client, killing them (the client sees 11601), and refusals
 //! that kill nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use docplane_driver::sessions::{self, SessionFilter, SessionQuery};
 use docplane_driver::{
-    Credentials, DeploymentMode, DiscoverRequest, Driver, DriverConfig, DriverError, KillStatus, NodeKind,
-    NodeRole, NodeStatus, NodeTarget, SessionRecord,
+    Credentials, DeploymentMode, DiscoverRequest, Driver, DriverConfig, DriverError, NodeKind, NodeRole,
+    NodeStatus, NodeTarget, NodeTransport,
 };
 use docplane_node::{Node, NodeConfig, NodeHandle};
+use docplane_sessions::kill::{self as sessions, list_ops};
+use docplane_sessions::{KillStatus, SessionError, SessionFilter, SessionQuery, SessionRecord};
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use tokio::task::JoinHandle;
@@ -108,7 +109,7 @@ fn error_code(e: &mongodb::error::Error) -> Option<i32> {
 async fn wait_for(f: &Fixture, pick: impl Fn(&SessionRecord) -> bool) -> SessionRecord {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ops = f.driver.list_ops(&f.target).await.unwrap();
+        let ops = list_ops(&f.driver, &f.target).await.unwrap();
         if let Some(r) = ops.into_iter().find(|r| pick(r)) {
             return r;
         }
@@ -155,7 +156,7 @@ async fn server_info_discovery_and_health() {
 
     // Only docplane is connected: its own connections, sessions and currentOp never show.
     for _ in 0..3 {
-        let ops = f.driver.list_ops(&f.target).await.unwrap();
+        let ops = list_ops(&f.driver, &f.target).await.unwrap();
         assert!(ops.is_empty(), "{ops:#?}");
     }
 
@@ -193,7 +194,7 @@ async fn lists_sleep_and_scan_then_kills_them() {
     assert!(scan.operation.contains("\"find\":\"big\""), "{}", scan.operation);
 
     // docplane's own operations and connections never show.
-    let all = f.driver.list_ops(&f.target).await.unwrap();
+    let all = list_ops(&f.driver, &f.target).await.unwrap();
     assert!(all.iter().all(|r| !r.operation.contains("currentOp")), "{all:#?}");
 
     // Filters.
@@ -283,7 +284,7 @@ async fn a_client_using_docplanes_app_name_is_listed_and_killable() {
     .unwrap();
     assert!(page.sessions.iter().any(|r| r.id == sleep.id), "{page:#?}");
     // docplane's own reads (same app name, active while they run) are still hidden.
-    let all = f.driver.list_ops(&f.target).await.unwrap();
+    let all = list_ops(&f.driver, &f.target).await.unwrap();
     assert!(all.iter().all(|r| !r.operation.contains("currentOp")), "{all:#?}");
 
     let report = sessions::kill(&f.driver, &f.target, std::slice::from_ref(&sleep.id)).await.unwrap();
@@ -303,36 +304,35 @@ async fn refusals_kill_nothing() {
 
     // Unknown id next to a real one: refused, naming only the unknown one.
     let err = sessions::kill(&f.driver, &f.target, &[sleep.id.clone(), "987654".into()]).await.unwrap_err();
-    assert_eq!(err, DriverError::InvalidSessionIds(vec!["987654".into()]));
+    assert_eq!(err, SessionError::InvalidSessionIds(vec!["987654".into()]));
     // Malformed ids.
     let err = sessions::kill(&f.driver, &f.target, &[sleep.id.clone(), "abc".into(), "s:1".into()])
         .await
         .unwrap_err();
-    assert_eq!(err, DriverError::InvalidSessionIds(vec!["abc".into(), "s:1".into()]));
-    assert!(matches!(sessions::kill(&f.driver, &f.target, &[]).await, Err(DriverError::InvalidRequest(_))));
+    assert_eq!(err, SessionError::InvalidSessionIds(vec!["abc".into(), "s:1".into()]));
+    assert!(matches!(sessions::kill(&f.driver, &f.target, &[]).await, Err(SessionError::InvalidRequest(_))));
 
-    // Inactive sessions: an idle connection and an idle session of another client.
+    // Inactive sessions: an idle connection of another client. Its logical session (the driver
+    // sends an implicit lsid) holds no transaction state, so, as on mongod, it is not listed and
+    // its id names nothing.
     let idle_client = app_client(f.node.local_addr()).await;
     idle_client.database("admin").run_command(doc! {"ping": 1}).await.unwrap();
-    let listed = f.driver.list_ops(&f.target).await.unwrap();
+    let listed = list_ops(&f.driver, &f.target).await.unwrap();
     let idle_conn =
         listed.iter().find(|r| !r.active && r.id.starts_with("conn")).expect("an idle connection is listed");
-    let idle_session =
-        listed.iter().find(|r| !r.active && r.id.starts_with("lsid:")).expect("an idle session is listed");
+    assert!(!listed.iter().any(|r| r.id.starts_with("lsid:")), "{listed:#?}");
     assert_eq!(idle_conn.cost_time_us, 0);
     assert!(!idle_conn.has_opid);
-    let err = sessions::kill(
-        &f.driver,
-        &f.target,
-        &[sleep.id.clone(), idle_conn.id.clone(), idle_session.id.clone()],
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err, DriverError::InactiveSessions(vec![idle_conn.id.clone(), idle_session.id.clone()]));
+    let err =
+        sessions::kill(&f.driver, &f.target, &[sleep.id.clone(), idle_conn.id.clone()]).await.unwrap_err();
+    assert_eq!(err, SessionError::InactiveSessions(vec![idle_conn.id.clone()]));
+    let lsid = "lsid:00010203-0405-0607-0809-0a0b0c0d0e0f".to_owned();
+    let err = sessions::kill(&f.driver, &f.target, &[sleep.id.clone(), lsid.clone()]).await.unwrap_err();
+    assert_eq!(err, SessionError::InvalidSessionIds(vec![lsid]));
     // Unknown beats inactive when both occur.
     let err =
         sessions::kill(&f.driver, &f.target, &[idle_conn.id.clone(), "conn999999".into()]).await.unwrap_err();
-    assert_eq!(err, DriverError::InvalidSessionIds(vec!["conn999999".into()]));
+    assert_eq!(err, SessionError::InvalidSessionIds(vec!["conn999999".into()]));
 
     // Nothing was killed: the sleep is still running.
     tokio::time::sleep(Duration::from_millis(100)).await;
