@@ -54,8 +54,8 @@
 //!   `txnNumber`, read/write concerns, read preference, `$clusterTime`, `maxTimeMS`,
 //!   `batchSize`, `cursor`, `ordered`, `upsert`, `new`, `hint`, `collation`, distinct's `key`...;
 //!   the list is `KEPT_OPTIONS`), and in an `updates` / `deletes` statement `upsert`, `multi`,
-//!   `limit`, `hint` and `collation`;
-//! - sort specifications (`sort`, `$sort`): directions and `{$meta: ...}` are not literals
+//!   `upsertSupplied`, `limit`, `hint` and `collation`;
+//! - sort specifications (`sort`, an update statement's `sort`, `$sort`): directions and `{$meta: ...}` are not literals
 //!   (MongoDB's shapes keep them too); a sort value that is anything else makes the whole spec a
 //!   literal;
 //! - projections (`projection`, `fields`, `$project`): inclusion flags (numbers, booleans) and
@@ -67,7 +67,7 @@
 //!   `$graphLookup`'s `from`, `connectFromField`, `connectToField`, `as`, `depthField`;
 //!   `$unionWith`'s collection; `$out`; `$merge`'s `into`, `on`, `whenMatched` (unless a
 //!   pipeline), `whenNotMatched`; `$count`; `$unset`; `$unwind`'s path and `includeArrayIndex`;
-//!   `$geoNear`'s `distanceField`, `includeLocs`, `key`; `$rename`'s new names; and the options
+//!   `$geoNear`'s `distanceField`, `includeLocs`, `key`, `spherical`; `$rename`'s new names; and the options
 //!   of the administrative stages (`$currentOp`, `$collStats`, `$indexStats`, `$planCacheStats`,
 //!   `$listSessions`, `$listLocalSessions`).
 //!
