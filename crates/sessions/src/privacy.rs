@@ -55,9 +55,9 @@
 //!   `batchSize`, `cursor`, `ordered`, `upsert`, `new`, `hint`, `collation`, distinct's `key`...;
 //!   the list is `KEPT_OPTIONS`), and in an `updates` / `deletes` statement `upsert`, `multi`,
 //!   `upsertSupplied`, `limit`, `hint` and `collation`;
-//! - sort specifications (`sort`, an update statement's `sort`, `$sort`): directions and `{$meta: ...}` are not literals
-//!   (MongoDB's shapes keep them too); a sort value that is anything else makes the whole spec a
-//!   literal;
+//! - sort specifications (`sort`, an update statement's `sort`, `$sort`): directions and
+//!   `{$meta: ...}` are not literals (MongoDB's shapes keep them too); a sort value that is
+//!   anything else makes the whole spec a literal;
 //! - projections (`projection`, `fields`, `$project`): inclusion flags (numbers, booleans) and
 //!   `$meta`; computed fields are expressions;
 //! - in aggregation expressions (pipeline stages, `$expr`, `let`): strings starting with `$`,
@@ -67,9 +67,9 @@
 //!   `$graphLookup`'s `from`, `connectFromField`, `connectToField`, `as`, `depthField`;
 //!   `$unionWith`'s collection; `$out`; `$merge`'s `into`, `on`, `whenMatched` (unless a
 //!   pipeline), `whenNotMatched`; `$count`; `$unset`; `$unwind`'s path and `includeArrayIndex`;
-//!   `$geoNear`'s `distanceField`, `includeLocs`, `key`, `spherical`; `$rename`'s new names; and the options
-//!   of the administrative stages (`$currentOp`, `$collStats`, `$indexStats`, `$planCacheStats`,
-//!   `$listSessions`, `$listLocalSessions`).
+//!   `$geoNear`'s `distanceField`, `includeLocs`, `key`, `spherical`; `$rename`'s new names; and
+//!   the options of the administrative stages (`$currentOp`, `$collStats`, `$indexStats`,
+//!   `$planCacheStats`, `$listSessions`, `$listLocalSessions`).
 //!
 //! Everything else is a literal: filters' values (`$in` lists, `$regex`, `$exists`, `$type`,
 //! geometry), update values, inserted documents, `limit`/`skip` (as MongoDB shapes them),
