@@ -157,6 +157,14 @@ pub enum ApiError {
     /// `DBS.900503`: the kill's record could not be committed, so nothing was killed.
     #[error("The kill could not be recorded; nothing was killed. Retry later.")]
     KillNotRecorded(String),
+
+    // ---- session settings (issue 9): keep this block together
+    /// `DBS.900030`: a name of `protected_users` / `protected_app_names` is not acceptable.
+    #[error("Invalid protected name: {0}.")]
+    InvalidProtectedName(String),
+    /// `DBS.900031`: a list of protected names is over its bound.
+    #[error("Too many protected names: {0}.")]
+    TooManyProtectedNames(String),
 }
 
 impl ApiError {
@@ -206,6 +214,9 @@ impl ApiError {
             // ---- kill records (issue 9)
             KillStillRunning(_) | KillUnverified(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
             KillNotRecorded(_) => ("DBS.900503", StatusCode::SERVICE_UNAVAILABLE),
+            // ---- session settings (issue 9)
+            InvalidProtectedName(_) => ("DBS.900030", StatusCode::BAD_REQUEST),
+            TooManyProtectedNames(_) => ("DBS.900031", StatusCode::BAD_REQUEST),
         }
     }
 
@@ -403,6 +414,8 @@ pub fn all_samples() -> Vec<ApiError> {
         UnsignedPayload,
         BodyTimeout,
         StoreUnavailable(s()),
+        InvalidProtectedName(s()),
+        TooManyProtectedNames(s()),
     ]
 }
 

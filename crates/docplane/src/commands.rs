@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::client::output::{Output, table};
 use crate::client::profiles::{self, Credentials, Profile, ProfileFile};
 use crate::client::{ApiClient, decode};
-use crate::{AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, SessionsCommand};
+use crate::{AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, OnOff, SessionsCommand};
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
@@ -29,6 +29,35 @@ pub async fn run(command: Command) -> Result<()> {
             let path = format!("/v3/{}/instances", client.project_id());
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_instances(&body, common.output)
+        }
+        Command::Instances(InstancesCommand::Settings {
+            common,
+            instance,
+            redact_operations,
+            protect_user,
+            unprotect_user,
+            protect_app,
+            unprotect_app,
+            clear_protected,
+        }) => {
+            let client = client_for(&common)?;
+            let path = format!("/v3/{}/instances/{instance}/session-settings", client.project_id());
+            let current = client.call(Method::GET, &path, &[], None).await?;
+            let change = SettingsChange {
+                redact_operations: redact_operations.map(|v| v == OnOff::On),
+                protect_users: protect_user,
+                unprotect_users: unprotect_user,
+                protect_apps: protect_app,
+                unprotect_apps: unprotect_app,
+                clear_protected,
+            };
+            let shown = if change.is_empty() {
+                current
+            } else {
+                let body = change.apply(&current)?;
+                client.call(Method::PUT, &path, &[], Some(&body)).await?
+            };
+            print_settings(&shown, common.output)
         }
         Command::Sessions(SessionsCommand::List {
             common,
@@ -134,6 +163,101 @@ fn print_kill_records(body: &Value, output: Output) -> Result<()> {
     ];
     print!("{}", table(&cols, &rows, 40));
     println!("{} of {} record(s)", rows.len(), body["total_count"]);
+    Ok(())
+}
+
+/// What `instances settings` was asked to change.
+#[derive(Debug, Default)]
+struct SettingsChange {
+    redact_operations: Option<bool>,
+    protect_users: Vec<String>,
+    unprotect_users: Vec<String>,
+    protect_apps: Vec<String>,
+    unprotect_apps: Vec<String>,
+    clear_protected: bool,
+}
+
+impl SettingsChange {
+    fn is_empty(&self) -> bool {
+        self.redact_operations.is_none()
+            && self.protect_users.is_empty()
+            && self.unprotect_users.is_empty()
+            && self.protect_apps.is_empty()
+            && self.unprotect_apps.is_empty()
+            && !self.clear_protected
+    }
+
+    /// The whole settings object to put: `current` (as `GET` answered it) with the change applied.
+    /// Removing a name that is not protected, or protecting and removing the same name, is an
+    /// error; protecting a name twice is not (the server collapses repeats).
+    fn apply(&self, current: &Value) -> Result<Value> {
+        let list = |field: &str| -> Result<Vec<String>> {
+            current[field]
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+                .with_context(|| format!("the endpoint answered settings without a {field} list"))
+        };
+        let redact = match self.redact_operations {
+            Some(v) => v,
+            None => current["redact_operations"]
+                .as_bool()
+                .context("the endpoint answered settings without redact_operations")?,
+        };
+        let (mut users, mut apps) = if self.clear_protected {
+            (Vec::new(), Vec::new())
+        } else {
+            (list("protected_users")?, list("protected_app_names")?)
+        };
+        edit(&mut users, &self.protect_users, &self.unprotect_users, "user")?;
+        edit(&mut apps, &self.protect_apps, &self.unprotect_apps, "application")?;
+        Ok(json!({"redact_operations": redact, "protected_users": users, "protected_app_names": apps}))
+    }
+}
+
+fn edit(list: &mut Vec<String>, add: &[String], remove: &[String], what: &str) -> Result<()> {
+    if let Some(both) = add.iter().find(|a| remove.contains(a)) {
+        bail!("{both:?} is both protected and unprotected in one command");
+    }
+    for name in remove {
+        let before = list.len();
+        list.retain(|n| n != name);
+        anyhow::ensure!(list.len() < before, "{name:?} is not a protected {what} of this instance");
+    }
+    for name in add {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
+    Ok(())
+}
+
+fn print_settings(body: &Value, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        return Ok(());
+    }
+    let names = |field: &str| {
+        let list: Vec<&str> =
+            body[field].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if list.is_empty() { "-".to_owned() } else { list.join(", ") }
+    };
+    let updated = match (
+        body["updated_at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis),
+        body["updated_by"].as_str(),
+    ) {
+        (Some(at), Some(by)) => format!("{} by {by}", at.to_rfc3339()),
+        _ => "never (the defaults apply)".to_owned(),
+    };
+    let redact = if body["redact_operations"] == true { "on" } else { "off" };
+    let rows = [
+        json!({"setting": "instance", "value": body["instance_id"]}),
+        json!({"setting": "redact operations", "value": redact}),
+        json!({"setting": "protected users", "value": names("protected_users")}),
+        json!({"setting": "protected apps", "value": names("protected_app_names")}),
+        json!({"setting": "updated", "value": updated}),
+    ];
+    // Never cut: a protected name hidden behind "..." would mislead.
+    print!("{}", table(&[("SETTING", "setting"), ("VALUE", "value")], &rows, usize::MAX));
     Ok(())
 }
 
@@ -310,4 +434,66 @@ fn print_sessions(body: &Value, output: Output) -> Result<()> {
     print!("{}", table(&cols, &rows, 60));
     println!("{} of {} session(s)", rows.len(), body["total_count"]);
     Ok(())
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn current() -> Value {
+        json!({"instance_id": "i", "redact_operations": true, "protected_users": ["backup", "app@admin"],
+               "protected_app_names": ["nightly"], "updated_at": 1, "updated_by": "admin"})
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn settings_change_puts_the_whole_object() {
+        let none = SettingsChange::default();
+        assert!(none.is_empty());
+        // Only the editable fields go back, the rest unchanged.
+        let off = SettingsChange { redact_operations: Some(false), ..Default::default() };
+        assert!(!off.is_empty());
+        assert_eq!(
+            off.apply(&current()).unwrap(),
+            json!({"redact_operations": false, "protected_users": ["backup", "app@admin"], "protected_app_names": ["nightly"]})
+        );
+        let edit = SettingsChange {
+            protect_users: names(&["reporter", "backup"]),
+            unprotect_users: names(&["app@admin"]),
+            protect_apps: names(&["etl"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            edit.apply(&current()).unwrap(),
+            json!({"redact_operations": true, "protected_users": ["backup", "reporter"], "protected_app_names": ["nightly", "etl"]})
+        );
+        let clear =
+            SettingsChange { clear_protected: true, protect_apps: names(&["etl"]), ..Default::default() };
+        assert_eq!(
+            clear.apply(&current()).unwrap(),
+            json!({"redact_operations": true, "protected_users": [], "protected_app_names": ["etl"]})
+        );
+    }
+
+    #[test]
+    fn settings_change_refuses_what_it_cannot_do() {
+        let missing = SettingsChange { unprotect_apps: names(&["nope"]), ..Default::default() };
+        let e = missing.apply(&current()).unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not a protected application"), "{e}");
+        let both = SettingsChange {
+            protect_users: names(&["x"]),
+            unprotect_users: names(&["x"]),
+            ..Default::default()
+        };
+        assert!(both.apply(&current()).unwrap_err().to_string().contains("both protected and unprotected"));
+        let odd = SettingsChange { protect_users: names(&["x"]), ..Default::default() };
+        assert!(
+            odd.apply(&json!({"redact_operations": true})).is_err(),
+            "a malformed answer is not taken as empty"
+        );
+    }
 }

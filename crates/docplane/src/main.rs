@@ -1,5 +1,5 @@
 //! `docplane`: the one binary. Server subcommands (`up`, `serve`, `node`) and client subcommands
-//! (`login`, `instances`, `sessions`). This file only parses arguments and dispatches; the work lives in
+//! (`login`, `instances`, `sessions`, `audit`). This file only parses arguments and dispatches; the work lives in
 //! the library crates (see ARCHITECTURE.md).
 
 mod client;
@@ -315,6 +315,40 @@ enum InstancesCommand {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Show an instance's session settings (privacy, protected users and applications); with a
+    /// change flag, read them, change them and put the whole object back.
+    Settings {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// Instance ID (`instances list -o json`: `.instances[].id`).
+        #[arg(long)]
+        instance: String,
+        /// List operations with their literals replaced by placeholders (on) or as they are (off).
+        #[arg(long, value_enum, value_name = "on|off")]
+        redact_operations: Option<OnOff>,
+        /// Never kill this MongoDB user's operations: NAME (any database) or NAME@DB; repeatable.
+        #[arg(long, value_name = "NAME")]
+        protect_user: Vec<String>,
+        /// Remove a protected user (it must be in the list); repeatable.
+        #[arg(long, value_name = "NAME")]
+        unprotect_user: Vec<String>,
+        /// Never kill operations of this client application (exact appName); repeatable.
+        #[arg(long, value_name = "APP_NAME")]
+        protect_app: Vec<String>,
+        /// Remove a protected application (it must be in the list); repeatable.
+        #[arg(long, value_name = "APP_NAME")]
+        unprotect_app: Vec<String>,
+        /// Empty both protected lists first (--protect-user / --protect-app then add to them).
+        #[arg(long, conflicts_with_all = ["unprotect_user", "unprotect_app"])]
+        clear_protected: bool,
+    },
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const BOOTSTRAP_KEYS: [&str; 12] = [
     "endpoint",
@@ -139,6 +139,33 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     let node_id = boot["node_id"].as_str().unwrap();
     let instances = cli_ok(dir, &["instances", "list", "-o", "json"]);
     assert!(instances.contains(node_id), "{instances}");
+
+    // Session settings: shown, changed flag by flag (each a whole-object put), refused with the
+    // API's code or locally before any put.
+    let instance_id = boot["instance_id"].as_str().unwrap();
+    let settings = |extra: &[&str]| -> Value {
+        let mut args = vec!["instances", "settings", "--instance", instance_id, "-o", "json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&cli_ok(dir, &args)).unwrap()
+    };
+    let shown = cli_ok(dir, &["instances", "settings", "--instance", instance_id]);
+    assert!(shown.starts_with("SETTING") && shown.contains("never (the defaults apply)"), "{shown}");
+    let s = settings(&["--redact-operations", "on", "--protect-user", "backup", "--protect-app", "nightly"]);
+    assert_eq!(
+        (&s["redact_operations"], &s["protected_users"], &s["protected_app_names"]),
+        (&json!(true), &json!(["backup"]), &json!(["nightly"]))
+    );
+    let s = settings(&["--protect-user", "app@admin", "--unprotect-user", "backup"]);
+    assert_eq!((&s["redact_operations"], &s["protected_users"]), (&json!(true), &json!(["app@admin"])));
+    let s = settings(&["--clear-protected"]);
+    assert_eq!((&s["protected_users"], &s["protected_app_names"]), (&json!([]), &json!([])));
+    assert_eq!(settings(&[])["redact_operations"], true, "a show changes nothing");
+    let bad = cli(dir, &["instances", "settings", "--instance", instance_id, "--protect-app", "etl "]);
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("DBS.900030"), "{bad:?}");
+    let bad = cli(dir, &["instances", "settings", "--instance", instance_id, "--unprotect-user", "nobody"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a protected user"));
+    let bad = cli(dir, &["instances", "settings", "--instance", "ffffffffffffffffffffffffffffffffin02"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("DBS.200002"), "{bad:?}");
 
     // An application runs a long operation on the node.
     let client = mongodb::Client::with_uri_str(boot["node_uri"].as_str().unwrap()).await.unwrap();

@@ -167,7 +167,7 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn list_instances(&self, f: &InstanceFilter) -> Result<(Vec<Instance>, i64)>;
     async fn update_instance_status(&self, id: &str, status: &str) -> Result<()>;
     async fn update_instance_version(&self, id: &str, version: &str) -> Result<()>;
-    /// Deletes the instance with its groups and nodes.
+    /// Deletes the instance with its groups, nodes and session settings.
     async fn delete_instance(&self, id: &str) -> Result<()>;
     async fn create_instance_group(&self, g: &InstanceGroup) -> Result<()>;
     async fn list_instance_groups(&self, instance_id: &str) -> Result<Vec<InstanceGroup>>;
@@ -179,6 +179,21 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn list_nodes(&self, instance_id: &str) -> Result<Vec<Node>>;
     async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()>;
     async fn delete_node(&self, id: &str) -> Result<()>;
+
+    // ---- session settings (per instance)
+    /// The session settings of the instance `instance_id` if it belongs to `project_id`:
+    /// the stored ones, or [`SessionSettings::defaults`] when none were stored; `None` when the
+    /// instance is not in that project.
+    async fn get_session_settings(
+        &self,
+        project_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<SessionSettings>>;
+    /// Stores (replacing) the settings of the instance `s.instance_id`, which must belong to
+    /// `project_id` (else [`StoreError::NotFound`], and nothing is written). Not in the change
+    /// log: the settings decide no authentication or authorization, and nothing caches them
+    /// (every list and kill reads them afresh), so replicas agree without it.
+    async fn put_session_settings(&self, project_id: &str, s: &SessionSettings) -> Result<()>;
 
     // ---- kill records (audit): an append-only hash chain per project
     /// Appends one entry to its project's chain: assigns the next seq, links it to the previous

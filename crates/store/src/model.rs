@@ -213,6 +213,44 @@ pub struct NodeUpdate {
     pub address: Option<String>,
 }
 
+// ---- session settings (issue 9): privacy and safety rails, per instance
+
+/// The settings of the session service for one instance: whether listed operations show their
+/// command shaped (literals replaced by placeholders, `docplane_sessions::privacy`) and which
+/// operations no kill may touch (`docplane_sessions::rails`). An instance that was never
+/// configured has [`SessionSettings::defaults`]; the settings go with their instance.
+///
+/// The store keeps the lists as given; the API validates them (bounds, no duplicates) first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    pub instance_id: String,
+    /// Show operations with their literals replaced by typed placeholders.
+    pub redact_operations: bool,
+    /// MongoDB users (`name`, or `name@db`) whose operations are never killed.
+    pub protected_users: Vec<String>,
+    /// Client application names (`appName`) whose operations are never killed.
+    pub protected_app_names: Vec<String>,
+    /// When they were last stored (unix ms); 0 while the defaults apply.
+    pub updated_at: i64,
+    /// Who stored them (a user name); empty while the defaults apply.
+    pub updated_by: String,
+}
+
+impl SessionSettings {
+    /// The settings of an instance that was never configured: nothing redacted, nothing
+    /// protected.
+    pub fn defaults(instance_id: &str) -> Self {
+        SessionSettings {
+            instance_id: instance_id.to_owned(),
+            redact_operations: false,
+            protected_users: Vec::new(),
+            protected_app_names: Vec::new(),
+            updated_at: 0,
+            updated_by: String::new(),
+        }
+    }
+}
+
 // ---- kill records (audit): an append-only, per-project hash chain
 
 /// The `prev_hash` of a project's first kill-log entry.

@@ -104,6 +104,42 @@ const KILL_RECORD_WHERE: &str = "i.project_id = $1 AND i.kind = 'intent' \
           OR ($6 = 'pending' AND NOT EXISTS (SELECT 1 FROM kill_log o WHERE o.record_id = i.record_id AND o.kind = 'outcome')) \
           OR EXISTS (SELECT 1 FROM kill_log o WHERE o.record_id = i.record_id AND o.kind = 'outcome' AND o.outcome = $6))";
 
+/// A row of `instances LEFT JOIN session_settings`: the instance id, then the settings columns
+/// (all `NULL` when the instance has none stored).
+type SettingsRow = (String, Option<bool>, Option<String>, Option<String>, Option<i64>, Option<String>);
+
+fn settings_from_row(row: SettingsRow) -> Result<SessionSettings> {
+    match row {
+        (id, None, None, None, None, None) => Ok(SessionSettings::defaults(&id)),
+        (
+            instance_id,
+            Some(redact_operations),
+            Some(users),
+            Some(apps),
+            Some(updated_at),
+            Some(updated_by),
+        ) => Ok(SessionSettings {
+            protected_users: decode_names(&instance_id, &users)?,
+            protected_app_names: decode_names(&instance_id, &apps)?,
+            instance_id,
+            redact_operations,
+            updated_at,
+            updated_by,
+        }),
+        (id, ..) => Err(StoreError::Corrupt(format!("session settings of {id}: a column is NULL"))),
+    }
+}
+
+/// A list of names as stored: a JSON array of strings.
+fn encode_names(names: &[String]) -> Result<String> {
+    serde_json::to_string(names).map_err(|e| StoreError::Corrupt(format!("encoding names: {e}")))
+}
+
+fn decode_names(instance_id: &str, text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("session settings of {instance_id}: {e}")))
+}
+
 fn affected(n: u64) -> Result<()> {
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
@@ -598,6 +634,10 @@ macro_rules! impl_meta_store {
 
             async fn delete_instance(&self, id: &str) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM session_settings WHERE instance_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query("DELETE FROM nodes WHERE instance_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM instance_groups WHERE instance_id = $1")
                     .bind(id)
@@ -699,6 +739,52 @@ macro_rules! impl_meta_store {
 
             async fn delete_node(&self, id: &str) -> Result<()> {
                 self.exec_one(sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id)).await
+            }
+
+            // ---- session settings
+
+            async fn get_session_settings(
+                &self,
+                project_id: &str,
+                instance_id: &str,
+            ) -> Result<Option<SessionSettings>> {
+                let row: Option<SettingsRow> = sqlx::query_as(
+                    "SELECT i.id, s.redact_operations, s.protected_users, s.protected_app_names, \
+                     s.updated_at, s.updated_by \
+                     FROM instances i LEFT JOIN session_settings s ON s.instance_id = i.id \
+                     WHERE i.id = $1 AND i.project_id = $2",
+                )
+                .bind(instance_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(settings_from_row).transpose()
+            }
+
+            async fn put_session_settings(&self, project_id: &str, s: &SessionSettings) -> Result<()> {
+                // One statement: the row is written only if the instance is in the project.
+                let q = sqlx::query(
+                    "INSERT INTO session_settings (instance_id, redact_operations, protected_users, \
+                     protected_app_names, updated_at, updated_by) \
+                     SELECT id, $2, $3, $4, $5, $6 FROM instances WHERE id = $1 AND project_id = $7 \
+                     ON CONFLICT (instance_id) DO UPDATE SET \
+                     redact_operations = excluded.redact_operations, \
+                     protected_users = excluded.protected_users, \
+                     protected_app_names = excluded.protected_app_names, \
+                     updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .bind(&s.instance_id)
+                .bind(s.redact_operations)
+                .bind(encode_names(&s.protected_users)?)
+                .bind(encode_names(&s.protected_app_names)?)
+                .bind(s.updated_at)
+                .bind(&s.updated_by)
+                .bind(project_id);
+                match self.exec_one(q).await {
+                    // The instance was deleted in between: as if it had never been there.
+                    Err(StoreError::MissingReference(_)) => Err(StoreError::NotFound),
+                    other => other,
+                }
             }
 
             // ---- kill records (audit)

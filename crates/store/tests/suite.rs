@@ -128,6 +128,7 @@ suite!(
     settings_put_if_absent,
     change_log_is_monotonic,
     instances_groups_nodes,
+    session_settings,
     kill_records,
     kill_chain_concurrent_appends,
     second_handle_sees_writes,
@@ -468,6 +469,75 @@ async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(s.get_node("p1", "n1").await.unwrap().is_none());
     assert!(s.list_instance_groups("i1").await.unwrap().is_empty());
     assert!(s.get_instance("p1", "i1").await.unwrap().is_none());
+}
+
+fn instance(id: &str, project: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        project_id: project.into(),
+        name: format!("name-{id}"),
+        mode: InstanceMode::Single,
+        status: "normal".into(),
+        datastore_version: "7.0".into(),
+        port: 8635,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn session_settings(s: Arc<dyn MetaStore>, _loc: String) {
+    s.create_instance(&instance("i1", "p1")).await.unwrap();
+    s.create_instance(&instance("i2", "p2")).await.unwrap();
+    // Never configured: the defaults, inside the instance's project only.
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(SessionSettings::defaults("i1")));
+    assert_eq!(s.get_session_settings("p2", "i1").await.unwrap(), None, "another project's instance");
+    assert_eq!(s.get_session_settings("p1", "nope").await.unwrap(), None);
+
+    let seq = s.latest_change_seq().await.unwrap();
+    let set = SessionSettings {
+        instance_id: "i1".into(),
+        redact_operations: true,
+        protected_users: vec!["backup".into(), "app@admin".into(), "ünï cödé".into()],
+        protected_app_names: vec!["nightly-report".into()],
+        updated_at: 1234,
+        updated_by: "alice".into(),
+    };
+    // Through another project: refused, nothing written.
+    assert!(matches!(s.put_session_settings("p2", &set).await, Err(StoreError::NotFound)));
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(SessionSettings::defaults("i1")));
+    let unknown = SessionSettings { instance_id: "nope".into(), ..set.clone() };
+    assert!(matches!(s.put_session_settings("p1", &unknown).await, Err(StoreError::NotFound)));
+
+    s.put_session_settings("p1", &set).await.unwrap();
+    assert_eq!(
+        s.get_session_settings("p1", "i1").await.unwrap(),
+        Some(set.clone()),
+        "lists keep their order"
+    );
+    assert_eq!(s.get_session_settings("p2", "i1").await.unwrap(), None);
+    // A put replaces the whole object.
+    let less = SessionSettings {
+        redact_operations: false,
+        protected_users: vec![],
+        protected_app_names: vec!["a".into(), "b".into()],
+        updated_at: 5678,
+        updated_by: "bob".into(),
+        ..set.clone()
+    };
+    s.put_session_settings("p1", &less).await.unwrap();
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(less));
+    // Settings decide no authorization and nothing caches them: no change-log entry.
+    assert_eq!(s.latest_change_seq().await.unwrap(), seq);
+    // The other instance is untouched.
+    assert_eq!(s.get_session_settings("p2", "i2").await.unwrap(), Some(SessionSettings::defaults("i2")));
+
+    // Deleting the instance deletes its settings: an instance registered again under the same id
+    // starts from the defaults.
+    s.delete_instance("i1").await.unwrap();
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), None);
+    assert!(matches!(s.put_session_settings("p1", &set).await, Err(StoreError::NotFound)));
+    s.create_instance(&instance("i1", "p1")).await.unwrap();
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(SessionSettings::defaults("i1")));
 }
 
 fn kill_entry(project: &str, record: &str, kind: &str, at: i64, outcome: &str) -> NewKillEntry {

@@ -6,6 +6,10 @@
 //! - [`instances`]: `GET /v3/{project_id}/instances` (`dds:instance:list`) and the docplane
 //!   registration extension `POST /v3/{project_id}/instances/register` (`dds:instance:create`) /
 //!   `DELETE /v3/{project_id}/instances/{instance_id}` (`dds:instance:delete`);
+//! - [`settings`]: the docplane extension `GET` / `PUT
+//!   /v3/{project_id}/instances/{instance_id}/session-settings` (`dds:instance:getSessionSettings` /
+//!   `dds:instance:modifySessionSettings`): the instance's privacy setting and protected users and
+//!   applications, which the list and kill paths apply;
 //! - [`health`]: the store-backed health loop ([`health::spawn_health_loop`]);
 //! - [`common`]: vendor ids, node resolution inside the caller's project, sealed node
 //!   credentials, driver-error mapping.
@@ -25,6 +29,7 @@ pub mod health;
 pub mod instances;
 pub mod kill_records;
 pub mod sessions;
+pub mod settings;
 
 use axum::http::Method;
 use utoipa::OpenApi;
@@ -47,6 +52,13 @@ pub mod actions {
     pub const LIST_KILL_RECORDS: &str = "dds:audit:list";
     /// `GET /v3/{project_id}/kill-records/verify` (extension).
     pub const VERIFY_KILL_RECORDS: &str = "dds:audit:verify";
+    /// `GET /v3/{project_id}/instances/{instance_id}/session-settings` (extension). Named like the
+    /// vendor's instance actions, so `dds:instance:*` and `dds:*:get*` cover it; the legacy
+    /// alias `dds:instance:session` does not (it stands for list and kill only).
+    pub const GET_SESSION_SETTINGS: &str = "dds:instance:getSessionSettings";
+    /// `PUT /v3/{project_id}/instances/{instance_id}/session-settings` (extension): it changes
+    /// what kills may touch, so neither `deleteSession` nor the legacy alias grants it.
+    pub const MODIFY_SESSION_SETTINGS: &str = "dds:instance:modifySessionSettings";
 }
 
 /// OpenAPI operations of the DDS routes.
@@ -55,7 +67,8 @@ pub mod actions {
     paths(
         instances::list_instances, instances::register_instance, instances::unregister_instance,
         sessions::list_sessions, sessions::kill_sessions,
-        kill_records::list_kill_records, kill_records::verify_kill_records
+        kill_records::list_kill_records, kill_records::verify_kill_records,
+        settings::get_session_settings, settings::put_session_settings
     ),
     components(schemas(
         sessions::SessionItem, sessions::ListSessionsResponse, sessions::KillSessionsBody,
@@ -63,7 +76,8 @@ pub mod actions {
         instances::BackupStrategyItem, instances::ListInstancesResponse, instances::RegisterInstanceBody,
         instances::RegisterInstanceResponse,
         kill_records::KillRecordItem, kill_records::ListKillRecordsResponse,
-        kill_records::VerifyKillRecordsResponse
+        kill_records::VerifyKillRecordsResponse,
+        settings::SessionSettingsBody, settings::SessionSettingsResponse
     )),
     tags((name = "dds", description = "DDS v3 sessions and instances (vendor shapes)"),
          (name = "audit", description = "docplane extension: kill records, tamper-evident"))
@@ -91,6 +105,18 @@ pub fn routes() -> Vec<Route> {
             "/v3/{project_id}/instances/{instance_id}",
             Some(DELETE_INSTANCE),
             instances::unregister_instance,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/instances/{instance_id}/session-settings",
+            Some(GET_SESSION_SETTINGS),
+            settings::get_session_settings,
+        ),
+        Route::project(
+            Method::PUT,
+            "/v3/{project_id}/instances/{instance_id}/session-settings",
+            Some(MODIFY_SESSION_SETTINGS),
+            settings::put_session_settings,
         ),
         Route::project(
             Method::GET,
