@@ -165,6 +165,10 @@ pub enum ApiError {
     /// `DBS.900031`: a list of protected names is over its bound.
     #[error("Too many protected names: {0}.")]
     TooManyProtectedNames(String),
+    /// `DBS.900032`: a selector kill matched more killable sessions than its `max`; nothing was
+    /// killed.
+    #[error("Too many sessions match: {0}.")]
+    TooManyMatches(String),
 }
 
 impl ApiError {
@@ -217,6 +221,7 @@ impl ApiError {
             // ---- session settings (issue 9)
             InvalidProtectedName(_) => ("DBS.900030", StatusCode::BAD_REQUEST),
             TooManyProtectedNames(_) => ("DBS.900031", StatusCode::BAD_REQUEST),
+            TooManyMatches(_) => ("DBS.900032", StatusCode::BAD_REQUEST),
         }
     }
 
@@ -415,6 +420,7 @@ pub fn all_samples() -> Vec<ApiError> {
         BodyTimeout,
         StoreUnavailable(s()),
         InvalidProtectedName(s()),
+        TooManyMatches(s()),
         TooManyProtectedNames(s()),
     ]
 }

@@ -216,12 +216,9 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     config.limits.validate().map_err(ServeError::Limits)?;
     let iam = Iam::with_login_limits(config.store.clone(), &config.master_key, config.login).await?;
     let sync = iam.spawn_sync(config.sync_interval);
-    let state = AppState {
-        store: config.store,
-        iam,
-        driver: docplane_driver::Driver::new(config.driver),
-        body_limit: config.body_limit,
-    };
+    let driver = docplane_driver::Driver::new(config.driver);
+    let sessions = docplane_sessions::SessionService::new(Arc::new(driver.clone()), config.store.clone());
+    let state = AppState { store: config.store, iam, driver, sessions, body_limit: config.body_limit };
     let router = app_with_limits(state.clone(), config.extra_routes, &config.limits)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

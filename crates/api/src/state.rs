@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use docplane_driver::Driver;
 use docplane_iam::Iam;
+use docplane_sessions::SessionService;
 use docplane_store::MetaStore;
 
 /// Shared by every handler (cheap to clone).
@@ -15,6 +16,8 @@ pub struct AppState {
     pub iam: Arc<Iam>,
     /// The node driver: pooled connections to every registered node (cheap to clone).
     pub driver: Driver,
+    /// The session service over `driver` and `store`: every list and kill goes through it.
+    pub sessions: SessionService,
     /// Maximum request body in bytes.
     pub body_limit: usize,
 }

@@ -10,8 +10,11 @@
 //!   snapshot;
 //! - [`select`]: the vendor's filter vocabulary, filtering, ordering and paging (pure);
 //! - [`kill`]: prepare (check all-or-nothing), send, verify;
-//! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed.
+//! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed;
+//! - [`audit`]: kill records (intent before killOp, outcome after) in the project's hash chain;
+//! - [`service`]: [`SessionService`], the one sequence every list and kill path runs.
 
+pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod kill;
@@ -19,9 +22,14 @@ pub mod privacy;
 pub mod rails;
 pub mod record;
 pub mod select;
+pub mod service;
 
+pub use audit::{Actor, KillRecorder, KillScope};
 pub use error::{Result, SessionError};
 pub use ids::{MAX_KILL_IDS, SessionId, parse_session_ids};
 pub use kill::{KillOutcome, KillReport, KillStatus, PreparedKill};
 pub use record::{KillTarget, SessionRecord};
 pub use select::{SessionFilter, SessionPage, SessionQuery};
+pub use service::{
+    KillResult, MatchOutcome, MatchedSession, NodeRef, Selection, SelectionResult, SessionService,
+};

@@ -170,24 +170,21 @@ pub fn operation_text(entry: &Document) -> String {
 /// treat them), replaced by `"xxx"` at any depth in a kill snapshot.
 const SNAPSHOT_SECRET_FIELDS: &[&str] = &["pwd", "payload", "password", "secretKey"];
 
+fn redact_value(v: &Bson) -> Bson {
+    match v {
+        Bson::Document(d) => Bson::Document(redact_deep(d)),
+        Bson::Array(a) => Bson::Array(a.iter().map(redact_value).collect()),
+        other => other.clone(),
+    }
+}
+
 fn redact_deep(doc: &Document) -> Document {
     doc.iter()
         .map(|(k, v)| {
             let v = if SNAPSHOT_SECRET_FIELDS.contains(&k.as_str()) {
                 Bson::String("xxx".into())
             } else {
-                match v {
-                    Bson::Document(d) => Bson::Document(redact_deep(d)),
-                    Bson::Array(a) => Bson::Array(
-                        a.iter()
-                            .map(|x| match x {
-                                Bson::Document(d) => Bson::Document(redact_deep(d)),
-                                other => other.clone(),
-                            })
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                }
+                redact_value(v)
             };
             (k.clone(), v)
         })
@@ -197,8 +194,17 @@ fn redact_deep(doc: &Document) -> Document {
 /// The snapshot of one current-op entry that a kill record keeps: the command redacted (secret
 /// fields at any depth) and cut at [`MAX_SNAPSHOT_COMMAND`] bytes.
 pub fn kill_target(id: &str, entry: &Document, r: &SessionRecord) -> KillTarget {
+    kill_target_with(id, entry, r, false)
+}
+
+/// [`kill_target`], with every literal of the command replaced by its placeholder first when
+/// `shape` (the instance's privacy setting, [`crate::privacy::shape`]).
+pub fn kill_target_with(id: &str, entry: &Document, r: &SessionRecord, shape: bool) -> KillTarget {
     let command = match entry.get("command").or_else(|| entry.get("query")) {
-        Some(Bson::Document(cmd)) => Bson::Document(redact_deep(cmd)).into_relaxed_extjson().to_string(),
+        Some(Bson::Document(cmd)) => {
+            let cmd = if shape { crate::privacy::shape(cmd) } else { cmd.clone() };
+            Bson::Document(redact_deep(&cmd)).into_relaxed_extjson().to_string()
+        }
         _ => "{}".to_owned(),
     };
     let max = MAX_SNAPSHOT_COMMAND;

@@ -179,6 +179,13 @@ pub fn kill_error(e: SessionError) -> ApiError {
             ApiError::BadRequest(m)
         }
         SessionError::NotRecorded(m) => ApiError::KillNotRecorded(m),
+        SessionError::Protected(list) => ApiError::InvalidSessionId(format!(
+            "Protected sessions cannot be killed: {}",
+            list.iter().map(|(id, why)| format!("{id}: {why}")).collect::<Vec<_>>().join("; ")
+        )),
+        SessionError::TooManyMatches { matched, max } => ApiError::TooManyMatches(format!(
+            "{matched} sessions match, more than max {max}; nothing was killed"
+        )),
         other => ApiError::KillSessionFailed(other.to_string()),
     }
 }

@@ -1,11 +1,7 @@
 //! Kill records: what every kill request leaves behind, committed before anything is killed.
 //!
-//! A kill record is two entries of the project's kill chain (`docplane-store`'s `kill_log`): the
-//! immutable **intent** (time, request id, principal, source address, project, instance, node,
-//! and a snapshot of each target), committed before the first killOp, and the **outcome**
-//! (`killed`, `still_running`, `failed`, `unknown`, `refused`, with a per-id detail), appended
-//! when it is known. Both are chained (SHA-256 over the entry and the previous entry's hash), so
-//! an outcome written later never edits a chained entry.
+//! Kill records are written by `docplane_sessions::audit` (intent before killOp, outcome after,
+//! refusals too); this module reads them over HTTP and runs the sweeper.
 //!
 //! Routes (docplane extensions, in the typed route table and the OpenAPI document):
 //! - `GET /v3/{project_id}/kill-records` (`dds:audit:list`): records with filters and paging;
@@ -21,10 +17,11 @@ use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use docplane_iam::AuthMethod;
-use docplane_sessions::{KillReport, KillStatus, KillTarget, SessionId};
+use docplane_sessions::SessionId;
+use docplane_sessions::audit::{Actor, orphan_outcome_entry};
 use docplane_store::{
-    ChainProblem, KILL_OUTCOME_PENDING, KillLogEntry, KillRecord, KillRecordFilter, NewKillEntry, StoreError,
-    kill_entry_kind, now_millis, verify_kill_chain,
+    ChainProblem, KILL_OUTCOME_PENDING, KillRecord, KillRecordFilter, StoreError, now_millis,
+    verify_kill_chain,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -39,8 +36,6 @@ use crate::state::AppState;
 pub const DEFAULT_KILL_RECORD_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Default period of the sweeper (pending resolution and retention).
 pub const DEFAULT_KILL_RECORD_SWEEP: Duration = Duration::from_secs(10);
-/// Most ids of a refused request kept in its record.
-const MAX_RECORDED_IDS: usize = 1000;
 
 /// The caller's address (an extractor; `None` when the server was not started with connect info,
 /// e.g. in `oneshot` tests).
@@ -55,139 +50,18 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
     }
 }
 
-/// The immutable part of a kill record as the handler builds it.
-#[derive(Debug, Clone)]
-pub struct KillIntent {
-    /// The record's id.
-    pub record_id: String,
-    pub project_id: String,
-    pub instance_id: String,
-    pub node_id: String,
-    pub request_id: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub access_key: String,
-    pub source: String,
-    /// The ids as asked for (refusals) or as killed (canonical).
-    pub session_ids: Vec<String>,
-}
-
-impl KillIntent {
-    /// A fresh intent for a request of `p` on `node_id`.
-    pub fn new(p: &Principal, request_id: String, source: Option<SocketAddr>, node_id: &str) -> Self {
-        KillIntent {
-            record_id: uuid::Uuid::new_v4().simple().to_string(),
-            project_id: p.project_id().to_owned(),
-            instance_id: String::new(),
-            node_id: node_id.to_owned(),
-            request_id,
-            user_id: p.user_id.clone(),
-            user_name: p.user_name.clone(),
-            access_key: match &p.method {
-                AuthMethod::AccessKey { access_key } => access_key.clone(),
-                AuthMethod::Token => String::new(),
-            },
-            source: source.map(|a| a.to_string()).unwrap_or_default(),
-            session_ids: Vec::new(),
-        }
-    }
-
-    fn entry(&self, targets: &[KillTarget]) -> NewKillEntry {
-        let body = json!({
-            "request_id": self.request_id,
-            "user_id": self.user_id,
-            "source": self.source,
-            "instance_id": self.instance_id,
-            "session_ids": self.session_ids,
-            "targets": targets,
-        });
-        NewKillEntry {
-            project_id: self.project_id.clone(),
-            record_id: self.record_id.clone(),
-            kind: kill_entry_kind::INTENT.into(),
-            at: now_millis(),
-            node_id: self.node_id.clone(),
-            principal: self.user_name.clone(),
-            access_key: self.access_key.clone(),
-            outcome: String::new(),
-            body: body.to_string(),
-        }
-    }
-
-    /// Commits the intent with the targets' snapshots. Nothing may be killed unless this succeeded.
-    pub async fn commit(&self, st: &AppState, targets: &[KillTarget]) -> Result<KillLogEntry, StoreError> {
-        st.store.append_kill_entry(&self.entry(targets)).await
-    }
-
-    /// Appends the outcome (logged, not returned, on failure: the intent is committed, and the
-    /// sweeper resolves it as `unknown`).
-    pub async fn commit_outcome(&self, st: &AppState, outcome: &str, detail: Value) {
-        let e = outcome_entry(
-            &self.project_id,
-            &self.record_id,
-            &self.node_id,
-            &self.user_name,
-            &self.access_key,
-            outcome,
-            detail,
-        );
-        if let Err(err) = st.store.append_kill_entry(&e).await {
-            tracing::error!(error = %err, record_id = %self.record_id, outcome, "kill outcome not recorded");
-        }
-    }
-
-    /// Records a refused request (intent and outcome `refused`). A store failure is logged and
-    /// the refusal is answered as it is: nothing was killed.
-    pub async fn record_refusal(&mut self, st: &AppState, raw_ids: &[String], e: &ApiError) {
-        self.session_ids =
-            raw_ids.iter().take(MAX_RECORDED_IDS).map(|s| s.chars().take(128).collect()).collect();
-        match self.commit(st, &[]).await {
-            Ok(_) => {
-                let detail = json!({"error_code": e.code_and_status().0, "error": e.public_message()});
-                self.commit_outcome(st, "refused", detail).await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, record_id = %self.record_id, "refused kill not recorded")
-            }
-        }
-    }
-}
-
-fn outcome_entry(
-    project_id: &str,
-    record_id: &str,
-    node_id: &str,
-    principal: &str,
-    access_key: &str,
-    outcome: &str,
-    detail: Value,
-) -> NewKillEntry {
-    NewKillEntry {
-        project_id: project_id.to_owned(),
-        record_id: record_id.to_owned(),
-        kind: kill_entry_kind::OUTCOME.into(),
-        at: now_millis(),
-        node_id: node_id.to_owned(),
-        principal: principal.to_owned(),
-        access_key: access_key.to_owned(),
-        outcome: outcome.to_owned(),
-        body: detail.to_string(),
-    }
-}
-
-/// The record-level outcome of a report: `failed` if any killOp failed, else `unknown` if any
-/// could not be verified, else `still_running` if any was still listed at the deadline, else
-/// `killed`.
-pub fn outcome_of(report: &KillReport) -> &'static str {
-    let any = |f: fn(&KillStatus) -> bool| report.outcomes.iter().any(|o| f(&o.status));
-    if any(|s| matches!(s, KillStatus::Failed { .. })) {
-        "failed"
-    } else if any(|s| *s == KillStatus::Unknown) {
-        "unknown"
-    } else if any(|s| *s == KillStatus::StillRunning) {
-        "still_running"
-    } else {
-        "killed"
+/// Who asked, as a kill record names them: the principal's user and access key, the request id,
+/// the caller's address.
+pub fn actor_of(p: &Principal, request_id: String, source: Option<SocketAddr>) -> Actor {
+    Actor {
+        request_id,
+        user_id: p.user_id.clone(),
+        user_name: p.user_name.clone(),
+        access_key: match &p.method {
+            AuthMethod::AccessKey { access_key } => access_key.clone(),
+            AuthMethod::Token => String::new(),
+        },
+        source: source.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 
@@ -448,15 +322,7 @@ pub async fn resolve_pending(st: &AppState, grace: Duration) -> Result<usize, St
             }
         };
         let detail = json!({"resolved_by": "sweeper", "reason": "no outcome was recorded (the process stopped)", "check": check});
-        let e = outcome_entry(
-            &intent.project_id,
-            &intent.record_id,
-            &intent.node_id,
-            &intent.principal,
-            &intent.access_key,
-            "unknown",
-            detail,
-        );
+        let e = orphan_outcome_entry(&intent, "unknown", &detail);
         match st.store.append_kill_entry(&e).await {
             Ok(_) => resolved += 1,
             Err(StoreError::Conflict(_)) => {}

@@ -1,8 +1,10 @@
-//! The DDS v3 routes (sessions, instances). Owned by the DRIVER helper.
+//! The DDS v3 routes (sessions, instances) and docplane's extensions beside them.
 //!
 //! - [`sessions`]: `GET /v3/{project_id}/nodes/{node_id}/sessions` (`dds:instance:listSession`) and
 //!   `POST /v3/{project_id}/nodes/{node_id}/session` (`dds:instance:deleteSession`; the legacy
 //!   alias `dds:instance:session` is resolved by the iam crate), every kill audited;
+//! - [`selector`]: `POST /v3/{project_id}/nodes/{node_id}/sessions/kill` (extension,
+//!   `dds:instance:deleteSession`): kill by selector, with `max` and `dry_run`;
 //! - [`instances`]: `GET /v3/{project_id}/instances` (`dds:instance:list`) and the docplane
 //!   registration extension `POST /v3/{project_id}/instances/register` (`dds:instance:create`) /
 //!   `DELETE /v3/{project_id}/instances/{instance_id}` (`dds:instance:delete`);
@@ -21,13 +23,15 @@
 //! [`crate::ApiJson`]/[`crate::ApiQuery`]/[`crate::ApiPath`] extractors; a `#[utoipa::path]`
 //! listed in [`DdsDoc`]; an entry in [`routes`] with its IAM action.
 //!
-//! Architecture invariant: this module knows HTTP and the vendor's JSON; everything about talking
-//! to nodes is in `docplane-driver`, which knows nothing of HTTP.
+//! Architecture invariant: this module knows HTTP and the vendor's JSON; listing and killing go
+//! through `state.sessions` (`docplane-sessions`), talking to nodes through `docplane-driver`;
+//! neither knows HTTP.
 
 pub mod common;
 pub mod health;
 pub mod instances;
 pub mod kill_records;
+pub mod selector;
 pub mod sessions;
 pub mod settings;
 
@@ -66,12 +70,13 @@ pub mod actions {
 #[openapi(
     paths(
         instances::list_instances, instances::register_instance, instances::unregister_instance,
-        sessions::list_sessions, sessions::kill_sessions,
+        sessions::list_sessions, sessions::kill_sessions, selector::kill_matching,
         kill_records::list_kill_records, kill_records::verify_kill_records,
         settings::get_session_settings, settings::put_session_settings
     ),
     components(schemas(
         sessions::SessionItem, sessions::ListSessionsResponse, sessions::KillSessionsBody,
+        selector::SelectorFilter, selector::KillMatchingBody, selector::MatchedItem, selector::KillMatchingResponse,
         instances::InstanceItem, instances::GroupItem, instances::NodeItem, instances::DatastoreItem,
         instances::BackupStrategyItem, instances::ListInstancesResponse, instances::RegisterInstanceBody,
         instances::RegisterInstanceResponse,
@@ -129,6 +134,12 @@ pub fn routes() -> Vec<Route> {
             "/v3/{project_id}/nodes/{node_id}/session",
             Some(DELETE_SESSION),
             sessions::kill_sessions,
+        ),
+        Route::project(
+            Method::POST,
+            "/v3/{project_id}/nodes/{node_id}/sessions/kill",
+            Some(DELETE_SESSION),
+            selector::kill_matching,
         ),
         Route::project(
             Method::GET,

@@ -21,15 +21,15 @@
 use axum::Json;
 use axum::extract::State;
 use docplane_sessions::{
-    self as sessions, KillStatus, MAX_KILL_IDS, SessionFilter, SessionQuery, SessionRecord,
-    kill as session_kill, select as session_select,
+    self as sessions, KillRecorder, KillScope, KillStatus, MAX_KILL_IDS, NodeRef, SessionFilter,
+    SessionQuery, SessionRecord, select as session_select,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{ResolvedNode, check_state_and_version, kill_error, list_error, present, resolve_node};
-use super::kill_records::{KillIntent, SourceAddr, outcome_of};
+use super::common::{check_state_and_version, kill_error, list_error, present, resolve_node};
+use super::kill_records::{SourceAddr, actor_of};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
 use crate::route::{ApiBytes, ApiPath, ApiQuery, Principal};
@@ -230,32 +230,13 @@ pub async fn list_sessions(
     let query = parse_list_query(&q)?;
     let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
     check_state_and_version(&resolved)?;
-    let page = session_kill::list(&st.driver, &resolved.target, &query).await.map_err(list_error)?;
+    let node =
+        NodeRef { project_id: p.project_id(), instance_id: &resolved.instance.id, target: &resolved.target };
+    let page = st.sessions.list(node, &query).await.map_err(list_error)?;
     Ok(Json(ListSessionsResponse {
         total_count: page.total,
         sessions: page.sessions.into_iter().map(SessionItem::from).collect(),
     }))
-}
-
-/// The prepared kill, or the refusal with the raw ids the body carried (for the record).
-async fn prepare(
-    st: &AppState,
-    p: &Principal,
-    node_id: &str,
-    body: &[u8],
-    intent: &mut KillIntent,
-    raw_ids: &mut Vec<String>,
-) -> Result<(ResolvedNode, sessions::PreparedKill), ApiError> {
-    let ids = parse_kill_body(body)?;
-    raw_ids.clone_from(&ids);
-    let resolved = resolve_node(st, p.project_id(), node_id).await?;
-    intent.instance_id = resolved.instance.id.clone();
-    // Format first (no node access), so malformed ids never wait on the network.
-    sessions::parse_session_ids(&ids, resolved.target.kind).map_err(kill_error)?;
-    check_state_and_version(&resolved)?;
-    let prepared =
-        session_kill::prepare_kill(&st.driver, &resolved.target, &ids).await.map_err(kill_error)?;
-    Ok((resolved, prepared))
 }
 
 /// Kill sessions of a node.
@@ -282,38 +263,60 @@ pub async fn kill_sessions(
     ApiPath(path): ApiPath<NodePath>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut intent = KillIntent::new(&p, request_id, source, &path.node_id);
+    let actor = actor_of(&p, request_id, source);
     let mut raw_ids = Vec::new();
-    let (resolved, prepared) = match prepare(&st, &p, &path.node_id, &body, &mut intent, &mut raw_ids).await {
-        Ok(ok) => ok,
+    let mut scope = KillScope {
+        project_id: p.project_id().to_owned(),
+        instance_id: String::new(),
+        node_id: path.node_id.clone(),
+    };
+    let result = async {
+        raw_ids = parse_kill_body(&body)?;
+        let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
+        scope.instance_id.clone_from(&resolved.instance.id);
+        // Format first (no node access), so malformed ids never wait on the network.
+        sessions::parse_session_ids(&raw_ids, resolved.target.kind).map_err(kill_error)?;
+        check_state_and_version(&resolved)?;
+        let recorder = KillRecorder::new(scope.clone(), actor.clone());
+        let node = NodeRef {
+            project_id: p.project_id(),
+            instance_id: &resolved.instance.id,
+            target: &resolved.target,
+        };
+        st.sessions.kill_ids(node, &recorder, &raw_ids).await.map_err(kill_error)
+    }
+    .await;
+    let done = match result {
+        Ok(done) => done,
         Err(e) => {
-            intent.record_refusal(&st, &raw_ids, &e).await;
+            // Nothing was killed and nothing committed; a store that could not commit the
+            // intent cannot take the refusal either.
+            if !matches!(e, ApiError::KillNotRecorded(_)) {
+                let (code, _) = e.code_and_status();
+                KillRecorder::new(scope, actor)
+                    .record_refusal(st.store.as_ref(), &raw_ids, code, &e.public_message())
+                    .await;
+            }
             return Err(e);
         }
     };
-    intent.session_ids = prepared.ids.iter().map(ToString::to_string).collect();
-    if let Err(e) = intent.commit(&st, &prepared.targets).await {
-        return Err(ApiError::KillNotRecorded(e.to_string()));
-    }
-    let issued = match session_kill::send_kills(&st.driver, &resolved.target, &prepared.ids).await {
-        Ok(issued) => issued,
-        Err(e) => {
-            intent.commit_outcome(&st, "failed", json!({"error": e.to_string()})).await;
-            return Err(kill_error(e));
-        }
-    };
-    let report = session_kill::verify_report(&st.driver, &resolved.target, issued).await;
-    let outcome = outcome_of(&report);
-    intent.commit_outcome(&st, outcome, json!({"outcomes": report.outcomes})).await;
     let ids_with = |f: fn(&KillStatus) -> bool| -> Vec<String> {
-        report.outcomes.iter().filter(|o| f(&o.status)).map(|o| o.id.clone()).collect()
+        done.report.outcomes.iter().filter(|o| f(&o.status)).map(|o| o.id.clone()).collect()
     };
-    match outcome {
+    match done.outcome {
         "killed" => Ok(Json(json!({}))),
         "still_running" => Err(ApiError::KillStillRunning(ids_with(|s| *s == KillStatus::StillRunning))),
         "unknown" => Err(ApiError::KillUnverified(ids_with(|s| *s == KillStatus::Unknown))),
         _ => {
-            Err(ApiError::KillSessionFailed(format!("killOp failed for {}", report.failed_ids().join(", "))))
+            let first = done.report.outcomes.iter().find_map(|o| match &o.status {
+                KillStatus::Failed { message, .. } => Some(message.clone()),
+                _ => None,
+            });
+            Err(ApiError::KillSessionFailed(format!(
+                "killOp failed for {}: {}",
+                done.report.failed_ids().join(", "),
+                first.unwrap_or_default()
+            )))
         }
     }
 }

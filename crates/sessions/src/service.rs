@@ -1,0 +1,405 @@
+//! The session service: the one place every caller (the vendor routes, the selector route, the
+//! CLI through them, the rule enforcer) lists and kills through.
+//!
+//! Every kill path runs the same sequence ([`SessionService::kill_ids`],
+//! [`SessionService::kill_matching`]):
+//! 1. read the node's current operations for the targets (one `$currentOp`);
+//! 2. refuse or skip what may not be killed: unknown or inactive ids (all-or-nothing), and the
+//!    safety rails ([`crate::rails`]): the server's own work, docplane's own operations, cluster
+//!    members, the instance's protected users and application names;
+//! 3. commit the kill record's intent with a snapshot of each target (commands shaped by
+//!    [`crate::privacy`] when the instance's `redact_operations` is on); if that fails nothing
+//!    is killed ([`SessionError::NotRecorded`]);
+//! 4. killOp each target, verify each has left `$currentOp` (bounded by the verify deadline),
+//!    append the outcome.
+//!
+//! Listing applies the privacy setting to every `operation` it returns.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use docplane_driver::ops::{self, entry_tag};
+use docplane_driver::{NodeTarget, NodeTransport};
+use docplane_store::{MetaStore, SessionSettings};
+use mongodb::bson::{Bson, Document};
+use serde_json::{Value, json};
+
+use crate::audit::{KillRecorder, outcome_of};
+use crate::error::{Result, SessionError};
+use crate::ids::{MAX_KILL_IDS, SessionId, opid_predicate, parse_session_ids};
+use crate::kill::{self, KillOutcome, KillReport, KillStatus};
+use crate::privacy;
+use crate::rails::{self, Protection};
+use crate::record::{KillTarget, SessionRecord, kill_target_with, operation_text};
+use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, select_indices};
+
+/// The node a call is about, with the instance whose settings apply.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRef<'a> {
+    /// The caller's project.
+    pub project_id: &'a str,
+    /// The node's instance.
+    pub instance_id: &'a str,
+    /// How to reach the node.
+    pub target: &'a NodeTarget,
+}
+
+/// A selector kill request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// What to match (at least one criterion).
+    pub filter: SessionFilter,
+    /// Refuse the whole call when more killable sessions than this match (1..=1000).
+    pub max: usize,
+    /// Only say what would be killed.
+    pub dry_run: bool,
+}
+
+/// What happened to one session a selector matched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchOutcome {
+    /// Dry run: a real call would kill it.
+    WouldKill,
+    /// Skipped by a safety rail (never killed, on any path).
+    Protected,
+    /// Killed and gone from `$currentOp`.
+    Killed,
+    /// Killed but still listed at the verification deadline.
+    StillRunning,
+    /// killOp accepted; the node could not be read to verify.
+    Unknown,
+    /// killOp failed.
+    Failed,
+}
+
+/// One matched session with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MatchedSession {
+    /// What the session was when matched.
+    pub target: KillTarget,
+    /// What happened.
+    pub outcome: MatchOutcome,
+    /// Why (the rail for `protected`, the error for `failed`).
+    pub reason: Option<String>,
+}
+
+/// The answer to a selector kill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionResult {
+    /// The kill record (`None` for a dry run, which records nothing).
+    pub record_id: Option<String>,
+    /// Every matched session, most expensive first: the killable ones and the protected ones.
+    pub sessions: Vec<MatchedSession>,
+}
+
+/// The answer to a kill by ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillResult {
+    /// The kill record.
+    pub record_id: String,
+    /// Per id, in request order.
+    pub report: KillReport,
+    /// `outcome_of(report)`: `killed`, `still_running`, `unknown` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// The session service (cheap to clone).
+#[derive(Clone)]
+pub struct SessionService {
+    transport: Arc<dyn NodeTransport>,
+    store: Arc<dyn MetaStore>,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+/// A current-op entry, its record, and its rail verdict.
+struct Candidate {
+    entry: Document,
+    record: SessionRecord,
+    protection: Option<Protection>,
+}
+
+impl SessionService {
+    /// A service over `transport` (the node driver) recording in `store`.
+    pub fn new(transport: Arc<dyn NodeTransport>, store: Arc<dyn MetaStore>) -> Self {
+        Self { transport, store }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &dyn NodeTransport {
+        self.transport.as_ref()
+    }
+
+    /// The instance's session settings (defaults when none are stored or the instance is gone).
+    /// A store failure is [`SessionError::NotRecorded`]: a kill cannot be recorded then either.
+    pub async fn settings(&self, node: NodeRef<'_>) -> Result<SessionSettings> {
+        match self.store.get_session_settings(node.project_id, node.instance_id).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Ok(SessionSettings::defaults(node.instance_id)),
+            Err(e) => Err(SessionError::NotRecorded(e.to_string())),
+        }
+    }
+
+    /// Lists a node's sessions per `query` (vendor filters, order, paging); every returned
+    /// `operation` goes through the privacy setting.
+    pub async fn list(&self, node: NodeRef<'_>, query: &SessionQuery) -> Result<SessionPage> {
+        let settings = self.settings(node).await?;
+        let entries = ops::current_op_entries(self.transport(), node.target, None).await?;
+        let (records, sources): (Vec<SessionRecord>, Vec<usize>) =
+            entries.iter().enumerate().filter_map(|(i, e)| SessionRecord::summary(e).map(|r| (r, i))).unzip();
+        let (total, page) = select_indices(&records, query);
+        let sessions = page
+            .into_iter()
+            .map(|k| {
+                let mut r = records[k].clone();
+                r.operation = shown_operation(&entries[sources[k]], settings.redact_operations);
+                r
+            })
+            .collect();
+        Ok(SessionPage { total, sessions })
+    }
+
+    /// Reads the node's entries (only `ids` when given), mapped, each with its rail verdict.
+    async fn candidates(
+        &self,
+        node: NodeRef<'_>,
+        settings: &SessionSettings,
+        ids: Option<&[SessionId]>,
+    ) -> Result<Vec<Candidate>> {
+        let predicate = match ids {
+            Some(ids) if !ids.iter().any(|id| matches!(id, SessionId::Idle(_))) => Some(opid_predicate(ids)),
+            _ => None,
+        };
+        let entries = ops::current_op_entries(self.transport(), node.target, predicate).await?;
+        let own = own_connections(&entries, &self.transport.config().app_name);
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let record = SessionRecord::summary(&entry)?;
+                let protection = rails::protection(&rails::facts(&entry), settings, &own);
+                Some(Candidate { entry, record, protection })
+            })
+            .collect())
+    }
+
+    /// Kills sessions by id: validate, check all-or-nothing (unknown, inactive, protected),
+    /// record, kill, verify, record the outcome. An `Err` means nothing was killed and no record
+    /// was committed (the caller records the refusal with [`crate::audit::KillRecorder::record_refusal`]).
+    pub async fn kill_ids(
+        &self,
+        node: NodeRef<'_>,
+        recorder: &KillRecorder,
+        raw_ids: &[String],
+    ) -> Result<KillResult> {
+        let ids = parse_session_ids(raw_ids, node.target.kind)?;
+        let settings = self.settings(node).await?;
+        let candidates = self.candidates(node, &settings, Some(&ids)).await?;
+        let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
+        check_killable(&ids, &records)?;
+        let mut protected = Vec::new();
+        let mut targets = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let text = id.to_string();
+            let Some(c) = candidates.iter().find(|c| c.record.id == text) else {
+                return Err(SessionError::InvalidSessionIds(vec![text]));
+            };
+            if let Some(p) = &c.protection {
+                protected.push((text.clone(), p.reason()));
+            }
+            targets.push(kill_target_with(&text, &c.entry, &c.record, settings.redact_operations));
+        }
+        if !protected.is_empty() {
+            return Err(SessionError::Protected(protected));
+        }
+        let session_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        recorder
+            .commit_intent(self.store.as_ref(), &session_ids, &targets, Value::Null)
+            .await
+            .map_err(|e| SessionError::NotRecorded(e.to_string()))?;
+        let report = self.kill_and_verify(node.target, &ids).await;
+        let outcome = outcome_of(&report);
+        recorder.commit_outcome(self.store.as_ref(), outcome, json!({"outcomes": report.outcomes})).await;
+        Ok(KillResult { record_id: recorder.record_id.clone(), report, outcome })
+    }
+
+    /// killOp every id, then verify; a node that refused every killOp on connectivity gives
+    /// every id `Failed` with that error.
+    async fn kill_and_verify(&self, target: &NodeTarget, ids: &[SessionId]) -> KillReport {
+        match kill::send_kills(self.transport(), target, ids).await {
+            Ok(issued) => kill::verify_report(self.transport(), target, issued).await,
+            Err(e) => KillReport {
+                outcomes: ids
+                    .iter()
+                    .map(|id| KillOutcome {
+                        id: id.to_string(),
+                        status: KillStatus::Failed { code: 0, message: e.to_string() },
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// Kills the sessions a selector matches: active operations passing every criterion; the
+    /// protected ones are skipped and reported; more killable matches than `max` refuse the call
+    /// ([`SessionError::TooManyMatches`], nothing killed). A dry run answers exactly what a real
+    /// call on the same node state would kill and records nothing.
+    pub async fn kill_matching(
+        &self,
+        node: NodeRef<'_>,
+        recorder: &KillRecorder,
+        selection: &Selection,
+    ) -> Result<SelectionResult> {
+        if selection.filter.is_empty() {
+            return Err(SessionError::InvalidRequest(
+                "a selector needs at least one criterion (it would match every session)".into(),
+            ));
+        }
+        if !(1..=MAX_KILL_IDS).contains(&selection.max) {
+            return Err(SessionError::InvalidRequest(format!("max must be in [1, {MAX_KILL_IDS}]")));
+        }
+        let settings = self.settings(node).await?;
+        let candidates = self.candidates(node, &settings, None).await?;
+        let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
+        let all = SessionQuery { filter: selection.filter.clone(), offset: 0, limit: u64::MAX };
+        let (_, order) = select_indices(&records, &all);
+        let matched: Vec<&Candidate> = order
+            .into_iter()
+            .map(|i| &candidates[i])
+            .filter(|c| c.record.active && c.record.has_opid)
+            .collect();
+        let killable: Vec<&Candidate> = matched.iter().copied().filter(|c| c.protection.is_none()).collect();
+        if killable.len() > selection.max {
+            return Err(SessionError::TooManyMatches { matched: killable.len(), max: selection.max });
+        }
+        let snapshot =
+            |c: &Candidate| kill_target_with(&c.record.id, &c.entry, &c.record, settings.redact_operations);
+        let protected: Vec<MatchedSession> = matched
+            .iter()
+            .filter_map(|c| {
+                c.protection.as_ref().map(|p| MatchedSession {
+                    target: snapshot(c),
+                    outcome: MatchOutcome::Protected,
+                    reason: Some(p.reason()),
+                })
+            })
+            .collect();
+        let targets: Vec<KillTarget> = killable.iter().map(|c| snapshot(c)).collect();
+        if selection.dry_run {
+            let mut sessions: Vec<MatchedSession> = targets
+                .into_iter()
+                .map(|target| MatchedSession { target, outcome: MatchOutcome::WouldKill, reason: None })
+                .collect();
+            sessions.extend(protected);
+            return Ok(SelectionResult { record_id: None, sessions });
+        }
+        let ids: Vec<SessionId> =
+            killable.iter().filter_map(|c| SessionId::parse(&c.record.id, node.target.kind)).collect();
+        let session_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let extra = json!({
+            "selector": filter_json(&selection.filter),
+            "max": selection.max,
+            "protected": protected.iter().map(|m| json!({"id": m.target.id, "reason": m.reason})).collect::<Vec<_>>(),
+        });
+        recorder
+            .commit_intent(self.store.as_ref(), &session_ids, &targets, extra)
+            .await
+            .map_err(|e| SessionError::NotRecorded(e.to_string()))?;
+        let report = if ids.is_empty() {
+            KillReport { outcomes: Vec::new() }
+        } else {
+            self.kill_and_verify(node.target, &ids).await
+        };
+        let outcome = outcome_of(&report);
+        recorder.commit_outcome(self.store.as_ref(), outcome, json!({"outcomes": report.outcomes})).await;
+        let mut sessions: Vec<MatchedSession> = targets
+            .into_iter()
+            .map(|target| {
+                let status = report.outcomes.iter().find(|o| o.id == target.id).map(|o| o.status.clone());
+                let (outcome, reason) = match status {
+                    Some(KillStatus::Killed) => (MatchOutcome::Killed, None),
+                    Some(KillStatus::StillRunning) => (MatchOutcome::StillRunning, None),
+                    Some(KillStatus::Unknown) => (MatchOutcome::Unknown, None),
+                    Some(KillStatus::Failed { code, message }) => {
+                        (MatchOutcome::Failed, Some(format!("killOp failed ({code}): {message}")))
+                    }
+                    None => (MatchOutcome::Failed, Some("no killOp was sent".into())),
+                };
+                MatchedSession { target, outcome, reason }
+            })
+            .collect();
+        sessions.extend(protected);
+        Ok(SelectionResult { record_id: Some(recorder.record_id.clone()), sessions })
+    }
+}
+
+/// The `operation` text a list shows: the command, shaped when `redact`.
+fn shown_operation(entry: &Document, redact: bool) -> String {
+    if !redact {
+        return operation_text(entry);
+    }
+    match entry.get("command").or_else(|| entry.get("query")) {
+        Some(Bson::Document(cmd)) => Bson::Document(privacy::shape(cmd)).into_relaxed_extjson().to_string(),
+        _ => "{}".to_owned(),
+    }
+}
+
+/// docplane's connections among the entries: those on which a docplane read runs (its command
+/// carries a `docplane:` tag, under docplane's application name). The reads of this process are
+/// already gone from the entries; what remains are other replicas' reads, whose connections no
+/// kill may touch.
+fn own_connections(entries: &[Document], app_name: &str) -> HashSet<i64> {
+    entries
+        .iter()
+        .filter(|e| entry_tag(e).is_some() && ops::entry_app_name(e) == Some(app_name))
+        .filter_map(|e| match e.get("connectionId") {
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            Some(Bson::Int64(n)) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A selector as the record keeps it.
+fn filter_json(f: &SessionFilter) -> Value {
+    json!({
+        "type": f.op_type, "namespace": f.namespace, "plan_summary": f.plan_summary,
+        "min_cost_time_us": f.min_cost_time_us, "client": f.client, "user": f.user, "app_name": f.app_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+
+    use super::*;
+
+    #[test]
+    fn own_connections_are_tagged_reads_under_docplanes_name() {
+        let app = "docplane-control";
+        let entries = vec![
+            doc! {"opid": 1, "connectionId": 7_i64, "appName": app, "command": {"aggregate": 1, "comment": "docplane:0abc"}},
+            // Tagged but not under docplane's name: a user's, not ours.
+            doc! {"opid": 2, "connectionId": 8, "appName": "x", "command": {"aggregate": 1, "comment": "docplane:0abc"}},
+            // Under docplane's name but untagged: could be anyone calling itself so.
+            doc! {"opid": 3, "connectionId": 9, "appName": app, "command": {"sleep": 1}},
+        ];
+        assert_eq!(own_connections(&entries, app), [7_i64].into());
+    }
+
+    #[test]
+    fn shown_operation_follows_the_setting() {
+        let e = doc! {"opid": 1, "command": {"find": "users", "filter": {"email": "a@b.c"}, "$db": "shop"}};
+        assert!(shown_operation(&e, false).contains("a@b.c"));
+        let shaped = shown_operation(&e, true);
+        assert!(
+            !shaped.contains("a@b.c") && shaped.contains("?string") && shaped.contains("users"),
+            "{shaped}"
+        );
+        assert_eq!(shown_operation(&doc! {"opid": 2}, true), "{}");
+    }
+}
