@@ -81,7 +81,17 @@ pub async fn run(command: Command) -> Result<()> {
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_sessions(&body, common.output)
         }
-        Command::Sessions(SessionsCommand::Kill { common, node, sessions }) => {
+        Command::Sessions(SessionsCommand::Kill { common, node, selector, dry_run, max, .. })
+            if !selector.is_empty() =>
+        {
+            let filter = parse_where(&selector)?;
+            let client = client_for(&common)?;
+            let path = format!("/v3/{}/nodes/{}/sessions/kill", client.project_id(), node);
+            let body = json!({"filter": filter, "max": max, "dry_run": dry_run});
+            let answer = client.call(Method::POST, &path, &[], Some(&body)).await?;
+            print_selection(&answer, common.output)
+        }
+        Command::Sessions(SessionsCommand::Kill { common, node, sessions, .. }) => {
             let client = client_for(&common)?;
             let path = format!("/v3/{}/nodes/{}/session", client.project_id(), node);
             let body = client.call(Method::POST, &path, &[], Some(&json!({ "sessions": sessions }))).await?;
@@ -127,6 +137,78 @@ pub async fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--where KEY=VALUE` criteria as the selector route's `filter` (pure).
+fn parse_where(criteria: &[String]) -> Result<Value> {
+    let mut filter = serde_json::Map::new();
+    for c in criteria {
+        let (key, value) =
+            c.split_once('=').ok_or_else(|| anyhow::anyhow!("--where {c:?}: expected KEY=VALUE"))?;
+        let (field, value) = match key.trim() {
+            "type" => ("type", json!(value)),
+            "ns" | "namespace" => ("namespace", json!(value)),
+            "plan" | "plan_summary" => ("plan_summary", json!(value)),
+            "running" => ("cost_time", json!(parse_duration_us(value)?)),
+            "client" => ("client", json!(value)),
+            "user" => ("user", json!(value)),
+            "app" | "app_name" => ("app_name", json!(value)),
+            other => {
+                anyhow::bail!("--where {other:?}: unknown key (type, ns, plan, running, client, user, app)")
+            }
+        };
+        if filter.insert(field.to_owned(), value).is_some() {
+            anyhow::bail!("--where {key}: given twice");
+        }
+    }
+    Ok(Value::Object(filter))
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, `250us` as microseconds.
+fn parse_duration_us(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("running={text:?}: expected a number with a unit, e.g. 30s"))?;
+    let per = match unit {
+        "us" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        _ => anyhow::bail!("running={text:?}: the unit must be us, ms, s, m or h"),
+    };
+    n.checked_mul(per).ok_or_else(|| anyhow::anyhow!("running={text:?}: too large"))
+}
+
+fn print_selection(body: &Value, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        return Ok(());
+    }
+    let rows: Vec<Value> = body["sessions"].as_array().cloned().unwrap_or_default();
+    let columns = [
+        ("ID", "id"),
+        ("OUTCOME", "outcome"),
+        ("TYPE", "type"),
+        ("NAMESPACE", "namespace"),
+        ("CLIENT", "client"),
+        ("USER", "user"),
+        ("APP", "app_name"),
+        ("COST_US", "cost_time"),
+        ("REASON", "reason"),
+    ];
+    print!("{}", table(&columns, &rows, 60));
+    let verb = if body["dry_run"] == true { "would kill" } else { "killed" };
+    let n = if body["dry_run"] == true {
+        rows.iter().filter(|r| r["outcome"] == "would_kill").count()
+    } else {
+        body["killed"].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0)
+    };
+    println!("{verb} {n} of {} matched session(s); {} protected", rows.len(), body["protected"]);
+    Ok(())
 }
 
 fn print_kill_records(body: &Value, output: Output) -> Result<()> {
@@ -440,6 +522,38 @@ fn print_sessions(body: &Value, output: Output) -> Result<()> {
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_criteria() {
+        let w = |v: &[&str]| parse_where(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        let f = w(&[
+            "type=query",
+            "ns=shop.orders",
+            "plan=COLLSCAN",
+            "running=30s",
+            "client=10.0.0.5",
+            "user=a",
+            "app=r",
+        ])
+        .unwrap();
+        assert_eq!(
+            f,
+            json!({"type": "query", "namespace": "shop.orders", "plan_summary": "COLLSCAN", "cost_time": 30_000_000_u64,
+                   "client": "10.0.0.5", "user": "a", "app_name": "r"})
+        );
+        assert_eq!(w(&["running=500ms"]).unwrap()["cost_time"], 500_000);
+        assert_eq!(w(&["running=2m"]).unwrap()["cost_time"], 120_000_000_u64);
+        for bad in [
+            &["type"][..],
+            &["colour=red"],
+            &["user=a", "user=b"],
+            &["running=30"],
+            &["running=1.5s"],
+            &["running=3d"],
+        ] {
+            assert!(w(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn current() -> Value {
         json!({"instance_id": "i", "redact_operations": true, "protected_users": ["backup", "app@admin"],

@@ -377,7 +377,13 @@ enum SessionsCommand {
         #[arg(long)]
         offset: Option<u32>,
     },
-    /// Kill sessions of a node by ID.
+    /// Kill sessions of a node by ID, or every session a selector matches (`--where`).
+    ///
+    /// By selector: `--where KEY=VALUE`, repeatable, all must hold. Keys: type (none update insert
+    /// query command getmore remove killcursors), ns (db.collection), plan (a plan stage, e.g.
+    /// COLLSCAN), running (longer than: 30s, 500ms, 2m, 1h), client (an address, any port, or
+    /// host:port), user, app (appName). Protected sessions are skipped and listed.
+    #[command(verbatim_doc_comment)]
     Kill {
         #[command(flatten)]
         common: ClientCommon,
@@ -385,8 +391,17 @@ enum SessionsCommand {
         #[arg(long)]
         node: String,
         /// Session IDs from `docplane sessions list`.
-        #[arg(required = true, value_name = "SESSION_ID")]
+        #[arg(value_name = "SESSION_ID", required_unless_present = "selector", conflicts_with = "selector")]
         sessions: Vec<String>,
+        /// A selector criterion KEY=VALUE (repeatable).
+        #[arg(long = "where", value_name = "KEY=VALUE", id = "selector")]
+        selector: Vec<String>,
+        /// Only show what the selector would kill.
+        #[arg(long, requires = "selector")]
+        dry_run: bool,
+        /// Refuse (kill nothing) if more than this many sessions match (1..=1000).
+        #[arg(long, default_value_t = 100, requires = "selector")]
+        max: u32,
     },
 }
 

@@ -154,6 +154,14 @@ pub struct KillRecordItem {
     /// A snapshot of each target when the kill was asked for.
     #[schema(value_type = Vec<Object>)]
     pub targets: Value,
+    /// A selector kill's filter and `max` (absent for kills by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub selector: Option<Value>,
+    /// The sessions a selector kill matched but a safety rail skipped (`id`, `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub protected: Option<Value>,
     /// killed still_running failed unknown refused, or pending.
     pub outcome: String,
     /// When the outcome was recorded (unix ms).
@@ -189,6 +197,14 @@ impl From<KillRecord> for KillRecordItem {
             node_id: r.intent.node_id.clone(),
             session_ids,
             targets: body.get("targets").cloned().unwrap_or(Value::Array(Vec::new())),
+            selector: body.get("selector").map(|sel| {
+                let mut sel = sel.clone();
+                if let (Some(o), Some(max)) = (sel.as_object_mut(), body.get("max")) {
+                    o.insert("max".into(), max.clone());
+                }
+                sel
+            }),
+            protected: body.get("protected").cloned(),
             outcome: r
                 .outcome
                 .as_ref()

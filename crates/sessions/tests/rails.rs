@@ -1,0 +1,138 @@
+//! The safety rails on the kill paths, against a scripted node: a transport that serves a fixed
+//! set of `$currentOp` entries (with mongod's internal threads and another docplane replica's read,
+//! which the embedded node cannot produce), evaluates pushed-down `$match` stages with the query
+//! crate's matcher, and records every killOp it is sent.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::sync::{Arc, Mutex};
+
+use docplane_driver::{
+    DriverConfig, DriverError, NodeKind, NodeTarget, NodeTransport, ServerInfo, ServerVersion,
+};
+use docplane_sessions::{
+    Actor, KillRecorder, KillScope, NodeRef, Selection, SessionError, SessionFilter, SessionService,
+};
+use mongodb::bson::{Bson, Document, doc};
+
+struct ScriptedNode {
+    config: DriverConfig,
+    entries: Mutex<Vec<Document>>,
+    killed: Mutex<Vec<Bson>>,
+}
+
+#[async_trait::async_trait]
+impl NodeTransport for ScriptedNode {
+    fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+    async fn version(&self, _: &NodeTarget) -> docplane_driver::Result<ServerVersion> {
+        Ok(ServerVersion::new(7, 0, 0))
+    }
+    async fn server_info(&self, _: &NodeTarget) -> docplane_driver::Result<ServerInfo> {
+        Err(DriverError::InvalidRequest("not scripted".into()))
+    }
+    async fn command(&self, _: &NodeTarget, _: &str, command: Document) -> docplane_driver::Result<Document> {
+        let op =
+            command.get("op").cloned().ok_or_else(|| DriverError::InvalidRequest("only killOp".into()))?;
+        self.entries.lock().unwrap().retain(|e| e.get("opid") != Some(&op));
+        self.killed.lock().unwrap().push(op);
+        Ok(doc! {"info": "attempting to kill op", "ok": 1})
+    }
+    async fn cursor_command(
+        &self,
+        _: &NodeTarget,
+        _: &str,
+        command: Document,
+    ) -> docplane_driver::Result<Vec<Document>> {
+        let mut out = self.entries.lock().unwrap().clone();
+        for stage in command.get_array("pipeline").unwrap().iter().skip(1) {
+            let filter =
+                stage.as_document().unwrap().get_document("$match").expect("only $match is scripted");
+            let filter = docplane_query::Filter::parse(filter).unwrap();
+            out.retain(|e| filter.matches(e));
+        }
+        Ok(out)
+    }
+}
+
+fn entries() -> Vec<Document> {
+    vec![
+        // mongod's own thread: no client, no connectionId.
+        doc! {"type": "op", "host": "h:27017", "desc": "TTLMonitor", "active": true, "opid": 11,
+        "op": "none", "ns": "", "command": {}, "microsecs_running": 9_000_000_i64},
+        // Another docplane replica's current-op read: tagged, under docplane's app name.
+        doc! {"type": "op", "desc": "conn5", "connectionId": 5, "client": "10.0.0.9:51000",
+        "appName": "docplane-control", "active": true, "opid": 12, "op": "command", "ns": "admin.$cmd.aggregate",
+        "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "comment": "docplane:0123"},
+        "microsecs_running": 800_i64},
+        // A user's operation.
+        doc! {"type": "op", "desc": "conn7", "connectionId": 7, "client": "10.0.0.5:40000", "appName": "shop",
+        "active": true, "opid": 13, "op": "command", "ns": "admin.$cmd",
+        "command": {"sleep": 1, "millis": 30_000_i64}, "microsecs_running": 5_000_000_i64,
+        "effectiveUsers": [{"user": "app", "db": "admin"}]},
+    ]
+}
+
+async fn setup() -> (Arc<ScriptedNode>, SessionService, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = docplane_store::open(dir.path().join("meta.db").to_str().unwrap()).await.unwrap();
+    let node = Arc::new(ScriptedNode {
+        config: DriverConfig::default(),
+        entries: Mutex::new(entries()),
+        killed: Mutex::new(Vec::new()),
+    });
+    let service = SessionService::new(node.clone(), store);
+    (node, service, dir)
+}
+
+fn target() -> NodeTarget {
+    NodeTarget { id: "n1".into(), address: "h:27017".into(), credentials: None, kind: NodeKind::Mongod }
+}
+
+fn recorder() -> KillRecorder {
+    KillRecorder::new(
+        KillScope { project_id: "p1".into(), instance_id: "i1".into(), node_id: "n1".into() },
+        Actor { user_name: "tester".into(), ..Actor::default() },
+    )
+}
+
+#[tokio::test]
+async fn internal_and_docplane_operations_are_refused_by_id_and_skipped_by_selector() {
+    let (node, service, _dir) = setup().await;
+    let t = target();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+
+    let err = service.kill_ids(at, &recorder(), &["11".into()]).await.unwrap_err();
+    let SessionError::Protected(list) = err else { panic!("{err:?}") };
+    assert_eq!(list.len(), 1);
+    assert!(list[0].1.contains("server's own work") && list[0].1.contains("TTLMonitor"), "{list:?}");
+
+    let err = service.kill_ids(at, &recorder(), &["12".into(), "13".into()]).await.unwrap_err();
+    let SessionError::Protected(list) = err else { panic!("{err:?}") };
+    assert_eq!(list.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["12"], "{list:?}");
+    assert!(node.killed.lock().unwrap().is_empty(), "a refused kill sends nothing");
+
+    // The selector matching all three skips the two and kills the user's.
+    let selection = Selection {
+        filter: SessionFilter { min_cost_time_us: Some(0), ..SessionFilter::default() },
+        max: 1,
+        dry_run: false,
+    };
+    let r = service.kill_matching(at, &recorder(), &selection).await.unwrap();
+    let outcomes: Vec<(String, String)> = r
+        .sessions
+        .iter()
+        .map(|m| {
+            (m.target.id.clone(), serde_json::to_value(&m.outcome).unwrap().as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("13".into(), "killed".into()),
+            ("11".into(), "protected".into()),
+            ("12".into(), "protected".into())
+        ]
+    );
+    assert_eq!(*node.killed.lock().unwrap(), [Bson::Int32(13)]);
+}
