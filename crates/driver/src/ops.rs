@@ -178,12 +178,19 @@ pub fn current_op_request(version: ServerVersion, stages: &[Document]) -> Result
 }
 
 /// The `$match` predicate that [`is_own_operation`] is, for a node to apply before later stages:
-/// not this read (its `comment`), and under `app_name` neither an idle connection nor a
-/// `hello` / `isMaster` heartbeat. Operators are all MongoDB 3.6's.
-pub fn own_exclusion(comment: &str, app_name: &str) -> Document {
-    let mut own = vec![Bson::Document(doc! {"command.comment": comment})];
+/// no entry carrying one of `live` (this process's current-op tags, this read's among them) where
+/// [`entry_tag`] looks for it, and under `app_name` neither an idle connection nor a `hello` /
+/// `isMaster` heartbeat. Operators are all MongoDB 3.6's. (A read that starts after the tags were
+/// taken can still be counted by the node; the entries are filtered again when they arrive.)
+pub fn own_exclusion(live: &[String], app_name: &str) -> Document {
+    let mut own = Vec::new();
+    for carrier in ["command", "query", "cursor.originatingCommand"] {
+        for field in ["comment", "$comment"] {
+            own.push(Bson::Document(doc! {format!("{carrier}.{field}"): {"$in": live.to_vec()}}));
+        }
+    }
     for app_field in ["appName", "clientMetadata.application.name"] {
-        own.push(Bson::Document(doc! {app_field: app_name, "active": false}));
+        own.push(Bson::Document(doc! {app_field: app_name, "active": {"$ne": true}}));
         for hello in ["hello", "isMaster", "ismaster"] {
             own.push(Bson::Document(
                 doc! {app_field: app_name, format!("command.{hello}"): {"$exists": true}},
@@ -221,7 +228,8 @@ pub async fn current_op_pipeline(
         current_op_request(version, stages)?
     } else {
         let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
-        with_exclusion.push(doc! {"$match": own_exclusion(tag.comment(), app_name)});
+        let live: Vec<String> = live_tags().iter().cloned().collect();
+        with_exclusion.push(doc! {"$match": own_exclusion(&live, app_name)});
         with_exclusion.extend(stages.iter().cloned());
         current_op_request(version, &with_exclusion)?
     };
@@ -361,12 +369,15 @@ mod tests {
         let app = "docplane-control";
         let tag = "docplane:00ff";
         let live: HashSet<String> = [tag.to_owned()].into();
-        let filter = docplane_query::Filter::parse(&own_exclusion(tag, app)).unwrap();
+        let filter = docplane_query::Filter::parse(&own_exclusion(&[tag.to_owned()], app)).unwrap();
         let mut impostor = sleep_entry();
         impostor.insert("appName", app);
         let entries = [
             doc! {"active": true, "opid": 1, "appName": app, "command": {"aggregate": 1, "comment": tag}},
             doc! {"active": false, "desc": "conn3", "appName": app},
+            doc! {"desc": "conn5", "appName": app},
+            doc! {"active": true, "opid": 2, "query": {"currentOp": 1, "$comment": tag}},
+            doc! {"active": true, "opid": 3, "command": {"getMore": 5_i64}, "cursor": {"originatingCommand": {"aggregate": 1, "comment": tag}}},
             doc! {"active": false, "desc": "conn4", "clientMetadata": {"application": {"name": app}}},
             doc! {"active": true, "opid": 7, "appName": app, "command": {"hello": 1, "maxAwaitTimeMS": 10_000}},
             doc! {"active": true, "opid": 8, "appName": app, "command": {"isMaster": 1}},

@@ -8,7 +8,8 @@
 //! - [`ids`]: session ids (`opid`, `shard:opid`, idle ids) parsed for a node kind;
 //! - [`record`]: a `$currentOp` entry as a [`SessionRecord`], and a kill's [`KillTarget`]
 //!   snapshot;
-//! - [`select`]: the vendor's filter vocabulary, filtering, ordering and paging (pure);
+//! - [`select`]: the vendor's filter vocabulary, filtering, ordering and paging (pure), and
+//!   [`pushdown`], the same as one aggregation the node runs;
 //! - [`kill`]: prepare (check all-or-nothing), send, verify;
 //! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed;
 //! - [`audit`]: kill records (intent before killOp, outcome after) in the project's hash chain;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod kill;
 pub mod privacy;
+pub mod pushdown;
 pub mod rails;
 pub mod record;
 pub mod select;

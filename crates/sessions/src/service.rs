@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use docplane_driver::ops::{self, entry_tag};
-use docplane_driver::{NodeTarget, NodeTransport};
+use docplane_driver::{DriverError, NodeTarget, NodeTransport};
 use docplane_store::{MetaStore, SessionSettings};
 use mongodb::bson::{Bson, Document};
 use serde_json::{Value, json};
@@ -29,6 +29,7 @@ use crate::error::{Result, SessionError};
 use crate::ids::{MAX_KILL_IDS, SessionId, opid_predicate, parse_session_ids};
 use crate::kill::{self, KillOutcome, KillReport, KillStatus};
 use crate::privacy;
+use crate::pushdown;
 use crate::rails::{self, Protection};
 use crate::record::{KillTarget, SessionRecord, kill_target_with, operation_text};
 use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, select_indices};
@@ -147,9 +148,47 @@ impl SessionService {
 
     /// Lists a node's sessions per `query` (vendor filters, order, paging); every returned
     /// `operation` goes through the privacy setting.
+    ///
+    /// On MongoDB 3.6+ the filters, order and paging run on the node ([`crate::pushdown`]): one
+    /// round trip that returns the total and just the page. MongoDB 3.4 (whose `currentOp` command
+    /// takes only a filter), and the selector-only criteria, are evaluated here.
     pub async fn list(&self, node: NodeRef<'_>, query: &SessionQuery) -> Result<SessionPage> {
         let settings = self.settings(node).await?;
-        let entries = ops::current_op_entries(self.transport(), node.target, None).await?;
+        let version = self.transport.version(node.target).await?;
+        if version.has_current_op_stage()
+            && let Some(stages) = pushdown::page_stages(query)
+        {
+            let reply = ops::current_op_pipeline(self.transport(), node.target, &stages).await?;
+            let (total, page) = pushdown::parse_page(&reply).ok_or_else(|| {
+                SessionError::Node(DriverError::CommandFailed {
+                    code: 0,
+                    message: "the node's $facet reply is not {total, page}".into(),
+                })
+            })?;
+            let app_name = &self.transport.config().app_name;
+            let sessions = page
+                .iter()
+                // A read of this process that began after the node took the exclusion's tags.
+                .filter(|e| !ops::is_own_operation(e, app_name))
+                .filter_map(|e| {
+                    let mut r = SessionRecord::summary(e)?;
+                    r.operation = shown_operation(e, settings.redact_operations);
+                    Some(r)
+                })
+                .collect();
+            return Ok(SessionPage { total, sessions });
+        }
+        self.list_client_side(node.target, query, settings.redact_operations).await
+    }
+
+    /// [`SessionService::list`] computed here over every entry (MongoDB 3.4, selector criteria).
+    pub async fn list_client_side(
+        &self,
+        target: &NodeTarget,
+        query: &SessionQuery,
+        redact: bool,
+    ) -> Result<SessionPage> {
+        let entries = ops::current_op_entries(self.transport(), target, None).await?;
         let (records, sources): (Vec<SessionRecord>, Vec<usize>) =
             entries.iter().enumerate().filter_map(|(i, e)| SessionRecord::summary(e).map(|r| (r, i))).unzip();
         let (total, page) = select_indices(&records, query);
@@ -157,7 +196,7 @@ impl SessionService {
             .into_iter()
             .map(|k| {
                 let mut r = records[k].clone();
-                r.operation = shown_operation(&entries[sources[k]], settings.redact_operations);
+                r.operation = shown_operation(&entries[sources[k]], redact);
                 r
             })
             .collect();
