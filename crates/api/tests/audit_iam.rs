@@ -1,7 +1,7 @@
 //! The IAM actions of the kill-record routes (`dds:audit:list`, `dds:audit:verify`) and of the
 //! selector kill (`dds:instance:deleteSession`): what grants them, what does not, and that an
 //! explicit deny wins over a wildcard.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod iam_support;
 
