@@ -2,7 +2,7 @@
 //! client-side listing answers, on a live embedded node holding sleeps of several applications,
 //! a collection scan, idle connections and idle logical sessions, for every filter, offset and limit
 //! the vendor API takes. The set of operations is held steady while the two are compared.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
