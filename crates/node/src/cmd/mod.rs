@@ -67,7 +67,12 @@ impl Ctx<'_> {
 
     /// Whether the connection's users hold `action` on `resource` (always true without auth).
     pub fn has(&self, resource: &Resource, action: Action) -> bool {
-        !self.state.auth_enabled() || is_authorized(&self.conn.info.roles(), resource, action)
+        Ctx::holds(self.state, self.conn, resource, action)
+    }
+
+    /// [`Ctx::has`] before a context exists.
+    fn holds(state: &NodeState, conn: &ConnCtx, resource: &Resource, action: Action) -> bool {
+        !state.auth_enabled() || is_authorized(&conn.info.roles(), resource, action)
     }
 
     /// Whether the connection holds a cluster action.
@@ -196,6 +201,15 @@ async fn dispatch_inner(
     let users = conn.info.users();
     let (session, lsid) = match cmd.get("lsid") {
         Some(l) => {
+            // Naming a uid other than one's own needs impersonate (mongod's `makeLogicalSessionId`).
+            if let (_, Some(uid)) = crate::sessions::lsid_parts(l)?
+                && uid != crate::sessions::session_uid(&users)
+                && !(Ctx::holds(state, conn, &Resource::Cluster, Action::Impersonate))
+            {
+                return Err(CommandError::unauthorized(
+                    "Unauthorized to set user digest in LogicalSessionId",
+                ));
+            }
             let (k, d) = state.sessions.touch(l, &users, &conn.info)?;
             (Some(k), Some(d))
         }

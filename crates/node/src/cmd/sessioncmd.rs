@@ -14,7 +14,7 @@ use docplane_query::CommandError;
 use super::{CmdResult, Ctx, util};
 use crate::auth::{Action, Resource, UserName};
 use crate::ops::{KILL_INTERRUPTED, OpEntry};
-use crate::sessions::{session_uid, uuid_bytes};
+use crate::sessions::{key_parts, session_key, session_uid, uuid_bytes};
 
 /// A session a client names: its id and, optionally, its owner's uid.
 type SessionRef = (Vec<u8>, Option<Vec<u8>>);
@@ -77,19 +77,13 @@ struct Target {
 }
 
 impl Target {
-    fn matches(&self, key: &[u8], uid: &[u8], users: &[UserName]) -> bool {
+    /// Whether the session with registry key `key`, used by `users`, is targeted.
+    fn matches(&self, key: &[u8], users: &[UserName]) -> bool {
+        let (key, uid) = key_parts(key);
         self.all
             || self.lsids.iter().any(|(id, u)| id == key && u.as_deref().is_none_or(|u| u == uid))
             || users.iter().any(|u| self.users.contains(u))
             || self.uids.iter().any(|u| u == uid)
-    }
-}
-
-/// The uid of an op's session: from its lsid document (set by the session registry), else its users'.
-fn op_uid(op: &OpEntry) -> Vec<u8> {
-    match op.lsid.as_ref().and_then(|l| l.get("uid")) {
-        Some(Bson::Binary(b)) => b.bytes.clone(),
-        _ => session_uid(&op.users),
     }
 }
 
@@ -98,20 +92,21 @@ fn op_uid(op: &OpEntry) -> Vec<u8> {
 fn kill_matching(ctx: &Ctx<'_>, target: &Target) -> (usize, usize) {
     let me = ctx.op.opid;
     let ops = ctx.state.ops.kill_where(KILL_INTERRUPTED, |op: &OpEntry| {
-        op.opid != me && op.session.as_ref().is_some_and(|s| target.matches(s, &op_uid(op), &op.users))
+        op.opid != me && op.session.as_ref().is_some_and(|s| target.matches(s, &op.users))
     });
     let mut keys: Vec<Vec<u8>> = ctx
         .state
         .sessions
         .snapshot()
         .into_iter()
-        .filter(|s| target.matches(&s.key, &session_uid(&s.users), &s.users))
+        .filter(|s| target.matches(&s.key, &s.users))
         .map(|s| s.key)
         .collect();
     // Cursors may outlive their session's record (reaped): named sessions close them too.
-    keys.extend(
-        target.lsids.iter().filter(|(id, _)| ctx.state.sessions.get(id).is_none()).map(|(id, _)| id.clone()),
-    );
+    keys.extend(target.lsids.iter().filter_map(|(id, uid)| {
+        let key = session_key(id, uid.as_deref()?);
+        ctx.state.sessions.get(&key).is_none().then_some(key)
+    }));
     let cursors = ctx.state.cursors.kill_sessions(&keys);
     tracing::info!(ops, cursors, by_conn = ctx.conn.info.id, "killed sessions");
     (ops, cursors)
@@ -133,11 +128,7 @@ pub fn start_session(ctx: &mut Ctx<'_>) -> CmdResult {
 pub fn end_sessions(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let refs = session_refs(cmd.get("endSessions"), "endSessions")?;
     let named = resolve(ctx, refs, None)?;
-    let ended: Vec<Vec<u8>> = named
-        .into_iter()
-        .filter(|(id, uid)| ctx.state.sessions.get(id).is_none_or(|s| &session_uid(&s.users) == uid))
-        .map(|(id, _)| id)
-        .collect();
+    let ended: Vec<Vec<u8>> = named.iter().map(|(id, uid)| session_key(id, uid)).collect();
     ctx.state.cursors.kill_sessions(&ended);
     ctx.state.sessions.end(&ended);
     Ok(doc! {})
@@ -148,13 +139,17 @@ pub fn refresh_sessions(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let refs = session_refs(cmd.get("refreshSessions"), "refreshSessions")?;
     let named = resolve(ctx, refs, None)?;
     let me = ctx.users();
-    for (k, uid) in named {
-        if ctx.state.sessions.get(&k).is_some_and(|s| session_uid(&s.users) != uid) {
-            continue;
+    let mine = session_uid(&me);
+    for (id, uid) in named {
+        if uid == mine {
+            let lsid = Bson::Document(
+                doc! {"id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: id }},
+            );
+            ctx.state.sessions.touch(&lsid, &me, &ctx.conn.info)?;
+        } else {
+            // Another user's (impersonate): refreshed if known, never created in its name.
+            ctx.state.sessions.refresh(&session_key(&id, &uid));
         }
-        let lsid =
-            Bson::Document(doc! {"id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: k }});
-        ctx.state.sessions.touch(&lsid, &me, &ctx.conn.info)?;
     }
     Ok(doc! {})
 }
@@ -270,7 +265,7 @@ pub fn list_sessions_stage(ctx: &Ctx<'_>, stage: &str, spec: &Bson) -> Result<Ve
     let sessions = ctx.state.sessions.snapshot();
     Ok(sessions
         .into_iter()
-        .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&session_uid(&s.users))))
+        .filter(|s| wanted.as_ref().is_none_or(|w| w.iter().any(|u| u == key_parts(&s.key).1)))
         .map(|s| {
             let mut d = doc! {"_id": s.lsid.clone(), "lastUse": s.last_use_wall};
             if let Some(u) = s.users.first() {
