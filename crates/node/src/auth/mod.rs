@@ -4,6 +4,6 @@ pub mod roles;
 pub mod scram;
 pub mod users;
 
-pub use roles::{Action, Pattern, Resource, RoleRef, is_authorized, is_db_role, role_exists};
+pub use roles::{Action, Pattern, Resource, RoleRef, has_any_privilege, is_authorized, role_exists};
 pub use scram::Mechanism;
 pub use users::{User, UserName, UserStore};

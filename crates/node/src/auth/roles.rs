@@ -221,9 +221,6 @@ const RESTORE_WRITE: &[Action] = &[
     Insert,
 ];
 
-/// Database roles: they exist in every database.
-const DB_ROLES: &[&str] = &["read", "readWrite", "dbAdmin", "userAdmin", "dbOwner"];
-
 /// Adds the privileges of `role@db` to `out`; false when no such built-in role exists.
 fn add_role(role: &str, db: &str, out: &mut Vec<(Pattern, Action)>) -> bool {
     let on = |out: &mut Vec<(Pattern, Action)>, p: Pattern, actions: &[Action]| {
@@ -334,14 +331,15 @@ pub fn role_exists(role: &RoleRef) -> bool {
     role_privileges(role).is_some()
 }
 
-/// Whether `role@db` is a database role (one that exists in every database).
-pub fn is_db_role(role: &RoleRef) -> bool {
-    DB_ROLES.contains(&role.role.as_str())
-}
-
 /// The one authorization check: whether any of `roles` grants `action` on `resource`.
 pub fn is_authorized(roles: &[RoleRef], resource: &Resource, action: Action) -> bool {
     roles.iter().filter_map(role_privileges).flatten().any(|(p, a)| a == action && p.matches(resource))
+}
+
+/// Whether any of `roles` grants any action on `resource` (what `listDatabases` shows a user
+/// without the listDatabases action).
+pub fn has_any_privilege(roles: &[RoleRef], resource: &Resource) -> bool {
+    roles.iter().filter_map(role_privileges).flatten().any(|(p, _)| p.matches(resource))
 }
 
 /// Every privilege `roles` grant, grouped by resource pattern (actions sorted, deduplicated), as
@@ -429,7 +427,6 @@ mod tests {
         assert!(role_exists(&r("root", "admin")));
         assert!(!role_exists(&r("root", "x")));
         assert!(!role_exists(&r("nope", "admin")));
-        assert!(is_db_role(&r("read", "x")) && !is_db_role(&r("root", "admin")));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement
 use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
 
 use super::{CmdResult, Ctx, currentop, sessioncmd, util};
-use crate::auth::{Action, Resource, is_authorized};
+use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
 fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
@@ -612,9 +612,8 @@ pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResu
     let mut total: u64 = 0;
     let mut out = Vec::new();
     for d in dbs {
-        let visible = all
-            || roles.iter().any(|r| r.db == d.name)
-            || is_authorized(&roles, &crate::auth::Resource::Db(d.name.clone()), crate::auth::Action::Find);
+        // mongod 4.0.6+: without listDatabases, the databases the user has any privilege on.
+        let visible = all || has_any_privilege(&roles, &Resource::Db(d.name.clone()));
         if !visible {
             continue;
         }

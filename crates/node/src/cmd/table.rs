@@ -230,7 +230,8 @@ pub const COMMANDS: &[Command] = &[
     c("getFreeMonitoringStatus", Authenticated, Handler::GetFreeMonitoringStatus),
     c("features", Authenticated, Handler::Features),
     c("getLastError", Authenticated, Handler::GetLastError),
-    c("lockInfo", Authenticated, Handler::LockInfo),
+    // lockInfo: serverStatus on the cluster (mongod's lock_info.cpp).
+    c("lockInfo", Cluster(&[ServerStatus]), Handler::LockInfo).admin(),
     c("sleep", Authenticated, Handler::Sleep).test(),
     // authentication and users
     c("saslStart", Public, Handler::SaslStart),
