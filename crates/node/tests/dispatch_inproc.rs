@@ -15,59 +15,9 @@ use docplane_node::conn::{ConnCtx, ConnInfo};
 use docplane_node::state::NodeState;
 use proptest::prelude::*;
 
-const NAMES: &[&str] = &[
-    "hello",
-    "isMaster",
-    "ping",
-    "buildInfo",
-    "insert",
-    "find",
-    "update",
-    "delete",
-    "getMore",
-    "killCursors",
-    "findAndModify",
-    "count",
-    "distinct",
-    "aggregate",
-    "create",
-    "drop",
-    "createIndexes",
-    "listIndexes",
-    "dropIndexes",
-    "listCollections",
-    "listDatabases",
-    "dropDatabase",
-    "renameCollection",
-    "currentOp",
-    "killOp",
-    "endSessions",
-    "killSessions",
-    "killAllSessions",
-    "killAllSessionsByPattern",
-    "refreshSessions",
-    "saslStart",
-    "saslContinue",
-    "createUser",
-    "updateUser",
-    "dropUser",
-    "usersInfo",
-    "grantRolesToUser",
-    "connectionStatus",
-    "serverStatus",
-    "getParameter",
-    "getLog",
-    "explain",
-    "collStats",
-    "dbStats",
-    "validate",
-    "logout",
-    "nope",
-];
-
 /// A random command, with or without `$db`.
 fn arb_command() -> impl Strategy<Value = Document> {
-    (common::arb::arb_command(NAMES), any::<bool>()).prop_map(|(mut d, with_db)| {
+    (common::arb::arb_command(common::arb::command_names()), any::<bool>()).prop_map(|(mut d, with_db)| {
         if with_db {
             d.insert("$db", "fuzz");
         }

@@ -358,7 +358,10 @@ async fn sessions_kill_and_privileges() {
         (id, r)
     });
     let op = wait_for_op(&root, doc! {"command.sleep": {"$exists": true}, "appName": "plainApp"}).await;
-    let r = plain.database("admin").run_command(doc! {"currentOp": 1}).await.unwrap();
+    // without inprog, currentOp needs $ownOps (mongod answers 13 otherwise)
+    let e = plain.database("admin").run_command(doc! {"currentOp": 1}).await.unwrap_err();
+    assert_eq!(code(&e), Some(13), "{e}");
+    let r = plain.database("admin").run_command(doc! {"currentOp": 1, "$ownOps": true}).await.unwrap();
     let mine = r.get_array("inprog").unwrap();
     assert!(mine.iter().all(|d| {
         d.as_document().unwrap().get_array("effectiveUsers").unwrap()[0]
@@ -378,8 +381,13 @@ async fn sessions_kill_and_privileges() {
     let root_op = root.database("admin").run_command(doc! {"sleep": 1, "millis": 1}).await;
     root_op.unwrap();
     // killSessions by root on the plain user's session
+    // (a session is its id and its owner's uid: another user's needs the uid)
     let lsid_id = op.get_document("lsid").unwrap().get("id").unwrap().clone();
-    root.database("admin").run_command(doc! {"killSessions": [{"id": lsid_id}]}).await.unwrap();
+    let lsid_uid = op.get_document("lsid").unwrap().get("uid").unwrap().clone();
+    root.database("admin")
+        .run_command(doc! {"killSessions": [{"id": lsid_id, "uid": lsid_uid}]})
+        .await
+        .unwrap();
     let (_, r) = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     assert_eq!(code(&r.unwrap_err()), Some(11601));
     // killAllSessions needs killAnySession

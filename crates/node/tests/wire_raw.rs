@@ -95,52 +95,9 @@ async fn legacy_op_query_checksum_more_to_come_and_bad_frames() {
     n.handle.shutdown().await.unwrap();
 }
 
-const NAMES: &[&str] = &[
-    "find",
-    "insert",
-    "update",
-    "delete",
-    "aggregate",
-    "getMore",
-    "killCursors",
-    "count",
-    "distinct",
-    "findAndModify",
-    "create",
-    "drop",
-    "createIndexes",
-    "dropIndexes",
-    "listIndexes",
-    "listCollections",
-    "listDatabases",
-    "renameCollection",
-    "currentOp",
-    "killOp",
-    "killSessions",
-    "killAllSessions",
-    "killAllSessionsByPattern",
-    "endSessions",
-    "refreshSessions",
-    "saslStart",
-    "saslContinue",
-    "hello",
-    "isMaster",
-    "createUser",
-    "updateUser",
-    "usersInfo",
-    "grantRolesToUser",
-    "getParameter",
-    "getLog",
-    "explain",
-    "collStats",
-    "dbStats",
-    "sleep",
-    "nope",
-];
-
 /// A random command for database `fuzz`; a `sleep` sleeps 1 ms so the run stays short.
 fn arb_command() -> impl Strategy<Value = Document> {
-    common::arb::arb_command(NAMES).prop_map(|mut d| {
+    common::arb::arb_command(common::arb::command_names()).prop_map(|mut d| {
         d.insert("$db", "fuzz");
         if d.keys().next().is_some_and(|k| k == "sleep") {
             d.insert("millis", 1);

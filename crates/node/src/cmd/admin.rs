@@ -8,7 +8,7 @@ use bson::{Bson, Document, doc};
 use docplane_query::CommandError;
 
 use super::{CmdResult, Ctx, authcmd, util};
-use crate::auth::{Mechanism, UserName};
+use crate::auth::{Mechanism, RoleRef, UserName};
 use crate::{DOCPLANE_VERSION, MAX_WIRE_VERSION, MONGODB_COMPAT_VERSION};
 
 /// hello / isMaster / ismaster.
@@ -124,7 +124,7 @@ pub fn get_parameter(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
 /// getCmdLineOpts.
 pub fn get_cmd_line_opts(ctx: &Ctx<'_>) -> Document {
     let c = &ctx.state.config;
-    let argv: Vec<Bson> = std::env::args().map(Bson::String).collect();
+    let argv: Vec<Bson> = censor_argv(std::env::args()).into_iter().map(Bson::String).collect();
     let mut storage = Document::new();
     if let Some(dir) = &c.data_dir {
         storage.insert("dbPath", dir.display().to_string());
@@ -140,6 +140,58 @@ pub fn get_cmd_line_opts(ctx: &Ctx<'_>) -> Document {
     }
 }
 
+/// What a secret on the command line is replaced with (mongod's `censorArgvArray` writes the
+/// same).
+const CENSORED: &str = "<password>";
+
+/// Whether a long option's value is a secret: mongod censors the options registered as redacted
+/// (its TLS and KMIP passwords); docplane's command line carries `--root-password`,
+/// `--password`, `--sk` and store URLs, so every option named like a secret is censored.
+fn secret_option(name: &str) -> bool {
+    let n = name.trim_start_matches('-').to_ascii_lowercase();
+    n == "sk" || ["password", "passwd", "pwd", "secret", "token", "key"].iter().any(|w| n.contains(w))
+}
+
+/// A URL with its userinfo password replaced (`postgres://u:pw@h` -> `postgres://u:<password>@h`).
+fn censor_url(arg: &str) -> String {
+    if let Some((scheme, rest)) = arg.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:{CENSORED}@{host}");
+    }
+    arg.to_owned()
+}
+
+/// The process arguments as `getCmdLineOpts` shows them: values of secret options (`--x v` and
+/// `--x=v`) and URL passwords replaced by `<password>`, to every caller (root included), as mongod
+/// censors its argv.
+pub fn censor_argv(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut censor_next = false;
+    for arg in args {
+        if censor_next {
+            censor_next = false;
+            out.push(CENSORED.to_owned());
+            continue;
+        }
+        if arg.starts_with("--") {
+            if let Some((name, _)) = arg.split_once('=') {
+                if secret_option(name) {
+                    out.push(format!("{name}={CENSORED}"));
+                    continue;
+                }
+            } else if secret_option(&arg) {
+                censor_next = true;
+                out.push(arg);
+                continue;
+            }
+        }
+        out.push(censor_url(&arg));
+    }
+    out
+}
+
 /// connectionStatus.
 pub fn connection_status(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
     let auth = ctx.conn.info.auth.lock().clone();
@@ -151,7 +203,15 @@ pub fn connection_status(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
         .collect();
     let mut info = doc! {"authenticatedUsers": users, "authenticatedUserRoles": roles};
     if util::opt_bool(cmd, "showPrivileges")?.unwrap_or(false) {
-        info.insert("authenticatedUserPrivileges", Vec::<Bson>::new());
+        let all: Vec<RoleRef> = auth.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
+        let privileges: Vec<Bson> = crate::auth::roles::privileges_of(&all)
+            .into_iter()
+            .map(|(p, actions)| {
+                let actions: Vec<&str> = actions.iter().map(|a| a.name()).collect();
+                Bson::Document(doc! {"resource": p.to_doc(), "actions": actions})
+            })
+            .collect();
+        info.insert("authenticatedUserPrivileges", privileges);
     }
     Ok(doc! {"authInfo": info})
 }
@@ -239,68 +299,19 @@ pub fn host_info(ctx: &Ctx<'_>) -> Document {
     }
 }
 
-/// listCommands.
-pub fn list_commands() -> Document {
-    const NAMES: &[&str] = &[
-        "aggregate",
-        "buildInfo",
-        "collStats",
-        "connectionStatus",
-        "count",
-        "create",
-        "createIndexes",
-        "createUser",
-        "currentOp",
-        "dbStats",
-        "delete",
-        "distinct",
-        "drop",
-        "dropAllUsersFromDatabase",
-        "dropDatabase",
-        "dropIndexes",
-        "dropUser",
-        "endSessions",
-        "explain",
-        "find",
-        "findAndModify",
-        "getCmdLineOpts",
-        "getLog",
-        "getMore",
-        "getParameter",
-        "grantRolesToUser",
-        "hello",
-        "hostInfo",
-        "insert",
-        "isMaster",
-        "killAllSessions",
-        "killAllSessionsByPattern",
-        "killCursors",
-        "killOp",
-        "killSessions",
-        "listCollections",
-        "listCommands",
-        "listDatabases",
-        "listIndexes",
-        "logout",
-        "ping",
-        "refreshSessions",
-        "renameCollection",
-        "revokeRolesFromUser",
-        "saslContinue",
-        "saslStart",
-        "serverStatus",
-        "update",
-        "updateUser",
-        "usersInfo",
-        "whatsmyuri",
-    ];
+/// listCommands: every command of the table available on this node, aliases included.
+pub fn list_commands(test_commands: bool) -> Document {
     let mut cmds = Document::new();
-    for n in NAMES {
-        let adminonly = super::spec(n).is_some_and(|s| s.admin_only);
-        let public = super::authz(n, "admin", &doc! {}) == super::Authz::Public;
+    let mut names: Vec<(&str, &super::table::Command)> = super::table::COMMANDS
+        .iter()
+        .filter(|c| c.available(test_commands))
+        .flat_map(|c| c.names().map(move |n| (n, c)))
+        .collect();
+    names.sort_by_key(|(n, _)| *n);
+    for (n, c) in names {
         cmds.insert(
-            *n,
-            doc! {"help": "", "requiresAuth": !public, "adminOnly": adminonly, "secondaryOk": true},
+            n,
+            doc! {"help": "", "requiresAuth": c.requires_auth(), "adminOnly": c.admin_only, "secondaryOk": true},
         );
     }
     doc! {"commands": cmds}
@@ -366,4 +377,41 @@ pub async fn sleep(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 /// Mechanisms we accept.
 pub fn mechanisms() -> [Mechanism; 2] {
     [Mechanism::Sha1, Mechanism::Sha256]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        censor_argv(a.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn secrets_are_censored_from_the_command_line() {
+        assert_eq!(
+            argv(&[
+                "docplane",
+                "up",
+                "--root-user",
+                "admin",
+                "--root-password",
+                "s3cret-pw",
+                "--node-port",
+                "1"
+            ]),
+            ["docplane", "up", "--root-user", "admin", "--root-password", "<password>", "--node-port", "1"]
+        );
+        assert_eq!(
+            argv(&["x", "--password=hunter2", "--sk", "SK"]),
+            ["x", "--password=<password>", "--sk", "<password>"]
+        );
+        assert_eq!(
+            argv(&["x", "--store", "postgres://dp:pg-pw@db:5432/dp"]),
+            ["x", "--store", "postgres://dp:<password>@db:5432/dp"]
+        );
+        // a secret option as the last argument, and nothing secret
+        assert_eq!(argv(&["x", "--root-password"]), ["x", "--root-password"]);
+        assert_eq!(argv(&["x", "--node-bind", "127.0.0.1"]), ["x", "--node-bind", "127.0.0.1"]);
+    }
 }

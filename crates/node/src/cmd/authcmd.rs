@@ -173,33 +173,9 @@ pub async fn create_user(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {})
 }
 
-/// Whether a user who is not a user administrator may run this updateUser on itself: like mongod,
-/// only with changeOwnPassword (for `pwd`) and changeOwnCustomData (for `customData`), and never
-/// for roles or mechanisms.
-fn may_update_self(cmd: &Document, has: impl Fn(Action) -> bool) -> bool {
-    let pwd = cmd.contains_key("pwd");
-    let custom = cmd.contains_key("customData");
-    (pwd || custom)
-        && !cmd.contains_key("roles")
-        && !cmd.contains_key("mechanisms")
-        && (!pwd || has(Action::ChangeOwnPassword))
-        && (!custom || has(Action::ChangeOwnCustomData))
-}
-
-/// updateUser: needs userAdmin on the db; a user may change its own password or customData
-/// only with changeOwnPassword / changeOwnCustomData.
+/// updateUser (its privileges, per field, are the command table's).
 pub async fn update_user(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let name = UserName::new(util::req_str(cmd, "updateUser")?, ctx.db.clone());
-    let own = ctx.users().contains(&name);
-    let db = Resource::Db(ctx.db.clone());
-    let admin = ctx.has(&db, Action::UserAdmin);
-    let may_change_own = own && may_update_self(cmd, |a| ctx.has(&db, a));
-    if !admin && !may_change_own {
-        return Err(CommandError::unauthorized(format!(
-            "not authorized on {} to execute command {{ updateUser: \"{}\" }}",
-            ctx.db, name.user
-        )));
-    }
     let pwd = password(cmd)?;
     let roles = match cmd.get("roles") {
         Some(r) => {
@@ -363,23 +339,4 @@ pub fn users_info(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let docs: Vec<Bson> = users.iter().map(|u| Bson::Document(u.to_doc(show_creds))).collect();
     Ok(doc! {"users": docs})
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn updating_oneself_needs_the_change_own_actions() {
-        let none = |_: Action| false;
-        let all = |_: Action| true;
-        let only_pwd = |a: Action| a == Action::ChangeOwnPassword;
-        assert!(!may_update_self(&doc! {"updateUser": "u", "pwd": "p"}, none));
-        assert!(may_update_self(&doc! {"updateUser": "u", "pwd": "p"}, all));
-        assert!(may_update_self(&doc! {"updateUser": "u", "pwd": "p"}, only_pwd));
-        assert!(!may_update_self(&doc! {"updateUser": "u", "pwd": "p", "customData": {}}, only_pwd));
-        assert!(!may_update_self(&doc! {"updateUser": "u", "pwd": "p", "roles": []}, all));
-        assert!(!may_update_self(&doc! {"updateUser": "u", "pwd": "p", "mechanisms": ["SCRAM-SHA-1"]}, all));
-        assert!(!may_update_self(&doc! {"updateUser": "u"}, all));
-    }
 }

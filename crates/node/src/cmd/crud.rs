@@ -11,40 +11,9 @@ use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
 use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
 
-use super::{Authz, CmdResult, Ctx, authz, currentop, util};
-use crate::auth::roles_grant;
+use super::{CmdResult, Ctx, currentop, sessioncmd, util};
+use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
-use crate::reply::{command_not_found, summarize};
-
-/// Dispatches a data command.
-pub async fn run(ctx: &mut Ctx<'_>, name: &str, cmd: &Document) -> CmdResult {
-    match name {
-        "find" => find(ctx, cmd).await,
-        "getMore" => get_more(ctx, cmd),
-        "killCursors" => kill_cursors(ctx, cmd),
-        "insert" => insert(ctx, cmd).await,
-        "update" => update(ctx, cmd).await,
-        "delete" => delete(ctx, cmd).await,
-        "findAndModify" | "findandmodify" => find_and_modify(ctx, cmd, name).await,
-        "count" => count(ctx, cmd).await,
-        "distinct" => distinct(ctx, cmd).await,
-        "aggregate" => aggregate(ctx, cmd).await,
-        "create" => create(ctx, cmd).await,
-        "drop" => drop_coll(ctx, cmd).await,
-        "listCollections" => list_collections(ctx, cmd).await,
-        "listDatabases" => list_databases(ctx, cmd).await,
-        "dropDatabase" => drop_database(ctx).await,
-        "renameCollection" => rename_collection(ctx, cmd).await,
-        "createIndexes" => create_indexes(ctx, cmd).await,
-        "listIndexes" => list_indexes(ctx, cmd).await,
-        "dropIndexes" | "deleteIndexes" => drop_indexes(ctx, cmd, name).await,
-        "collStats" => coll_stats(ctx, cmd).await,
-        "dbStats" => db_stats(ctx, cmd).await,
-        "validate" => validate(ctx, cmd).await,
-        "explain" => explain(ctx, cmd).await,
-        other => Err(command_not_found(other)),
-    }
-}
 
 fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
@@ -117,7 +86,7 @@ fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
     }
 }
 
-async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
     let filter = filter_of(cmd, "filter")?;
     let sort = sort_of(cmd, "sort")?;
@@ -149,7 +118,7 @@ async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd))
 }
 
-fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let id = match cmd.get("getMore") {
         Some(Bson::Int64(i)) => *i,
         Some(Bson::Int32(i)) => i64::from(*i),
@@ -168,7 +137,7 @@ fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(cursor_reply(&ns, batch, next, false))
 }
 
-fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "killCursors", &ctx.db)?;
     let ns = format!("{}.{coll}", ctx.db);
     let ids: Vec<i64> = match cmd.get("cursors") {
@@ -188,7 +157,13 @@ fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     for id in ids {
         match ctx.state.cursors.owner(id) {
             Some((cns, owners)) if cns == ns => {
-                if ctx.state.auth_enabled() && owners != me {
+                // mongod's checkAuthForKillCursors: killAnyCursor on the cluster or the
+                // database, or the cursor's own users.
+                if ctx.state.auth_enabled()
+                    && owners != me
+                    && !ctx.has_cluster(Action::KillAnyCursor)
+                    && !ctx.has(&Resource::Db(ctx.db.clone()), Action::KillAnyCursor)
+                {
                     return Err(CommandError::unauthorized(format!("not authorized to kill cursor {id}")));
                 }
                 mine.push(id);
@@ -218,7 +193,7 @@ fn write_reply(out: WriteOutcome, extra: impl FnOnce(&mut Document, &WriteOutcom
     Ok(d)
 }
 
-async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "insert", &ctx.db)?.to_owned();
     let docs: Vec<Document> =
         util::doc_array(cmd.get("documents"), "documents")?.into_iter().cloned().collect();
@@ -298,7 +273,7 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
     })
 }
 
-async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
     let stmts = util::doc_array(cmd.get("updates"), "updates")?;
     let ordered = ordered(cmd)?;
@@ -344,7 +319,7 @@ async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     })
 }
 
-async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "delete", &ctx.db)?.to_owned();
     let stmts = util::doc_array(cmd.get("deletes"), "deletes")?;
     let ordered = ordered(cmd)?;
@@ -391,7 +366,7 @@ async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     write_reply(out, |_, _| {})
 }
 
-async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
+pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
     let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
     let array_filters: Option<Vec<Document>> = match cmd.get("arrayFilters") {
         None | Some(Bson::Null) => None,
@@ -445,7 +420,7 @@ async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdRe
     Ok(doc! {"lastErrorObject": leo, "value": out.value.map(Bson::Document).unwrap_or(Bson::Null)})
 }
 
-async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "count", &ctx.db)?.to_owned();
     let filter = filter_of(cmd, "query")?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
@@ -461,7 +436,7 @@ async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {"n": i64::try_from(n).unwrap_or(i64::MAX) as i32})
 }
 
-async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "distinct", &ctx.db)?.to_owned();
     let key = util::req_str(cmd, "key")?.to_owned();
     let filter = filter_of(cmd, "query")?;
@@ -475,7 +450,7 @@ async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {"values": values})
 }
 
-async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = match cmd.get("aggregate") {
         Some(Bson::String(_)) => Some(util::coll_arg(cmd, "aggregate", &ctx.db)?.to_owned()),
         Some(b) if util::as_i64(b) == Some(1) => None,
@@ -506,6 +481,25 @@ async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
         let input = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
+        let rest = Pipeline::parse(&stages[1..])?;
+        let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
+        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+    }
+    let first_lists_sessions = stages.first().and_then(|s| {
+        ["$listLocalSessions", "$listSessions"].into_iter().find_map(|n| s.get(n).map(|v| (n, v.clone())))
+    });
+    if let Some((stage, spec)) = first_lists_sessions {
+        let local = stage == "$listLocalSessions";
+        let place_ok =
+            if local { coll.is_none() } else { db == "config" && coll.as_deref() == Some("system.sessions") };
+        if !place_ok {
+            return Err(CommandError::invalid_namespace(if local {
+                "$listLocalSessions must be run against the database with {aggregate: 1}, not a collection"
+            } else {
+                "$listSessions may only be run against config.system.sessions"
+            }));
+        }
+        let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
         let rest = Pipeline::parse(&stages[1..])?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
@@ -560,7 +554,7 @@ fn strip_generic(cmd: &Document, first: &str) -> Document {
         .collect()
 }
 
-async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
     let options = strip_generic(cmd, "create");
     let db = ctx.db.clone();
@@ -568,7 +562,7 @@ async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {})
 }
 
-async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "drop", &ctx.db)?.to_owned();
     let db = ctx.db.clone();
     let ns = format!("{db}.{coll}");
@@ -582,7 +576,7 @@ async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {"nIndexesWas": n as i32, "ns": ns})
 }
 
-async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let filter = filter_of(cmd, "filter")?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let batch_size = cursor_batch_size(cmd)?;
@@ -609,7 +603,7 @@ async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
 }
 
-async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let filter = filter_of(cmd, "filter")?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let all = ctx.has_cluster(crate::auth::Action::ListDatabases);
@@ -618,9 +612,8 @@ async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let mut total: u64 = 0;
     let mut out = Vec::new();
     for d in dbs {
-        let visible = all
-            || roles.iter().any(|r| r.db == d.name)
-            || roles_grant(&roles, &crate::auth::Resource::Db(d.name.clone()), crate::auth::Action::Find);
+        // mongod 4.0.6+: without listDatabases, the databases the user has any privilege on.
+        let visible = all || has_any_privilege(&roles, &Resource::Db(d.name.clone()));
         if !visible {
             continue;
         }
@@ -640,13 +633,13 @@ async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {"databases": out, "totalSize": total as i64, "totalSizeMb": (total / (1024 * 1024)) as i64})
 }
 
-async fn drop_database(ctx: &mut Ctx<'_>) -> CmdResult {
+pub(super) async fn drop_database(ctx: &mut Ctx<'_>) -> CmdResult {
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.drop_database(&db)).await?;
     Ok(doc! {"dropped": &ctx.db})
 }
 
-async fn rename_collection(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn rename_collection(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let from = util::req_str(cmd, "renameCollection")?.to_owned();
     let to = util::req_str(cmd, "to")?.to_owned();
     let drop_target = util::opt_bool(cmd, "dropTarget")?.unwrap_or(false);
@@ -660,7 +653,7 @@ async fn rename_collection(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(doc! {})
 }
 
-async fn create_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn create_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "createIndexes", &ctx.db)?.to_owned();
     let specs: Vec<Document> = util::doc_array(cmd.get("indexes"), "indexes")?.into_iter().cloned().collect();
     let db = ctx.db.clone();
@@ -676,7 +669,7 @@ async fn create_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(d)
 }
 
-async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "listIndexes", &ctx.db)?.to_owned();
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
@@ -685,7 +678,7 @@ async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
 }
 
-async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
+pub(super) async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
     let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
     let which = cmd.get("index").cloned().ok_or_else(|| {
         CommandError::new(
@@ -723,7 +716,7 @@ fn scale_of(cmd: &Document) -> Result<u64, CommandError> {
     }
 }
 
-async fn coll_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn coll_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "collStats", &ctx.db)?.to_owned();
     let scale = scale_of(cmd)?;
     let db = ctx.db.clone();
@@ -740,7 +733,7 @@ async fn coll_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     })
 }
 
-async fn db_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn db_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let scale = scale_of(cmd)?;
     let db = ctx.db.clone();
     let s = ctx.blocking(move |e, _| Ok(e.db_stats(&db))).await?;
@@ -754,7 +747,7 @@ async fn db_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     })
 }
 
-async fn validate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn validate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "validate", &ctx.db)?.to_owned();
     let db = ctx.db.clone();
     let s = ctx.blocking(move |e, _| e.collection_stats(&db, &coll)).await?;
@@ -771,49 +764,40 @@ pub fn winning_plan(summary: &str) -> Document {
     doc! {"stage": summary.split_whitespace().next().unwrap_or("COLLSCAN"), "planSummary": summary}
 }
 
-async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+pub(super) async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let inner = util::opt_doc(cmd, "explain")?
         .ok_or_else(|| CommandError::failed_to_parse("explain requires a command object"))?
         .clone();
     let Some(inner_name) = inner.keys().next().cloned() else {
         return Err(CommandError::failed_to_parse("explain requires a command object"));
     };
-    if ctx.state.auth_enabled()
-        && let Authz::Need(privs) = authz(&inner_name, &ctx.db, &inner)
-    {
-        let roles = ctx.roles();
-        if !privs.iter().all(|(r, a)| roles_grant(&roles, r, *a)) {
-            return Err(CommandError::unauthorized(format!(
-                "not authorized on {} to execute command {}",
-                ctx.db,
-                summarize(&crate::redact::redact_command(cmd), 512)
-            )));
-        }
-    }
-    let (filter_key, sort_key) = match inner_name.as_str() {
-        "find" => ("filter", "sort"),
-        "count" | "distinct" => ("query", ""),
-        "findAndModify" | "findandmodify" => ("query", "sort"),
-        "update" | "delete" | "aggregate" => ("", ""),
-        other => {
+    // The dispatcher has checked the explained command's privileges (the table's `explain`).
+    use super::table::Handler as H;
+    let inner_handler = super::table::lookup(&inner_name).map(|c| c.handler);
+    let (filter_key, sort_key) = match inner_handler {
+        Some(H::Find) => ("filter", "sort"),
+        Some(H::Count | H::Distinct) => ("query", ""),
+        Some(H::FindAndModify) => ("query", "sort"),
+        Some(H::Update | H::Delete | H::Aggregate) => ("", ""),
+        _ => {
             return Err(CommandError::new(
                 115,
                 "CommandNotSupported",
-                format!("explain is not supported for {other}"),
+                format!("explain is not supported for {inner_name}"),
             ));
         }
     };
     let coll = util::coll_arg(&inner, &inner_name, &ctx.db)?.to_owned();
     let filter_doc = if filter_key.is_empty() {
-        match inner_name.as_str() {
-            "update" => inner
+        match inner_handler {
+            Some(H::Update) => inner
                 .get_array("updates")
                 .ok()
                 .and_then(|a| a.first())
                 .and_then(|b| b.as_document())
                 .and_then(|d| d.get_document("q").ok())
                 .cloned(),
-            "delete" => inner
+            Some(H::Delete) => inner
                 .get_array("deletes")
                 .ok()
                 .and_then(|a| a.first())

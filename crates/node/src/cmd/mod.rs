@@ -1,5 +1,6 @@
-//! Command dispatch: name lookup, authentication and authorization, op registration (with `maxTimeMS`
-//! and `lsid`), the handler, and the reply.
+//! Command dispatch: lookup in the command table ([`table`]), authentication and authorization
+//! ([`authorize`], the table's privileges checked with [`crate::auth::is_authorized`]), op
+//! registration (with `maxTimeMS` and `lsid`), the handler, and the reply.
 //!
 //! Invariants: every command that passes lookup runs as a registered op (so `currentOp` sees it and
 //! `killOp` can kill it); handlers never panic on input, they return `CommandError`; engine work runs on
@@ -10,6 +11,7 @@ pub mod authcmd;
 pub mod crud;
 pub mod currentop;
 pub mod sessioncmd;
+pub mod table;
 pub mod util;
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use bson::{Bson, Document, doc};
 use docplane_engine::Engine;
 use docplane_query::CommandError;
 
-use crate::auth::{Action, Resource, RoleRef, UserName, roles_grant};
+use crate::auth::{Action, Resource, RoleRef, UserName, is_authorized};
 use crate::conn::ConnCtx;
 use crate::ops::{NewOp, OpEntry, OpInterrupt};
 use crate::redact::{needs_redaction, redact_command};
@@ -28,179 +30,6 @@ use crate::state::NodeState;
 
 /// Result of a handler.
 pub type CmdResult = Result<Document, CommandError>;
-
-/// How a command is authorized.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Authz {
-    /// Allowed without authentication (handshake, auth, ping).
-    Public,
-    /// Any authenticated user; the handler applies finer rules (own ops, own sessions, own cursors).
-    Authenticated,
-    /// Needs all these privileges.
-    Need(Vec<(Resource, Action)>),
-}
-
-/// Static facts about a command.
-#[derive(Debug, Clone, Copy)]
-pub struct Spec {
-    /// currentOp's `op` field.
-    pub op: &'static str,
-    /// Must run against `admin`.
-    pub admin_only: bool,
-    /// Only with `enable_test_commands`.
-    pub test_only: bool,
-    /// Accepts a collection name as its first value (for `ns`).
-    pub has_coll: bool,
-}
-
-const fn s(op: &'static str, admin_only: bool, has_coll: bool) -> Spec {
-    Spec { op, admin_only, test_only: false, has_coll }
-}
-
-/// The command table.
-pub fn spec(name: &str) -> Option<Spec> {
-    Some(match name {
-        "hello"
-        | "isMaster"
-        | "ismaster"
-        | "buildInfo"
-        | "buildinfo"
-        | "ping"
-        | "whatsmyuri"
-        | "connectionStatus"
-        | "saslStart"
-        | "saslContinue"
-        | "logout"
-        | "listCommands"
-        | "endSessions"
-        | "refreshSessions"
-        | "killSessions"
-        | "getFreeMonitoringStatus"
-        | "createUser"
-        | "updateUser"
-        | "dropUser"
-        | "usersInfo"
-        | "grantRolesToUser"
-        | "revokeRolesFromUser"
-        | "dropAllUsersFromDatabase"
-        | "dbStats"
-        | "listCollections"
-        | "dropDatabase"
-        | "features"
-        | "getLastError"
-        | "getnonce"
-        | "lockInfo" => s("command", false, false),
-        "getParameter"
-        | "getCmdLineOpts"
-        | "serverStatus"
-        | "hostInfo"
-        | "getLog"
-        | "currentOp"
-        | "killOp"
-        | "killAllSessions"
-        | "killAllSessionsByPattern"
-        | "listDatabases"
-        | "renameCollection"
-        | "shutdown"
-        | "setParameter"
-        | "getDefaultRWConcern"
-        | "replSetGetStatus" => s("command", true, false),
-        "insert" => s("insert", false, true),
-        "update" => s("update", false, true),
-        "delete" => s("remove", false, true),
-        "find" => s("query", false, true),
-        "getMore" => s("getmore", false, false),
-        "killCursors" => s("killcursors", false, true),
-        "findAndModify" | "findandmodify" | "count" | "distinct" | "aggregate" | "create" | "drop"
-        | "createIndexes" | "listIndexes" | "dropIndexes" | "deleteIndexes" | "collStats" | "explain"
-        | "validate" => s("command", false, true),
-        "sleep" => Spec { op: "command", admin_only: false, test_only: true, has_coll: false },
-        _ => return None,
-    })
-}
-
-fn db_res(db: &str) -> Resource {
-    Resource::Db(db.to_owned())
-}
-
-/// Privileges a command needs on `db`.
-pub fn authz(name: &str, db: &str, cmd: &Document) -> Authz {
-    use Action::*;
-    let on_db = |actions: &[Action]| Authz::Need(actions.iter().map(|a| (db_res(db), *a)).collect());
-    let cluster = |a: Action| Authz::Need(vec![(Resource::Cluster, a)]);
-    match name {
-        "hello" | "isMaster" | "ismaster" | "buildInfo" | "buildinfo" | "ping" | "whatsmyuri"
-        | "saslStart" | "saslContinue" | "logout" | "connectionStatus" | "listCommands" | "endSessions"
-        | "getnonce" => Authz::Public,
-        "refreshSessions"
-        | "killSessions"
-        | "currentOp"
-        | "killOp"
-        | "killAllSessions"
-        | "killAllSessionsByPattern"
-        | "getMore"
-        | "killCursors"
-        | "usersInfo"
-        | "sleep"
-        | "getFreeMonitoringStatus"
-        | "features"
-        | "getLastError"
-        | "getDefaultRWConcern"
-        | "lockInfo"
-        | "explain"
-        | "updateUser" => Authz::Authenticated,
-        "insert" => on_db(&[Insert]),
-        "update" => on_db(&[Update]),
-        "delete" => on_db(&[Remove]),
-        "find" | "count" | "distinct" => on_db(&[Find]),
-        "aggregate" => {
-            let writes = cmd.get_array("pipeline").ok().is_some_and(|p| {
-                p.iter().any(
-                    |s| matches!(s, Bson::Document(d) if d.contains_key("$out") || d.contains_key("$merge")),
-                )
-            });
-            if writes { on_db(&[Find, Insert, Remove]) } else { on_db(&[Find]) }
-        }
-        "findAndModify" | "findandmodify" => on_db(&[Find, Update, Remove]),
-        "create" => on_db(&[CreateCollection]),
-        "drop" => on_db(&[DropCollection]),
-        "createIndexes" => on_db(&[CreateIndex]),
-        "dropIndexes" | "deleteIndexes" => on_db(&[DropIndex]),
-        "listIndexes" => on_db(&[ListIndexes]),
-        "listCollections" => on_db(&[ListCollections]),
-        "collStats" | "validate" => on_db(&[CollStats]),
-        "dbStats" => on_db(&[DbStats]),
-        "dropDatabase" => on_db(&[DropDatabase]),
-        "renameCollection" => {
-            let to_db = cmd.get_str("to").ok().and_then(|t| t.split_once('.')).map(|(d, _)| d.to_owned());
-            let from_db = cmd
-                .get_str("renameCollection")
-                .ok()
-                .and_then(|t| t.split_once('.'))
-                .map(|(d, _)| d.to_owned());
-            let mut need = Vec::new();
-            for d in [from_db, to_db].into_iter().flatten() {
-                need.push((db_res(&d), RenameCollectionSameDb));
-                need.push((db_res(&d), Find));
-                need.push((db_res(&d), Insert));
-            }
-            if need.is_empty() { cluster(ListDatabases) } else { Authz::Need(need) }
-        }
-        "listDatabases" => Authz::Authenticated,
-        "createUser"
-        | "dropUser"
-        | "grantRolesToUser"
-        | "revokeRolesFromUser"
-        | "dropAllUsersFromDatabase" => on_db(&[UserAdmin]),
-        "getParameter" | "setParameter" => cluster(GetParameter),
-        "getCmdLineOpts" => cluster(GetCmdLineOpts),
-        "serverStatus" | "replSetGetStatus" => cluster(ServerStatus),
-        "hostInfo" => cluster(HostInfo),
-        "getLog" => cluster(GetLog),
-        "shutdown" => cluster(Shutdown),
-        _ => Authz::Need(vec![(Resource::Cluster, Shutdown)]),
-    }
-}
 
 /// Everything a handler gets.
 pub struct Ctx<'a> {
@@ -238,7 +67,12 @@ impl Ctx<'_> {
 
     /// Whether the connection's users hold `action` on `resource` (always true without auth).
     pub fn has(&self, resource: &Resource, action: Action) -> bool {
-        !self.state.auth_enabled() || roles_grant(&self.conn.info.roles(), resource, action)
+        Ctx::holds(self.state, self.conn, resource, action)
+    }
+
+    /// [`Ctx::has`] before a context exists.
+    fn holds(state: &NodeState, conn: &ConnCtx, resource: &Resource, action: Action) -> bool {
+        !state.auth_enabled() || is_authorized(&conn.info.roles(), resource, action)
     }
 
     /// Whether the connection holds a cluster action.
@@ -286,8 +120,8 @@ fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
 /// mongod's localhost exception: while no user exists at all, an unauthenticated connection from a
 /// loopback address may run `createUser` in `admin` (to create the first user). It closes as soon
 /// as any user exists.
-fn localhost_exception(state: &NodeState, conn: &ConnCtx, name: &str, db: &str) -> bool {
-    name == "createUser"
+fn localhost_exception(state: &NodeState, conn: &ConnCtx, spec: &table::Command, db: &str) -> bool {
+    spec.handler == table::Handler::CreateUser
         && db == "admin"
         && conn.info.client.ip().to_canonical().is_loopback()
         && conn.info.auth.lock().is_empty()
@@ -347,8 +181,8 @@ async fn dispatch_inner(
         }
     };
     util::check_db_name(&db)?;
-    let spec = match spec(&name) {
-        Some(s) if !s.test_only || state.config.enable_test_commands => s,
+    let spec = match table::lookup(&name) {
+        Some(s) if s.available(state.config.enable_test_commands) => s,
         _ => return Err(command_not_found(&name)),
     };
     if spec.admin_only && db != "admin" {
@@ -356,43 +190,35 @@ async fn dispatch_inner(
             "{name} may only be run against the admin database."
         )));
     }
-    if state.auth_enabled() {
-        match authz(&name, &db, &cmd) {
-            Authz::Public => {}
-            _ if localhost_exception(state, conn, &name, &db) => {
-                tracing::warn!(conn = conn.info.id, client = %conn.info.client, "createUser allowed by the localhost exception: no user exists yet");
-            }
-            need => {
-                if conn.info.auth.lock().is_empty() {
-                    return Err(CommandError::unauthorized(format!(
-                        "Command {name} requires authentication"
-                    )));
-                }
-                if let Authz::Need(privs) = need {
-                    let roles = conn.info.roles();
-                    if !privs.iter().all(|(r, a)| roles_grant(&roles, r, *a)) {
-                        return Err(CommandError::unauthorized(format!(
-                            "not authorized on {db} to execute command {}",
-                            summarize(&redact_command(&cmd), 512)
-                        )));
-                    }
-                }
-            }
+    if state.auth_enabled() && spec.requires_auth() {
+        if localhost_exception(state, conn, spec, &db) {
+            tracing::warn!(conn = conn.info.id, client = %conn.info.client, "createUser allowed by the localhost exception: no user exists yet");
+        } else {
+            authorize(conn, spec, &db, &cmd)?;
         }
     }
     let deadline = parse_max_time(&cmd)?;
     let users = conn.info.users();
     let (session, lsid) = match cmd.get("lsid") {
         Some(l) => {
+            // Naming a uid other than one's own needs impersonate (mongod's `makeLogicalSessionId`).
+            if let (_, Some(uid)) = crate::sessions::lsid_parts(l)?
+                && uid != crate::sessions::session_uid(&users)
+                && !(Ctx::holds(state, conn, &Resource::Cluster, Action::Impersonate))
+            {
+                return Err(CommandError::unauthorized(
+                    "Unauthorized to set user digest in LogicalSessionId",
+                ));
+            }
             let (k, d) = state.sessions.touch(l, &users, &conn.info)?;
             (Some(k), Some(d))
         }
         None => (None, None),
     };
-    let ns = match (&name[..], cmd.get(&name)) {
-        ("getMore", _) => format!("{db}.{}", cmd.get_str("collection").unwrap_or("$cmd")),
-        ("aggregate", Some(Bson::String(c))) => format!("{db}.{c}"),
-        ("aggregate", _) => format!("{db}.$cmd.aggregate"),
+    let ns = match (spec.handler, cmd.get(&name)) {
+        (table::Handler::GetMore, _) => format!("{db}.{}", cmd.get_str("collection").unwrap_or("$cmd")),
+        (table::Handler::Aggregate, Some(Bson::String(c))) => format!("{db}.{c}"),
+        (table::Handler::Aggregate, _) => format!("{db}.$cmd.aggregate"),
         (_, Some(Bson::String(c))) if spec.has_coll => format!("{db}.{c}"),
         _ => format!("{db}.$cmd"),
     };
@@ -417,68 +243,115 @@ async fn dispatch_inner(
     }
     state.opcounters.bump(spec.op, 1);
     let mut ctx = Ctx { state, conn, op: guard.entry.clone(), db };
-    let result = run(&mut ctx, &name, &cmd).await;
+    let result = run(&mut ctx, spec.handler, &name, &cmd).await;
     drop(guard);
     result
 }
 
-async fn run(ctx: &mut Ctx<'_>, name: &str, cmd: &Document) -> CmdResult {
-    match name {
-        "hello" | "isMaster" | "ismaster" => admin::hello(ctx, cmd, name).await,
-        "buildInfo" | "buildinfo" => Ok(admin::build_info()),
-        "ping" => Ok(doc! {}),
-        "whatsmyuri" => Ok(doc! {"you": ctx.conn.info.client.to_string()}),
-        "getParameter" => admin::get_parameter(ctx, cmd),
-        "setParameter" => Err(CommandError::new(
+/// Refuses the command unless the connection is authenticated and holds every privilege it needs.
+pub fn authorize(
+    conn: &ConnCtx,
+    spec: &table::Command,
+    db: &str,
+    cmd: &Document,
+) -> Result<(), CommandError> {
+    let users = conn.info.users();
+    if users.is_empty() {
+        return Err(CommandError::unauthorized(format!("Command {} requires authentication", spec.name)));
+    }
+    let needs = spec.needs(&table::Request { db, cmd, users: &users })?;
+    let roles = conn.info.roles();
+    if !needs.iter().all(|n| n.0.iter().any(|(r, a)| is_authorized(&roles, r, *a))) {
+        return Err(CommandError::unauthorized(format!(
+            "not authorized on {db} to execute command {}",
+            summarize(&redact_command(cmd), 512)
+        )));
+    }
+    Ok(())
+}
+
+/// The one place a handler is chosen (the table names the commands).
+async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Document) -> CmdResult {
+    use table::Handler as H;
+    match handler {
+        H::Hello => admin::hello(ctx, cmd, name).await,
+        H::BuildInfo => Ok(admin::build_info()),
+        H::Ping => Ok(doc! {}),
+        H::WhatsMyUri => Ok(doc! {"you": ctx.conn.info.client.to_string()}),
+        H::GetParameter => admin::get_parameter(ctx, cmd),
+        H::SetParameter => Err(CommandError::new(
             115,
             "CommandNotSupported",
             "setParameter is not supported by docplane's node",
         )),
-        "getCmdLineOpts" => Ok(admin::get_cmd_line_opts(ctx)),
-        "connectionStatus" => admin::connection_status(ctx, cmd),
-        "serverStatus" => Ok(admin::server_status(ctx)),
-        "hostInfo" => Ok(admin::host_info(ctx)),
-        "listCommands" => Ok(admin::list_commands()),
-        "getLog" => admin::get_log(ctx, cmd),
-        "getFreeMonitoringStatus" => {
+        H::GetCmdLineOpts => Ok(admin::get_cmd_line_opts(ctx)),
+        H::ConnectionStatus => admin::connection_status(ctx, cmd),
+        H::ServerStatus => Ok(admin::server_status(ctx)),
+        H::HostInfo => Ok(admin::host_info(ctx)),
+        H::ListCommands => Ok(admin::list_commands(ctx.state.config.enable_test_commands)),
+        H::GetLog => admin::get_log(ctx, cmd),
+        H::GetFreeMonitoringStatus => {
             Ok(doc! {"state": "disabled", "message": "", "url": "", "userReminder": ""})
         }
-        "features" => Ok(doc! {"oidMachine": 0, "js": false}),
-        "getLastError" => Ok(doc! {"err": Bson::Null, "n": 0}),
-        "getnonce" => Ok(doc! {"nonce": format!("{:016x}", rand::random::<u64>())}),
-        "lockInfo" => Ok(doc! {"lockInfo": []}),
-        "getDefaultRWConcern" => Ok(
+        H::Features => Ok(doc! {"oidMachine": 0, "js": false}),
+        H::GetLastError => Ok(doc! {"err": Bson::Null, "n": 0}),
+        H::GetNonce => Ok(doc! {"nonce": format!("{:016x}", rand::random::<u64>())}),
+        H::LockInfo => Ok(doc! {"lockInfo": []}),
+        H::GetDefaultRwConcern => Ok(
             doc! {"defaultReadConcern": {"level": "local"}, "defaultWriteConcern": {"w": 1, "wtimeout": 0}, "defaultReadConcernSource": "implicit", "defaultWriteConcernSource": "implicit"},
         ),
-        "replSetGetStatus" => {
+        H::ReplSetGetStatus => {
             Err(CommandError::new(76, "NoReplicationEnabled", "not running with --replSet"))
         }
-        "shutdown" => Err(CommandError::new(
+        H::Shutdown => Err(CommandError::new(
             115,
             "CommandNotSupported",
             "shutdown is not available over the wire; stop the docplane process",
         )),
-        "sleep" => admin::sleep(ctx, cmd).await,
-        "saslStart" => authcmd::sasl_start(ctx, cmd),
-        "saslContinue" => authcmd::sasl_continue(ctx, cmd),
-        "logout" => {
+        H::Sleep => admin::sleep(ctx, cmd).await,
+        H::SaslStart => authcmd::sasl_start(ctx, cmd),
+        H::SaslContinue => authcmd::sasl_continue(ctx, cmd),
+        H::Logout => {
             ctx.conn.info.auth.lock().clear();
             Ok(doc! {})
         }
-        "createUser" => authcmd::create_user(ctx, cmd).await,
-        "updateUser" => authcmd::update_user(ctx, cmd).await,
-        "dropUser" => authcmd::drop_user(ctx, cmd),
-        "dropAllUsersFromDatabase" => authcmd::drop_all_users(ctx),
-        "usersInfo" => authcmd::users_info(ctx, cmd),
-        "grantRolesToUser" => authcmd::grant_roles(ctx, cmd, true),
-        "revokeRolesFromUser" => authcmd::grant_roles(ctx, cmd, false),
-        "currentOp" => currentop::current_op_command(ctx, cmd).await,
-        "killOp" => currentop::kill_op(ctx, cmd),
-        "endSessions" => sessioncmd::end_sessions(ctx, cmd),
-        "refreshSessions" => sessioncmd::refresh_sessions(ctx, cmd),
-        "killSessions" => sessioncmd::kill_sessions(ctx, cmd),
-        "killAllSessions" => sessioncmd::kill_all_sessions(ctx, cmd),
-        "killAllSessionsByPattern" => sessioncmd::kill_all_sessions_by_pattern(ctx, cmd),
-        _ => crud::run(ctx, name, cmd).await,
+        H::CreateUser => authcmd::create_user(ctx, cmd).await,
+        H::UpdateUser => authcmd::update_user(ctx, cmd).await,
+        H::DropUser => authcmd::drop_user(ctx, cmd),
+        H::DropAllUsersFromDatabase => authcmd::drop_all_users(ctx),
+        H::UsersInfo => authcmd::users_info(ctx, cmd),
+        H::GrantRolesToUser => authcmd::grant_roles(ctx, cmd, true),
+        H::RevokeRolesFromUser => authcmd::grant_roles(ctx, cmd, false),
+        H::CurrentOp => currentop::current_op_command(ctx, cmd).await,
+        H::KillOp => currentop::kill_op(ctx, cmd),
+        H::StartSession => sessioncmd::start_session(ctx),
+        H::EndSessions => sessioncmd::end_sessions(ctx, cmd),
+        H::RefreshSessions => sessioncmd::refresh_sessions(ctx, cmd),
+        H::KillSessions => sessioncmd::kill_sessions(ctx, cmd),
+        H::KillAllSessions => sessioncmd::kill_all_sessions(ctx, cmd),
+        H::KillAllSessionsByPattern => sessioncmd::kill_all_sessions_by_pattern(ctx, cmd),
+        H::Find => crud::find(ctx, cmd).await,
+        H::GetMore => crud::get_more(ctx, cmd),
+        H::KillCursors => crud::kill_cursors(ctx, cmd),
+        H::Insert => crud::insert(ctx, cmd).await,
+        H::Update => crud::update(ctx, cmd).await,
+        H::Delete => crud::delete(ctx, cmd).await,
+        H::FindAndModify => crud::find_and_modify(ctx, cmd, name).await,
+        H::Count => crud::count(ctx, cmd).await,
+        H::Distinct => crud::distinct(ctx, cmd).await,
+        H::Aggregate => crud::aggregate(ctx, cmd).await,
+        H::Create => crud::create(ctx, cmd).await,
+        H::Drop => crud::drop_coll(ctx, cmd).await,
+        H::ListCollections => crud::list_collections(ctx, cmd).await,
+        H::ListDatabases => crud::list_databases(ctx, cmd).await,
+        H::DropDatabase => crud::drop_database(ctx).await,
+        H::RenameCollection => crud::rename_collection(ctx, cmd).await,
+        H::CreateIndexes => crud::create_indexes(ctx, cmd).await,
+        H::ListIndexes => crud::list_indexes(ctx, cmd).await,
+        H::DropIndexes => crud::drop_indexes(ctx, cmd, name).await,
+        H::CollStats => crud::coll_stats(ctx, cmd).await,
+        H::DbStats => crud::db_stats(ctx, cmd).await,
+        H::Validate => crud::validate(ctx, cmd).await,
+        H::Explain => crud::explain(ctx, cmd).await,
     }
 }

@@ -31,8 +31,15 @@ pub fn arb_value() -> impl Strategy<Value = Bson> {
     })
 }
 
+/// Every command name and alias of the node's command table, and one unknown name.
+pub fn command_names() -> Vec<&'static str> {
+    let mut names = docplane_node::cmd::table::names();
+    names.push("nope");
+    names
+}
+
 /// A command named from `names` with a random first value and up to five more random fields; no `$db`.
-pub fn arb_command(names: &'static [&'static str]) -> impl Strategy<Value = Document> {
+pub fn arb_command(names: Vec<&'static str>) -> impl Strategy<Value = Document> {
     (prop::sample::select(names), arb_value(), prop::collection::vec((FIELDS, arb_value()), 0..6)).prop_map(
         |(name, first, rest)| {
             let mut d = doc! {name: first};
