@@ -22,48 +22,92 @@ pub struct CommandError {
 /// Result alias with [`CommandError`] as the default error.
 pub type Result<T, E = CommandError> = std::result::Result<T, E>;
 
-/// Numeric codes used by this workspace, named as MongoDB names them.
-pub mod codes {
-    pub const BAD_VALUE: i32 = 2;
-    pub const NO_SUCH_KEY: i32 = 4;
-    pub const FAILED_TO_PARSE: i32 = 9;
-    pub const UNAUTHORIZED: i32 = 13;
-    pub const TYPE_MISMATCH: i32 = 14;
-    pub const AUTHENTICATION_FAILED: i32 = 18;
-    pub const ILLEGAL_OPERATION: i32 = 20;
-    pub const NAMESPACE_NOT_FOUND: i32 = 26;
-    pub const INDEX_NOT_FOUND: i32 = 27;
-    pub const PATH_NOT_VIABLE: i32 = 28;
-    pub const CONFLICTING_UPDATE_OPERATORS: i32 = 40;
-    pub const CURSOR_NOT_FOUND: i32 = 43;
-    pub const NAMESPACE_EXISTS: i32 = 48;
-    pub const MAX_TIME_MS_EXPIRED: i32 = 50;
-    pub const DOLLAR_PREFIXED_FIELD_NAME: i32 = 52;
-    pub const EMPTY_FIELD_NAME: i32 = 56;
-    pub const DOTTED_FIELD_NAME: i32 = 57;
-    pub const COMMAND_NOT_FOUND: i32 = 59;
-    pub const IMMUTABLE_FIELD: i32 = 66;
-    pub const INVALID_OPTIONS: i32 = 72;
-    pub const INVALID_NAMESPACE: i32 = 73;
-    pub const INDEX_OPTIONS_CONFLICT: i32 = 85;
-    pub const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
-    pub const INVALID_ID_FIELD: i32 = 103;
-    pub const CONFLICTING_OPERATION_IN_PROGRESS: i32 = 117;
-    pub const COMMAND_NOT_SUPPORTED: i32 = 115;
-    pub const INVALID_PIPELINE_OPERATOR: i32 = 168;
-    pub const INTERRUPTED_AT_SHUTDOWN: i32 = 11600;
-    pub const INTERRUPTED: i32 = 11601;
-    pub const DUPLICATE_KEY: i32 = 11000;
-    pub const NO_MATCHING_DOCUMENT: i32 = 47;
+/// The one table of MongoDB error codes this workspace uses: constant, number, and MongoDB's
+/// `codeName` (from the server's `src/mongo/base/error_codes.yml`). [`codes`] and [`code_name`]
+/// are generated from it, and [`CommandError::new`] takes the name from it, so a code and its name
+/// cannot disagree.
+macro_rules! mongo_error_codes {
+    ($( ($konst:ident, $code:literal, $name:literal) ),* $(,)?) => {
+        /// Numeric codes used by this workspace, named as MongoDB names them.
+        pub mod codes {
+            $( #[doc = $name] pub const $konst: i32 = $code; )*
+        }
+
+        /// MongoDB's `codeName` of a code in the table; `None` for codes MongoDB reports as
+        /// `Location<code>`.
+        pub fn code_name(code: i32) -> Option<&'static str> {
+            match code {
+                $( $code => Some($name), )*
+                _ => None,
+            }
+        }
+
+        /// Every (code, name) of the table.
+        pub const CODES: &[(i32, &str)] = &[ $( ($code, $name), )* ];
+    };
+}
+
+mongo_error_codes! {
+    (BAD_VALUE, 2, "BadValue"),
+    (NO_SUCH_KEY, 4, "NoSuchKey"),
+    (FAILED_TO_PARSE, 9, "FailedToParse"),
+    (UNAUTHORIZED, 13, "Unauthorized"),
+    (TYPE_MISMATCH, 14, "TypeMismatch"),
+    (AUTHENTICATION_FAILED, 18, "AuthenticationFailed"),
+    (ILLEGAL_OPERATION, 20, "IllegalOperation"),
+    (NAMESPACE_NOT_FOUND, 26, "NamespaceNotFound"),
+    (INDEX_NOT_FOUND, 27, "IndexNotFound"),
+    (PATH_NOT_VIABLE, 28, "PathNotViable"),
+    (CONFLICTING_UPDATE_OPERATORS, 40, "ConflictingUpdateOperators"),
+    (CURSOR_NOT_FOUND, 43, "CursorNotFound"),
+    (NO_MATCHING_DOCUMENT, 47, "NoMatchingDocument"),
+    (NAMESPACE_EXISTS, 48, "NamespaceExists"),
+    (MAX_TIME_MS_EXPIRED, 50, "MaxTimeMSExpired"),
+    (DOLLAR_PREFIXED_FIELD_NAME, 52, "DollarPrefixedFieldName"),
+    (INVALID_ID_FIELD, 53, "InvalidIdField"),
+    (EMPTY_FIELD_NAME, 56, "EmptyFieldName"),
+    (DOTTED_FIELD_NAME, 57, "DottedFieldName"),
+    (COMMAND_NOT_FOUND, 59, "CommandNotFound"),
+    (IMMUTABLE_FIELD, 66, "ImmutableField"),
+    (INVALID_OPTIONS, 72, "InvalidOptions"),
+    (INVALID_NAMESPACE, 73, "InvalidNamespace"),
+    (INDEX_OPTIONS_CONFLICT, 85, "IndexOptionsConflict"),
+    (INDEX_KEY_SPECS_CONFLICT, 86, "IndexKeySpecsConflict"),
+    (COMMAND_NOT_SUPPORTED, 115, "CommandNotSupported"),
+    (CONFLICTING_OPERATION_IN_PROGRESS, 117, "ConflictingOperationInProgress"),
+    (INVALID_PIPELINE_OPERATOR, 168, "InvalidPipelineOperator"),
+    (DUPLICATE_KEY, 11000, "DuplicateKey"),
+    (INTERRUPTED_AT_SHUTDOWN, 11600, "InterruptedAtShutdown"),
+    (INTERRUPTED, 11601, "Interrupted"),
+}
+
+/// Codes MongoDB reports as `Location<code>` (no name in `error_codes.yml`).
+pub mod location_codes {
     pub const UNRECOGNIZED_PIPELINE_STAGE: i32 = 40324;
     pub const INVALID_PROJECTION_EXCLUSION: i32 = 31253;
     pub const INVALID_PROJECTION_INCLUSION: i32 = 31254;
 }
 
 impl CommandError {
-    /// Builds an error from a code, its codeName and a message.
+    /// Builds an error from a code, its codeName and a message. For a code of the table the
+    /// table's name is used (a differing `code_name` is a programming error, caught in tests).
     pub fn new(code: i32, code_name: &'static str, message: impl Into<String>) -> Self {
-        CommandError { code, code_name: Cow::Borrowed(code_name), message: message.into() }
+        let name = match code_name_of(code) {
+            Some(known) => {
+                debug_assert_eq!(known, code_name, "code {code} is {known} in MongoDB's table");
+                known
+            }
+            None => code_name,
+        };
+        CommandError { code, code_name: Cow::Borrowed(name), message: message.into() }
+    }
+
+    /// An error with `code`, named from the table (`Location<code>` when it has no name).
+    pub fn with_code(code: i32, message: impl Into<String>) -> Self {
+        match code_name_of(code) {
+            Some(name) => CommandError { code, code_name: Cow::Borrowed(name), message: message.into() },
+            None => Self::location(code, message),
+        }
     }
 
     /// An error with a code that MongoDB reports as `Location<code>`.
@@ -163,7 +207,7 @@ impl CommandError {
     pub fn index_key_specs_conflict(message: impl Into<String>) -> Self {
         Self::new(codes::INDEX_KEY_SPECS_CONFLICT, "IndexKeySpecsConflict", message)
     }
-    /// 103 InvalidIdField.
+    /// 53 InvalidIdField.
     pub fn invalid_id_field(message: impl Into<String>) -> Self {
         Self::new(codes::INVALID_ID_FIELD, "InvalidIdField", message)
     }
@@ -190,7 +234,7 @@ impl CommandError {
     /// 40324 "Unrecognized pipeline stage name".
     pub fn unrecognized_stage(name: &str) -> Self {
         Self::location(
-            codes::UNRECOGNIZED_PIPELINE_STAGE,
+            location_codes::UNRECOGNIZED_PIPELINE_STAGE,
             format!("Unrecognized pipeline stage name: '{name}'"),
         )
     }
@@ -211,9 +255,38 @@ impl CommandError {
     }
 }
 
+fn code_name_of(code: i32) -> Option<&'static str> {
+    code_name(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample of MongoDB's `error_codes.yml`, checked against the table (InvalidIdField was 103
+    /// here once; MongoDB's is 53).
+    #[test]
+    fn the_table_is_mongodbs() {
+        for (code, name) in [
+            (2, "BadValue"),
+            (53, "InvalidIdField"),
+            (59, "CommandNotFound"),
+            (115, "CommandNotSupported"),
+            (11000, "DuplicateKey"),
+            (11601, "Interrupted"),
+            (50, "MaxTimeMSExpired"),
+            (20, "IllegalOperation"),
+        ] {
+            assert_eq!(code_name(code), Some(name), "{code}");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (code, name) in CODES {
+            assert!(seen.insert(*code), "{code} twice");
+            assert_eq!(CommandError::with_code(*code, "x").code_name, *name);
+        }
+        assert_eq!(CommandError::with_code(31254, "x").code_name, "Location31254");
+        assert_eq!(CommandError::invalid_id_field("x").code, 53);
+    }
 
     #[test]
     fn constructors_carry_mongodb_codes() {
