@@ -54,6 +54,10 @@ struct Inner {
     catalog: RwLock<Catalog>,
     journal: Option<Mutex<JournalWriter>>,
     dirty: Arc<AtomicBool>,
+    /// What has been appended and what is known durable (group commit for `j: true`).
+    durability: Arc<Durability>,
+    /// Serializes the fsyncs of [`Engine::sync_journal`] so that waiters share them.
+    sync_lock: Mutex<()>,
     dir: Option<PathBuf>,
     opts: EngineOptions,
     compact_lock: Mutex<()>,
@@ -63,11 +67,31 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(j) = &self.journal
-            && let Err(e) = j.lock().sync()
-        {
-            tracing::warn!(error = %e, "final journal fsync failed");
+        if let Some(j) = &self.journal {
+            let upto = self.durability.appends.load(AtomicOrdering::SeqCst);
+            match j.lock().sync() {
+                Ok(()) => self.durability.synced(upto),
+                Err(e) => tracing::warn!(error = %e, "final journal fsync failed"),
+            }
         }
+    }
+}
+
+/// Counters of the journal's appends and fsyncs. An append is counted (under the journal lock)
+/// once it has been `write()`n; `durable` is the count of appends known to be fsynced: an fsync
+/// started after `appends` read `n` makes the first `n` appends durable.
+#[derive(Debug, Default)]
+struct Durability {
+    appends: AtomicU64,
+    durable: AtomicU64,
+    fsyncs: AtomicU64,
+}
+
+impl Durability {
+    /// Records a successful fsync that covers the first `upto` appends.
+    fn synced(&self, upto: u64) {
+        self.fsyncs.fetch_add(1, AtomicOrdering::SeqCst);
+        self.durable.fetch_max(upto, AtomicOrdering::SeqCst);
     }
 }
 
@@ -326,6 +350,9 @@ struct PendingSync {
     /// Set again when the fsync fails.
     dirty: Arc<AtomicBool>,
     dir: PathBuf,
+    durability: Arc<Durability>,
+    /// Appends counted before the handle was taken: the fsync covers them.
+    upto: u64,
 }
 
 /// Starts the background thread: fsync every `interval` when dirty, compaction check every 10
@@ -348,11 +375,14 @@ fn spawn_flusher(weak: Weak<Inner>, interval: Duration) {
                 }
                 let pending = engine.take_dirty_handle();
                 drop(engine);
-                if let Some(p) = pending
-                    && let Err(e) = p.handle.sync_data()
-                {
-                    p.dirty.store(true, AtomicOrdering::SeqCst);
-                    tracing::warn!(dir = %p.dir.display(), error = %e, "background journal fsync failed");
+                if let Some(p) = pending {
+                    match p.handle.sync_data() {
+                        Ok(()) => p.durability.synced(p.upto),
+                        Err(e) => {
+                            p.dirty.store(true, AtomicOrdering::SeqCst);
+                            tracing::warn!(dir = %p.dir.display(), error = %e, "background journal fsync failed");
+                        }
+                    }
                 }
             }
         },
@@ -390,6 +420,8 @@ impl Engine {
             catalog: RwLock::new(catalog),
             journal: Some(Mutex::new(writer)),
             dirty: Arc::new(AtomicBool::new(false)),
+            durability: Arc::default(),
+            sync_lock: Mutex::new(()),
             dir: Some(dir.to_path_buf()),
             opts,
             compact_lock: Mutex::new(()),
@@ -407,6 +439,8 @@ impl Engine {
                 catalog: RwLock::new(Catalog::new()),
                 journal: None,
                 dirty: Arc::new(AtomicBool::new(false)),
+                durability: Arc::default(),
+                sync_lock: Mutex::new(()),
                 dir: None,
                 opts: EngineOptions::default(),
                 compact_lock: Mutex::new(()),
@@ -420,12 +454,54 @@ impl Engine {
     pub fn flush(&self) -> Result<()> {
         if let Some(j) = &self.inner.journal {
             self.inner.dirty.store(false, AtomicOrdering::SeqCst);
+            let upto = self.inner.durability.appends.load(AtomicOrdering::SeqCst);
             if let Err(e) = j.lock().sync() {
                 self.inner.dirty.store(true, AtomicOrdering::SeqCst);
                 return Err(e.into());
             }
+            self.inner.durability.synced(upto);
         }
         Ok(())
+    }
+
+    /// Returns once every write acknowledged before the call is fsynced (what `j: true` waits
+    /// for). Group commit: callers queue on one lock, and a caller whose writes an fsync started
+    /// meanwhile already covered returns without one of its own. No-op in memory.
+    pub fn sync_journal(&self) -> Result<()> {
+        let Some(j) = &self.inner.journal else { return Ok(()) };
+        let d = &self.inner.durability;
+        let target = d.appends.load(AtomicOrdering::SeqCst);
+        if d.durable.load(AtomicOrdering::SeqCst) >= target {
+            return Ok(());
+        }
+        let _one_fsync_at_a_time = self.inner.sync_lock.lock();
+        if d.durable.load(AtomicOrdering::SeqCst) >= target {
+            return Ok(());
+        }
+        // Appends counted now were written to the file current now or to an older one, which
+        // compaction fsyncs before it switches files; so fsyncing the current file covers them.
+        let upto = d.appends.load(AtomicOrdering::SeqCst);
+        let handle = j.lock().sync_handle();
+        handle
+            .sync_data()
+            .map_err(|e| CommandError::new(1, "InternalError", format!("journal fsync failed: {e}")))?;
+        d.synced(upto);
+        Ok(())
+    }
+
+    /// Journal counters (for tests and `serverStatus`): appends, appends known durable, fsyncs.
+    pub fn journal_stats(&self) -> JournalStats {
+        let d = &self.inner.durability;
+        JournalStats {
+            appends: d.appends.load(AtomicOrdering::SeqCst),
+            durable_appends: d.durable.load(AtomicOrdering::SeqCst),
+            fsyncs: d.fsyncs.load(AtomicOrdering::SeqCst),
+        }
+    }
+
+    /// Whether the engine writes a journal (false in memory: `j: true` cannot be honoured).
+    pub fn is_durable(&self) -> bool {
+        self.inner.journal.is_some()
     }
 
     /// When the journal has unsynced writes: a handle to fsync it, the dirty flag to restore if
@@ -435,11 +511,14 @@ impl Engine {
         if !self.inner.dirty.swap(false, AtomicOrdering::SeqCst) {
             return None;
         }
+        let upto = self.inner.durability.appends.load(AtomicOrdering::SeqCst);
         let handle = j.lock().sync_handle();
         Some(PendingSync {
             handle,
             dirty: Arc::clone(&self.inner.dirty),
             dir: self.inner.dir.clone().unwrap_or_default(),
+            durability: Arc::clone(&self.inner.durability),
+            upto,
         })
     }
 
@@ -448,7 +527,14 @@ impl Engine {
         if let Some(j) = &self.inner.journal
             && !buf.is_empty()
         {
-            j.lock().append(buf)?;
+            let mut w = j.lock();
+            w.append(buf)?;
+            let n = self.inner.durability.appends.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            if self.inner.opts.sync_every_write {
+                // `append` fsynced this write (and every earlier one) before returning.
+                self.inner.durability.synced(n);
+            }
+            drop(w);
             self.inner.dirty.store(true, AtomicOrdering::SeqCst);
         }
         Ok(())
@@ -873,7 +959,9 @@ impl Engine {
                 })
                 .collect();
             let mut j = journal.lock();
+            let upto = self.inner.durability.appends.load(AtomicOrdering::SeqCst);
             j.sync()?;
+            self.inner.durability.synced(upto);
             let generation = j.generation() + 1;
             *j = JournalWriter::create(dir, generation, self.inner.opts.sync_every_write)?;
             drop(j);

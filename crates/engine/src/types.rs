@@ -197,3 +197,14 @@ pub struct DbStats {
     pub indexes: u64,
     pub index_size: u64,
 }
+
+/// The journal's counters ([`crate::Engine::journal_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Appends (one per journaled change or batch) `write()`n so far.
+    pub appends: u64,
+    /// How many of those are known fsynced.
+    pub durable_appends: u64,
+    /// fsyncs of the journal so far (background, per write, `j: true` waits, flush, compaction).
+    pub fsyncs: u64,
+}

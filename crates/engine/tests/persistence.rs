@@ -195,12 +195,15 @@ fn sync_every_write_mode_works() {
 }
 
 const CHILD_ENV: &str = "DOCPLANE_ENGINE_KILL9_DIR";
+/// Set in the child's environment: acknowledge each batch only after `sync_journal` (`j: true`).
+const CHILD_SYNC_ENV: &str = "DOCPLANE_ENGINE_KILL9_SYNC";
 
 /// Child half of `kill9_keeps_every_acknowledged_write`: inserts until killed, printing each
 /// acknowledged id. Does nothing in a normal test run.
 #[test]
 fn kill9_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let sync = std::env::var_os(CHILD_SYNC_ENV).is_some();
     let e = Engine::open(Path::new(&dir), EngineOptions::default()).unwrap();
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
@@ -209,6 +212,11 @@ fn kill9_child() {
         let batch: Vec<Document> = (i..i + 10).map(|k| doc! {"_id": k, "v": "z".repeat(100)}).collect();
         let res = e.insert("db", "c", batch, true, &NeverInterrupt);
         assert!(res.write_errors.is_empty());
+        if sync {
+            e.sync_journal().unwrap();
+            let s = e.journal_stats();
+            assert_eq!(s.durable_appends, s.appends, "acknowledged before its fsync");
+        }
         writeln!(out, "acked {}", i + 9).unwrap();
         out.flush().unwrap();
         i += 10;
@@ -217,23 +225,36 @@ fn kill9_child() {
 
 #[test]
 fn kill9_keeps_every_acknowledged_write() {
+    kill9_run(false);
+}
+
+/// The same with every batch acknowledged only after `sync_journal` (what `j: true` waits for).
+/// kill -9 leaves the page cache alone, so this shows the synced path loses nothing either; the
+/// fsync itself is shown by `j_writes_are_fsynced_before_their_ack`.
+#[test]
+fn kill9_keeps_every_journal_synced_write() {
+    kill9_run(true);
+}
+
+fn kill9_run(sync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["kill9_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["kill9_child", "--exact", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, dir.path());
+    if sync {
+        cmd.env(CHILD_SYNC_ENV, "1");
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut max_acked: Option<i64> = None;
     let deadline = Instant::now() + Duration::from_secs(15);
+    // fsync per batch is slow on some disks: fewer batches then.
+    let enough = if sync { 500 } else { 3000 };
     while let Some(Ok(line)) = lines.next() {
         if let Some(n) = line.strip_prefix("acked ") {
             max_acked = Some(n.trim().parse().unwrap());
-            if max_acked.unwrap() >= 3000 {
+            if max_acked.unwrap() >= enough {
                 break;
             }
         }
@@ -252,6 +273,75 @@ fn kill9_keeps_every_acknowledged_write() {
     let got = ids(&e, "db", "c");
     assert!(got.len() as i64 > max_acked, "have {} docs, acked up to {max_acked}", got.len());
     assert_eq!(got[..=max_acked as usize], (0..=max_acked).collect::<Vec<_>>()[..]);
+}
+
+/// `sync_journal` returns only once every earlier append is fsynced: 1,000 writes each followed
+/// by it cost at least 1,000 fsyncs, and after each one the journal has nothing unsynced.
+#[test]
+fn j_writes_are_fsynced_before_their_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long background interval, so the fsyncs counted are sync_journal's own.
+    let opts = EngineOptions { sync_interval: Duration::from_secs(3600), ..Default::default() };
+    let e = Engine::open(dir.path(), opts).unwrap();
+    let before = e.journal_stats();
+    for i in 0..1000 {
+        let res = e.insert("db", "c", vec![doc! {"_id": i}], true, &NeverInterrupt);
+        assert!(res.write_errors.is_empty());
+        let s = e.journal_stats();
+        assert!(s.durable_appends < s.appends, "the write itself is not synced");
+        e.sync_journal().unwrap();
+        let s = e.journal_stats();
+        assert_eq!(s.durable_appends, s.appends, "write {i} acknowledged before its fsync");
+    }
+    let after = e.journal_stats();
+    assert!(after.fsyncs - before.fsyncs >= 1000, "{before:?} -> {after:?}");
+    // Nothing new to sync: no fsync.
+    e.sync_journal().unwrap();
+    assert_eq!(e.journal_stats().fsyncs, after.fsyncs);
+}
+
+/// Concurrent `sync_journal` callers share fsyncs (group commit) and all see their writes durable.
+#[test]
+fn concurrent_journal_syncs_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions { sync_interval: Duration::from_secs(3600), ..Default::default() };
+    let e = Engine::open(dir.path(), opts).unwrap();
+    let before = e.journal_stats().fsyncs;
+    std::thread::scope(|s| {
+        for t in 0..8i64 {
+            let e = e.clone();
+            s.spawn(move || {
+                for i in 0..100i64 {
+                    let res = e.insert("db", "c", vec![doc! {"_id": t * 1000 + i}], true, &NeverInterrupt);
+                    assert!(res.write_errors.is_empty());
+                    let appended = e.journal_stats().appends;
+                    e.sync_journal().unwrap();
+                    assert!(e.journal_stats().durable_appends >= appended);
+                }
+            });
+        }
+    });
+    let s = e.journal_stats();
+    assert_eq!(s.durable_appends, s.appends);
+    assert!(s.fsyncs - before <= 800, "{} fsyncs for 800 writes", s.fsyncs - before);
+}
+
+#[test]
+fn sync_every_write_counts_one_fsync_per_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        sync_every_write: true,
+        sync_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let e = Engine::open(dir.path(), opts).unwrap();
+    let before = e.journal_stats();
+    for i in 0..50 {
+        e.insert("db", "c", vec![doc! {"_id": i}], true, &NeverInterrupt);
+        let s = e.journal_stats();
+        assert_eq!(s.durable_appends, s.appends);
+    }
+    assert!(e.journal_stats().fsyncs - before.fsyncs >= 50);
 }
 
 #[test]
