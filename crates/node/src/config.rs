@@ -4,6 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default [`NodeConfig::preauth_max_message_size`] (mongod's `preAuthMaximumMessageSizeBytes`).
+pub const DEFAULT_PREAUTH_MAX_MESSAGE_SIZE: usize = 16 * 1024;
+/// Default [`NodeConfig::unauthenticated_idle_timeout`].
+pub const DEFAULT_UNAUTHENTICATED_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How to run a node. `Default` binds 127.0.0.1:27017, in-memory, auth on, no root user.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -19,7 +24,19 @@ pub struct NodeConfig {
     pub root_user: Option<(String, String)>,
     /// `maxMessageSizeBytes`: larger frames close the connection.
     pub max_message_size: usize,
-    /// fsync every acknowledged write (engine option) instead of every 100 ms.
+    /// Largest frame accepted before the connection authenticates (auth on). Default 16 KiB, as
+    /// mongod's `preAuthMaximumMessageSizeBytes`: the handshake (`hello` with client metadata,
+    /// which drivers keep under 512 bytes) and SCRAM's `saslStart`/`saslContinue` (well under
+    /// 1 KB) fit many times over; anything bigger has no business before authentication.
+    pub preauth_max_message_size: usize,
+    /// An unauthenticated connection (auth on) is closed when no complete message arrives for
+    /// this long (`None`: never). Default 60 s: longer than drivers' default heartbeat (10 s),
+    /// since their monitoring connections never authenticate. mongod has no such timeout.
+    pub unauthenticated_idle_timeout: Option<Duration>,
+    /// Same for authenticated connections (and all connections with auth off). Default none.
+    pub idle_timeout: Option<Duration>,
+    /// fsync every acknowledged write (engine option) instead of every 100 ms; `j: true` writes
+    /// wait for an fsync either way.
     pub sync_every_write: bool,
     /// Idle cursors are closed after this long (mongod: 10 minutes).
     pub cursor_timeout: Duration,
@@ -36,6 +53,9 @@ impl Default for NodeConfig {
             auth: true,
             root_user: None,
             max_message_size: docplane_wire::DEFAULT_MAX_MESSAGE_SIZE,
+            preauth_max_message_size: DEFAULT_PREAUTH_MAX_MESSAGE_SIZE,
+            unauthenticated_idle_timeout: Some(DEFAULT_UNAUTHENTICATED_IDLE_TIMEOUT),
+            idle_timeout: None,
             sync_every_write: false,
             cursor_timeout: Duration::from_secs(600),
             max_connections: 1_000_000,

@@ -4,11 +4,18 @@
 //! to decode (malformed, too large, unsupported opcode) closes only this connection, with the reason
 //! logged. `moreToCome` requests get no reply. Shutdown closes idle connections at once; a connection
 //! busy with a command closes after its (interrupted) reply is written.
+//!
+//! Before a connection authenticates (auth on), what it can make the node hold is bounded: frames
+//! longer than [`crate::NodeConfig::preauth_max_message_size`] close it as soon as their length
+//! prefix arrives (nothing of the body is buffered), and it is closed when no complete message
+//! arrives within [`crate::NodeConfig::unauthenticated_idle_timeout`]. Authenticated connections
+//! (and every connection with auth off) get `max_message_size` and
+//! [`crate::NodeConfig::idle_timeout`] (none by default).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, doc};
 use bytes::BytesMut;
@@ -87,11 +94,38 @@ pub struct ConnCtx {
     pub info: Arc<ConnInfo>,
     pub sasl: Option<SaslState>,
     pub next_conversation_id: i32,
+    /// Set by a command (the `failCommand` fail point's `closeConnection`): close the connection
+    /// instead of replying.
+    pub close_requested: bool,
+    /// Fields added to the next reply (the `failCommand` fail point's `errorLabels`, ...).
+    pub reply_extras: Document,
 }
 
 impl ConnCtx {
     pub fn new(info: Arc<ConnInfo>) -> Self {
-        ConnCtx { info, sasl: None, next_conversation_id: 1 }
+        ConnCtx {
+            info,
+            sasl: None,
+            next_conversation_id: 1,
+            close_requested: false,
+            reply_extras: Document::new(),
+        }
+    }
+
+    /// Whether the connection counts as authenticated for its limits: auth is off, or a user
+    /// is authenticated on it.
+    fn trusted(&self, state: &NodeState) -> bool {
+        !state.auth_enabled() || !self.info.auth.lock().is_empty()
+    }
+
+    /// Moves the pending extra fields into `reply` (errors only get error fields; a success
+    /// keeps what its handler wrote).
+    fn finish_reply(&mut self, reply: &mut Document) {
+        for (k, v) in std::mem::take(&mut self.reply_extras) {
+            if reply.get_f64("ok").is_ok_and(|ok| ok == 0.0) {
+                reply.insert(k, v);
+            }
+        }
     }
 }
 
@@ -108,6 +142,13 @@ pub enum CloseReason {
     Shutdown,
     Protocol(String),
     Io(std::io::Error),
+    /// No complete message within the idle timeout (`authenticated` says which one applied).
+    IdleTimeout {
+        authenticated: bool,
+        after: Duration,
+    },
+    /// A command asked for it (the `failCommand` fail point's `closeConnection`).
+    FailPoint,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -117,6 +158,13 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Shutdown => write!(f, "server shutting down"),
             CloseReason::Protocol(s) => write!(f, "protocol error: {s}"),
             CloseReason::Io(e) => write!(f, "io error: {e}"),
+            CloseReason::IdleTimeout { authenticated: true, after } => {
+                write!(f, "idle for {} ms", after.as_millis())
+            }
+            CloseReason::IdleTimeout { authenticated: false, after } => {
+                write!(f, "unauthenticated and idle for {} ms", after.as_millis())
+            }
+            CloseReason::FailPoint => write!(f, "closed by the failCommand fail point"),
         }
     }
 }
@@ -131,17 +179,29 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let decoder = FrameDecoder::new(state.config.max_message_size);
+    let full = FrameDecoder::new(state.config.max_message_size);
+    let preauth = FrameDecoder::new(state.config.preauth_max_message_size.min(state.config.max_message_size));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut ctx = ConnCtx::new(info);
+    // When the wait for the current message began (accept, or the last reply).
+    let mut waiting_since = tokio::time::Instant::now();
     loop {
+        let trusted = ctx.trusted(&state);
+        let decoder = if trusted { &full } else { &preauth };
         let msg = match decoder.decode(&mut buf) {
             Ok(Some(m)) => m,
-            Err(e) => return CloseReason::Protocol(e.to_string()),
+            Err(e) if trusted => return CloseReason::Protocol(e.to_string()),
+            Err(e) => return CloseReason::Protocol(format!("before authentication: {e}")),
             Ok(None) => {
                 if *shutdown.borrow() {
                     return CloseReason::Shutdown;
                 }
+                let idle = if trusted {
+                    state.config.idle_timeout
+                } else {
+                    state.config.unauthenticated_idle_timeout
+                };
+                let deadline = idle.map(|d| waiting_since + d);
                 tokio::select! {
                     r = stream.read_buf(&mut buf) => match r {
                         Ok(0) => return if buf.is_empty() { CloseReason::ClientClosed } else { CloseReason::Protocol("connection closed mid-message".into()) },
@@ -149,6 +209,9 @@ where
                         Err(e) => return CloseReason::Io(e),
                     },
                     _ = shutdown.changed() => return CloseReason::Shutdown,
+                    _ = sleep_until(deadline) => {
+                        return CloseReason::IdleTimeout { authenticated: trusted, after: idle.unwrap_or_default() };
+                    }
                 }
             }
         };
@@ -164,6 +227,15 @@ where
                 return CloseReason::Io(e);
             }
         }
+        waiting_since = tokio::time::Instant::now();
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -192,7 +264,11 @@ async fn handle_message(
         Op::Msg(m) => {
             let more_to_come = m.more_to_come();
             let cmd = m.into_command();
-            let reply = crate::cmd::dispatch(state, ctx, cmd, None).await;
+            let mut reply = crate::cmd::dispatch(state, ctx, cmd, None).await;
+            if ctx.close_requested {
+                return Err(CloseReason::FailPoint);
+            }
+            ctx.finish_reply(&mut reply);
             if more_to_come {
                 return Ok(None);
             }
@@ -217,7 +293,11 @@ async fn handle_message(
             let out = match q.command_db() {
                 Some(db) => {
                     let cmd = q.command();
-                    let reply = crate::cmd::dispatch(state, ctx, cmd, Some(db.to_owned())).await;
+                    let mut reply = crate::cmd::dispatch(state, ctx, cmd, Some(db.to_owned())).await;
+                    if ctx.close_requested {
+                        return Err(CloseReason::FailPoint);
+                    }
+                    ctx.finish_reply(&mut reply);
                     reply_of(vec![reply], 8)
                 }
                 None => {

@@ -16,12 +16,14 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod cursors;
+pub mod failpoint;
 pub mod ops;
 pub mod redact;
 pub mod reply;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod writeconcern;
 
 pub use config::{NodeConfig, NodeError};
 pub use redact::redact_command;

@@ -64,6 +64,8 @@ pub struct NodeState {
     pub startup_warnings: Vec<String>,
     /// Random id of this process (serverStatus.process / topologyVersion).
     pub process_id: bson::oid::ObjectId,
+    /// `configureFailPoint`'s fail points (test commands only).
+    pub failpoints: crate::failpoint::FailPoints,
 }
 
 impl NodeState {
@@ -93,6 +95,7 @@ impl NodeState {
             shutting_down: AtomicBool::new(false),
             startup_warnings,
             process_id: bson::oid::ObjectId::new(),
+            failpoints: Default::default(),
         }
     }
 

@@ -687,6 +687,7 @@ mod tests {
             shutting_down: AtomicBool::new(false),
             startup_warnings: Vec::new(),
             process_id: bson::oid::ObjectId::new(),
+            failpoints: Default::default(),
         }
     }
 

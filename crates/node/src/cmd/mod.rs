@@ -198,6 +198,7 @@ async fn dispatch_inner(
         }
     }
     let deadline = parse_max_time(&cmd)?;
+    let wc = crate::writeconcern::parse(&name, &cmd, state.engine.is_durable())?;
     let users = conn.info.users();
     let (session, lsid) = match cmd.get("lsid") {
         Some(l) => {
@@ -243,7 +244,11 @@ async fn dispatch_inner(
     }
     state.opcounters.bump(spec.op, 1);
     let mut ctx = Ctx { state, conn, op: guard.entry.clone(), db };
-    let result = run(&mut ctx, spec.handler, &name, &cmd).await;
+    let result = match crate::failpoint::before_command(&mut ctx, &name).await {
+        Ok(()) => run(&mut ctx, spec.handler, &name, &cmd).await,
+        Err(e) => Err(e),
+    };
+    let result = crate::failpoint::after_command(&mut ctx, &name, &cmd, wc, result).await;
     drop(guard);
     result
 }
@@ -309,6 +314,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
             "shutdown is not available over the wire; stop the docplane process",
         )),
         H::Sleep => admin::sleep(ctx, cmd).await,
+        H::ConfigureFailPoint => crate::failpoint::configure(ctx, cmd),
         H::SaslStart => authcmd::sasl_start(ctx, cmd),
         H::SaslContinue => authcmd::sasl_continue(ctx, cmd),
         H::Logout => {

@@ -43,6 +43,7 @@ pub enum Handler {
     ReplSetGetStatus,
     Shutdown,
     Sleep,
+    ConfigureFailPoint,
     SaslStart,
     SaslContinue,
     Logout,
@@ -233,6 +234,8 @@ pub const COMMANDS: &[Command] = &[
     // lockInfo: serverStatus on the cluster (mongod's lock_info.cpp).
     c("lockInfo", Cluster(&[ServerStatus]), Handler::LockInfo).admin(),
     c("sleep", Authenticated, Handler::Sleep).test(),
+    // mongod needs no privilege for it (test commands only); docplane asks for a user, as for sleep.
+    c("configureFailPoint", Authenticated, Handler::ConfigureFailPoint).admin().test(),
     // authentication and users
     c("saslStart", Public, Handler::SaslStart),
     c("saslContinue", Public, Handler::SaslContinue),
