@@ -41,6 +41,9 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
+/// sync_every_write = false                # fsync each write before its ack (j: true always waits)
+/// unauthenticated_idle_timeout_ms = 60000 # 0 = none
+/// idle_timeout_ms = 0                     # authenticated connections; 0 = none
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +91,34 @@ pub struct NodeSection {
     pub listen: Option<SocketAddr>,
     pub enable_test_commands: Option<bool>,
     pub no_auth: Option<bool>,
+    pub sync_every_write: Option<bool>,
+    pub unauthenticated_idle_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// The node's durability and connection settings, from `--sync-every-write` and the file's
+/// `[node]` section (a flag can only turn per-write sync on); a timeout of 0 means none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTuning {
+    pub sync_every_write: bool,
+    pub unauthenticated_idle_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+pub fn node_tuning(sync_every_write_flag: bool, node: &NodeSection) -> NodeTuning {
+    let ms = |v: Option<u64>, default: Option<Duration>| match v {
+        None => default,
+        Some(0) => None,
+        Some(n) => Some(Duration::from_millis(n)),
+    };
+    NodeTuning {
+        sync_every_write: sync_every_write_flag || node.sync_every_write.unwrap_or(false),
+        unauthenticated_idle_timeout: ms(
+            node.unauthenticated_idle_timeout_ms,
+            Some(docplane_node::config::DEFAULT_UNAUTHENTICATED_IDLE_TIMEOUT),
+        ),
+        idle_timeout: ms(node.idle_timeout_ms, None),
+    }
 }
 
 impl FileConfig {
@@ -180,6 +211,23 @@ mod tests {
         assert!(cfg.api.store.is_some_and(|s| s.starts_with("postgres://")));
         assert!(cfg.node.listen.is_some());
         assert!(cfg.api.header_read_timeout_ms.is_some() && cfg.api.max_connections.is_some());
+    }
+
+    #[test]
+    fn node_tuning_from_flag_and_file() {
+        let d = node_tuning(false, &NodeSection::default());
+        assert!(!d.sync_every_write);
+        assert_eq!(d.unauthenticated_idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(d.idle_timeout, None);
+        let file: FileConfig = toml::from_str(
+            "[node]\nsync_every_write = true\nunauthenticated_idle_timeout_ms = 0\nidle_timeout_ms = 5000\n",
+        )
+        .unwrap();
+        let t = node_tuning(false, &file.node);
+        assert!(t.sync_every_write);
+        assert_eq!(t.unauthenticated_idle_timeout, None);
+        assert_eq!(t.idle_timeout, Some(Duration::from_secs(5)));
+        assert!(node_tuning(true, &NodeSection::default()).sync_every_write);
     }
 
     #[test]

@@ -201,6 +201,10 @@ struct UpArgs {
     /// Let the node run test commands such as `{sleep: 1, millis: N}`.
     #[arg(long, env = "DOCPLANE_ENABLE_TEST_COMMANDS")]
     enable_test_commands: bool,
+    /// fsync the node's journal before acknowledging each write (`j: true` writes wait for an
+    /// fsync in any case; without this flag others are fsynced within 100 ms).
+    #[arg(long, env = "DOCPLANE_NODE_SYNC_EVERY_WRITE")]
+    sync_every_write: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +244,10 @@ struct NodeArgs {
     /// Let clients run test commands such as `{sleep: 1, millis: N}`.
     #[arg(long, env = "DOCPLANE_ENABLE_TEST_COMMANDS")]
     enable_test_commands: bool,
+    /// fsync the journal before acknowledging each write (`j: true` writes wait for an fsync in
+    /// any case; without this flag others are fsynced within 100 ms).
+    #[arg(long, env = "DOCPLANE_NODE_SYNC_EVERY_WRITE")]
+    sync_every_write: bool,
     /// Accept every client without authentication (local play only).
     #[arg(long, env = "DOCPLANE_NO_AUTH")]
     no_auth: bool,

@@ -111,12 +111,16 @@ pub async fn node(args: NodeArgs) -> Result<()> {
     let default = config::addr(None, file.node.listen, config::DEFAULT_NODE_LISTEN)?;
     let bind =
         std::net::SocketAddr::new(args.bind.unwrap_or(default.ip()), args.port.unwrap_or(default.port()));
+    let tuning = config::node_tuning(args.sync_every_write, &file.node);
     let node_config = docplane_node::NodeConfig {
         bind,
         data_dir: Some(dir.join("node")),
         enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
         auth: !(args.no_auth || file.node.no_auth.unwrap_or(false)),
         root_user: args.root_user.zip(args.root_password),
+        sync_every_write: tuning.sync_every_write,
+        unauthenticated_idle_timeout: tuning.unauthenticated_idle_timeout,
+        idle_timeout: tuning.idle_timeout,
         ..Default::default()
     };
     let handle = docplane_node::Node::start(node_config).await.context("starting the node")?;
@@ -327,12 +331,16 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
         Some(b) => uri_credentials(&b.node_uri).context("bootstrap.json has no credentials in node_uri")?,
         None => (EMBEDDED_ROOT_USER.to_string(), random_password()),
     };
+    let tuning = config::node_tuning(args.sync_every_write, &file.node);
     let node = docplane_node::Node::start(docplane_node::NodeConfig {
         bind: node_listen,
         data_dir: Some(dir.join("node")),
         enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
         auth: true,
         root_user: Some(root.clone()),
+        sync_every_write: tuning.sync_every_write,
+        unauthenticated_idle_timeout: tuning.unauthenticated_idle_timeout,
+        idle_timeout: tuning.idle_timeout,
         ..Default::default()
     })
     .await

@@ -54,7 +54,8 @@
 //!
 //! Every acknowledged write was `write()`n to the journal (one `write_all` per batch of records)
 //! before the call returned, which survives `kill -9`. The journal is fsynced every 100 ms by the
-//! engine's background thread, or per write with `sync_every_write`. A failed append is rolled
+//! engine's background thread, or per write with `sync_every_write`, and on demand by
+//! `Engine::sync_journal` (what `j: true` waits for). A failed append is rolled
 //! back with `set_len` so a partial frame is never followed by good ones; if that fails too, the
 //! writer refuses all further appends.
 
