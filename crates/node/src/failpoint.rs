@@ -269,9 +269,10 @@ fn matches(data: &Document, ctx: &Ctx<'_>, name: &str) -> bool {
 }
 
 /// Extra reply fields a fired fail point adds (labels, extra error info, write concern error).
+/// `errorLabels` of the data; an empty list means no labels at all (mongod's override).
 fn labels(data: &Document) -> Option<Bson> {
     match data.get("errorLabels") {
-        Some(Bson::Array(a)) => Some(Bson::Array(a.clone())),
+        Some(Bson::Array(a)) if !a.is_empty() => Some(Bson::Array(a.clone())),
         _ => None,
     }
 }
@@ -355,9 +356,7 @@ pub async fn after_command(
             return match result {
                 Ok(mut d) => {
                     d.insert("writeConcernError", wce);
-                    if let Some(Bson::Array(l)) = labels(&data)
-                        && !l.is_empty()
-                    {
+                    if let Some(l) = labels(&data) {
                         d.insert("errorLabels", l);
                     }
                     Ok(d)

@@ -86,6 +86,11 @@ pub fn parse(name: &str, cmd: &Document, durable: bool) -> Result<Option<WriteCo
     if !supports_write_concern(name, cmd) {
         return Err(CommandError::new(72, "InvalidOptions", "Command does not support writeConcern"));
     }
+    parse_document(wc, durable).map(Some)
+}
+
+/// Validates one write concern document.
+fn parse_document(wc: &Document, durable: bool) -> Result<WriteConcern, CommandError> {
     for key in wc.keys() {
         if !matches!(key.as_str(), "w" | "j" | "fsync" | "wtimeout" | "provenance") {
             return Err(CommandError::new(
@@ -146,7 +151,20 @@ pub fn parse(name: &str, cmd: &Document, durable: bool) -> Result<Option<WriteCo
             "cannot use 'j' option when a host does not have journaling enabled",
         ));
     }
-    Ok(Some(WriteConcern { journal: j || fsync || majority }))
+    Ok(WriteConcern { journal: j || fsync || majority })
+}
+
+/// The legacy `{getLastError: 1, j, fsync, w, wtimeout}`: the write concern fields sit at the top
+/// level and apply to the connection's previous writes. Honoured like a `writeConcern` (the
+/// journal is synced when asked), never answered without doing what it asks.
+pub async fn get_last_error(state: &NodeState, cmd: &Document) -> Result<Document, CommandError> {
+    let wc: Document = ["w", "j", "fsync", "wtimeout"]
+        .iter()
+        .filter_map(|k| cmd.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect();
+    let parsed = parse_document(&wc, state.engine.is_durable())?;
+    wait(state, Some(parsed)).await?;
+    Ok(bson::doc! {"err": Bson::Null, "n": 0})
 }
 
 /// Waits for what `wc` asks after the command ran: the journal fsync (shared with concurrent
@@ -191,6 +209,16 @@ mod tests {
         assert_eq!(p(doc! {"w": 0}).unwrap(), no);
         assert_eq!(p(doc! {"j": false}).unwrap(), no);
         assert_eq!(parse("insert", &doc! {"insert": "c"}, true).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn get_last_error_validates_its_write_concern() {
+        let st = crate::state::NodeState::in_memory(crate::NodeConfig::default());
+        assert!(get_last_error(&st, &doc! {"getLastError": 1}).await.is_ok());
+        assert!(get_last_error(&st, &doc! {"getLastError": 1, "w": 1, "wtimeout": 100}).await.is_ok());
+        assert_eq!(get_last_error(&st, &doc! {"getLastError": 1, "w": 2}).await.unwrap_err().code, 2);
+        // In memory: no journal to honour j with.
+        assert_eq!(get_last_error(&st, &doc! {"getLastError": 1, "j": true}).await.unwrap_err().code, 2);
     }
 
     #[test]

@@ -43,6 +43,12 @@ async fn j_true_writes_are_acknowledged_after_their_fsync() {
     let after = engine.journal_stats();
     assert!(after.fsyncs - before.fsyncs >= 1000, "{before:?} -> {after:?}");
 
+    // The legacy getLastError with j: the previous (default) write is on disk at its reply.
+    plain.insert_one(doc! {"_id": "gle"}).await.unwrap();
+    db.run_command(doc! {"getLastError": 1, "j": true}).await.unwrap();
+    let s = engine.journal_stats();
+    assert_eq!(s.durable_appends, s.appends, "getLastError j answered before the fsync");
+
     // Every form that asks for the journal: w majority, fsync, j in update/delete/findAndModify.
     let forms = [doc! {"w": "majority"}, doc! {"fsync": true}, doc! {"w": 1, "j": 1}];
     for (k, wc) in forms.into_iter().enumerate() {

@@ -299,7 +299,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
             Ok(doc! {"state": "disabled", "message": "", "url": "", "userReminder": ""})
         }
         H::Features => Ok(doc! {"oidMachine": 0, "js": false}),
-        H::GetLastError => Ok(doc! {"err": Bson::Null, "n": 0}),
+        H::GetLastError => crate::writeconcern::get_last_error(ctx.state, cmd).await,
         H::GetNonce => Ok(doc! {"nonce": format!("{:016x}", rand::random::<u64>())}),
         H::LockInfo => Ok(doc! {"lockInfo": []}),
         H::GetDefaultRwConcern => Ok(
