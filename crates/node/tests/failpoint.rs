@@ -229,3 +229,40 @@ async fn write_concern_error_is_added_after_the_write() {
     assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 1);
     coll.insert_one(doc! {"_id": 2}).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_fail_all_commands_and_extra_error_info() {
+    let n = common::start().await;
+    let root = n.root("fp-admin").await;
+    let victim = n.root("ns-victim").await;
+    let db = victim.database("test");
+    db.collection::<Document>("c").insert_one(doc! {"_id": 1}).await.unwrap();
+    db.collection::<Document>("d").insert_one(doc! {"_id": 1}).await.unwrap();
+    // namespace: only commands on test.c.
+    fail_point(
+        &root,
+        doc! {"mode": "alwaysOn", "data": {"failCommands": ["find"], "errorCode": 2, "namespace": "test.c", "appName": "ns-victim"}},
+    )
+    .await;
+    assert_eq!(common::code(&db.collection::<Document>("c").find_one(doc! {}).await.unwrap_err()), Some(2));
+    assert!(db.collection::<Document>("d").find_one(doc! {}).await.unwrap().is_some());
+    // failAllCommands (configureFailPoint itself is never failed), with errorExtraInfo in the reply.
+    fail_point(
+        &root,
+        doc! {"mode": "alwaysOn", "data": {"failAllCommands": true, "errorCode": 2, "appName": "ns-victim",
+        "errorExtraInfo": {"extra": "info"}}},
+    )
+    .await;
+    let e = ping(&victim).await.unwrap_err();
+    assert_eq!(common::code(&e), Some(2));
+    let ErrorKind::Command(_) = &*e.kind else { panic!("{e:?}") };
+    let reply = e.server_response().unwrap();
+    assert_eq!(reply.get_str("extra").unwrap(), "info");
+    assert!(db.collection::<Document>("d").find_one(doc! {}).await.is_err());
+    victim
+        .database("admin")
+        .run_command(doc! {"configureFailPoint": "failCommand", "mode": "off"})
+        .await
+        .unwrap();
+    ping(&victim).await.unwrap();
+}
