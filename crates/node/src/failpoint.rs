@@ -223,6 +223,8 @@ pub fn configure(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
     s.data = data;
     let count = s.times_entered;
     tracing::warn!(fail_point = name, conn = ctx.conn.info.id, "set failpoint");
+    // mongod's appendIntOrLL: an int while it fits.
+    let count = i32::try_from(count).map_or(Bson::Int64(count), Bson::Int32);
     Ok(doc! {"count": count})
 }
 

@@ -83,7 +83,7 @@ async fn error_code_labels_modes_and_counts() {
         doc! {"mode": "alwaysOn", "data": {"failCommands": ["find"], "errorCode": 2, "errorLabels": ["TestLabel"]}},
     )
     .await;
-    assert_eq!(r.get_i64("count").unwrap(), 0);
+    assert_eq!(r.get_i32("count").unwrap(), 0);
     let e = coll.find_one(doc! {}).await.unwrap_err();
     let ErrorKind::Command(c) = &*e.kind else { panic!("{e}") };
     assert_eq!((c.code, c.code_name.as_str()), (2, "BadValue"));
@@ -92,7 +92,7 @@ async fn error_code_labels_modes_and_counts() {
     assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 1);
     // `count` reports the activations so far.
     let r = fail_point(&root, doc! {"mode": "off"}).await;
-    assert_eq!(r.get_i64("count").unwrap(), 1);
+    assert_eq!(r.get_i32("count").unwrap(), 1);
     assert!(coll.find_one(doc! {}).await.unwrap().is_some());
 
     // {times: 2}: two failures, then the fail point is off by itself.
@@ -109,7 +109,7 @@ async fn error_code_labels_modes_and_counts() {
     assert!(ping(&root).await.is_err());
     assert!(ping(&root).await.is_err());
     let r = fail_point(&root, doc! {"mode": "off"}).await;
-    assert_eq!(r.get_i64("count").unwrap(), 1 + 2 + 2);
+    assert_eq!(r.get_i32("count").unwrap(), 1 + 2 + 2);
     ping(&root).await.unwrap();
 }
 
