@@ -26,29 +26,30 @@ pub struct WriteConcern {
     pub journal: bool,
 }
 
-/// Commands that take a `writeConcern` (mongod's `supportsWriteConcern`), by the node's names.
+/// Whether the command takes a `writeConcern` (mongod's `supportsWriteConcern`), by its handler in
+/// the command table.
 pub fn supports_write_concern(name: &str, cmd: &Document) -> bool {
-    match name {
-        "insert"
-        | "update"
-        | "delete"
-        | "findAndModify"
-        | "findandmodify"
-        | "create"
-        | "drop"
-        | "createIndexes"
-        | "dropIndexes"
-        | "deleteIndexes"
-        | "dropDatabase"
-        | "renameCollection"
-        | "createUser"
-        | "updateUser"
-        | "dropUser"
-        | "dropAllUsersFromDatabase"
-        | "grantRolesToUser"
-        | "revokeRolesFromUser" => true,
+    use crate::cmd::table::{Handler as H, lookup};
+    let Some(c) = lookup(name) else { return false };
+    match c.handler {
+        H::Insert
+        | H::Update
+        | H::Delete
+        | H::FindAndModify
+        | H::Create
+        | H::Drop
+        | H::CreateIndexes
+        | H::DropIndexes
+        | H::DropDatabase
+        | H::RenameCollection
+        | H::CreateUser
+        | H::UpdateUser
+        | H::DropUser
+        | H::DropAllUsersFromDatabase
+        | H::GrantRolesToUser
+        | H::RevokeRolesFromUser => true,
         // Only a pipeline that writes ($out, $merge) takes one.
-        "aggregate" => cmd.get_array("pipeline").ok().is_some_and(|p| {
+        H::Aggregate => cmd.get_array("pipeline").ok().is_some_and(|p| {
             p.iter()
                 .any(|s| matches!(s, Bson::Document(d) if d.contains_key("$out") || d.contains_key("$merge")))
         }),

@@ -62,7 +62,7 @@ async fn error_code_labels_modes_and_counts() {
     let ErrorKind::Command(c) = &*e.kind else { panic!("{e}") };
     assert_eq!(
         (c.code, c.code_name.as_str(), c.message.as_str()),
-        (237, "FailPointSetFailed", "hangBeforeAnything not found")
+        (266, "FailPointSetFailed", "hangBeforeAnything not found")
     );
     let e = root
         .database("test")
