@@ -4,10 +4,11 @@
 //! What a standalone can honour is the journal: `j: true` (and `fsync: true`, which mongod serves
 //! from the journal too when it is durable) is acknowledged only after the engine has fsynced
 //! every write made before the wait ([`docplane_engine::Engine::sync_journal`], group commit).
-//! `w: "majority"` journals too: mongod's standalone replication coordinator leaves its sync mode
-//! unset and mongod then decides by `writeConcernMajorityJournalDefault` of a replica set config it
-//! does not have; docplane takes the stricter reading (the majority of one node has the write on
-//! disk), so a majority acknowledgment never promises more than was done.
+//! `w: "majority"` journals too. What a mongod standalone does there is not one thing in its
+//! sources: `populateUnsetWriteConcernOptionsSyncMode` journals a majority write when the replica
+//! set config's `writeConcernMajorityJournalDefault` says so (a standalone has no config), the
+//! mock coordinator always journals it, the embedded one never. docplane takes the reading that
+//! never promises more than was done: the majority of one node has the write on disk.
 //!
 //! Refused as mongod refuses them: `w` above 1 or a tag set (BadValue: no replication here),
 //! `j` on a node without a journal (in memory), `j` with `fsync`, a `writeConcern` on a command
