@@ -6,7 +6,7 @@
 //! Run: `cargo run --release -p docplane-node --example j_bench [-- <inserts per case> <dir>]`
 //! (defaults 2000, a temporary directory under the current one: put it on the disk to measure,
 //! not on a tmpfs).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: failing loudly is the point")]
 
 use std::time::Instant;
 

@@ -381,7 +381,7 @@ pub async fn after_command(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     fn set(fp: &FailPoints, cmd: Document) {

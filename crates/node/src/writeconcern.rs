@@ -189,7 +189,7 @@ pub async fn wait(state: &NodeState, wc: Option<WriteConcern>) -> Result<(), Com
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![expect(clippy::unwrap_used, reason = "tests")]
     use bson::doc;
 
     use super::*;

@@ -1,7 +1,7 @@
 //! Write concern durability through the official Rust driver: a `j: true` (or `w: "majority"`,
 //! or `fsync: true`) write is acknowledged only after the journal is fsynced; write concerns a
 //! standalone cannot honour are refused with mongod's errors.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 

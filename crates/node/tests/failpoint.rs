@@ -1,7 +1,7 @@
 //! `configureFailPoint` / `failCommand` through the official Rust driver, as drivers' test suites
 //! use it: refused without test commands, modes, error codes and labels, appName filters, closed
 //! connections, blocked (and killable) commands, injected write concern errors.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! What a connection can make the node do before it authenticates: small frames only (cut off at
 //! the length prefix, before any of the body is buffered) and an idle timeout. Authenticated
 //! connections keep the 48 MB limit and no timeout.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 
