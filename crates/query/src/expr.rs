@@ -361,6 +361,39 @@ impl Expr {
         Err(CommandError::invalid_pipeline_operator(format!("Unrecognized expression '{name}'")))
     }
 
+    /// Adds the top-level fields of `$$CURRENT` this expression may read to `deps` (marking it
+    /// whole when it may read the document as a whole: `$$ROOT`, `$$CURRENT`, `$getField`
+    /// without `input`). User variables (`$let`, `$map`, ...) are not fields; what they are
+    /// bound to is analysed where it is bound.
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        match self {
+            Expr::Literal(_) => {}
+            Expr::Field(parts) => match parts.first() {
+                Some(f) => deps.add(f),
+                None => deps.set_whole(),
+            },
+            Expr::Var(name, parts) => {
+                if matches!(name.as_str(), "ROOT" | "CURRENT") {
+                    match parts.first() {
+                        Some(f) => deps.add(f),
+                        None => deps.set_whole(),
+                    }
+                }
+            }
+            Expr::Named("$getField", args) if !args.iter().any(|(k, _)| k == "input") => {
+                match args.iter().find(|(k, _)| k == "field") {
+                    Some((_, Expr::Literal(Bson::String(f)))) => deps.add(f),
+                    _ => deps.set_whole(),
+                }
+                for (_, e) in args {
+                    e.add_deps(deps);
+                }
+            }
+            Expr::Object(fs) | Expr::Named(_, fs) => fs.iter().for_each(|(_, e)| e.add_deps(deps)),
+            Expr::Array(es) | Expr::Op(_, es) => es.iter().for_each(|e| e.add_deps(deps)),
+        }
+    }
+
     /// True when the expression is a constant (no field paths or variables).
     pub fn is_constant(&self) -> bool {
         match self {

@@ -46,6 +46,21 @@ pub(crate) enum Node {
     Const(bool),
 }
 
+impl Node {
+    /// Top-level fields read (predicates under a path, `$elemMatch` included, read only below it).
+    fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        match self {
+            Node::And(ns) | Node::Or(ns) | Node::Nor(ns) => ns.iter().for_each(|n| n.add_deps(deps)),
+            Node::Path { parts, .. } => match parts.first() {
+                Some(f) => deps.add(f),
+                None => deps.set_whole(),
+            },
+            Node::Expr(e) => e.add_deps(deps),
+            Node::Const(_) => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CmpOp {
     Gt,
@@ -876,6 +891,35 @@ impl Filter {
     /// True for the empty filter `{}`.
     pub fn is_empty(&self) -> bool {
         self.empty
+    }
+
+    /// The top-level fields the filter reads (the first component of each path, and those of
+    /// `$expr` field paths), in first-use order; `None` when it may read the document as a whole
+    /// (`$expr` over `$$ROOT`). A document holding just these fields (with their values) matches
+    /// exactly when the whole document does.
+    pub fn top_level_fields(&self) -> Option<Vec<String>> {
+        let mut deps = crate::aggregate::Deps::default();
+        self.root.add_deps(&mut deps);
+        deps.into_fields()
+    }
+
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        self.root.add_deps(deps);
+    }
+
+    /// The filter as a conjunction: its top-level `$and` (nested ones flattened, implicit ones of
+    /// several fields included) split into filters that all hold exactly when it holds, in
+    /// evaluation order; a filter that is no conjunction is its only part.
+    pub fn split_conjuncts(&self) -> Vec<Filter> {
+        fn flatten(n: &Node, out: &mut Vec<Filter>) {
+            match n {
+                Node::And(children) if !children.is_empty() => children.iter().for_each(|c| flatten(c, out)),
+                other => out.push(Filter { root: other.clone(), empty: false }),
+            }
+        }
+        let mut out = Vec::new();
+        flatten(&self.root, &mut out);
+        out
     }
 
     fn conjuncts(&self) -> Vec<&Node> {

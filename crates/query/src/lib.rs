@@ -31,7 +31,7 @@ pub mod projection;
 pub mod sort;
 pub mod update;
 
-pub use aggregate::{Pipeline, PipelineEnv};
+pub use aggregate::{DocSource, Pipeline, PipelineEnv};
 pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
 pub use error::{CommandError, Result};
 pub use filter::{Filter, IndexPredicate};

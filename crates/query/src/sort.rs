@@ -62,6 +62,15 @@ impl SortSpec {
         Ok(SortSpec { fields, parts })
     }
 
+    /// Adds the top-level fields the sort reads to `deps`.
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        for parts in &self.parts {
+            if let Some(f) = parts.first() {
+                deps.add(f);
+            }
+        }
+    }
+
     /// The fields and directions, in order.
     pub fn fields(&self) -> &[(String, i32)] {
         &self.fields
@@ -111,12 +120,33 @@ impl SortSpec {
 
     /// Sorts documents in place (stable), computing each document's key once.
     pub fn sort(&self, docs: &mut Vec<Document>) {
-        if self.fields.is_empty() || docs.len() < 2 {
+        self.sort_top(docs, usize::MAX);
+    }
+
+    /// Keeps the first `k` documents of the stable sort of `docs`, in order (`$sort` followed
+    /// by `$limit`, MongoDB's top-k sort): the same documents in the same order as
+    /// [`SortSpec::sort`] then truncating to `k`, without ordering the rest.
+    pub fn sort_top<D: std::borrow::Borrow<Document>>(&self, docs: &mut Vec<D>, k: usize) {
+        if k == 0 {
+            docs.clear();
             return;
         }
-        let mut keyed: Vec<(Vec<Bson>, Document)> = docs.drain(..).map(|d| (self.key(&d), d)).collect();
-        keyed.sort_by(|a, b| self.compare_keys(&a.0, &b.0));
-        docs.extend(keyed.into_iter().map(|(_, d)| d));
+        if self.fields.is_empty() || docs.len() < 2 {
+            docs.truncate(k);
+            return;
+        }
+        // (key, input position): a strict total order equal to the stable sort's.
+        let mut keyed: Vec<(Vec<Bson>, usize, D)> =
+            docs.drain(..).enumerate().map(|(i, d)| (self.key(d.borrow()), i, d)).collect();
+        let cmp = |a: &(Vec<Bson>, usize, D), b: &(Vec<Bson>, usize, D)| {
+            self.compare_keys(&a.0, &b.0).then(a.1.cmp(&b.1))
+        };
+        if k < keyed.len() {
+            keyed.select_nth_unstable_by(k - 1, cmp);
+            keyed.truncate(k);
+        }
+        keyed.sort_unstable_by(cmp);
+        docs.extend(keyed.into_iter().map(|(_, _, d)| d));
     }
 }
 
