@@ -16,7 +16,7 @@ use crate::error::{CommandError, Result};
 use crate::expr::{EvalCtx, Expr, MISSING, is_missing, num_add};
 use crate::filter::Filter;
 use crate::interrupt::{CHECK_EVERY, Interrupt};
-use crate::path::collect_doc;
+use crate::path::{Fields, collect_doc};
 use crate::projection::{Projection, ProjectionKind};
 use crate::sort::SortSpec;
 
@@ -29,6 +29,10 @@ pub trait PipelineEnv: Interrupt {
 
 /// Documents a pipeline can read in part before it builds any of them whole (late
 /// materialization, see [`Pipeline::run_source`]).
+///
+/// Document `i` is [`DocSource::fixed`]`(i)` (a stored document, read in place) with its *live*
+/// fields ([`DocSource::is_live`]) taken from [`DocSource::partial`] instead; without a fixed
+/// document, every field comes from `partial`.
 pub trait DocSource {
     /// Number of documents.
     fn len(&self) -> usize;
@@ -36,8 +40,19 @@ pub trait DocSource {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Document `i` holding (at least) those of the top-level `fields` it has, with the values
-    /// [`DocSource::whole`] gives them; field order does not matter.
+    /// The stored document holding document `i`'s fields that are not live, as they are.
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        let _ = i;
+        None
+    }
+    /// Whether the value of top-level field `name` may differ from the fixed document's (the
+    /// live fields are read from `partial`).
+    fn is_live(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
+    /// Document `i`'s values of those of the top-level `fields` it has that do not come from
+    /// its fixed document (all of them when it has none); order does not matter.
     fn partial(&self, i: usize, fields: &[String]) -> Document;
     /// Document `i`, whole.
     fn whole(&self, i: usize) -> Document;
@@ -941,7 +956,7 @@ impl AccState {
 fn apply_add(
     target: &mut Document,
     spec: &[(String, AddSpec)],
-    root: &Document,
+    root: &dyn Fields,
     ctx: &mut EvalCtx,
 ) -> Result<()> {
     for (k, s) in spec {
@@ -1158,13 +1173,22 @@ impl Pipeline {
         partial_region(&self.stages, &mut deps, &mut written);
         let partial =
             self.stages.first().is_some_and(runs_on_partial) && !written.iter().any(|w| src.may_have(w));
-        if let (true, Some(fields)) = (partial, deps.into_fields()) {
+        if let (true, Some(mut fields)) = (partial, deps.into_fields()) {
+            // Fields the stages add are not the source's: not asked for.
+            fields.retain(|f| !written.contains(f));
+            let live: Vec<String> = fields.iter().filter(|f| src.is_live(f)).cloned().collect();
             let mut rows = Vec::with_capacity(src.len());
             for i in 0..src.len() {
                 t.tick()?;
-                rows.push(Row { doc: src.partial(i, &fields), src: Some(i) });
+                let over = match src.fixed(i) {
+                    Some(_) if live.is_empty() => Document::new(),
+                    Some(_) => src.partial(i, &live),
+                    None => src.partial(i, &fields),
+                };
+                rows.push(Row { over, src: Some(i) });
             }
-            return run_rows(&self.stages, rows, src, &written, env, &mut ctx);
+            let run = Run { src, written: &written };
+            return run.rows(&self.stages, rows, env, &mut ctx);
         }
         let mut docs = Vec::with_capacity(src.len());
         for i in 0..src.len() {
@@ -1236,18 +1260,35 @@ impl Pipeline {
     }
 }
 
-/// A document of a late-materialized run: partial while `src` is set (then only the fields the
-/// stages read, plus those they added), whole otherwise.
+/// A document of a late-materialized run. While `src` is set it is partial: `over` holds the
+/// live fields the stages read and the fields they added, and the other fields are read in
+/// place from the source's fixed document. Otherwise `over` is the whole document.
 #[derive(Debug, Clone)]
 struct Row {
-    doc: Document,
+    over: Document,
     src: Option<usize>,
 }
 
-impl std::borrow::Borrow<Document> for Row {
-    fn borrow(&self) -> &Document {
-        &self.doc
+/// A row seen as a document.
+struct View<'a> {
+    row: &'a Row,
+    run: &'a Run<'a>,
+}
+
+impl Fields for View<'_> {
+    fn field(&self, key: &str) -> Option<&Bson> {
+        self.run.get(self.row, key)
     }
+    fn to_document(&self) -> Document {
+        self.run.materialize_one(self.row.clone())
+    }
+}
+
+/// What a late-materialized run reads rows from.
+struct Run<'a> {
+    src: &'a dyn DocSource,
+    /// Top-level fields the stages add (none of them is the source's).
+    written: &'a [String],
 }
 
 /// Whether a stage can run on partial documents: it only selects, orders, counts or adds fields.
@@ -1299,148 +1340,193 @@ fn partial_region(stages: &[Stage], deps: &mut Deps, written: &mut Vec<String>) 
     }
 }
 
-/// Builds whole the documents of `rows` still partial: the source's document with the fields
-/// the stages added (no stage that runs on partial documents changes a field the source has, so
-/// these are all the differences), appended in the order they were added, as running the stages
-/// on the whole documents would have appended them.
-fn materialize(rows: Vec<Row>, src: &dyn DocSource, written: &[String]) -> Vec<Document> {
-    rows.into_iter()
-        .map(|r| match r.src {
-            None => r.doc,
+impl<'s> Run<'s> {
+    fn view<'b>(&'b self, row: &'b Row) -> View<'b> {
+        View { row, run: self }
+    }
+
+    /// Top-level field `key` of `row`: added or live (in `over`), else the fixed document's.
+    fn get<'x>(&'x self, row: &'x Row, key: &str) -> Option<&'x Bson> {
+        if let Some(v) = row.over.get(key) {
+            return Some(v);
+        }
+        let i = row.src?;
+        if self.src.is_live(key) {
+            return None;
+        }
+        self.src.fixed(i)?.get(key)
+    }
+
+    /// Row `r` whole: the source's document with the fields the stages added (no stage that runs
+    /// on partial documents changes a field the source has, so these are all the differences),
+    /// appended in the order they were added, as running the stages on the whole documents would
+    /// have appended them.
+    fn materialize_one(&self, r: Row) -> Document {
+        match r.src {
+            None => r.over,
             Some(i) => {
-                let mut whole = src.whole(i);
-                for (k, v) in r.doc {
-                    if written.contains(&k) {
+                let mut whole = self.src.whole(i);
+                for (k, v) in r.over {
+                    if self.written.contains(&k) {
                         whole.insert(k, v);
                     }
                 }
                 whole
             }
-        })
-        .collect()
-}
+        }
+    }
 
-/// Runs `stages` on rows, partial ones staying partial as long as the stages allow, then whole.
-fn run_rows(
-    stages: &[Stage],
-    mut rows: Vec<Row>,
-    src: &dyn DocSource,
-    written: &[String],
-    env: &dyn PipelineEnv,
-    ctx: &mut EvalCtx,
-) -> Result<Vec<Document>> {
-    for (i, stage) in stages.iter().enumerate() {
-        env.check()?;
+    fn materialize(&self, rows: Vec<Row>) -> Vec<Document> {
+        rows.into_iter().map(|r| self.materialize_one(r)).collect()
+    }
+
+    /// `$addFields` on rows: evaluated on each row's view, written into its `over`.
+    fn add_fields(
+        &self,
+        spec: &[(String, AddSpec)],
+        rows: &mut [Row],
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<()> {
         let mut t = Ticker { env, n: 0 };
-        match stage {
-            Stage::Match(f) => {
-                let mut kept = Vec::with_capacity(rows.len());
-                for r in rows {
-                    t.tick()?;
-                    if f.matches_ctx(&r.doc, ctx)? {
-                        kept.push(r);
+        let top_level = spec.iter().all(|(_, s)| matches!(s, AddSpec::Value(_)));
+        let mut values = Vec::with_capacity(spec.len());
+        for r in rows.iter_mut() {
+            t.tick()?;
+            if top_level {
+                values.clear();
+                let view = self.view(r);
+                for (_, s) in spec {
+                    if let AddSpec::Value(e) = s {
+                        values.push(e.eval(&view, ctx)?);
                     }
                 }
-                rows = kept;
-            }
-            Stage::AddFields(_) => {
-                let (docs, srcs): (Vec<Document>, Vec<Option<usize>>) =
-                    rows.into_iter().map(|r| (r.doc, r.src)).unzip();
-                let docs = run_stage(stage, docs, env, ctx)?;
-                rows = docs.into_iter().zip(srcs).map(|(doc, src)| Row { doc, src }).collect();
-            }
-            Stage::Sort(s) => s.sort_top(&mut rows, top_k(&stages[i + 1..])),
-            Stage::Skip(n) => {
-                let n = usize::try_from(*n).unwrap_or(usize::MAX).min(rows.len());
-                rows.drain(..n);
-            }
-            Stage::Limit(n) => rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
-            Stage::Count(name) => {
-                rows = count_docs(rows.len(), name).into_iter().map(|doc| Row { doc, src: None }).collect();
-            }
-            Stage::Facet(facets) => {
-                let mut result = Document::new();
-                let mut input = Some(rows);
-                for (j, (name, p)) in facets.iter().enumerate() {
-                    let r = if j + 1 == facets.len() {
-                        run_rows(&p.stages, input.take().unwrap_or_default(), src, written, env, ctx)?
+                for ((k, _), v) in spec.iter().zip(values.drain(..)) {
+                    if is_missing(&v) {
+                        r.over.remove(k);
                     } else {
-                        run_rows_borrowed(
-                            &p.stages,
-                            input.as_deref().unwrap_or_default(),
-                            src,
-                            written,
-                            env,
-                            ctx,
-                        )?
-                    };
-                    result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
-                }
-                rows = vec![Row { doc: result, src: None }];
-            }
-            _ => {
-                let docs = materialize(rows, src, written);
-                return run_stages(&stages[i..], docs, env, ctx);
-            }
-        }
-    }
-    Ok(materialize(rows, src, written))
-}
-
-/// [`run_rows`] over rows it may not take: selecting stages work on references first.
-fn run_rows_borrowed(
-    stages: &[Stage],
-    rows: &[Row],
-    src: &dyn DocSource,
-    written: &[String],
-    env: &dyn PipelineEnv,
-    ctx: &mut EvalCtx,
-) -> Result<Vec<Document>> {
-    let mut refs: Vec<&Row> = rows.iter().collect();
-    for (i, stage) in stages.iter().enumerate() {
-        env.check()?;
-        match stage {
-            Stage::Match(f) => {
-                let mut t = Ticker { env, n: 0 };
-                let mut kept = Vec::with_capacity(refs.len());
-                for r in refs {
-                    t.tick()?;
-                    if f.matches_ctx(&r.doc, ctx)? {
-                        kept.push(r);
+                        r.over.insert(k.clone(), v);
                     }
                 }
-                refs = kept;
-            }
-            Stage::Sort(s) => {
-                let mut wrapped: Vec<RowRef<'_>> = refs.into_iter().map(RowRef).collect();
-                s.sort_top(&mut wrapped, top_k(&stages[i + 1..]));
-                refs = wrapped.into_iter().map(|w| w.0).collect();
-            }
-            Stage::Skip(n) => {
-                let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
-                refs.drain(..n);
-            }
-            Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
-            Stage::Count(name) => {
-                let counted =
-                    count_docs(refs.len(), name).into_iter().map(|doc| Row { doc, src: None }).collect();
-                return run_rows(&stages[i + 1..], counted, src, written, env, ctx);
-            }
-            _ => {
-                let owned = refs.into_iter().cloned().collect();
-                return run_rows(&stages[i..], owned, src, written, env, ctx);
+            } else {
+                // Nested specifications read the row as it was while writing into it.
+                let before = r.clone();
+                apply_add(&mut r.over, spec, &self.view(&before), ctx)?;
             }
         }
+        Ok(())
     }
-    Ok(materialize(refs.into_iter().cloned().collect(), src, written))
-}
 
-/// A borrowed row, sortable by its document.
-struct RowRef<'a>(&'a Row);
+    /// Runs `stages` on rows, partial ones staying partial as long as the stages allow, then whole.
+    fn rows(
+        &self,
+        stages: &[Stage],
+        mut rows: Vec<Row>,
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        for (i, stage) in stages.iter().enumerate() {
+            env.check()?;
+            let mut t = Ticker { env, n: 0 };
+            match stage {
+                Stage::Match(f) => {
+                    let mut kept = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        t.tick()?;
+                        if f.matches_ctx(&self.view(&r), ctx)? {
+                            kept.push(r);
+                        }
+                    }
+                    rows = kept;
+                }
+                Stage::AddFields(spec) => self.add_fields(spec, &mut rows, env, ctx)?,
+                Stage::Sort(s) => {
+                    let order = s.top_order(&rows, top_k(&stages[i + 1..]), |r, out| {
+                        s.key_refs_with(|k| self.get(r, k), out)
+                    });
+                    crate::sort::permute(&mut rows, order);
+                }
+                Stage::Skip(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX).min(rows.len());
+                    rows.drain(..n);
+                }
+                Stage::Limit(n) => rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Stage::Count(name) => {
+                    rows = count_docs(rows.len(), name)
+                        .into_iter()
+                        .map(|over| Row { over, src: None })
+                        .collect();
+                }
+                Stage::Facet(facets) => {
+                    let mut result = Document::new();
+                    let mut input = Some(rows);
+                    for (j, (name, p)) in facets.iter().enumerate() {
+                        let r = if j + 1 == facets.len() {
+                            self.rows(&p.stages, input.take().unwrap_or_default(), env, ctx)?
+                        } else {
+                            self.rows_borrowed(&p.stages, input.as_deref().unwrap_or_default(), env, ctx)?
+                        };
+                        result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
+                    }
+                    rows = vec![Row { over: result, src: None }];
+                }
+                _ => {
+                    let docs = self.materialize(rows);
+                    return run_stages(&stages[i..], docs, env, ctx);
+                }
+            }
+        }
+        Ok(self.materialize(rows))
+    }
 
-impl std::borrow::Borrow<Document> for RowRef<'_> {
-    fn borrow(&self) -> &Document {
-        &self.0.doc
+    /// [`Run::rows`] over rows it may not take: selecting stages work on references first.
+    fn rows_borrowed(
+        &self,
+        stages: &[Stage],
+        rows: &[Row],
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        let mut refs: Vec<&Row> = rows.iter().collect();
+        for (i, stage) in stages.iter().enumerate() {
+            env.check()?;
+            match stage {
+                Stage::Match(f) => {
+                    let mut t = Ticker { env, n: 0 };
+                    let mut kept = Vec::with_capacity(refs.len());
+                    for r in refs {
+                        t.tick()?;
+                        if f.matches_ctx(&self.view(r), ctx)? {
+                            kept.push(r);
+                        }
+                    }
+                    refs = kept;
+                }
+                Stage::Sort(s) => {
+                    let order = s.top_order(&refs, top_k(&stages[i + 1..]), |r, out| {
+                        s.key_refs_with(|k| self.get(r, k), out)
+                    });
+                    crate::sort::permute(&mut refs, order);
+                }
+                Stage::Skip(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
+                    refs.drain(..n);
+                }
+                Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Stage::Count(name) => {
+                    let counted = count_docs(refs.len(), name)
+                        .into_iter()
+                        .map(|over| Row { over, src: None })
+                        .collect();
+                    return self.rows(&stages[i + 1..], counted, env, ctx);
+                }
+                _ => {
+                    let owned = refs.into_iter().cloned().collect();
+                    return self.rows(&stages[i..], owned, env, ctx);
+                }
+            }
+        }
+        Ok(self.materialize(refs.into_iter().cloned().collect()))
     }
 }
 

@@ -483,20 +483,49 @@ fn stage_specifications_are_refused_as_mongodb_refuses_them() {
     assert!(Pipeline::parse(&[doc! {"$match": {"$where": "1"}}]).is_err());
 }
 
-/// A source over documents that counts how many it builds whole.
+/// A source over documents that counts how many it builds whole. With `stale`, it serves each
+/// document as a fixed copy whose live fields (`tail`, `k`) hold wrong values, and only the live
+/// fields from `partial`, as the node serves `$currentOp` entries.
 struct Counting {
     docs: Vec<Document>,
     whole: std::cell::Cell<usize>,
+    stale: Option<Vec<Document>>,
+}
+
+impl Counting {
+    fn new(docs: Vec<Document>, fixed: bool) -> Self {
+        let stale = fixed.then(|| {
+            docs.iter()
+                .map(|d| {
+                    let mut s = d.clone();
+                    for live in ["tail", "k"] {
+                        if s.contains_key(live) {
+                            s.insert(live, "STALE");
+                        }
+                    }
+                    s
+                })
+                .collect()
+        });
+        Counting { docs, whole: std::cell::Cell::new(0), stale }
+    }
 }
 
 impl DocSource for Counting {
     fn len(&self) -> usize {
         self.docs.len()
     }
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        self.stale.as_ref().map(|s| &s[i])
+    }
+    fn is_live(&self, name: &str) -> bool {
+        self.stale.is_none() || name == "tail" || name == "k"
+    }
     fn partial(&self, i: usize, fields: &[String]) -> Document {
         let mut out = Document::new();
         // Any order: reversed, to prove no stage depends on it.
         for f in fields.iter().rev() {
+            assert!(self.is_live(f), "{f} asked from partial");
             if let Some(v) = self.docs[i].get(f) {
                 out.insert(f.clone(), v.clone());
             }
@@ -555,6 +584,15 @@ fn run_source_equals_run_over_whole_documents() {
             ],
             2,
         ),
+        (
+            vec![
+                doc! {"$match": {"$expr": {"$gt": ["$tail", 4]}, "big.nested.deep": 2}},
+                doc! {"$addFields": {"x": {"$concat": ["$big.s", {"$toString": "$tail"}]}, "n.m": "$k"}},
+                doc! {"$sort": {"big.nested.deep": 1, "k": -1, "x": 1, "_id": 1}},
+                doc! {"$limit": 9},
+            ],
+            9,
+        ),
         // Not on partial documents: a field the documents have is written, the whole document
         // is read, or the first stage needs whole documents.
         (vec![doc! {"$addFields": {"tail": 0}}, doc! {"$limit": 3}], 200),
@@ -566,13 +604,15 @@ fn run_source_equals_run_over_whole_documents() {
     ];
     for (stages, most) in cases {
         let p = Pipeline::parse(&stages).unwrap();
-        let src = Counting { docs: docs.clone(), whole: std::cell::Cell::new(0) };
-        let lazy = p.run_source(&src, &Env::new()).unwrap();
         let whole = p.run(docs.clone(), &Env::new()).unwrap();
-        assert_eq!(lazy, whole, "{stages:?}");
-        assert!(src.whole.get() <= most, "{stages:?} built {} whole", src.whole.get());
-        // Interrupts still reach every stage.
-        let env = Env { kill_after: 2, ..Env::new() };
-        assert!(p.run_source(&src, &env).is_err() || stages.len() == 1, "{stages:?}");
+        for fixed in [false, true] {
+            let src = Counting::new(docs.clone(), fixed);
+            let lazy = p.run_source(&src, &Env::new()).unwrap();
+            assert_eq!(lazy, whole, "{stages:?} fixed {fixed}");
+            assert!(src.whole.get() <= most, "{stages:?} built {} whole", src.whole.get());
+            // Interrupts still reach every stage.
+            let env = Env { kill_after: 2, ..Env::new() };
+            assert!(p.run_source(&src, &env).is_err() || stages.len() == 1, "{stages:?}");
+        }
     }
 }

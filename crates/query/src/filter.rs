@@ -14,7 +14,7 @@ use bson::{Bson, Document};
 use crate::compare::{Num, as_num, bson_eq, canonical_type_order, cmp_bson};
 use crate::error::{CommandError, Result};
 use crate::expr::{EvalCtx, Expr};
-use crate::path::{as_index, collect_doc, get_parts_exact, set_path};
+use crate::path::{Fields, as_index, collect_fields, get_parts_exact, set_path};
 
 /// A bound a planner can use on one indexed path. Bounds are a superset of the matching
 /// values: documents found through them must still be checked with [`Filter::matches`].
@@ -432,18 +432,18 @@ fn cmp_single(op: CmpOp, v: &Bson, x: &Bson) -> bool {
 }
 
 /// Matches one path predicate against a document.
-fn match_path(doc: &Document, parts: &[String], pred: &Pred) -> bool {
+fn match_path(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
     match pred {
         Pred::Not(ps) => !ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::And(ps) => ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::Exists(b) => {
             let mut out = Vec::new();
-            collect_doc(doc, parts, &mut out);
+            collect_fields(doc, parts, &mut out);
             out.iter().any(Option::is_some) == *b
         }
         _ => {
             let mut out = Vec::new();
-            collect_doc(doc, parts, &mut out);
+            collect_fields(doc, parts, &mut out);
             out.into_iter().any(|v| pred.matches_value(v))
         }
     }
@@ -451,12 +451,12 @@ fn match_path(doc: &Document, parts: &[String], pred: &Pred) -> bool {
 
 impl Node {
     /// Infallible matching: an `$expr` that fails to evaluate does not match.
-    pub(crate) fn matches(&self, doc: &Document, ctx: Option<&EvalCtx>) -> bool {
+    pub(crate) fn matches(&self, doc: &dyn Fields, ctx: Option<&EvalCtx>) -> bool {
         self.try_matches(doc, ctx).unwrap_or(false)
     }
 
     /// Matching that reports `$expr` evaluation errors.
-    pub(crate) fn try_matches(&self, doc: &Document, ctx: Option<&EvalCtx>) -> Result<bool> {
+    pub(crate) fn try_matches(&self, doc: &dyn Fields, ctx: Option<&EvalCtx>) -> Result<bool> {
         Ok(match self {
             Node::And(ns) => {
                 for n in ns {
@@ -884,7 +884,7 @@ impl Filter {
     }
 
     /// [`Filter::try_matches`] with the variables of an aggregation context (for `$expr`).
-    pub(crate) fn matches_ctx(&self, doc: &Document, ctx: &EvalCtx) -> Result<bool> {
+    pub(crate) fn matches_ctx(&self, doc: &dyn Fields, ctx: &EvalCtx) -> Result<bool> {
         self.root.try_matches(doc, Some(ctx))
     }
 

@@ -119,7 +119,7 @@ fn word_pattern(word: &str) -> Result<String, PageError> {
 /// driver's `bson_u64`), else null. `$cond` evaluates only the branch it takes, so `$trunc` never
 /// sees a non-number.
 fn count_or_null(path: &str) -> Bson {
-    Bson::Document(doc! {"$cond": [
+    let general = doc! {"$cond": [
         {"$in": [{"$type": path}, ["int", "long", "double"]]},
         {"$cond": [
             {"$and": [{"$gte": [path, 0]}, {"$lt": [path, 1.8e19]}, {"$eq": [path, {"$trunc": path}]}]},
@@ -127,6 +127,12 @@ fn count_or_null(path: &str) -> Bson {
             Bson::Null,
         ]},
         Bson::Null,
+    ]};
+    // What servers send (a non-negative long) first: two comparisons instead of the general test.
+    Bson::Document(doc! {"$cond": [
+        {"$and": [{"$eq": [{"$type": path}, "long"]}, {"$gte": [path, 0_i64]}]},
+        path,
+        general,
     ]})
 }
 
@@ -214,6 +220,8 @@ pub fn session_page_pipeline(
         {"$eq": ["$type", "idleSession"]},
         {"$eq": [{"$type": "$lsid.id"}, "binData"]},
     ]};
+    // mongod's and the node's opids are ints: tested first.
+    let int_opid = doc! {"$eq": [{"$type": "$opid"}, "int"]};
     let add = doc! {
         "_dp_us": {"$ifNull": [
             count_or_null("$microsecs_running"),
@@ -221,13 +229,18 @@ pub fn session_page_pipeline(
         ]},
         "_dp_id": {"$switch": {
             "branches": [
+                {"case": int_opid.clone(), "then": "$opid"},
                 {"case": opid_usable.clone(), "then": "$opid"},
                 {"case": idle_session.clone(), "then": "lsid:"},
             ],
             "default": "$desc",
         }},
         "_dp_src": {"$switch": {
-            "branches": [{"case": opid_usable, "then": 0}, {"case": idle_session, "then": 1}],
+            "branches": [
+                {"case": int_opid, "then": 0},
+                {"case": opid_usable, "then": 0},
+                {"case": idle_session, "then": 1},
+            ],
             "default": 2,
         }},
     };

@@ -382,6 +382,19 @@ impl DocSource for CurrentOpEntries {
         self.entries.len()
     }
 
+    /// An op's fixed document is its template (whose running times are placeholders: live); a
+    /// built entry is its own.
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        match self.entries.get(i)? {
+            Entry::Op { op, template, .. } => template.as_ref().or_else(|| op.current_op_template.get()),
+            Entry::Built(d) => Some(d),
+        }
+    }
+
+    fn is_live(&self, name: &str) -> bool {
+        OP_DYNAMIC_FIELDS.contains(&name)
+    }
+
     fn partial(&self, i: usize, fields: &[String]) -> Document {
         match self.entries.get(i) {
             Some(Entry::Op { op, elapsed, template }) => match self.op_parts(op, template) {
