@@ -1347,7 +1347,13 @@ impl<'s> Run<'s> {
 
     /// Top-level field `key` of `row`: added or live (in `over`), else the fixed document's.
     fn get<'x>(&'x self, row: &'x Row, key: &str) -> Option<&'x Bson> {
-        if let Some(v) = row.over.get(key) {
+        // A partial row's own fields are few: a scan beats hashing the key.
+        let own = if row.src.is_some() && row.over.len() <= 8 {
+            row.over.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        } else {
+            row.over.get(key)
+        };
+        if let Some(v) = own {
             return Some(v);
         }
         let i = row.src?;

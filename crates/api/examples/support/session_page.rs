@@ -18,8 +18,10 @@
 //!       {planSummary: {$regex: "(^|[^A-Za-z0-9_])[Ii][Xx][Ss][Cc][Aa][Nn]([^A-Za-z0-9_]|$)"}},
 //!       {$nor: [{"command.comment": {$in: TAGS}}, {"command.$comment": {$in: TAGS}},
 //!               {"query.comment": ...}, {"query.$comment": ...},
-//!               {$expr: app name (appName, else clientMetadata.application.name; strings only) == APP
-//!                       and (active is not true or the command's first field is hello/isMaster/ismaster)}]},
+//!               {$and: [{$or: [{appName: APP}, {"clientMetadata.application.name": APP}]},
+//!                       {$expr: app name (appName, else clientMetadata.application.name; strings only)
+//!                               == APP and (active is not true or the command's first field is
+//!                               hello/isMaster/ismaster)}]}]},
 //!       {$nor: [{"cursor.originatingCommand.comment": ...}, {"cursor.originatingCommand.$comment": ...}]}]}},
 //!   // 2. what the driver computes per entry
 //!   {$addFields: {
@@ -200,7 +202,12 @@ pub fn session_page_pipeline(
     };
     let mut fixed = carrier("command");
     fixed.extend(carrier("query"));
-    fixed.push(Bson::Document(doc! {"$expr": hidden_by_app}));
+    // The plain match on the two app-name fields first: it holds whenever the $expr does, and
+    // spares evaluating it for every other application's entries.
+    fixed.push(Bson::Document(doc! {"$and": [
+        {"$or": [{"appName": app_name}, {"clientMetadata.application.name": app_name}]},
+        {"$expr": hidden_by_app},
+    ]}));
     first.push(Bson::Document(doc! {"$nor": fixed}));
     if !tags.is_empty() {
         first.push(Bson::Document(doc! {"$nor": carrier("cursor.originatingCommand")}));
