@@ -22,7 +22,8 @@
 //!                       {$expr: app name (appName, else clientMetadata.application.name; strings only)
 //!                               == APP and (active is not true or the command's first field is
 //!                               hello/isMaster/ismaster)}]}]},
-//!       {$nor: [{"cursor.originatingCommand.comment": ...}, {"cursor.originatingCommand.$comment": ...}]}]}},
+//!       {$nor: [{"cursor.originatingCommand.comment": ...},
+//!               {"cursor.originatingCommand.$comment": ...}]}]}},
 //!   // 2. what the driver computes per entry
 //!   {$addFields: {
 //!       _dp_us:  microsecs_running if a non-negative integral number, else secs_running * 1e6 (same
@@ -41,17 +42,18 @@
 //! The reply is one document `{total: [{n}] or [], page: [entries]}` ([`parse_page`]); `page`'s
 //! entries are the raw `$currentOp` entries the driver maps with `SessionRecord::from_current_op`.
 //!
-//! Operators and their first MongoDB version (every one is in 3.6): `$facet`, `$count`,
-//! `$addFields`, `$switch`, `$type` (expression), `$in` (expression) 3.4; `$objectToArray` 3.4.4;
-//! `$arrayElemAt`, `$trunc`, `$abs` 3.2; `$cond`, `$ifNull`, `$map`, `$regex` in `$match`, `$nor`
-//! older; `$expr` in `$match` 3.6 (inside `$nor`, as there). Exclusion `$project` is 3.4. Not used because they are newer than 3.6: `$regexMatch` (4.2),
-//! `$unset` (4.2), `$binarySize` (4.4), `$toString` (4.0). `idleSessions` is an option from 4.0 on
-//! (pass the stage the driver builds for the node's version).
+//! Operators and their first MongoDB version (every one is in 3.6): `$expr` in `$match` (also
+//! inside `$nor`/`$and`) 3.6; `$facet`, `$count`, `$addFields`, `$switch`, `$type` and `$in` as
+//! expressions, exclusion `$project` 3.4; `$objectToArray` 3.4.4; `$arrayElemAt`, `$trunc`, `$abs`
+//! 3.2; `$cond`, `$ifNull`, `$map`, `$literal`, `$regex` in `$match`, `$nor` older. Not used
+//! because they are newer than 3.6: `$regexMatch` (4.2), `$unset` (4.2), `$binarySize` (4.4),
+//! `$toString` (4.0). `idleSessions` is an option from 4.0 on (pass the stage the driver builds
+//! for the node's version).
 //!
 //! Where it can differ from the driver's client-side result (none of these occur with the values
 //! mongod, mongos and the embedded node produce):
-//! - an `op`, `ns`, `appName` or tag `comment` field holding an array is matched element-wise, as
-//!   MongoDB matches arrays; the driver reads only strings;
+//! - an `op`, `ns` or tag `comment` field holding an array is matched element-wise, as MongoDB
+//!   matches arrays; the driver reads only strings;
 //! - an `idleSession` whose `lsid.id` is binary of a length other than 16 keeps its `lsid:` id here
 //!   (3.6 cannot measure binary length);
 //! - an entry carrying two different `docplane:` tags is hidden if either is live; the driver looks
