@@ -254,7 +254,7 @@ pub fn session_page_pipeline(
         }},
     };
 
-    // 3. Hidden entries, entries naming nothing, running time.
+    // 3. Entries that name nothing, and the running time.
     let mut keep = doc! {
         "$or": [{"_dp_src": {"$lt": 2}}, {"desc": {"$regex": "^conn[0-9]{1,12}\\z"}}],
     };
