@@ -1,11 +1,23 @@
-//! Benchmark: list sessions on a node with 1,000 concurrent operations, and kill one session,
-//! through docplane's API versus the same work done directly with the official driver
-//! (`$currentOp`, and `$currentOp` + `killOp`), side by side in one run; plus the end-to-end kill
-//! latency (request sent -> the killed client sees error 11601) for both.
+//! Benchmark: listing a node's sessions and killing one, through docplane's API and with the same
+//! work done directly through the official `mongodb` driver, side by side in one run, at several
+//! numbers of concurrently running operations (the growth curve).
 //!
-//! Run: `cargo run --release -p docplane-api --example dds_bench [-- <ops> <list-iters> <kill-iters>]`
-//! (defaults 1000 300 100). Everything is in process on 127.0.0.1: the embedded node (auth on),
-//! the API (SQLite store, X-Auth-Token), and the clients.
+//! At each level (default 0, 100, 1,000 and 5,000 concurrent `sleep` operations on the node):
+//! - list via the API (`GET .../sessions?limit=10` and `?limit=100`);
+//! - list via the driver: the whole `$currentOp` (every entry sent and decoded), as the API's
+//!   driver reads it today;
+//! - list via the driver with the one-round-trip pushdown pipeline of
+//!   `docplane_sessions::pushdown` (after the driver's `own_exclusion`) (total + one page, filtered, sorted and paged on the node), limit
+//!   10 and 100;
+//! - node-side `$currentOp` alone: every entry built whole on the node, one document sent
+//!   (`$group` needs whole documents);
+//! - kill one operation: end to end (request sent -> the killed client sees error 11601) via the
+//!   API and via the driver (`$currentOp` for that opid, then `killOp`), and the API call itself.
+//!
+//! Run: `cargo run --release -p docplane-api --example dds_bench [-- <levels> <list-iters> <kill-iters>]`
+//! with levels comma-separated (defaults `0,100,1000,5000 200 100`). Everything is in process on
+//! 127.0.0.1: the embedded node (auth on), the API (SQLite store, X-Auth-Token), and the clients.
+//! At levels above 1,000 the list iterations are scaled down (at least 40).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../tests/dds_support/mod.rs"]
@@ -15,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use dds_support::*;
 use futures::TryStreamExt;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -31,49 +43,84 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-struct Stats {
-    name: &'static str,
-    samples: Vec<Duration>,
+/// The measurements, in print order.
+const NAMES: &[&str] = &[
+    "list  API GET .../sessions?limit=10",
+    "list  API GET .../sessions?limit=100",
+    "list  driver $currentOp (every entry sent)",
+    "list  driver pushdown page (limit 10)",
+    "list  driver pushdown page (limit 100)",
+    "node  $currentOp alone (all built, 1 sent)",
+    "kill  API POST .../session (the call)",
+    "e2e   kill via API -> client sees 11601",
+    "e2e   kill via driver -> client sees 11601",
+];
+
+#[derive(Default)]
+struct Level {
+    ops: usize,
+    samples: Vec<Vec<Duration>>,
+    notes: Vec<String>,
 }
 
-impl Stats {
-    fn new(name: &'static str) -> Self {
-        Stats { name, samples: Vec::new() }
+impl Level {
+    fn new(ops: usize) -> Self {
+        Level { ops, samples: vec![Vec::new(); NAMES.len()], notes: Vec::new() }
     }
-    fn summary(&mut self) -> (Duration, Duration, Duration) {
-        self.samples.sort();
-        let mean = self.samples.iter().sum::<Duration>() / self.samples.len().max(1) as u32;
-        (pct(&self.samples, 50.0), pct(&self.samples, 99.0), mean)
+    fn push(&mut self, i: usize, d: Duration) {
+        self.samples[i].push(d);
     }
-    fn print(&mut self) -> (Duration, Duration) {
-        let (p50, p99, mean) = self.summary();
-        println!(
-            "{:<46} n={:<4} p50={:>8.3} ms  p99={:>8.3} ms  mean={:>8.3} ms",
-            self.name,
-            self.samples.len(),
-            ms(p50),
-            ms(p99),
-            ms(mean)
-        );
-        (p50, p99)
+    fn p(&mut self, i: usize) -> (Duration, Duration) {
+        let s = &mut self.samples[i];
+        s.sort();
+        (pct(s, 50.0), pct(s, 99.0))
     }
+}
+
+async fn aggregate(
+    client: &mongodb::Client,
+    pipeline: Vec<Document>,
+    comment: Option<&str>,
+) -> Vec<Document> {
+    let db = client.database("admin");
+    let mut agg = db.aggregate(pipeline).batch_size(100_000);
+    if let Some(c) = comment {
+        agg = agg.comment(c);
+    }
+    agg.await.unwrap().try_collect().await.unwrap()
+}
+
+/// The stage docplane's driver sends to a 4.0+ node.
+fn stage() -> Document {
+    doc! {"$currentOp": {"allUsers": true, "idleConnections": true, "idleSessions": true}}
 }
 
 async fn current_ops(client: &mongodb::Client, predicate: Option<Document>) -> Vec<Document> {
-    let mut pipeline =
-        vec![doc! {"$currentOp": {"allUsers": true, "idleConnections": true, "idleSessions": true}}];
+    let mut pipeline = vec![stage()];
     if let Some(p) = predicate {
         pipeline.push(doc! {"$match": p});
     }
-    client
-        .database("admin")
-        .aggregate(pipeline)
-        .batch_size(100_000)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
+    aggregate(client, pipeline, None).await
+}
+
+/// One page through the pushdown pipeline, tagged as the driver tags its reads.
+async fn pushdown_page(client: &mongodb::Client, limit: u64) -> (u64, Vec<Document>) {
+    let tag = format!("docplane:{:032x}", rand_u128());
+    let req = docplane_sessions::SessionQuery { limit, ..docplane_sessions::SessionQuery::default() };
+    let mut pipeline = vec![
+        stage(),
+        doc! {"$match": docplane_driver::ops::own_exclusion(std::slice::from_ref(&tag), docplane_driver::DEFAULT_APP_NAME)},
+    ];
+    pipeline.extend(docplane_sessions::pushdown::page_stages(&req).expect("pushable"));
+    let out = aggregate(client, pipeline, Some(&tag)).await;
+    docplane_sessions::pushdown::parse_page(&out).expect("shaped reply")
+}
+
+/// A fresh value per read (the tag only has to be this read's own).
+fn rand_u128() -> u128 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    (u128::from(std::process::id()) << 64)
+        | u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// A victim `sleep` whose end (with its error code) is reported with the instant it was seen.
@@ -89,134 +136,163 @@ fn victim(client: &mongodb::Client, millis: i64) -> oneshot::Receiver<(Instant, 
 }
 
 async fn opid_of(client: &mongodb::Client, millis: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ops = current_ops(client, Some(doc! {"command.sleep": 1, "command.millis": millis})).await;
         if let Some(op) = ops.first() {
             return match op.get("opid") {
-                Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
-                Some(mongodb::bson::Bson::Int64(n)) => *n,
+                Some(Bson::Int32(n)) => i64::from(*n),
+                Some(Bson::Int64(n)) => *n,
                 other => panic!("opid {other:?}"),
             };
         }
         assert!(Instant::now() < deadline, "victim never appeared");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+async fn running_sleeps(client: &mongodb::Client) -> usize {
+    let out = aggregate(
+        client,
+        vec![stage(), doc! {"$match": {"command.millis": 3_600_000_i64}}, doc! {"$count": "n"}],
+        None,
+    )
+    .await;
+    out.first().and_then(|d| d.get_i32("n").ok()).map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let ops = args.first().copied().unwrap_or(1000);
-    let list_iters = args.get(1).copied().unwrap_or(300);
-    let kill_iters = args.get(2).copied().unwrap_or(100);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let levels: Vec<usize> = args
+        .first()
+        .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 100, 1000, 5000]);
+    let list_iters: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let kill_iters: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let max_ops = levels.iter().copied().max().unwrap_or(0);
 
     let h = Harness::start().await;
-    let load = app_client(h.node_addr, u32::try_from(ops + 16).unwrap());
+    let load = app_client(h.node_addr, u32::try_from(max_ops + 16).unwrap());
     let direct = app_client(h.node_addr, 8);
     let victims = app_client(h.node_addr, 8);
     println!(
-        "docplane dds_bench: {ops} concurrent ops, {list_iters} list and {kill_iters} kill iterations per side"
+        "docplane dds_bench: levels {levels:?} concurrent ops, {list_iters} list and {kill_iters} kill iterations per measurement"
     );
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
-    // 1,000 concurrent operations.
-    let background: Vec<_> = (0..ops).map(|_| spawn_sleep(&load, 3_600_000)).collect();
-    let started = Instant::now();
-    loop {
-        let n = current_ops(&direct, Some(doc! {"command.millis": 3_600_000_i64})).await.len();
-        if n >= ops {
-            break;
+    let mut background = Vec::new();
+    let mut results = Vec::new();
+    for &ops in &levels {
+        // Top up to `ops` concurrent operations.
+        while background.len() < ops {
+            background.push(spawn_sleep(&load, 3_600_000));
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "only {n} ops running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (_, page) = h.get(&h.sessions_path("?limit=10")).await;
-    println!(
-        "node ready in {:.1} s; API total_count = {}",
-        started.elapsed().as_secs_f64(),
-        page["total_count"]
-    );
-
-    // ---- list: API (default page of 10) vs driver $currentOp, interleaved.
-    let mut api_list = Stats::new("list  API GET .../sessions (limit=10)");
-    let mut api_list100 = Stats::new("list  API GET .../sessions (limit=100)");
-    let mut drv_list = Stats::new("list  driver $currentOp (all entries)");
-    let mut drv_count = Stats::new("(diag) driver $currentOp + $match none");
-    for i in 0..list_iters + 20 {
-        let t = Instant::now();
-        let (status, _) = h.get(&h.sessions_path("?limit=10")).await;
-        let a = t.elapsed();
-        assert_eq!(status, 200);
-        let t = Instant::now();
-        let (status, _) = h.get(&h.sessions_path("?limit=100")).await;
-        let a100 = t.elapsed();
-        assert_eq!(status, 200);
-        let t = Instant::now();
-        let n = current_ops(&direct, None).await.len();
-        let d = t.elapsed();
-        assert!(n >= ops);
-        let t = Instant::now();
-        let counted = current_ops(&direct, Some(doc! {"opid": -1})).await.len();
-        let c = t.elapsed();
-        assert_eq!(counted, 0);
-        if i >= 20 {
-            api_list.samples.push(a);
-            api_list100.samples.push(a100);
-            drv_list.samples.push(d);
-            drv_count.samples.push(c);
+        let started = Instant::now();
+        loop {
+            let n = running_sleeps(&direct).await;
+            if n >= ops {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(300), "only {n} of {ops} ops running");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
+        let mut level = Level::new(ops);
+        let (_, page) = h.get(&h.sessions_path("?limit=10")).await;
+        let (total, _) = pushdown_page(&direct, 10).await;
+        level.notes.push(format!(
+            "{ops} ops ready in {:.1} s; API total_count = {}, pushdown total = {total}",
+            started.elapsed().as_secs_f64(),
+            page["total_count"]
+        ));
+        let iters = if ops > 1000 { (list_iters * 1000 / ops).max(40) } else { list_iters };
 
-    // ---- kill one session: API vs driver ($currentOp check + killOp), interleaved.
-    let mut api_kill = Stats::new("kill  API POST .../session (1 id)");
-    let mut drv_kill = Stats::new("kill  driver $currentOp(opid) + killOp");
-    let mut api_e2e = Stats::new("e2e   API call -> client sees 11601");
-    let mut drv_e2e = Stats::new("e2e   driver call -> client sees 11601");
-    for i in 0..kill_iters {
-        for via_api in [true, false] {
-            let millis = 7_000_000 + (i as i64) * 2 + i64::from(via_api);
-            let done = victim(&victims, millis);
-            let opid = opid_of(&direct, millis).await;
+        // ---- lists, interleaved.
+        for i in 0..iters + 10 {
             let t = Instant::now();
-            if via_api {
-                let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [opid.to_string()]})).await;
-                assert_eq!(status, 200, "{body}");
-                api_kill.samples.push(t.elapsed());
-            } else {
-                let found = current_ops(&direct, Some(doc! {"opid": {"$in": [opid]}})).await;
-                assert_eq!(found.len(), 1);
-                assert_eq!(found[0].get_bool("active").ok(), Some(true));
-                direct.database("admin").run_command(doc! {"killOp": 1, "op": opid}).await.unwrap();
-                drv_kill.samples.push(t.elapsed());
+            let (status, _) = h.get(&h.sessions_path("?limit=10")).await;
+            let a10 = t.elapsed();
+            assert_eq!(status, 200);
+            let t = Instant::now();
+            let (status, body) = h.get(&h.sessions_path("?limit=100")).await;
+            let a100 = t.elapsed();
+            assert_eq!(status, 200, "{body}");
+            let t = Instant::now();
+            let n = current_ops(&direct, None).await.len();
+            let all = t.elapsed();
+            assert!(n >= ops);
+            let t = Instant::now();
+            let (total, p10) = pushdown_page(&direct, 10).await;
+            let d10 = t.elapsed();
+            assert!(total >= ops as u64 && p10.len() == 10.min(total as usize), "{total} {}", p10.len());
+            let t = Instant::now();
+            let (_, p100) = pushdown_page(&direct, 100).await;
+            let d100 = t.elapsed();
+            assert_eq!(p100.len(), 100.min(total as usize));
+            let t = Instant::now();
+            let built = aggregate(
+                &direct,
+                vec![stage(), doc! {"$group": {"_id": Bson::Null, "n": {"$sum": 1}}}],
+                None,
+            )
+            .await;
+            let node = t.elapsed();
+            assert_eq!(built.len(), 1);
+            if i >= 10 {
+                for (k, d) in [a10, a100, all, d10, d100, node].into_iter().enumerate() {
+                    level.push(k, d);
+                }
             }
-            let (seen, code) = tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
-            assert_eq!(code, Some(11601));
-            let e2e = seen.saturating_duration_since(t);
-            if via_api {
-                api_e2e.samples.push(e2e)
-            } else {
-                drv_e2e.samples.push(e2e)
-            }
-            // Let the API's background verification (first poll after 20 ms) finish so that
-            // it does not load the node during the next measurement.
-            tokio::time::sleep(Duration::from_millis(80)).await;
         }
+
+        // ---- kill one operation: API vs driver, interleaved.
+        for i in 0..kill_iters {
+            for via_api in [true, false] {
+                let millis = 7_000_000 + (ops as i64) * 1_000 + (i as i64) * 2 + i64::from(via_api);
+                let done = victim(&victims, millis);
+                let opid = opid_of(&direct, millis).await;
+                let t = Instant::now();
+                if via_api {
+                    let (status, body) =
+                        h.post(&h.kill_path(), &json!({"sessions": [opid.to_string()]})).await;
+                    assert_eq!(status, 200, "{body}");
+                    level.push(6, t.elapsed());
+                } else {
+                    let found = current_ops(&direct, Some(doc! {"opid": {"$in": [opid]}})).await;
+                    assert_eq!(found.len(), 1);
+                    assert_eq!(found[0].get_bool("active").ok(), Some(true));
+                    direct.database("admin").run_command(doc! {"killOp": 1, "op": opid}).await.unwrap();
+                }
+                let (seen, code) =
+                    tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
+                assert_eq!(code, Some(11601));
+                level.push(if via_api { 7 } else { 8 }, seen.saturating_duration_since(t));
+            }
+        }
+        print_level(&mut level);
+        results.push(level);
     }
 
-    println!();
-    let (a50, _) = api_list.print();
-    api_list100.print();
-    let (d50, _) = drv_list.print();
-    println!("  -> API overhead at p50 (limit=10): {:+.1}%", (ms(a50) / ms(d50) - 1.0) * 100.0);
-    drv_count.print();
-    let (k50, _) = api_kill.print();
-    let (dk50, _) = drv_kill.print();
-    println!("  -> API overhead at p50 (kill): {:+.1}%", (ms(k50) / ms(dk50) - 1.0) * 100.0);
-    let (_, e99) = api_e2e.print();
-    drv_e2e.print();
-    println!("  -> end-to-end kill p99 via API: {:.3} ms (goal < 20 ms)", ms(e99));
+    // ---- the growth curve, side by side.
+    println!("\n== growth curve: p50 / p99 in ms, by concurrent operations ==");
+    let mut header = format!("{:<46}", "measurement");
+    for l in &results {
+        header.push_str(&format!(" | {:>17}", format!("{} ops", l.ops)));
+    }
+    println!("{header}");
+    for (i, name) in NAMES.iter().enumerate() {
+        let mut line = format!("{name:<46}");
+        for l in results.iter_mut() {
+            let (p50, p99) = l.p(i);
+            line.push_str(&format!(" | {:>7.3} / {:>7.3}", ms(p50), ms(p99)));
+        }
+        println!("{line}");
+    }
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
-    let stop = background.len();
+    // ---- clean up: kill the background operations through the API, 1,000 ids per request.
     let ids: Vec<String> = current_ops(&direct, Some(doc! {"command.millis": 3_600_000_i64}))
         .await
         .iter()
@@ -226,9 +302,32 @@ async fn main() {
         let (status, _) = h.post(&h.kill_path(), &json!({ "sessions": chunk })).await;
         assert_eq!(status, 200);
     }
+    let stop = background.len();
     for b in background {
         let _ = tokio::time::timeout(Duration::from_secs(10), b).await;
     }
     println!("cleaned up {stop} background ops");
     h.stop().await;
+}
+
+fn print_level(level: &mut Level) {
+    println!();
+    for n in &level.notes {
+        println!("{n}");
+    }
+    for (i, name) in NAMES.iter().enumerate() {
+        let count = level.samples[i].len();
+        let (p50, p99) = level.p(i);
+        println!("{name:<46} n={count:<4} p50={:>8.3} ms  p99={:>8.3} ms", ms(p50), ms(p99));
+    }
+    let (a50, _) = level.p(1);
+    let (d50, _) = level.p(2);
+    let (q50, _) = level.p(4);
+    println!(
+        "  -> limit 100 at p50: API {:.3} ms = {:.2}x the driver's full read; pushdown page {:.3} ms = {:.2}x",
+        ms(a50),
+        ms(a50) / ms(d50).max(1e-9),
+        ms(q50),
+        ms(q50) / ms(d50).max(1e-9)
+    );
 }

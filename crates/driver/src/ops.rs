@@ -180,7 +180,7 @@ pub fn current_op_request(version: ServerVersion, stages: &[Document]) -> Result
 /// The `$match` predicate that [`is_own_operation`] is, for a node to apply before later stages:
 /// no entry carrying one of `live` (this process's current-op tags, this read's among them) where
 /// [`entry_tag`] looks for it, and under `app_name` neither an idle connection nor a `hello` /
-/// `isMaster` heartbeat. Operators are all MongoDB 3.6's. (A read that starts after the tags were
+/// `isMaster` heartbeat. Operators are all MongoDB 3.6's (`$expr` in `$match`, `$objectToArray`). (A read that starts after the tags were
 /// taken can still be counted by the node; the entries are filtered again when they arrive.)
 pub fn own_exclusion(live: &[String], app_name: &str) -> Document {
     let mut own = Vec::new();
@@ -189,13 +189,25 @@ pub fn own_exclusion(live: &[String], app_name: &str) -> Document {
             own.push(Bson::Document(doc! {format!("{carrier}.{field}"): {"$in": live.to_vec()}}));
         }
     }
-    for app_field in ["appName", "clientMetadata.application.name"] {
-        own.push(Bson::Document(doc! {app_field: app_name, "active": {"$ne": true}}));
-        for hello in ["hello", "isMaster", "ismaster"] {
-            own.push(Bson::Document(
-                doc! {app_field: app_name, format!("command.{hello}"): {"$exists": true}},
-            ));
-        }
+    // The app name as `entry_app_name` reads it: `appName` when it is a string, else the
+    // client metadata's.
+    let under_app = [
+        doc! {"appName": app_name},
+        doc! {"appName": {"$not": {"$type": "string"}}, "clientMetadata.application.name": app_name},
+    ];
+    for app in under_app {
+        let mut idle = app.clone();
+        idle.insert("active", doc! {"$ne": true});
+        own.push(Bson::Document(idle));
+        // `is_hello`: the command's first field names a handshake ($objectToArray: 3.4.4).
+        let first_field = doc! {"$cond": [
+            {"$eq": [{"$type": "$command"}, "object"]},
+            {"$arrayElemAt": [{"$map": {"input": {"$objectToArray": "$command"}, "as": "f", "in": "$$f.k"}}, 0]},
+            Bson::Null,
+        ]};
+        let mut beat = app;
+        beat.insert("$expr", doc! {"$in": [first_field, ["hello", "isMaster", "ismaster"]]});
+        own.push(Bson::Document(beat));
     }
     doc! {"$nor": own}
 }

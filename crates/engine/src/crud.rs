@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 
 use bson::oid::ObjectId;
-use docplane_query::{Filter, NeverInterrupt, Pipeline, PipelineEnv, Projection, SortSpec, Update};
+use docplane_query::{
+    DocSource, Filter, NeverInterrupt, Pipeline, PipelineEnv, Projection, SortSpec, Update,
+};
 
 use super::*;
 use crate::collection::Undo;
@@ -377,6 +379,19 @@ impl Engine {
     ) -> Result<Vec<Document>> {
         let env = Env { engine: self, db, intr };
         pipeline.run(input, &env)
+    }
+
+    /// Runs a pipeline over the documents of `src`, building them whole only as far as the
+    /// pipeline needs ([`Pipeline::run_source`]; `$currentOp`).
+    pub fn run_pipeline_source(
+        &self,
+        db: &str,
+        src: &dyn DocSource,
+        pipeline: &Pipeline,
+        intr: &dyn Interrupt,
+    ) -> Result<Vec<Document>> {
+        let env = Env { engine: self, db, intr };
+        pipeline.run_source(src, &env)
     }
 
     /// Inserts documents (adding `_id` where missing), creating the collection implicitly.

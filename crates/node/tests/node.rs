@@ -335,7 +335,8 @@ async fn sessions_kill_and_privileges() {
     let mut s2 = plain.start_session().await.unwrap();
     let lsid2 = s2.id().clone();
     plain.database("t").collection::<Document>("c").insert_one(doc! {"a": 1}).session(&mut s2).await.unwrap();
-    // idle session is visible in $currentOp
+    // Both sessions are idle and hold no transaction state: mongod lists neither as an
+    // `idleSession`, with `idleSessions: true` (the default) or the command's `$all`.
     let docs: Vec<Document> = root
         .database("admin")
         .aggregate(vec![
@@ -347,8 +348,20 @@ async fn sessions_kill_and_privileges() {
         .try_collect()
         .await
         .unwrap();
-    assert!(docs.iter().any(|d| d.get_document("lsid").unwrap().get("id") == lsid2.get("id")), "{docs:?}");
-    let _ = lsid;
+    assert!(docs.is_empty(), "{docs:?}");
+    let r = admin_cmd(&root, doc! {"currentOp": 1, "$all": true}).await.unwrap();
+    let listed = r.get_array("inprog").unwrap();
+    assert!(
+        listed.iter().all(|d| {
+            let d = d.as_document().unwrap();
+            d.get_str("type") != Ok("idleSession")
+                && [&lsid, &lsid2].iter().all(|l| {
+                    d.get_document("lsid").ok().and_then(|x| x.get("id")) != l.get("id")
+                        || d.get_bool("active") == Ok(true)
+                })
+        }),
+        "{listed:?}"
+    );
     // a plain user cannot see others' ops nor kill them
     let p2 = plain.clone();
     let task = tokio::spawn(async move {
@@ -469,5 +482,136 @@ async fn handshake_admin_commands() {
     admin.run_command(doc! {"whatsmyuri": 1}).await.unwrap();
     let e = c.database("t").run_command(doc! {"getParameter": 1, "x": 1}).await.unwrap_err();
     assert_eq!(code(&e), Some(13)); // admin-only
+    n.handle.shutdown().await.unwrap();
+}
+
+/// A standalone mongod has no transactions or retryable writes: `txnNumber` is refused with 20
+/// IllegalOperation (never run as if absent), and the transaction fields are type- and
+/// combination-checked as mongod's `initializeOperationSessionInfo` does, before authorization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transaction_fields_refused_as_on_a_standalone() {
+    let n = start().await;
+    let root = n.root("txn").await;
+    let db = root.database("t");
+    let coll = db.collection::<Document>("c");
+    let lsid = {
+        let s = root.start_session().await.unwrap();
+        s.id().clone()
+    };
+    let run = |cmd: Document| {
+        let db = db.clone();
+        async move { db.run_command(cmd).await }
+    };
+    let insert = |extra: Document| {
+        let mut cmd = doc! {"insert": "c", "documents": [{"x": 1}]};
+        cmd.extend(extra);
+        cmd
+    };
+    let err = |r: mongodb::error::Result<Document>| -> (i32, String) {
+        match &*r.unwrap_err().kind {
+            mongodb::error::ErrorKind::Command(c) => (c.code, c.message.clone()),
+            other => panic!("{other:?}"),
+        }
+    };
+    // A retryable write (txnNumber) and a transaction's first statement. The driver replaces
+    // mongod's message for exactly this error (code 20, message starting "Transaction numbers")
+    // with its own advice, as the retryable-writes spec requires: seeing that text proves the
+    // node sent mongod's.
+    let (c, m) = err(run(insert(doc! {"lsid": lsid.clone(), "txnNumber": 1_i64})).await);
+    assert_eq!(
+        (c, m.as_str()),
+        (
+            20,
+            "This MongoDB deployment does not support retryable writes. Please add retryWrites=false to your connection string."
+        )
+    );
+    let start_txn =
+        doc! {"lsid": lsid.clone(), "txnNumber": 2_i64, "autocommit": false, "startTransaction": true};
+    assert_eq!(err(run(insert(start_txn.clone())).await).0, 20);
+    let mut find = doc! {"find": "c"};
+    find.extend(start_txn);
+    assert_eq!(err(run(find).await).0, 20);
+    // Nothing was written by the refused inserts.
+    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 0);
+    // With the wrong types, or incomplete. (`txnNumber` without `lsid` cannot be sent through
+    // the driver, which adds an implicit session: the unit tests of `check_session_info` cover it.)
+    let (c, m) = err(run(insert(doc! {"lsid": lsid.clone(), "txnNumber": 1_i32})).await);
+    assert_eq!(
+        (c, m.as_str()),
+        (14, "BSON field 'OperationSessionInfo.txnNumber' is the wrong type 'int', expected type 'long'")
+    );
+    let (c, m) = err(run(insert(doc! {"lsid": lsid.clone(), "autocommit": false})).await);
+    assert_eq!(
+        (c, m.as_str()),
+        (72, "'autocommit' field requires a transaction number to also be specified")
+    );
+    let (c, m) = err(run(insert(doc! {"lsid": lsid.clone(), "startTransaction": true})).await);
+    assert_eq!(
+        (c, m.as_str()),
+        (72, "'startTransaction' field requires 'autocommit' field to also be specified")
+    );
+    assert_eq!(err(run(insert(doc! {"lsid": lsid.clone(), "autocommit": 0})).await).0, 14);
+    // Commands anyone may run refuse the fields with their own codes.
+    let ping = |extra: Document| {
+        let mut cmd = doc! {"ping": 1};
+        cmd.extend(extra);
+        cmd
+    };
+    assert_eq!(err(run(ping(doc! {"lsid": lsid.clone(), "autocommit": false})).await).0, 263);
+    assert_eq!(err(run(ping(doc! {"lsid": lsid.clone(), "txnNumber": 1_i64})).await).0, 50889);
+    // Before authorization, as on mongod: an unauthenticated client gets the same refusal.
+    let anon = n.anon().await;
+    let e = anon.database("t").run_command(insert(doc! {"lsid": lsid.clone(), "txnNumber": 1_i64})).await;
+    assert_eq!(err(e).0, 20);
+    // The official driver's own transaction API: it starts the transaction client-side and sends
+    // the first statement with `txnNumber`/`autocommit`/`startTransaction`, which the node refuses
+    // (it used to run the insert outside any transaction and answer ok).
+    let mut s = root.start_session().await.unwrap();
+    s.start_transaction().await.unwrap();
+    let e = coll.insert_one(doc! {"x": 2}).session(&mut s).await.unwrap_err();
+    assert_eq!(code(&e), Some(20), "{e}");
+    drop(s);
+    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 0);
+    // Plain session use still works (no transaction fields).
+    let mut s = root.start_session().await.unwrap();
+    coll.insert_one(doc! {"x": 3}).session(&mut s).await.unwrap();
+    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 1);
+    n.handle.shutdown().await.unwrap();
+}
+
+/// No logical session is ever listed as an `idleSession`: none holds transaction state (the node
+/// refuses `txnNumber`), and mongod lists idle sessions only when they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_sessions_without_transaction_state_are_not_listed() {
+    let n = start().await;
+    let root = n.root("idle").await;
+    let app = n.root("app").await;
+    let coll = app.database("t").collection::<Document>("c");
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        let mut s = app.start_session().await.unwrap();
+        coll.insert_one(doc! {"i": i}).session(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+    // A refused transaction leaves no state behind either.
+    let lsid = sessions[0].id().clone();
+    let _ = app
+        .database("t")
+        .run_command(doc! {"find": "c", "lsid": lsid, "txnNumber": 1_i64, "autocommit": false, "startTransaction": true})
+        .await
+        .unwrap_err();
+    for stage in [
+        doc! {"$currentOp": {"allUsers": true, "idleSessions": true, "idleConnections": true}},
+        doc! {"$currentOp": {}},
+    ] {
+        let docs: Vec<Document> =
+            root.database("admin").aggregate(vec![stage.clone()]).await.unwrap().try_collect().await.unwrap();
+        assert!(docs.iter().all(|d| d.get_str("type") != Ok("idleSession")), "{stage}: {docs:?}");
+        // Still listed: this very aggregate, and (with idleConnections) idle connections.
+        assert!(docs.iter().any(|d| d.get_str("type") == Ok("op")), "{docs:?}");
+    }
+    let r = admin_cmd(&root, doc! {"currentOp": 1, "$all": true, "type": "idleSession"}).await.unwrap();
+    assert!(r.get_array("inprog").unwrap().is_empty(), "{r}");
+    drop(sessions);
     n.handle.shutdown().await.unwrap();
 }

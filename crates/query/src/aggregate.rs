@@ -16,7 +16,7 @@ use crate::error::{CommandError, Result};
 use crate::expr::{EvalCtx, Expr, MISSING, is_missing, num_add};
 use crate::filter::Filter;
 use crate::interrupt::{CHECK_EVERY, Interrupt};
-use crate::path::collect_doc;
+use crate::path::{Fields, collect_doc};
 use crate::projection::{Projection, ProjectionKind};
 use crate::sort::SortSpec;
 
@@ -25,6 +25,62 @@ use crate::sort::SortSpec;
 pub trait PipelineEnv: Interrupt {
     /// All documents of collection `coll` (empty if it does not exist).
     fn lookup_collection(&self, coll: &str) -> Result<Vec<Document>>;
+}
+
+/// Documents a pipeline can read in part before it builds any of them whole (late
+/// materialization, see [`Pipeline::run_source`]).
+///
+/// Document `i` is [`DocSource::fixed`]`(i)` (a stored document, read in place) with its *live*
+/// fields ([`DocSource::is_live`]) taken from [`DocSource::partial`] instead; without a fixed
+/// document, every field comes from `partial`.
+pub trait DocSource {
+    /// Number of documents.
+    fn len(&self) -> usize;
+    /// Whether there is none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The stored document holding document `i`'s fields that are not live, as they are.
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        let _ = i;
+        None
+    }
+    /// Whether the value of top-level field `name` may differ from the fixed document's (the
+    /// live fields are read from `partial`).
+    fn is_live(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
+    /// Document `i`'s values of those of the top-level `fields` it has that do not come from
+    /// its fixed document (all of them when it has none); order does not matter.
+    fn partial(&self, i: usize, fields: &[String]) -> Document;
+    /// Document `i`, whole.
+    fn whole(&self, i: usize) -> Document;
+    /// Whether some document of the source may have the top-level field `name`.
+    fn may_have(&self, name: &str) -> bool;
+}
+
+/// The top-level fields something reads, or the whole document.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Deps {
+    fields: Vec<String>,
+    whole: bool,
+}
+
+impl Deps {
+    pub(crate) fn add(&mut self, field: &str) {
+        if !self.whole && !self.fields.iter().any(|f| f == field) {
+            self.fields.push(field.to_owned());
+        }
+    }
+    pub(crate) fn set_whole(&mut self) {
+        self.whole = true;
+        self.fields.clear();
+    }
+    /// The fields, or `None` for the whole document.
+    pub(crate) fn into_fields(self) -> Option<Vec<String>> {
+        (!self.whole).then_some(self.fields)
+    }
 }
 
 /// A parsed aggregation pipeline.
@@ -106,6 +162,48 @@ fn stage_int(v: &Bson, stage: &str, code: i32) -> Result<i64> {
             format!("invalid argument to {stage} stage: Expected an integer: {stage}: {v}"),
         )),
     }
+}
+
+/// Parses an `$addFields` / `$set` specification (`stage` names it in messages). Two paths of
+/// which one is the other or a prefix of it fail with 40176, as MongoDB's specification validator
+/// refuses them (`{a: 1, "a.b": 1}`, `{"a.b": 1, a: {b: 2}}`); siblings merge.
+fn parse_add_fields_spec(stage: &str, d: &Document) -> Result<Vec<(String, AddSpec)>> {
+    let mut seen = Vec::new();
+    check_add_paths(stage, d, d, "", &mut seen)?;
+    parse_add_fields(d)
+}
+
+fn check_add_paths(
+    stage: &str,
+    spec: &Document,
+    d: &Document,
+    prefix: &str,
+    seen: &mut Vec<String>,
+) -> Result<()> {
+    for (k, v) in d {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            Bson::Document(sub) if sub.keys().next().is_some_and(|f| !f.starts_with('$')) => {
+                check_add_paths(stage, spec, sub, &path, seen)?;
+            }
+            _ => {
+                let prefix_of =
+                    |a: &str, b: &str| b.len() > a.len() && b.starts_with(a) && b.as_bytes()[a.len()] == b'.';
+                if let Some(other) =
+                    seen.iter().find(|s| **s == path || prefix_of(s, &path) || prefix_of(&path, s))
+                {
+                    return Err(CommandError::location(
+                        40176,
+                        format!(
+                            "Invalid {stage} :: caused by :: specification contains two conflicting paths. Cannot specify both '{path}' and '{other}': {spec}"
+                        ),
+                    ));
+                }
+                seen.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_add_fields(d: &Document) -> Result<Vec<(String, AddSpec)>> {
@@ -494,7 +592,18 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
             }
             Stage::Project(Projection::parse_kind(d, ProjectionKind::Aggregate)?)
         }
-        "$addFields" | "$set" => Stage::AddFields(parse_add_fields(doc_arg()?)?),
+        "$addFields" | "$set" => {
+            let Bson::Document(d) = arg else {
+                return Err(CommandError::location(
+                    40272,
+                    format!(
+                        "{name} specification stage must be an object, got {}",
+                        crate::expr::type_name(arg)
+                    ),
+                ));
+            };
+            Stage::AddFields(parse_add_fields_spec(name, d)?)
+        }
         "$unset" => {
             let paths: Vec<String> = match arg {
                 Bson::String(s) => vec![s.clone()],
@@ -609,6 +718,24 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
             }
             let mut facets = Vec::new();
             for (k, v) in d {
+                // Facet names follow the field-name rules of field paths.
+                let bad_name = if k.is_empty() {
+                    Some((15998, "FieldPath field names may not be empty strings."))
+                } else if k.starts_with('$') {
+                    Some((16410, "FieldPath field names may not start with '$'."))
+                } else if k.contains('.') {
+                    Some((16412, "FieldPath field names may not contain '.'."))
+                } else {
+                    None
+                };
+                if let Some((code, why)) = bad_name {
+                    return Err(CommandError::location(
+                        code,
+                        format!(
+                            "$facet pipeline names must follow the naming rules of field path expressions. :: caused by :: {why}"
+                        ),
+                    ));
+                }
                 let Bson::Array(items) = v else {
                     return Err(CommandError::location(
                         40170,
@@ -621,7 +748,13 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
                 let mut docs = Vec::new();
                 for i in items {
                     let Bson::Document(sd) = i else {
-                        return Err(CommandError::location(40171, "subpipeline stages must be objects"));
+                        return Err(CommandError::location(
+                            40171,
+                            format!(
+                                "elements of arrays in $facet spec must be non-empty objects, {k} argument contained an element of type {}: {i}",
+                                crate::expr::type_name(i)
+                            ),
+                        ));
                     };
                     let sname = sd.keys().next().map(String::as_str).unwrap_or_default();
                     if matches!(
@@ -634,6 +767,9 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
                         ));
                     }
                     docs.push(sd.clone());
+                }
+                if docs.is_empty() {
+                    return Err(CommandError::bad_value("sub-pipeline in $facet stage cannot be empty"));
                 }
                 facets.push((k.clone(), Pipeline::parse(&docs)?));
             }
@@ -820,7 +956,7 @@ impl AccState {
 fn apply_add(
     target: &mut Document,
     spec: &[(String, AddSpec)],
-    root: &Document,
+    root: &dyn Fields,
     ctx: &mut EvalCtx,
 ) -> Result<()> {
     for (k, s) in spec {
@@ -964,6 +1100,15 @@ impl Pipeline {
         Ok(Pipeline { stages: stages.iter().map(parse_stage).collect::<Result<_>>()? })
     }
 
+    /// The pipeline without its first stage (when a caller has applied that stage itself).
+    #[must_use]
+    pub fn without_first(mut self) -> Self {
+        if !self.stages.is_empty() {
+            self.stages.remove(0);
+        }
+        self
+    }
+
     /// Number of stages.
     pub fn len(&self) -> usize {
         self.stages.len()
@@ -1012,6 +1157,47 @@ impl Pipeline {
         out
     }
 
+    /// Runs the pipeline over the documents of `src`, building as few of them whole as it can:
+    /// when the leading stages only select, order, count or add fields (`$match`, `$addFields` /
+    /// `$set`, `$sort`, `$skip`, `$limit`, `$count`, and `$facet` pipelines made of them as far as
+    /// they go), read named fields only (no `$$ROOT`) and add none the source's documents have,
+    /// they run on partial documents holding just the fields they read; only the documents that
+    /// come out of them are built whole. The result is the same as [`Pipeline::run`] over every
+    /// document built whole, field order included.
+    pub fn run_source(&self, src: &dyn DocSource, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
+        let mut ctx = EvalCtx::new();
+        env.check()?;
+        let mut t = Ticker { env, n: 0 };
+        let mut deps = Deps::default();
+        let mut written = Vec::new();
+        partial_region(&self.stages, &mut deps, &mut written);
+        let partial =
+            self.stages.first().is_some_and(runs_on_partial) && !written.iter().any(|w| src.may_have(w));
+        if let (true, Some(mut fields)) = (partial, deps.into_fields()) {
+            // Fields the stages add are not the source's: not asked for.
+            fields.retain(|f| !written.contains(f));
+            let live: Vec<String> = fields.iter().filter(|f| src.is_live(f)).cloned().collect();
+            let mut rows = Vec::with_capacity(src.len());
+            for i in 0..src.len() {
+                t.tick()?;
+                let over = match src.fixed(i) {
+                    Some(_) if live.is_empty() => Document::new(),
+                    Some(_) => src.partial(i, &live),
+                    None => src.partial(i, &fields),
+                };
+                rows.push(Row { over, src: Some(i) });
+            }
+            let run = Run { src, written: &written };
+            return run.rows(&self.stages, rows, env, &mut ctx);
+        }
+        let mut docs = Vec::with_capacity(src.len());
+        for i in 0..src.len() {
+            t.tick()?;
+            docs.push(src.whole(i));
+        }
+        run_stages(&self.stages, docs, env, &mut ctx)
+    }
+
     /// Runs the pipeline over `input`.
     pub fn run(&self, input: Vec<Document>, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
         let mut ctx = EvalCtx::new();
@@ -1020,17 +1206,379 @@ impl Pipeline {
 
     fn run_ctx(
         &self,
-        mut docs: Vec<Document>,
+        docs: Vec<Document>,
         env: &dyn PipelineEnv,
         ctx: &mut EvalCtx,
     ) -> Result<Vec<Document>> {
         env.check()?;
-        for stage in &self.stages {
-            env.check()?;
-            docs = run_stage(stage, docs, env, ctx)?;
-        }
-        Ok(docs)
+        run_stages(&self.stages, docs, env, ctx)
     }
+
+    /// Runs the pipeline over documents it may not take: the leading stages that only select,
+    /// order or count (`$match`, `$sort`, `$skip`, `$limit`, `$count`) work on references, and
+    /// only the documents that reach the first other stage (or the end) are copied. Same result
+    /// as `run_ctx(docs.to_vec())`.
+    fn run_borrowed(
+        &self,
+        docs: &[Document],
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        env.check()?;
+        let mut refs: Vec<&Document> = docs.iter().collect();
+        for (i, stage) in self.stages.iter().enumerate() {
+            env.check()?;
+            match stage {
+                Stage::Match(f) => {
+                    let mut t = Ticker { env, n: 0 };
+                    let mut kept = Vec::with_capacity(refs.len());
+                    for d in refs {
+                        t.tick()?;
+                        if f.matches_ctx(d, ctx)? {
+                            kept.push(d);
+                        }
+                    }
+                    refs = kept;
+                }
+                Stage::Sort(s) => s.sort_top(&mut refs, top_k(&self.stages[i + 1..])),
+                Stage::Skip(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
+                    refs.drain(..n);
+                }
+                Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Stage::Count(name) => {
+                    let counted = count_docs(refs.len(), name);
+                    return run_stages(&self.stages[i + 1..], counted, env, ctx);
+                }
+                _ => {
+                    let owned = refs.into_iter().cloned().collect();
+                    return run_stages(&self.stages[i..], owned, env, ctx);
+                }
+            }
+        }
+        Ok(refs.into_iter().cloned().collect())
+    }
+}
+
+/// A document of a late-materialized run. While `src` is set it is partial: `over` holds the
+/// live fields the stages read and the fields they added, and the other fields are read in
+/// place from the source's fixed document. Otherwise `over` is the whole document.
+#[derive(Debug, Clone)]
+struct Row {
+    over: Document,
+    src: Option<usize>,
+}
+
+/// A row seen as a document.
+struct View<'a> {
+    row: &'a Row,
+    run: &'a Run<'a>,
+}
+
+impl Fields for View<'_> {
+    fn field(&self, key: &str) -> Option<&Bson> {
+        self.run.get(self.row, key)
+    }
+    fn to_document(&self) -> Document {
+        self.run.materialize_one(self.row.clone())
+    }
+}
+
+/// What a late-materialized run reads rows from.
+struct Run<'a> {
+    src: &'a dyn DocSource,
+    /// Top-level fields the stages add (none of them is the source's).
+    written: &'a [String],
+}
+
+/// Whether a stage can run on partial documents: it only selects, orders, counts or adds fields.
+/// (A `$facet` can: each of its pipelines runs on partial documents as far as it can.)
+fn runs_on_partial(stage: &Stage) -> bool {
+    matches!(
+        stage,
+        Stage::Match(_)
+            | Stage::AddFields(_)
+            | Stage::Sort(_)
+            | Stage::Skip(_)
+            | Stage::Limit(_)
+            | Stage::Count(_)
+            | Stage::Facet(_)
+    )
+}
+
+fn add_spec_deps(spec: &[(String, AddSpec)], deps: &mut Deps) {
+    for (_, s) in spec {
+        match s {
+            AddSpec::Value(e) => e.add_deps(deps),
+            AddSpec::Nested(sub) => add_spec_deps(sub, deps),
+        }
+    }
+}
+
+/// What the stages that run on partial documents read (`deps`) and write at the top level
+/// (`written`), through every `$facet` pipeline.
+fn partial_region(stages: &[Stage], deps: &mut Deps, written: &mut Vec<String>) {
+    for stage in stages.iter().take_while(|s| runs_on_partial(s)) {
+        match stage {
+            Stage::Match(f) => f.add_deps(deps),
+            Stage::AddFields(spec) => {
+                add_spec_deps(spec, deps);
+                for (k, _) in spec {
+                    if !written.contains(k) {
+                        written.push(k.clone());
+                    }
+                }
+            }
+            Stage::Sort(s) => s.add_deps(deps),
+            Stage::Facet(facets) => {
+                for (_, p) in facets {
+                    partial_region(&p.stages, deps, written);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<'s> Run<'s> {
+    fn view<'b>(&'b self, row: &'b Row) -> View<'b> {
+        View { row, run: self }
+    }
+
+    /// Top-level field `key` of `row`: added or live (in `over`), else the fixed document's.
+    fn get<'x>(&'x self, row: &'x Row, key: &str) -> Option<&'x Bson> {
+        // A partial row's own fields are few: a scan beats hashing the key.
+        let own = if row.src.is_some() && row.over.len() <= 8 {
+            row.over.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        } else {
+            row.over.get(key)
+        };
+        if let Some(v) = own {
+            return Some(v);
+        }
+        let i = row.src?;
+        if self.src.is_live(key) {
+            return None;
+        }
+        self.src.fixed(i)?.get(key)
+    }
+
+    /// Row `r` whole: the source's document with the fields the stages added (no stage that runs
+    /// on partial documents changes a field the source has, so these are all the differences),
+    /// appended in the order they were added, as running the stages on the whole documents would
+    /// have appended them.
+    fn materialize_one(&self, r: Row) -> Document {
+        match r.src {
+            None => r.over,
+            Some(i) => {
+                let mut whole = self.src.whole(i);
+                for (k, v) in r.over {
+                    if self.written.contains(&k) {
+                        whole.insert(k, v);
+                    }
+                }
+                whole
+            }
+        }
+    }
+
+    fn materialize(&self, rows: Vec<Row>) -> Vec<Document> {
+        rows.into_iter().map(|r| self.materialize_one(r)).collect()
+    }
+
+    /// `$addFields` on rows: evaluated on each row's view, written into its `over`.
+    fn add_fields(
+        &self,
+        spec: &[(String, AddSpec)],
+        rows: &mut [Row],
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<()> {
+        let mut t = Ticker { env, n: 0 };
+        let top_level = spec.iter().all(|(_, s)| matches!(s, AddSpec::Value(_)));
+        let mut values = Vec::with_capacity(spec.len());
+        for r in rows.iter_mut() {
+            t.tick()?;
+            if top_level {
+                values.clear();
+                let view = self.view(r);
+                for (_, s) in spec {
+                    if let AddSpec::Value(e) = s {
+                        values.push(e.eval(&view, ctx)?);
+                    }
+                }
+                for ((k, _), v) in spec.iter().zip(values.drain(..)) {
+                    if is_missing(&v) {
+                        r.over.remove(k);
+                    } else {
+                        r.over.insert(k.clone(), v);
+                    }
+                }
+            } else {
+                // Nested specifications read the row as it was while writing into it.
+                let before = r.clone();
+                apply_add(&mut r.over, spec, &self.view(&before), ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `stages` on rows, partial ones staying partial as long as the stages allow, then whole.
+    fn rows(
+        &self,
+        stages: &[Stage],
+        mut rows: Vec<Row>,
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        for (i, stage) in stages.iter().enumerate() {
+            env.check()?;
+            let mut t = Ticker { env, n: 0 };
+            match stage {
+                Stage::Match(f) => {
+                    let mut kept = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        t.tick()?;
+                        if f.matches_ctx(&self.view(&r), ctx)? {
+                            kept.push(r);
+                        }
+                    }
+                    rows = kept;
+                }
+                Stage::AddFields(spec) => self.add_fields(spec, &mut rows, env, ctx)?,
+                Stage::Sort(s) => {
+                    let order = s.top_order(&rows, top_k(&stages[i + 1..]), |r, out| {
+                        s.key_refs_with(|k| self.get(r, k), out)
+                    });
+                    crate::sort::permute(&mut rows, order);
+                }
+                Stage::Skip(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX).min(rows.len());
+                    rows.drain(..n);
+                }
+                Stage::Limit(n) => rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Stage::Count(name) => {
+                    rows = count_docs(rows.len(), name)
+                        .into_iter()
+                        .map(|over| Row { over, src: None })
+                        .collect();
+                }
+                Stage::Facet(facets) => {
+                    let mut result = Document::new();
+                    let mut input = Some(rows);
+                    for (j, (name, p)) in facets.iter().enumerate() {
+                        let r = if j + 1 == facets.len() {
+                            self.rows(&p.stages, input.take().unwrap_or_default(), env, ctx)?
+                        } else {
+                            self.rows_borrowed(&p.stages, input.as_deref().unwrap_or_default(), env, ctx)?
+                        };
+                        result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
+                    }
+                    rows = vec![Row { over: result, src: None }];
+                }
+                _ => {
+                    let docs = self.materialize(rows);
+                    return run_stages(&stages[i..], docs, env, ctx);
+                }
+            }
+        }
+        Ok(self.materialize(rows))
+    }
+
+    /// [`Run::rows`] over rows it may not take: selecting stages work on references first.
+    fn rows_borrowed(
+        &self,
+        stages: &[Stage],
+        rows: &[Row],
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
+        let mut refs: Vec<&Row> = rows.iter().collect();
+        for (i, stage) in stages.iter().enumerate() {
+            env.check()?;
+            match stage {
+                Stage::Match(f) => {
+                    let mut t = Ticker { env, n: 0 };
+                    let mut kept = Vec::with_capacity(refs.len());
+                    for r in refs {
+                        t.tick()?;
+                        if f.matches_ctx(&self.view(r), ctx)? {
+                            kept.push(r);
+                        }
+                    }
+                    refs = kept;
+                }
+                Stage::Sort(s) => {
+                    let order = s.top_order(&refs, top_k(&stages[i + 1..]), |r, out| {
+                        s.key_refs_with(|k| self.get(r, k), out)
+                    });
+                    crate::sort::permute(&mut refs, order);
+                }
+                Stage::Skip(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
+                    refs.drain(..n);
+                }
+                Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Stage::Count(name) => {
+                    let counted = count_docs(refs.len(), name)
+                        .into_iter()
+                        .map(|over| Row { over, src: None })
+                        .collect();
+                    return self.rows(&stages[i + 1..], counted, env, ctx);
+                }
+                _ => {
+                    let owned = refs.into_iter().cloned().collect();
+                    return self.rows(&stages[i..], owned, env, ctx);
+                }
+            }
+        }
+        Ok(self.materialize(refs.into_iter().cloned().collect()))
+    }
+}
+
+/// How many documents a `$sort` followed by `rest` can pass on at most: `$skip`s then a `$limit`
+/// bound it (MongoDB folds them into a top-k sort); anything else does not.
+fn top_k(rest: &[Stage]) -> usize {
+    let mut skipped: usize = 0;
+    for stage in rest {
+        match stage {
+            Stage::Skip(n) => skipped = skipped.saturating_add(usize::try_from(*n).unwrap_or(usize::MAX)),
+            Stage::Limit(n) => return skipped.saturating_add(usize::try_from(*n).unwrap_or(usize::MAX)),
+            _ => return usize::MAX,
+        }
+    }
+    usize::MAX
+}
+
+/// `$count`'s output for `n` documents: nothing for none.
+fn count_docs(n: usize, name: &str) -> Vec<Document> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let v = i32::try_from(n).map(Bson::Int32).unwrap_or(Bson::Int64(n as i64));
+    let mut d = Document::new();
+    d.insert(name.to_owned(), v);
+    vec![d]
+}
+
+fn run_stages(
+    stages: &[Stage],
+    mut docs: Vec<Document>,
+    env: &dyn PipelineEnv,
+    ctx: &mut EvalCtx,
+) -> Result<Vec<Document>> {
+    for (i, stage) in stages.iter().enumerate() {
+        env.check()?;
+        docs = match stage {
+            Stage::Sort(s) => {
+                let mut docs = docs;
+                s.sort_top(&mut docs, top_k(&stages[i + 1..]));
+                docs
+            }
+            _ => run_stage(stage, docs, env, ctx)?,
+        };
+    }
+    Ok(docs)
 }
 
 fn run_stage(
@@ -1055,7 +1603,32 @@ fn run_stage(
             let mut out = Vec::with_capacity(docs.len());
             for d in docs {
                 t.tick()?;
-                out.push(p.apply_ctx(&d, None, ctx)?);
+                out.push(p.apply_owned_ctx(d, ctx)?);
+            }
+            out
+        }
+        Stage::AddFields(spec) if spec.iter().all(|(_, s)| matches!(s, AddSpec::Value(_))) => {
+            // Top-level fields only: every expression reads the input document as it was, so
+            // evaluate them all, then write into that same document (no copy of it). Nested
+            // specifications evaluate per array element, only when reached: they keep the copy.
+            let mut out = Vec::with_capacity(docs.len());
+            let mut values = Vec::with_capacity(spec.len());
+            for mut d in docs {
+                t.tick()?;
+                values.clear();
+                for (_, s) in spec {
+                    if let AddSpec::Value(e) = s {
+                        values.push(e.eval(&d, ctx)?);
+                    }
+                }
+                for ((k, _), v) in spec.iter().zip(values.drain(..)) {
+                    if is_missing(&v) {
+                        d.remove(k);
+                    } else {
+                        d.insert(k.clone(), v);
+                    }
+                }
+                out.push(d);
             }
             out
         }
@@ -1112,17 +1685,7 @@ fn run_stage(
         }
         Stage::Skip(n) => docs.into_iter().skip(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),
         Stage::Limit(n) => docs.into_iter().take(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),
-        Stage::Count(name) => {
-            if docs.is_empty() {
-                Vec::new()
-            } else {
-                let n = docs.len();
-                let v = i32::try_from(n).map(Bson::Int32).unwrap_or(Bson::Int64(n as i64));
-                let mut d = Document::new();
-                d.insert(name.clone(), v);
-                vec![d]
-            }
-        }
+        Stage::Count(name) => count_docs(docs.len(), name),
         Stage::Unwind { path, index, preserve } => {
             let mut out = Vec::new();
             let index_parts: Option<Vec<String>> =
@@ -1251,9 +1814,16 @@ fn run_stage(
             out
         }
         Stage::Facet(facets) => {
+            // Every facet sees the same input: all but the last borrow it (copying only what
+            // their selecting stages let through), the last one takes it.
             let mut result = Document::new();
-            for (name, p) in facets {
-                let r = p.run_ctx(docs.clone(), env, ctx)?;
+            let mut input = Some(docs);
+            for (i, (name, p)) in facets.iter().enumerate() {
+                let r = if i + 1 == facets.len() {
+                    p.run_ctx(input.take().unwrap_or_default(), env, ctx)?
+                } else {
+                    p.run_borrowed(input.as_deref().unwrap_or_default(), env, ctx)?
+                };
                 result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
             }
             vec![result]

@@ -317,3 +317,302 @@ fn interrupt_is_checked_per_stage_and_every_128_docs() {
     p.run(input, &env).unwrap();
     assert!(env.checks.load(AtomicOrdering::SeqCst) >= 2 * (1000 / 128));
 }
+
+/// Documents with ties and every kind of sort key (missing, null, arrays, mixed types).
+fn varied(n: i32) -> Vec<Document> {
+    (0..n)
+        .map(|i| {
+            let mut d = doc! {"_id": i, "g": i % 3};
+            match i % 7 {
+                0 => {}
+                1 => {
+                    d.insert("k", Bson::Null);
+                }
+                2 => {
+                    d.insert("k", vec![Bson::Int32(i % 5), Bson::Int32(2)]);
+                }
+                3 => {
+                    d.insert("k", format!("s{}", i % 4));
+                }
+                4 => {
+                    d.insert("k", Bson::Array(Vec::new()));
+                }
+                _ => {
+                    d.insert("k", f64::from(i % 5));
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn top_k_sort_equals_full_sort_then_limit() {
+    for n in [0, 1, 2, 5, 40, 300] {
+        for spec in [doc! {"k": 1}, doc! {"k": -1, "g": 1}, doc! {"g": -1}] {
+            let full = run(vec![doc! {"$sort": spec.clone()}], varied(n));
+            for (skip, limit) in [(0, 1), (0, 3), (2, 5), (0, 1000), (50, 10), (7, 1)] {
+                let want: Vec<Document> = full.iter().skip(skip).take(limit).cloned().collect();
+                let mut stages = vec![doc! {"$sort": spec.clone()}];
+                if skip > 0 {
+                    stages.push(doc! {"$skip": skip as i64});
+                }
+                stages.push(doc! {"$limit": limit as i64});
+                assert_eq!(run(stages.clone(), varied(n)), want, "{spec} {skip} {limit} n={n}");
+                // The same inside a facet that borrows its input (not the last facet).
+                let mut facet = stages.clone();
+                facet.push(doc! {"$project": {"g": 0}});
+                let out = run(vec![doc! {"$facet": {"a": facet.clone(), "b": [{"$count": "n"}]}}], varied(n));
+                let a: Vec<Document> =
+                    out[0].get_array("a").unwrap().iter().map(|b| b.as_document().unwrap().clone()).collect();
+                assert_eq!(a, run(facet, varied(n)), "facet {spec} {skip} {limit} n={n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn facet_branches_each_see_the_whole_input() {
+    let branches = [
+        vec![doc! {"$count": "n"}],
+        vec![doc! {"$match": {"g": 1}}, doc! {"$count": "n"}],
+        vec![doc! {"$match": {"g": 9}}, doc! {"$count": "n"}],
+        vec![doc! {"$skip": 3}, doc! {"$limit": 2}],
+        vec![doc! {"$sort": {"k": -1}}, doc! {"$skip": 1}, doc! {"$limit": 4}, doc! {"$addFields": {"x": 1}}],
+        vec![doc! {"$addFields": {"g": "$_id"}}, doc! {"$match": {"g": {"$lt": 4}}}],
+        vec![doc! {"$count": "n"}, doc! {"$addFields": {"m": {"$multiply": ["$n", 2]}}}],
+        vec![doc! {"$limit": 5}, doc! {"$skip": 10}],
+        vec![doc! {"$skip": 0}],
+    ];
+    let input = varied(30);
+    for (i, a) in branches.iter().enumerate() {
+        for b in &branches[i..] {
+            let out =
+                run(vec![doc! {"$facet": {"a": a.clone(), "b": b.clone(), "c": a.clone()}}], input.clone());
+            assert_eq!(out.len(), 1);
+            let arr = |name: &str| -> Vec<Document> {
+                out[0].get_array(name).unwrap().iter().map(|x| x.as_document().unwrap().clone()).collect()
+            };
+            assert_eq!(out[0].keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+            assert_eq!(arr("a"), run(a.clone(), input.clone()), "{a:?}");
+            assert_eq!(arr("b"), run(b.clone(), input.clone()), "{b:?}");
+            assert_eq!(arr("c"), arr("a"));
+        }
+    }
+    // Empty input: one document of empty arrays, $count gives nothing.
+    let out = run(vec![doc! {"$facet": {"a": [{"$count": "n"}], "b": [{"$limit": 1}]}}], Vec::new());
+    assert_eq!(out, vec![doc! {"a": [], "b": []}]);
+}
+
+#[test]
+fn add_fields_reads_the_input_and_keeps_field_order() {
+    let input = vec![doc! {"a": 1, "b": 2, "c": {"x": 1}, "d": [{"y": 1}, 5]}];
+    // Each expression sees the input document, not the fields set before it.
+    assert_eq!(
+        run(vec![doc! {"$addFields": {"a": "$b", "b": "$a", "n": {"$add": ["$a", "$b"]}}}], input.clone()),
+        vec![doc! {"a": 2, "b": 1, "c": {"x": 1}, "d": [{"y": 1}, 5], "n": 3}]
+    );
+    // Missing removes the field; existing fields are replaced in place; new ones go last.
+    assert_eq!(
+        run(vec![doc! {"$set": {"z": 0, "b": "$nope", "a": {"$literal": "$x"}}}], input.clone()),
+        vec![doc! {"a": "$x", "c": {"x": 1}, "d": [{"y": 1}, 5], "z": 0}]
+    );
+    // Nested specifications (per array element) are unchanged.
+    assert_eq!(
+        run(vec![doc! {"$addFields": {"c.w": "$a", "d.q": 1}}], input),
+        vec![doc! {"a": 1, "b": 2, "c": {"x": 1, "w": 1}, "d": [{"y": 1, "q": 1}, {"q": 1}]}]
+    );
+}
+
+#[test]
+fn exclusion_project_keeps_order_without_copying() {
+    let input = vec![doc! {"_id": 1, "a": 1, "b": {"c": 1, "d": 2}, "e": [{"c": 1, "f": 2}]}];
+    assert_eq!(
+        run(vec![doc! {"$project": {"a": 0, "b.c": 0, "e.c": 0}}], input.clone()),
+        vec![doc! {"_id": 1, "b": {"d": 2}, "e": [{"f": 2}]}]
+    );
+    assert_eq!(run(vec![doc! {"$project": {"_id": 0, "b": 0, "e": 0}}], input), vec![doc! {"a": 1}]);
+}
+
+#[test]
+fn stage_specifications_are_refused_as_mongodb_refuses_them() {
+    let err = |stage: Document| Pipeline::parse(&[stage]).unwrap_err();
+    // $facet: names follow field-name rules, sub-pipelines are non-empty arrays of objects.
+    assert_eq!(err(doc! {"$facet": {"a.b": [{"$count": "n"}]}}).code, 16412);
+    assert_eq!(err(doc! {"$facet": {"$a": [{"$count": "n"}]}}).code, 16410);
+    assert_eq!(err(doc! {"$facet": {"": [{"$count": "n"}]}}).code, 15998);
+    let e = err(doc! {"$facet": {"a": []}});
+    assert_eq!((e.code, e.message.as_str()), (2, "sub-pipeline in $facet stage cannot be empty"));
+    assert_eq!(err(doc! {"$facet": {"a": [1]}}).code, 40171);
+    assert_eq!(err(doc! {"$facet": {"a": {"$count": "n"}}}).code, 40170);
+    assert_eq!(err(doc! {"$facet": {}}).code, 40169);
+    assert_eq!(err(doc! {"$facet": {"a": [{"$facet": {"b": [{"$count": "n"}]}}]}}).code, 40600);
+    // $addFields / $set: an object, without a path beside its own prefix.
+    assert_eq!(err(doc! {"$addFields": 1}).code, 40272);
+    assert!(err(doc! {"$set": "x"}).message.starts_with("$set specification stage must be an object"));
+    for conflict in [
+        doc! {"a": 1, "a.b": 2},
+        doc! {"a.b": 1, "a": 2},
+        doc! {"a": {"b": 1}, "a.b": 2},
+        doc! {"a.b.c": 1, "a.b": {"c": 2}, "x": 0},
+    ] {
+        let e = err(doc! {"$addFields": conflict.clone()});
+        assert_eq!(e.code, 40176, "{conflict}");
+        assert!(e.message.contains("specification contains two conflicting paths"), "{}", e.message);
+    }
+    // Siblings under one prefix merge.
+    assert!(Pipeline::parse(&[doc! {"$addFields": {"a.b": 1, "a.c": 2, "d": {"e": 1}, "d.f": 2}}]).is_ok());
+    assert!(Pipeline::parse(&[doc! {"$addFields": {"a.b.c": 1, "a.b": {"d": 1}}}]).is_ok());
+    // $skip, $limit, $count, $sort, $project, $match.
+    assert_eq!(err(doc! {"$skip": -1}).code, 5107200);
+    assert_eq!(err(doc! {"$skip": "1"}).code, 5107200);
+    assert_eq!(err(doc! {"$limit": 0}).code, 15958);
+    assert_eq!(err(doc! {"$limit": 1.5}).code, 5107201);
+    assert_eq!(err(doc! {"$count": ""}).code, 40157);
+    assert_eq!(err(doc! {"$count": "$n"}).code, 40158);
+    assert_eq!(err(doc! {"$count": "a.b"}).code, 40160);
+    assert_eq!(err(doc! {"$count": 1}).code, 40156);
+    assert_eq!(err(doc! {"$sort": {}}).code, 15976);
+    assert_eq!(err(doc! {"$sort": {"a": 2}}).code, 15975);
+    assert!(Pipeline::parse(&[doc! {"$sort": {"a": {"$meta": "textScore"}}}]).is_err());
+    assert_eq!(err(doc! {"$project": {}}).code, 51272);
+    assert!(Pipeline::parse(&[doc! {"$project": {"a": 1, "b": 0}}]).is_err());
+    assert!(Pipeline::parse(&[doc! {"$project": {"a": 1, "a.b": 1}}]).is_err());
+    assert_eq!(err(doc! {"$match": 1}).code, 15959);
+    assert!(Pipeline::parse(&[doc! {"$match": {"a": {"$bogus": 1}}}]).is_err());
+    assert!(Pipeline::parse(&[doc! {"$match": {"$where": "1"}}]).is_err());
+}
+
+/// A source over documents that counts how many it builds whole. With `stale`, it serves each
+/// document as a fixed copy whose live fields (`tail`, `k`) hold wrong values, and only the live
+/// fields from `partial`, as the node serves `$currentOp` entries.
+struct Counting {
+    docs: Vec<Document>,
+    whole: std::cell::Cell<usize>,
+    stale: Option<Vec<Document>>,
+}
+
+impl Counting {
+    fn new(docs: Vec<Document>, fixed: bool) -> Self {
+        let stale = fixed.then(|| {
+            docs.iter()
+                .map(|d| {
+                    let mut s = d.clone();
+                    for live in ["tail", "k"] {
+                        if s.contains_key(live) {
+                            s.insert(live, "STALE");
+                        }
+                    }
+                    s
+                })
+                .collect()
+        });
+        Counting { docs, whole: std::cell::Cell::new(0), stale }
+    }
+}
+
+impl DocSource for Counting {
+    fn len(&self) -> usize {
+        self.docs.len()
+    }
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        self.stale.as_ref().map(|s| &s[i])
+    }
+    fn is_live(&self, name: &str) -> bool {
+        self.stale.is_none() || name == "tail" || name == "k"
+    }
+    fn partial(&self, i: usize, fields: &[String]) -> Document {
+        let mut out = Document::new();
+        // Any order: reversed, to prove no stage depends on it.
+        for f in fields.iter().rev() {
+            assert!(self.is_live(f), "{f} asked from partial");
+            if let Some(v) = self.docs[i].get(f) {
+                out.insert(f.clone(), v.clone());
+            }
+        }
+        out
+    }
+    fn whole(&self, i: usize) -> Document {
+        self.whole.set(self.whole.get() + 1);
+        self.docs[i].clone()
+    }
+    fn may_have(&self, name: &str) -> bool {
+        self.docs.iter().any(|d| d.contains_key(name))
+    }
+}
+
+#[test]
+fn run_source_equals_run_over_whole_documents() {
+    let docs: Vec<Document> = varied(200)
+        .into_iter()
+        .map(|mut d| {
+            d.insert("big", doc! {"nested": {"deep": [1, 2, 3]}, "s": "x".repeat(50)});
+            d.insert("tail", d.get_i32("_id").unwrap() % 11);
+            d
+        })
+        .collect();
+    // (pipeline, most documents it may build whole)
+    let cases: Vec<(Vec<Document>, usize)> = vec![
+        (vec![doc! {"$count": "n"}], 0),
+        (vec![doc! {"$match": {"g": 1}}, doc! {"$count": "n"}], 0),
+        (vec![doc! {"$sort": {"tail": -1, "_id": 1}}, doc! {"$skip": 5}, doc! {"$limit": 10}], 10),
+        (
+            vec![
+                doc! {"$addFields": {"r": {"$multiply": ["$tail", -1]}, "s": {"$ifNull": ["$k", "none"]}}},
+                doc! {"$match": {"r": {"$lt": -2}}},
+                doc! {"$facet": {
+                    "total": [{"$count": "n"}],
+                    "page": [{"$sort": {"r": 1, "_id": -1}}, {"$skip": 2}, {"$limit": 7}, {"$project": {"big": 0}}],
+                }},
+            ],
+            7,
+        ),
+        (
+            vec![doc! {"$facet": {
+                "a": [{"$match": {"g": 2}}, {"$sort": {"k": 1}}, {"$limit": 3}],
+                "b": [{"$limit": 4}, {"$addFields": {"x": "$big.s"}}, {"$sort": {"x": 1}}],
+                "c": [{"$count": "n"}],
+            }}],
+            7,
+        ),
+        (
+            vec![
+                doc! {"$set": {"w": 1}},
+                doc! {"$set": {"w": "$$REMOVE", "v": 2}},
+                doc! {"$set": {"w": 3}},
+                doc! {"$limit": 2},
+            ],
+            2,
+        ),
+        (
+            vec![
+                doc! {"$match": {"$expr": {"$gt": ["$tail", 4]}, "big.nested.deep": 2}},
+                doc! {"$addFields": {"x": {"$concat": ["$big.s", {"$toString": "$tail"}]}, "n.m": "$k"}},
+                doc! {"$sort": {"big.nested.deep": 1, "k": -1, "x": 1, "_id": 1}},
+                doc! {"$limit": 9},
+            ],
+            9,
+        ),
+        // Not on partial documents: a field the documents have is written, the whole document
+        // is read, or the first stage needs whole documents.
+        (vec![doc! {"$addFields": {"tail": 0}}, doc! {"$limit": 3}], 200),
+        (vec![doc! {"$addFields": {"n": {"$size": {"$objectToArray": "$$ROOT"}}}}, doc! {"$limit": 3}], 200),
+        (vec![doc! {"$project": {"big": 0}}, doc! {"$limit": 1}], 200),
+        // Stages that need whole documents come after: the rows that reach them are built.
+        (vec![doc! {"$match": {"g": 0}}, doc! {"$group": {"_id": "$k", "n": {"$sum": 1}}}], 67),
+        (vec![doc! {"$sort": {"_id": -1}}, doc! {"$limit": 3}, doc! {"$unwind": "$big.nested.deep"}], 3),
+    ];
+    for (stages, most) in cases {
+        let p = Pipeline::parse(&stages).unwrap();
+        let whole = p.run(docs.clone(), &Env::new()).unwrap();
+        for fixed in [false, true] {
+            let src = Counting::new(docs.clone(), fixed);
+            let lazy = p.run_source(&src, &Env::new()).unwrap();
+            assert_eq!(lazy, whole, "{stages:?} fixed {fixed}");
+            assert!(src.whole.get() <= most, "{stages:?} built {} whole", src.whole.get());
+            // Interrupts still reach every stage.
+            let env = Env { kill_after: 2, ..Env::new() };
+            assert!(p.run_source(&src, &env).is_err() || stages.len() == 1, "{stages:?}");
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! missing does, and stages drop fields whose computed value is missing.
 //! Unknown operators fail at parse time with 168 InvalidPipelineOperator.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
@@ -19,6 +20,7 @@ use chrono::{Datelike, Timelike};
 use crate::compare::{Num, as_num, bson_eq, canonical_key, cmp_bson};
 use crate::error::{CommandError, Result};
 use crate::filter::{Re, bson_type_code, type_alias};
+use crate::path::Fields;
 
 /// The value used for "missing" during evaluation.
 pub const MISSING: Bson = Bson::Undefined;
@@ -274,7 +276,22 @@ impl Expr {
                     Ok(Expr::Literal(v.clone()))
                 }
             }
-            Bson::Array(items) => Ok(Expr::Array(items.iter().map(Expr::parse).collect::<Result<_>>()?)),
+            Bson::Array(items) => {
+                let items: Vec<Expr> = items.iter().map(Expr::parse).collect::<Result<_>>()?;
+                // An array of constants is a constant (not when an item is the missing sentinel,
+                // which evaluating the array turns into null).
+                if items.iter().all(|e| matches!(e, Expr::Literal(v) if !is_missing(v))) {
+                    let values = items
+                        .into_iter()
+                        .map(|e| match e {
+                            Expr::Literal(v) => v,
+                            _ => Bson::Null,
+                        })
+                        .collect();
+                    return Ok(Expr::Literal(Bson::Array(values)));
+                }
+                Ok(Expr::Array(items))
+            }
             Bson::Document(d) => Self::parse_doc(d),
             other => Ok(Expr::Literal(other.clone())),
         }
@@ -361,6 +378,39 @@ impl Expr {
         Err(CommandError::invalid_pipeline_operator(format!("Unrecognized expression '{name}'")))
     }
 
+    /// Adds the top-level fields of `$$CURRENT` this expression may read to `deps` (marking it
+    /// whole when it may read the document as a whole: `$$ROOT`, `$$CURRENT`, `$getField`
+    /// without `input`). User variables (`$let`, `$map`, ...) are not fields; what they are
+    /// bound to is analysed where it is bound.
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        match self {
+            Expr::Literal(_) => {}
+            Expr::Field(parts) => match parts.first() {
+                Some(f) => deps.add(f),
+                None => deps.set_whole(),
+            },
+            Expr::Var(name, parts) => {
+                if matches!(name.as_str(), "ROOT" | "CURRENT") {
+                    match parts.first() {
+                        Some(f) => deps.add(f),
+                        None => deps.set_whole(),
+                    }
+                }
+            }
+            Expr::Named("$getField", args) if !args.iter().any(|(k, _)| k == "input") => {
+                match args.iter().find(|(k, _)| k == "field") {
+                    Some((_, Expr::Literal(Bson::String(f)))) => deps.add(f),
+                    _ => deps.set_whole(),
+                }
+                for (_, e) in args {
+                    e.add_deps(deps);
+                }
+            }
+            Expr::Object(fs) | Expr::Named(_, fs) => fs.iter().for_each(|(_, e)| e.add_deps(deps)),
+            Expr::Array(es) | Expr::Op(_, es) => es.iter().for_each(|e| e.add_deps(deps)),
+        }
+    }
+
     /// True when the expression is a constant (no field paths or variables).
     pub fn is_constant(&self) -> bool {
         match self {
@@ -371,18 +421,39 @@ impl Expr {
         }
     }
 
+    /// [`Expr::eval`] without copying what it can borrow: constants, field paths that do not
+    /// cross an array, and `$type`'s names. Same value.
+    fn eval_ref<'a>(&'a self, doc: &'a dyn Fields, ctx: &mut EvalCtx) -> Result<Cow<'a, Bson>> {
+        match self {
+            Expr::Literal(v) => Ok(Cow::Borrowed(v)),
+            Expr::Field(parts) => Ok(field_ref(doc, parts)),
+            Expr::Var(name, parts) if !parts.is_empty() && matches!(name.as_str(), "ROOT" | "CURRENT") => {
+                Ok(field_ref(doc, parts))
+            }
+            Expr::Op("$type", args) if args.len() == 1 => {
+                let v = args[0].eval_ref(doc, ctx)?;
+                let name = type_name(&v);
+                Ok(match TYPE_NAMES.iter().find(|(n, _)| *n == name) {
+                    Some((_, b)) => Cow::Borrowed(b),
+                    None => Cow::Owned(Bson::String(name.to_owned())),
+                })
+            }
+            _ => Ok(Cow::Owned(self.eval(doc, ctx)?)),
+        }
+    }
+
     /// Evaluates the expression with `doc` as `$$ROOT` and `$$CURRENT`.
-    pub fn eval(&self, doc: &Document, ctx: &mut EvalCtx) -> Result<Bson> {
+    pub fn eval(&self, doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
         match self {
             Expr::Literal(v) => Ok(v.clone()),
-            Expr::Field(parts) => Ok(resolve_in_doc(doc, parts)),
+            Expr::Field(parts) => Ok(resolve_in_fields(doc, parts)),
             Expr::Var(name, parts) => {
                 let base = match name.as_str() {
                     "ROOT" | "CURRENT" => {
                         if parts.is_empty() {
-                            return Ok(Bson::Document(doc.clone()));
+                            return Ok(Bson::Document(doc.to_document()));
                         }
-                        return Ok(resolve_in_doc(doc, parts));
+                        return Ok(resolve_in_fields(doc, parts));
                     }
                     "NOW" => Bson::DateTime(ctx.now),
                     "REMOVE" => MISSING,
@@ -481,6 +552,71 @@ fn parse_named(name: &'static str, req: &[&str], opt: &[&str], args: &Document) 
 }
 
 /// Resolves a field path in a document, mapping over arrays of documents.
+/// `$type`'s answers as values (so that comparing with one copies nothing).
+static TYPE_NAMES: std::sync::LazyLock<Vec<(&'static str, Bson)>> = std::sync::LazyLock::new(|| {
+    [
+        "double",
+        "string",
+        "object",
+        "array",
+        "binData",
+        "undefined",
+        "objectId",
+        "bool",
+        "date",
+        "null",
+        "regex",
+        "dbPointer",
+        "javascript",
+        "symbol",
+        "javascriptWithScope",
+        "int",
+        "timestamp",
+        "long",
+        "decimal",
+        "minKey",
+        "maxKey",
+        "missing",
+    ]
+    .into_iter()
+    .map(|n| (n, Bson::String(n.to_owned())))
+    .collect()
+});
+
+static MISSING_VALUE: Bson = MISSING;
+
+/// [`resolve_in_doc`] by reference while the path runs through documents only.
+fn field_ref<'a>(doc: &'a dyn Fields, parts: &[String]) -> Cow<'a, Bson> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Cow::Owned(Bson::Document(doc.to_document()));
+    };
+    let Some(mut cur) = doc.field(first) else {
+        return Cow::Borrowed(&MISSING_VALUE);
+    };
+    for (i, p) in rest.iter().enumerate() {
+        match cur {
+            Bson::Document(d) => match d.get(p) {
+                Some(v) => cur = v,
+                None => return Cow::Borrowed(&MISSING_VALUE),
+            },
+            Bson::Array(_) => return Cow::Owned(resolve(cur, &rest[i..])),
+            _ => return Cow::Borrowed(&MISSING_VALUE),
+        }
+    }
+    Cow::Borrowed(cur)
+}
+
+/// [`resolve_in_doc`] from a [`Fields`] view.
+fn resolve_in_fields(doc: &dyn Fields, parts: &[String]) -> Bson {
+    let Some((first, rest)) = parts.split_first() else {
+        return Bson::Document(doc.to_document());
+    };
+    match doc.field(first) {
+        Some(v) => resolve(v, rest),
+        None => MISSING,
+    }
+}
+
 pub fn resolve_in_doc(doc: &Document, parts: &[String]) -> Bson {
     let Some((first, rest)) = parts.split_first() else {
         return Bson::Document(doc.clone());
@@ -636,7 +772,7 @@ fn to_i64_exact(v: &Bson) -> Option<i64> {
     }
 }
 
-fn eval_args(args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Result<Vec<Bson>> {
+fn eval_args(args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Vec<Bson>> {
     args.iter().map(|a| a.eval(doc, ctx)).collect()
 }
 
@@ -918,12 +1054,13 @@ fn int_arg(v: &Bson, op: &str) -> Result<i64> {
     })
 }
 
-fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Result<Bson> {
-    // Short-circuiting operators first.
+fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    // Short-circuiting operators first, and the comparisons, which read their arguments in
+    // place (no copy of a field or a constant).
     match name {
         "$and" => {
             for a in args {
-                if !truthy(&a.eval(doc, ctx)?) {
+                if !truthy(&*a.eval_ref(doc, ctx)?) {
                     return Ok(Bson::Boolean(false));
                 }
             }
@@ -931,32 +1068,54 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
         }
         "$or" => {
             for a in args {
-                if truthy(&a.eval(doc, ctx)?) {
+                if truthy(&*a.eval_ref(doc, ctx)?) {
                     return Ok(Bson::Boolean(true));
                 }
             }
             return Ok(Bson::Boolean(false));
         }
         "$cond" => {
-            let c = args[0].eval(doc, ctx)?;
-            return if truthy(&c) { args[1].eval(doc, ctx) } else { args[2].eval(doc, ctx) };
+            let c = truthy(&*args[0].eval_ref(doc, ctx)?);
+            return if c { args[1].eval(doc, ctx) } else { args[2].eval(doc, ctx) };
         }
         "$ifNull" => {
             let (last, init) =
                 args.split_last().ok_or_else(|| CommandError::bad_value("$ifNull needs arguments"))?;
             for a in init {
-                let v = a.eval(doc, ctx)?;
+                let v = a.eval_ref(doc, ctx)?;
                 if !is_nullish(&v) {
-                    return Ok(v);
+                    return Ok(v.into_owned());
                 }
             }
             return last.eval(doc, ctx);
         }
+        "$eq" | "$ne" | "$gt" | "$gte" | "$lt" | "$lte" if args.len() == 2 => {
+            let (x, y) = (args[0].eval_ref(doc, ctx)?, args[1].eval_ref(doc, ctx)?);
+            let o = cmp_bson(&x, &y);
+            return Ok(Bson::Boolean(match name {
+                "$eq" => o == Ordering::Equal,
+                "$ne" => o != Ordering::Equal,
+                "$gt" => o == Ordering::Greater,
+                "$gte" => o != Ordering::Less,
+                "$lt" => o == Ordering::Less,
+                _ => o != Ordering::Greater,
+            }));
+        }
+        "$in" if args.len() == 2 => {
+            let (x, arr) = (args[0].eval_ref(doc, ctx)?, args[1].eval_ref(doc, ctx)?);
+            return match &*arr {
+                Bson::Array(items) => Ok(Bson::Boolean(items.iter().any(|i| bson_eq(i, &x)))),
+                other => Err(CommandError::location(
+                    40081,
+                    format!("$in requires an array as a second argument, found: {}", type_name(other)),
+                )),
+            };
+        }
         _ => {}
     }
     let v = eval_args(args, doc, ctx)?;
-    let a0 = v.first().cloned().unwrap_or(MISSING);
-    let a1 = v.get(1).cloned().unwrap_or(MISSING);
+    let a0: &Bson = v.first().unwrap_or(&MISSING_VALUE);
+    let a1: &Bson = v.get(1).unwrap_or(&MISSING_VALUE);
     match name {
         "$add" => {
             let mut acc = Bson::Int32(0);
@@ -1002,81 +1161,77 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             Ok(acc)
         }
         "$subtract" => {
-            if is_nullish(&a0) || is_nullish(&a1) {
+            if is_nullish(a0) || is_nullish(a1) {
                 return Ok(Bson::Null);
             }
-            match (date_ms(&a0), date_ms(&a1)) {
+            match (date_ms(a0), date_ms(a1)) {
                 (Some(x), Some(y)) => Ok(Bson::Int64(x.saturating_sub(y))),
                 (Some(x), None) => {
-                    let d = match as_num(&a1) {
+                    let d = match as_num(a1) {
                         Some(Num::Int(i)) => i,
                         Some(Num::Float(f)) => f.round() as i64,
-                        None => return Err(type_err(16556, "cant $subtract a", type_name(&a1), &a0)),
+                        None => return Err(type_err(16556, "cant $subtract a", type_name(a1), a0)),
                     };
                     Ok(Bson::DateTime(DateTime::from_millis(x.saturating_sub(d))))
                 }
-                _ => num_sub(&a0, &a1).ok_or_else(|| {
+                _ => num_sub(a0, a1).ok_or_else(|| {
                     CommandError::location(
                         16556,
-                        format!("cant $subtract a {} from a {}", type_name(&a1), type_name(&a0)),
+                        format!("cant $subtract a {} from a {}", type_name(a1), type_name(a0)),
                     )
                 }),
             }
         }
         "$divide" => {
-            if is_nullish(&a0) || is_nullish(&a1) {
+            if is_nullish(a0) || is_nullish(a1) {
                 return Ok(Bson::Null);
             }
-            let (Some(x), Some(y)) = (as_num(&a0), as_num(&a1)) else {
+            let (Some(x), Some(y)) = (as_num(a0), as_num(a1)) else {
                 return Err(CommandError::location(
                     16609,
                     format!(
                         "$divide only supports numeric types, not {} and {}",
-                        type_name(&a0),
-                        type_name(&a1)
+                        type_name(a0),
+                        type_name(a1)
                     ),
                 ));
             };
             if num_f64(y) == 0.0 {
                 return Err(CommandError::bad_value("can't $divide by zero"));
             }
-            let w = width(&a0).max(width(&a1)).unwrap_or(Width::F64);
+            let w = width(a0).max(width(a1)).unwrap_or(Width::F64);
             Ok(float_as(if w == Width::Dec { Width::Dec } else { Width::F64 }, num_f64(x) / num_f64(y)))
         }
         "$mod" => {
-            if is_nullish(&a0) || is_nullish(&a1) {
+            if is_nullish(a0) || is_nullish(a1) {
                 return Ok(Bson::Null);
             }
-            let (Some(x), Some(y)) = (as_num(&a0), as_num(&a1)) else {
+            let (Some(x), Some(y)) = (as_num(a0), as_num(a1)) else {
                 return Err(CommandError::location(
                     16611,
-                    format!(
-                        "$mod only supports numeric types, not {} and {}",
-                        type_name(&a0),
-                        type_name(&a1)
-                    ),
+                    format!("$mod only supports numeric types, not {} and {}", type_name(a0), type_name(a1)),
                 ));
             };
             if num_f64(y) == 0.0 {
                 return Err(CommandError::location(16610, "can't $mod by zero"));
             }
-            let w = width(&a0).max(width(&a1)).unwrap_or(Width::F64);
+            let w = width(a0).max(width(a1)).unwrap_or(Width::F64);
             Ok(match (x, y) {
                 (Num::Int(x), Num::Int(y)) => int_as(w, x.wrapping_rem(y)),
                 _ => float_as(w, num_f64(x) % num_f64(y)),
             })
         }
         "$pow" | "$log" => {
-            if is_nullish(&a0) || is_nullish(&a1) {
+            if is_nullish(a0) || is_nullish(a1) {
                 return Ok(Bson::Null);
             }
-            let (Some(x), Some(y)) = (as_num(&a0), as_num(&a1)) else {
+            let (Some(x), Some(y)) = (as_num(a0), as_num(a1)) else {
                 return Err(CommandError::location(28762, format!("{name} only supports numeric types")));
             };
             if name == "$log" {
                 return Ok(Bson::Double(num_f64(x).ln() / num_f64(y).ln()));
             }
-            let w = width(&a0).max(width(&a1)).unwrap_or(Width::F64);
+            let w = width(a0).max(width(a1)).unwrap_or(Width::F64);
             if let (Num::Int(b), Num::Int(e)) = (x, y)
                 && (0..=u32::MAX as i64).contains(&e)
                 && let Some(r) = b.checked_pow(e as u32)
@@ -1086,11 +1241,11 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             Ok(float_as(w.max(Width::F64), num_f64(x).powf(num_f64(y))))
         }
         "$abs" | "$ceil" | "$floor" | "$sqrt" | "$exp" | "$ln" | "$log10" => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
-            let x = as_num(&a0).ok_or_else(|| type_err(28765, name, "only supports numeric types", &a0))?;
-            let w = width(&a0).unwrap_or(Width::F64);
+            let x = as_num(a0).ok_or_else(|| type_err(28765, name, "only supports numeric types", a0))?;
+            let w = width(a0).unwrap_or(Width::F64);
             Ok(match (name, x) {
                 ("$abs", Num::Int(i)) => match i.checked_abs() {
                     Some(r) => int_as(w, r),
@@ -1115,11 +1270,11 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             })
         }
         "$round" | "$trunc" => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
-            let x = as_num(&a0).ok_or_else(|| type_err(51081, name, "only supports numeric types", &a0))?;
-            let place = if v.len() > 1 { int_arg(&a1, name)? } else { 0 };
+            let x = as_num(a0).ok_or_else(|| type_err(51081, name, "only supports numeric types", a0))?;
+            let place = if v.len() > 1 { int_arg(a1, name)? } else { 0 };
             match x {
                 Num::Int(i) => {
                     if place >= 0 {
@@ -1132,13 +1287,13 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                         let q = (i as f64 / p as f64).round_ties_even();
                         (q as i64).saturating_mul(p)
                     };
-                    Ok(int_as(width(&a0).unwrap_or(Width::I64), r))
+                    Ok(int_as(width(a0).unwrap_or(Width::I64), r))
                 }
                 Num::Float(f) => {
                     let m = 10f64.powi(place as i32);
                     let r =
                         if name == "$trunc" { (f * m).trunc() / m } else { (f * m).round_ties_even() / m };
-                    Ok(float_as(width(&a0).unwrap_or(Width::F64), r))
+                    Ok(float_as(width(a0).unwrap_or(Width::F64), r))
                 }
             }
         }
@@ -1173,7 +1328,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                     _ => String::new(),
                 },
             };
-            let start = int_arg(&a1, name)?;
+            let start = int_arg(a1, name)?;
             let len = int_arg(v.get(2).unwrap_or(&Bson::Int32(-1)), name)?;
             if name == "$substrCP" {
                 if start < 0 {
@@ -1230,7 +1385,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                     },
                 })
             };
-            Ok(Bson::Int32(match f(&a0)?.cmp(&f(&a1)?) {
+            Ok(Bson::Int32(match f(a0)?.cmp(&f(a1)?) {
                 Ordering::Less => -1,
                 Ordering::Equal => 0,
                 Ordering::Greater => 1,
@@ -1243,7 +1398,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                 other => return Err(type_err(40091, name, "requires a string as the first argument", other)),
             };
             let Bson::String(sub) = &a1 else {
-                return Err(type_err(40092, name, "requires a string as the second argument", &a1));
+                return Err(type_err(40092, name, "requires a string as the second argument", a1));
             };
             let chars: Vec<(usize, char)> = s.char_indices().collect();
             let unit_len = if name == "$indexOfBytes" { s.len() } else { chars.len() };
@@ -1278,7 +1433,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             }))
         }
         "$eq" | "$ne" | "$gt" | "$gte" | "$lt" | "$lte" => {
-            let o = cmp_bson(&a0, &a1);
+            let o = cmp_bson(a0, a1);
             Ok(Bson::Boolean(match name {
                 "$eq" => o == Ordering::Equal,
                 "$ne" => o != Ordering::Equal,
@@ -1288,12 +1443,12 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                 _ => o != Ordering::Greater,
             }))
         }
-        "$cmp" => Ok(Bson::Int32(match cmp_bson(&a0, &a1) {
+        "$cmp" => Ok(Bson::Int32(match cmp_bson(a0, a1) {
             Ordering::Less => -1,
             Ordering::Equal => 0,
             Ordering::Greater => 1,
         })),
-        "$not" => Ok(Bson::Boolean(!truthy(&a0))),
+        "$not" => Ok(Bson::Boolean(!truthy(a0))),
         "$size" => match &a0 {
             Bson::Array(a) => Ok(Bson::Int32(a.len() as i32)),
             other => Err(CommandError::location(
@@ -1302,21 +1457,21 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             )),
         },
         "$arrayElemAt" => {
-            if is_nullish(&a0) || is_nullish(&a1) {
+            if is_nullish(a0) || is_nullish(a1) {
                 return Ok(Bson::Null);
             }
             let Bson::Array(arr) = &a0 else {
                 return Err(CommandError::location(
                     28689,
-                    format!("$arrayElemAt's first argument must be an array, but is {}", type_name(&a0)),
+                    format!("$arrayElemAt's first argument must be an array, but is {}", type_name(a0)),
                 ));
             };
-            let idx = to_i64_exact(&a1).ok_or_else(|| {
+            let idx = to_i64_exact(a1).ok_or_else(|| {
                 CommandError::location(
                     28690,
                     format!(
                         "$arrayElemAt's second argument must be a numeric value, but is {}",
-                        type_name(&a1)
+                        type_name(a1)
                     ),
                 )
             })?;
@@ -1334,7 +1489,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             )),
         },
         "$in" => match &a1 {
-            Bson::Array(arr) => Ok(Bson::Boolean(arr.iter().any(|x| bson_eq(x, &a0)))),
+            Bson::Array(arr) => Ok(Bson::Boolean(arr.iter().any(|x| bson_eq(x, a0)))),
             other => Err(CommandError::location(
                 40081,
                 format!("$in requires an array as a second argument, found: {}", type_name(other)),
@@ -1353,21 +1508,21 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
         }
         "$isArray" => Ok(Bson::Boolean(matches!(a0, Bson::Array(_)))),
         "$slice" => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
             let Bson::Array(arr) = &a0 else {
                 return Err(CommandError::location(
                     28724,
-                    format!("First argument to $slice must be an array, but is of type: {}", type_name(&a0)),
+                    format!("First argument to $slice must be an array, but is of type: {}", type_name(a0)),
                 ));
             };
             let len = arr.len() as i64;
             let (start, n) = if v.len() == 2 {
-                let n = int_arg(&a1, "$slice")?;
+                let n = int_arg(a1, "$slice")?;
                 if n >= 0 { (0, n) } else { ((len + n).max(0), -n) }
             } else {
-                let pos = int_arg(&a1, "$slice")?;
+                let pos = int_arg(a1, "$slice")?;
                 let n = int_arg(&v[2], "$slice")?;
                 if n <= 0 {
                     return Err(CommandError::location(
@@ -1388,8 +1543,8 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             other => Err(type_err(34435, "$reverseArray", "argument must be an array", other)),
         },
         "$range" => {
-            let start = int_arg(&a0, "$range")?;
-            let end = int_arg(&a1, "$range")?;
+            let start = int_arg(a0, "$range")?;
+            let end = int_arg(a1, "$range")?;
             let step = match v.get(2) {
                 Some(s) => int_arg(s, "$range")?,
                 None => 1,
@@ -1412,11 +1567,11 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             Ok(Bson::Array(out))
         }
         "$indexOfArray" => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
             let Bson::Array(arr) = &a0 else {
-                return Err(type_err(40090, "$indexOfArray", "requires an array as a first argument", &a0));
+                return Err(type_err(40090, "$indexOfArray", "requires an array as a first argument", a0));
             };
             let start = match v.get(2) {
                 Some(x) => int_arg(x, "$indexOfArray")?.max(0) as usize,
@@ -1426,15 +1581,15 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
                 Some(x) => (int_arg(x, "$indexOfArray")?.max(0) as usize).min(arr.len()),
                 None => arr.len(),
             };
-            let found = (start..end).find(|i| bson_eq(&arr[*i], &a1));
+            let found = (start..end).find(|i| bson_eq(&arr[*i], a1));
             Ok(Bson::Int32(found.map(|i| i as i32).unwrap_or(-1)))
         }
         "$arrayToObject" => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
             let Bson::Array(arr) = &a0 else {
-                return Err(type_err(40386, "$arrayToObject", "requires an array input", &a0));
+                return Err(type_err(40386, "$arrayToObject", "requires an array input", a0));
             };
             let mut out = Document::new();
             for e in arr {
@@ -1550,7 +1705,7 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             Ok(Bson::Array(out))
         }
         "$setDifference" | "$setIsSubset" => {
-            let (Some(x), Some(y)) = (set_of(&a0, name)?, set_of(&a1, name)?) else {
+            let (Some(x), Some(y)) = (set_of(a0, name)?, set_of(a1, name)?) else {
                 return Ok(Bson::Null);
             };
             let yk: HashSet<String> = y.iter().map(key_of).collect();
@@ -1590,24 +1745,24 @@ fn eval_op(name: &str, args: &[Expr], doc: &Document, ctx: &mut EvalCtx) -> Resu
             })),
             other => Err(type_err(17040, name, "'s argument must be an array", other)),
         },
-        "$type" => Ok(Bson::String(type_name(&a0).to_string())),
-        "$isNumber" => Ok(Bson::Boolean(as_num(&a0).is_some())),
-        "$toString" => to_string_value(&a0),
-        "$toInt" => convert(&a0, "int"),
-        "$toLong" => convert(&a0, "long"),
-        "$toDouble" => convert(&a0, "double"),
-        "$toDecimal" => convert(&a0, "decimal"),
-        "$toBool" => convert(&a0, "bool"),
-        "$toDate" => convert(&a0, "date"),
-        "$toObjectId" => convert(&a0, "objectId"),
+        "$type" => Ok(Bson::String(type_name(a0).to_string())),
+        "$isNumber" => Ok(Bson::Boolean(as_num(a0).is_some())),
+        "$toString" => to_string_value(a0),
+        "$toInt" => convert(a0, "int"),
+        "$toLong" => convert(a0, "long"),
+        "$toDouble" => convert(a0, "double"),
+        "$toDecimal" => convert(a0, "decimal"),
+        "$toBool" => convert(a0, "bool"),
+        "$toDate" => convert(a0, "date"),
+        "$toObjectId" => convert(a0, "objectId"),
         _ if DATE_PARTS.contains(&name) => {
-            if is_nullish(&a0) {
+            if is_nullish(a0) {
                 return Ok(Bson::Null);
             }
-            let d = to_chrono(&a0).ok_or_else(|| {
+            let d = to_chrono(a0).ok_or_else(|| {
                 CommandError::location(
                     16006,
-                    format!("can't convert from BSON type {} to Date", type_name(&a0)),
+                    format!("can't convert from BSON type {} to Date", type_name(a0)),
                 )
             })?;
             let tz = parse_tz(&Bson::Null)?;
@@ -1632,7 +1787,7 @@ fn named_str(args: &[(String, Expr)], key: &str, default: &str) -> String {
     }
 }
 
-fn eval_named(name: &str, args: &[(String, Expr)], doc: &Document, ctx: &mut EvalCtx) -> Result<Bson> {
+fn eval_named(name: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
     let get = |key: &str| named(args, key);
     let ev = |key: &str, ctx: &mut EvalCtx| -> Result<Bson> {
         match named(args, key) {
@@ -1642,15 +1797,18 @@ fn eval_named(name: &str, args: &[(String, Expr)], doc: &Document, ctx: &mut Eva
     };
     match name {
         "$cond" => {
-            let c = ev("if", ctx)?;
-            if truthy(&c) { ev("then", ctx) } else { ev("else", ctx) }
+            let c = match named(args, "if") {
+                Some(e) => truthy(&*e.eval_ref(doc, ctx)?),
+                None => false,
+            };
+            if c { ev("then", ctx) } else { ev("else", ctx) }
         }
         "$switch" => {
             if let Some(Expr::Array(branches)) = get("branches") {
                 for b in branches {
                     if let Expr::Array(ct) = b
                         && ct.len() == 2
-                        && truthy(&ct[0].eval(doc, ctx)?)
+                        && truthy(&*ct[0].eval_ref(doc, ctx)?)
                     {
                         return ct[1].eval(doc, ctx);
                     }
@@ -1900,7 +2058,7 @@ fn eval_named(name: &str, args: &[(String, Expr)], doc: &Document, ctx: &mut Eva
             };
             let input = match get("input") {
                 Some(e) => e.eval(doc, ctx)?,
-                None => Bson::Document(doc.clone()),
+                None => Bson::Document(doc.to_document()),
             };
             match input {
                 Bson::Document(d) => Ok(d.get(&field).cloned().unwrap_or(MISSING)),
@@ -2117,7 +2275,7 @@ fn parse_date_string(
         .and_then(|n| tz.from_local_datetime(&n).single())
 }
 
-fn eval_date_op(name: &str, args: &[(String, Expr)], doc: &Document, ctx: &mut EvalCtx) -> Result<Bson> {
+fn eval_date_op(name: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
     let ev = |key: &str, ctx: &mut EvalCtx| -> Result<Bson> {
         match named(args, key) {
             Some(e) => e.eval(doc, ctx),

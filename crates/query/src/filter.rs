@@ -14,7 +14,7 @@ use bson::{Bson, Document};
 use crate::compare::{Num, as_num, bson_eq, canonical_type_order, cmp_bson};
 use crate::error::{CommandError, Result};
 use crate::expr::{EvalCtx, Expr};
-use crate::path::{as_index, collect_doc, get_parts_exact, set_path};
+use crate::path::{Fields, as_index, collect_fields, get_parts_exact, set_path};
 
 /// A bound a planner can use on one indexed path. Bounds are a superset of the matching
 /// values: documents found through them must still be checked with [`Filter::matches`].
@@ -44,6 +44,21 @@ pub(crate) enum Node {
     Path { path: String, parts: Vec<String>, pred: Pred },
     Expr(Box<Expr>),
     Const(bool),
+}
+
+impl Node {
+    /// Top-level fields read (predicates under a path, `$elemMatch` included, read only below it).
+    fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        match self {
+            Node::And(ns) | Node::Or(ns) | Node::Nor(ns) => ns.iter().for_each(|n| n.add_deps(deps)),
+            Node::Path { parts, .. } => match parts.first() {
+                Some(f) => deps.add(f),
+                None => deps.set_whole(),
+            },
+            Node::Expr(e) => e.add_deps(deps),
+            Node::Const(_) => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,18 +432,18 @@ fn cmp_single(op: CmpOp, v: &Bson, x: &Bson) -> bool {
 }
 
 /// Matches one path predicate against a document.
-fn match_path(doc: &Document, parts: &[String], pred: &Pred) -> bool {
+fn match_path(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
     match pred {
         Pred::Not(ps) => !ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::And(ps) => ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::Exists(b) => {
             let mut out = Vec::new();
-            collect_doc(doc, parts, &mut out);
+            collect_fields(doc, parts, &mut out);
             out.iter().any(Option::is_some) == *b
         }
         _ => {
             let mut out = Vec::new();
-            collect_doc(doc, parts, &mut out);
+            collect_fields(doc, parts, &mut out);
             out.into_iter().any(|v| pred.matches_value(v))
         }
     }
@@ -436,12 +451,12 @@ fn match_path(doc: &Document, parts: &[String], pred: &Pred) -> bool {
 
 impl Node {
     /// Infallible matching: an `$expr` that fails to evaluate does not match.
-    pub(crate) fn matches(&self, doc: &Document, ctx: Option<&EvalCtx>) -> bool {
+    pub(crate) fn matches(&self, doc: &dyn Fields, ctx: Option<&EvalCtx>) -> bool {
         self.try_matches(doc, ctx).unwrap_or(false)
     }
 
     /// Matching that reports `$expr` evaluation errors.
-    pub(crate) fn try_matches(&self, doc: &Document, ctx: Option<&EvalCtx>) -> Result<bool> {
+    pub(crate) fn try_matches(&self, doc: &dyn Fields, ctx: Option<&EvalCtx>) -> Result<bool> {
         Ok(match self {
             Node::And(ns) => {
                 for n in ns {
@@ -869,13 +884,42 @@ impl Filter {
     }
 
     /// [`Filter::try_matches`] with the variables of an aggregation context (for `$expr`).
-    pub(crate) fn matches_ctx(&self, doc: &Document, ctx: &EvalCtx) -> Result<bool> {
+    pub(crate) fn matches_ctx(&self, doc: &dyn Fields, ctx: &EvalCtx) -> Result<bool> {
         self.root.try_matches(doc, Some(ctx))
     }
 
     /// True for the empty filter `{}`.
     pub fn is_empty(&self) -> bool {
         self.empty
+    }
+
+    /// The top-level fields the filter reads (the first component of each path, and those of
+    /// `$expr` field paths), in first-use order; `None` when it may read the document as a whole
+    /// (`$expr` over `$$ROOT`). A document holding just these fields (with their values) matches
+    /// exactly when the whole document does.
+    pub fn top_level_fields(&self) -> Option<Vec<String>> {
+        let mut deps = crate::aggregate::Deps::default();
+        self.root.add_deps(&mut deps);
+        deps.into_fields()
+    }
+
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        self.root.add_deps(deps);
+    }
+
+    /// The filter as a conjunction: its top-level `$and` (nested ones flattened, implicit ones of
+    /// several fields included) split into filters that all hold exactly when it holds, in
+    /// evaluation order; a filter that is no conjunction is its only part.
+    pub fn split_conjuncts(&self) -> Vec<Filter> {
+        fn flatten(n: &Node, out: &mut Vec<Filter>) {
+            match n {
+                Node::And(children) if !children.is_empty() => children.iter().for_each(|c| flatten(c, out)),
+                other => out.push(Filter { root: other.clone(), empty: false }),
+            }
+        }
+        let mut out = Vec::new();
+        flatten(&self.root, &mut out);
+        out
     }
 
     fn conjuncts(&self) -> Vec<&Node> {

@@ -368,3 +368,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn conjuncts_and_top_level_fields() {
+    let f = Filter::parse(
+        &doc! {"a": 1, "$and": [{"b.x": 1}, {"$and": [{"c": {"$gt": 1}}]}], "d": {"$in": [1, 2]}},
+    )
+    .unwrap();
+    let parts = f.split_conjuncts();
+    let fields: Vec<Option<Vec<String>>> = parts.iter().map(Filter::top_level_fields).collect();
+    assert_eq!(
+        fields,
+        vec![
+            Some(vec!["a".to_owned()]),
+            Some(vec!["b".to_owned()]),
+            Some(vec!["c".to_owned()]),
+            Some(vec!["d".to_owned()])
+        ]
+    );
+    for d in [
+        doc! {"a": 1, "b": {"x": 1}, "c": 2, "d": 2},
+        doc! {"a": 1, "b": {"x": 1}, "c": 1, "d": 2},
+        doc! {"a": 2},
+        doc! {},
+    ] {
+        assert_eq!(f.matches(&d), parts.iter().all(|p| p.matches(&d)), "{d}");
+    }
+    assert_eq!(Filter::parse(&doc! {"$or": [{"a": 1}, {"b": 1}]}).unwrap().split_conjuncts().len(), 1);
+    assert_eq!(Filter::parse(&doc! {"$expr": {"$eq": ["$$ROOT", 1]}}).unwrap().top_level_fields(), None);
+}

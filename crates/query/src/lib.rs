@@ -31,12 +31,12 @@ pub mod projection;
 pub mod sort;
 pub mod update;
 
-pub use aggregate::{Pipeline, PipelineEnv};
+pub use aggregate::{DocSource, Pipeline, PipelineEnv};
 pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
 pub use error::{CommandError, Result};
 pub use filter::{Filter, IndexPredicate};
 pub use interrupt::{Interrupt, NeverInterrupt};
-pub use path::{get_path, get_path_exact, remove_path, set_path};
+pub use path::{Fields, get_path, get_path_exact, remove_path, set_path};
 pub use projection::{Projection, ProjectionKind};
 pub use sort::SortSpec;
 pub use update::Update;

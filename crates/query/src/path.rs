@@ -12,6 +12,40 @@ use bson::{Bson, Document};
 
 use crate::error::{CommandError, Result};
 
+/// A document's top-level fields as the matcher, expressions and sort keys read them: a
+/// [`Document`], or a view that lays some fields over a stored document (the partial rows of
+/// [`crate::Pipeline::run_source`]).
+pub trait Fields {
+    /// The value of top-level field `key`.
+    fn field(&self, key: &str) -> Option<&Bson>;
+    /// The document as a whole, copied (`$$ROOT`).
+    fn to_document(&self) -> Document;
+}
+
+impl Fields for Document {
+    fn field(&self, key: &str) -> Option<&Bson> {
+        self.get(key)
+    }
+    fn to_document(&self) -> Document {
+        self.clone()
+    }
+}
+
+/// [`collect_doc`] from a [`Fields`] view.
+pub(crate) fn collect_fields<'a, S: AsRef<str>>(
+    doc: &'a dyn Fields,
+    parts: &[S],
+    out: &mut Vec<Option<&'a Bson>>,
+) {
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
+    match doc.field(first.as_ref()) {
+        Some(v) => collect_value(v, rest, out),
+        None => out.push(None),
+    }
+}
+
 /// Splits a dotted path into its components.
 pub fn split_path(path: &str) -> Vec<&str> {
     path.split('.').collect()

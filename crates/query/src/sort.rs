@@ -62,6 +62,15 @@ impl SortSpec {
         Ok(SortSpec { fields, parts })
     }
 
+    /// Adds the top-level fields the sort reads to `deps`.
+    pub(crate) fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
+        for parts in &self.parts {
+            if let Some(f) = parts.first() {
+                deps.add(f);
+            }
+        }
+    }
+
     /// The fields and directions, in order.
     pub fn fields(&self) -> &[(String, i32)] {
         &self.fields
@@ -111,12 +120,92 @@ impl SortSpec {
 
     /// Sorts documents in place (stable), computing each document's key once.
     pub fn sort(&self, docs: &mut Vec<Document>) {
-        if self.fields.is_empty() || docs.len() < 2 {
-            return;
+        self.sort_top(docs, usize::MAX);
+    }
+
+    /// Appends the sort key of a document (one value per field, by reference) to `out`.
+    pub(crate) fn key_refs<'x>(&self, doc: &'x Document, out: &mut Vec<&'x Bson>) {
+        for ((_, dir), parts) in self.fields.iter().zip(&self.parts) {
+            out.push(key_ref(doc, parts, *dir));
         }
-        let mut keyed: Vec<(Vec<Bson>, Document)> = docs.drain(..).map(|d| (self.key(&d), d)).collect();
-        keyed.sort_by(|a, b| self.compare_keys(&a.0, &b.0));
-        docs.extend(keyed.into_iter().map(|(_, d)| d));
+    }
+
+    /// [`SortSpec::key_refs`] of a document whose top-level fields `field` gives.
+    pub(crate) fn key_refs_with<'x>(
+        &self,
+        field: impl Fn(&str) -> Option<&'x Bson>,
+        out: &mut Vec<&'x Bson>,
+    ) {
+        for ((_, dir), parts) in self.fields.iter().zip(&self.parts) {
+            out.push(match parts.split_first() {
+                Some((first, rest)) => match field(first) {
+                    Some(v) => key_below(v, rest, *dir),
+                    None => &NULL_KEY,
+                },
+                None => &NULL_KEY,
+            });
+        }
+    }
+
+    /// Keeps the first `k` documents of the stable sort of `docs`, in order (`$sort` followed
+    /// by `$limit`, MongoDB's top-k sort): the same documents in the same order as
+    /// [`SortSpec::sort`] then truncating to `k`, without ordering the rest.
+    pub fn sort_top<D: std::borrow::Borrow<Document>>(&self, docs: &mut Vec<D>, k: usize) {
+        self.sort_top_with(docs, k, |d, out| self.key_refs(d.borrow(), out));
+    }
+
+    /// [`SortSpec::sort_top`] with each item's key appended by `key_of` (as
+    /// [`SortSpec::key_refs`] appends it). Keys are read in place, never copied.
+    pub(crate) fn sort_top_with<D>(
+        &self,
+        docs: &mut Vec<D>,
+        k: usize,
+        key_of: impl for<'x> Fn(&'x D, &mut Vec<&'x Bson>),
+    ) {
+        let order = self.top_order(docs, k, |d, out| key_of(d, out));
+        permute(docs, order);
+    }
+
+    /// The positions of the first `k` items of the stable sort of `docs`, in order; `None` when
+    /// that is `docs` as they are.
+    pub(crate) fn top_order<'x, D>(
+        &self,
+        docs: &'x [D],
+        k: usize,
+        key_of: impl Fn(&'x D, &mut Vec<&'x Bson>),
+    ) -> Vec<usize> {
+        let (n, m) = (docs.len(), self.fields.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if m == 0 || n < 2 {
+            return (0..n.min(k)).collect();
+        }
+        let mut keys: Vec<&Bson> = Vec::with_capacity(n * m);
+        for d in docs {
+            key_of(d, &mut keys);
+        }
+        let key = |i: usize| keys.get(i * m..i * m + m).unwrap_or_default();
+        // (key, input position): a strict total order equal to the stable sort's.
+        let cmp = |a: &usize, b: &usize| self.compare_key_refs(key(*a), key(*b)).then(a.cmp(b));
+        let mut idx: Vec<usize> = (0..n).collect();
+        if k < n {
+            idx.select_nth_unstable_by(k - 1, cmp);
+            idx.truncate(k);
+        }
+        idx.sort_unstable_by(cmp);
+        idx
+    }
+
+    fn compare_key_refs(&self, a: &[&Bson], b: &[&Bson]) -> Ordering {
+        for (((_, dir), ka), kb) in self.fields.iter().zip(a).zip(b) {
+            let o = cmp_bson(ka, kb);
+            let o = if *dir < 0 { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
     }
 }
 
@@ -138,10 +227,15 @@ fn key_ref<'a>(doc: &'a Document, parts: &[String], dir: i32) -> &'a Bson {
     let Some((first, rest)) = parts.split_first() else {
         return &NULL_KEY;
     };
-    let mut cur = match doc.get(first) {
-        Some(v) => v,
-        None => return &NULL_KEY,
-    };
+    match doc.get(first) {
+        Some(v) => key_below(v, rest, dir),
+        None => &NULL_KEY,
+    }
+}
+
+/// The key below the value `cur` of a path's first component.
+fn key_below<'a>(cur: &'a Bson, rest: &[String], dir: i32) -> &'a Bson {
+    let mut cur = cur;
     for (i, p) in rest.iter().enumerate() {
         match cur {
             Bson::Document(d) => match d.get(p) {
@@ -171,6 +265,12 @@ fn key_slow<'a>(v: &'a Bson, parts: &[String], dir: i32) -> &'a Bson {
 pub fn sort_key(doc: &Document, path: &str, dir: i32) -> Bson {
     let parts: Vec<String> = path.split('.').map(str::to_string).collect();
     key_ref(doc, &parts, dir).clone()
+}
+
+/// Keeps the items of `docs` at the positions `order`, in that order.
+pub(crate) fn permute<D>(docs: &mut Vec<D>, order: Vec<usize>) {
+    let mut slots: Vec<Option<D>> = docs.drain(..).map(Some).collect();
+    docs.extend(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)));
 }
 
 #[cfg(test)]

@@ -480,9 +480,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
                 "$currentOp must be run against the 'admin' database with {aggregate: 1}",
             ));
         }
-        let input = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
+        let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
         let rest = Pipeline::parse(&stages[1..])?;
-        let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
+        let rest = if applied_next { rest.without_first() } else { rest };
+        let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
     }
     let first_lists_sessions = stages.first().and_then(|s| {

@@ -2,8 +2,10 @@
 //!
 //! Visibility: without the `inprog` privilege a user sees only operations whose effective users equal its
 //! own (`$ownOps`); `$currentOp` with `allUsers: true` then fails with 13. Idle connections are reported
-//! with `idleConnections` (`$all` for the command), idle sessions (an lsid seen, no op running) with
-//! `idleSessions` (`$all` for the command), idle cursors with `idleCursors`.
+//! with `idleConnections` (`$all` for the command), idle cursors with `idleCursors`. `idleSessions`
+//! (`$all` for the command) reports, as on mongod, only inactive sessions holding transaction state;
+//! the node has no transactions (it refuses `txnNumber`), so it never reports a `type: "idleSession"`
+//! entry, however many logical sessions it has seen.
 //!
 //! Cost on a busy node: each op's immutable fields (connection, client metadata, users, lsid,
 //! command) are built once into a template cached on the op (and the connection's fields on the
@@ -15,11 +17,12 @@
 //! Results are the same, field order and types included, as building every document and filtering.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
-use docplane_query::{CommandError, Filter, IndexPredicate};
+use docplane_query::{CommandError, DocSource, Filter, IndexPredicate};
 
 use super::{CmdResult, Ctx, util};
 use crate::auth::{Action, UserName};
@@ -239,8 +242,10 @@ pub fn op_doc(host: &str, op: &OpEntry) -> Document {
 #[derive(Debug, Clone)]
 pub struct Pushdown {
     filter: Filter,
-    /// Top-level fields the predicate reads; `None` when it may read the whole document (`$expr`).
-    fields: Option<Vec<String>>,
+    /// The predicate's conjuncts with the top-level fields each reads (`None`: the whole
+    /// document, `$expr` over `$$ROOT`): each is tested on the cheapest view of an op that holds
+    /// its fields (the cached template when it reads no field that changes while the op runs).
+    parts: Vec<(Filter, Option<Vec<String>>)>,
     /// When the predicate requires `opid` to be one of these: only those ops can match, and no idle
     /// entry (they have no `opid`).
     opids: Option<Vec<i32>>,
@@ -254,10 +259,16 @@ impl Pushdown {
             return None;
         }
         let parsed = Filter::parse(filter).ok()?;
-        let mut fields = Vec::new();
-        let fields = referenced_fields(filter, &mut fields).then_some(fields);
+        let parts = parsed
+            .split_conjuncts()
+            .into_iter()
+            .map(|f| {
+                let fields = f.top_level_fields();
+                (f, fields)
+            })
+            .collect();
         let opids = opid_candidates(&parsed);
-        Some(Pushdown { filter: parsed, fields, opids })
+        Some(Pushdown { filter: parsed, parts, opids })
     }
 
     /// The pushdown for the stage after `$currentOp`, when it is a `$match`.
@@ -273,53 +284,33 @@ impl Pushdown {
     }
 
     /// Whether the predicate holds for the op document described by `template` at `at`, building
-    /// only the fields it reads.
-    fn matches_op(&self, template: &Document, op: &OpEntry, at: At<'_>) -> bool {
-        let Some(fields) = &self.fields else {
-            return self.filter.matches(&op_doc_at(template, op, at));
-        };
-        if fields.iter().all(|f| !OP_DYNAMIC_FIELDS.contains(&f.as_str())) {
-            return self.filter.matches(template);
-        }
-        let mut partial = Document::new();
-        for f in fields {
-            if let Some(v) = op_field(template, op, at, f) {
-                partial.insert(f.clone(), v);
+    /// only the fields it reads. Errors (of `$expr`) are the ones the whole document gives.
+    fn matches_op(&self, template: &Document, op: &OpEntry, at: At<'_>) -> Result<bool, CommandError> {
+        for (part, fields) in &self.parts {
+            let holds = match fields {
+                None => part.try_matches(&op_doc_at(template, op, at))?,
+                Some(fields) if fields.iter().all(|f| !OP_DYNAMIC_FIELDS.contains(&f.as_str())) => {
+                    part.try_matches(template)?
+                }
+                Some(fields) => part.try_matches(&op_partial(template, op, at, fields))?,
+            };
+            if !holds {
+                return Ok(false);
             }
         }
-        self.filter.matches(&partial)
+        Ok(true)
     }
 }
 
-/// Collects the top-level field names `filter` reads (the first component of each path); false when
-/// it may read more than named fields (`$expr`, `$where`, anything unknown).
-fn referenced_fields(filter: &Document, out: &mut Vec<String>) -> bool {
-    for (k, v) in filter {
-        match k.strip_prefix('$') {
-            Some("and" | "or" | "nor") => {
-                let Bson::Array(items) = v else {
-                    return false;
-                };
-                for item in items {
-                    let Bson::Document(d) = item else {
-                        return false;
-                    };
-                    if !referenced_fields(d, out) {
-                        return false;
-                    }
-                }
-            }
-            Some("comment") => {}
-            Some(_) => return false,
-            None => {
-                let top = k.split('.').next().unwrap_or(k);
-                if !out.iter().any(|f| f == top) {
-                    out.push(top.to_owned());
-                }
-            }
+/// The fields of an op document named by `fields` (those it has), in `fields` order.
+fn op_partial(template: &Document, op: &OpEntry, at: At<'_>, fields: &[String]) -> Document {
+    let mut partial = Document::new();
+    for f in fields {
+        if let Some(v) = op_field(template, op, at, f) {
+            partial.insert(f.clone(), v);
         }
     }
-    true
+    partial
 }
 
 /// The opids a filter restricts `opid` to (a conjunctive equality or `$in` on it), or `None` when it
@@ -350,48 +341,183 @@ fn opid_candidates(filter: &Filter) -> Option<Vec<i32>> {
     Some(out)
 }
 
+/// One `$currentOp` entry of a read, not built yet: an op (with its running time at the read),
+/// or an entry that is built already (idle connection, idle cursor).
+#[derive(Debug)]
+enum Entry {
+    Op {
+        op: Arc<OpEntry>,
+        elapsed: Duration,
+        /// The op's template when it cannot be cached on the op (client metadata unknown).
+        template: Option<Document>,
+    },
+    Built(Document),
+}
+
+/// The `$currentOp` entries of one read, in order (ops by opid, idle connections, idle
+/// cursors), built whole only on demand: the pipeline after `$currentOp` reads them as a
+/// [`DocSource`], so that partial entries (the few fields its filters, sort keys and added fields
+/// read) decide which entries it outputs and only those are built whole.
+#[derive(Debug)]
+pub struct CurrentOpEntries {
+    /// `currentOpTime`, the same for every entry of the read.
+    time: String,
+    entries: Vec<Entry>,
+}
+
+impl CurrentOpEntries {
+    fn op_parts<'a>(&'a self, op: &'a OpEntry, own: &'a Option<Document>) -> Option<(&'a Document, At<'a>)> {
+        let template = own.as_ref().or_else(|| op.current_op_template.get())?;
+        Some((template, At { time: &self.time, elapsed: Duration::ZERO }))
+    }
+
+    /// Every entry, built.
+    pub fn into_docs(self) -> Vec<Document> {
+        (0..self.entries.len()).map(|i| self.whole(i)).collect()
+    }
+}
+
+impl DocSource for CurrentOpEntries {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// An op's fixed document is its template (whose running times are placeholders: live); a
+    /// built entry is its own.
+    fn fixed(&self, i: usize) -> Option<&Document> {
+        match self.entries.get(i)? {
+            Entry::Op { op, template, .. } => template.as_ref().or_else(|| op.current_op_template.get()),
+            Entry::Built(d) => Some(d),
+        }
+    }
+
+    fn is_live(&self, name: &str) -> bool {
+        OP_DYNAMIC_FIELDS.contains(&name)
+    }
+
+    fn partial(&self, i: usize, fields: &[String]) -> Document {
+        match self.entries.get(i) {
+            Some(Entry::Op { op, elapsed, template }) => match self.op_parts(op, template) {
+                Some((t, at)) => op_partial(t, op, At { elapsed: *elapsed, ..at }, fields),
+                None => Document::new(),
+            },
+            Some(Entry::Built(d)) => {
+                let mut out = Document::new();
+                for f in fields {
+                    if let Some(v) = d.get(f) {
+                        out.insert(f.clone(), v.clone());
+                    }
+                }
+                out
+            }
+            None => Document::new(),
+        }
+    }
+
+    fn whole(&self, i: usize) -> Document {
+        match self.entries.get(i) {
+            Some(Entry::Op { op, elapsed, template }) => match self.op_parts(op, template) {
+                Some((t, at)) => op_doc_at(t, op, At { elapsed: *elapsed, ..at }),
+                None => Document::new(),
+            },
+            Some(Entry::Built(d)) => d.clone(),
+            None => Document::new(),
+        }
+    }
+
+    fn may_have(&self, name: &str) -> bool {
+        let op_field_name = OP_TAIL_FIELDS.contains(&name);
+        self.entries.iter().any(|e| match e {
+            Entry::Op { op, template, .. } => {
+                op_field_name
+                    || template
+                        .as_ref()
+                        .or_else(|| op.current_op_template.get())
+                        .is_some_and(|t| t.contains_key(name))
+            }
+            Entry::Built(d) => d.contains_key(name),
+        })
+    }
+}
+
+/// The op's template: `None` when it is cached on the op (built now if need be), else a fresh
+/// one (the connection's client metadata is not known yet, so it may still change).
+fn uncached_template(host: &str, op: &OpEntry) -> Option<Document> {
+    if op.current_op_template.get().is_some() {
+        return None;
+    }
+    let t = build_op_template(host, op);
+    if op.conn.current_op_prefix.get().is_some() {
+        let _ = op.current_op_template.set(t);
+        return None;
+    }
+    Some(t)
+}
+
 /// All `$currentOp` documents visible to `viewer` under `opts`.
 pub fn current_op_docs(state: &NodeState, viewer: &[UserName], opts: CurrentOpOptions) -> Vec<Document> {
-    current_op_docs_matching(state, viewer, opts, None)
+    current_op_docs_matching(state, viewer, opts, None).unwrap_or_default()
 }
 
 /// Like [`current_op_docs`], leaving out documents `pushdown` rejects (without building most of
-/// them). The order is the same: ops by opid, idle connections, idle sessions, idle cursors.
+/// them). The order is the same: ops by opid, idle connections, idle cursors.
 pub fn current_op_docs_matching(
     state: &NodeState,
     viewer: &[UserName],
     opts: CurrentOpOptions,
     pushdown: Option<&Pushdown>,
-) -> Vec<Document> {
+) -> Result<Vec<Document>, CommandError> {
+    Ok(current_op_entries(state, viewer, opts, pushdown)?.into_docs())
+}
+
+/// The entries of [`current_op_docs_matching`], not built yet. `pushdown` is applied exactly:
+/// an entry is left out if and only if its whole document fails the predicate, and an error the
+/// predicate raises on a whole document (`$expr`) is raised.
+pub fn current_op_entries(
+    state: &NodeState,
+    viewer: &[UserName],
+    opts: CurrentOpOptions,
+    pushdown: Option<&Pushdown>,
+) -> Result<CurrentOpEntries, CommandError> {
     let host = state.host.as_str();
     let visible = |users: &[UserName]| opts.all_users || users == viewer;
-    let keep = |d: &Document| pushdown.is_none_or(|p| p.filter.matches(d));
-    let time = current_op_time();
+    let keep = |d: &Document| pushdown.map_or(Ok(true), |p| p.filter.try_matches(d));
+    let mut out = CurrentOpEntries { time: current_op_time(), entries: Vec::new() };
+    let op_entry = |op: Arc<OpEntry>, time: &str| -> Result<Option<Entry>, CommandError> {
+        if !visible(&op.users) {
+            return Ok(None);
+        }
+        let elapsed = op.elapsed();
+        let template = uncached_template(host, &op);
+        let Some(t) = template.as_ref().or_else(|| op.current_op_template.get()) else {
+            return Ok(None);
+        };
+        if let Some(p) = pushdown
+            && !p.matches_op(t, &op, At { time, elapsed })?
+        {
+            return Ok(None);
+        }
+        Ok(Some(Entry::Op { op, elapsed, template }))
+    };
     if let Some(opids) = pushdown.and_then(|p| p.opids.as_ref()) {
         // Only these ops can match; idle entries have no opid.
-        let mut out = Vec::new();
         for op in state.ops.get_many(opids) {
-            if visible(&op.users) {
-                let at = At { time: &time, elapsed: op.elapsed() };
-                if let Some(d) = op_doc_if(host, &op, at, pushdown) {
-                    out.push(d);
-                }
+            if let Some(e) = op_entry(op, &out.time)? {
+                out.entries.push(e);
             }
         }
-        return out;
+        return Ok(out);
     }
     let ops = state.ops.snapshot();
-    let mut out: Vec<Document> = Vec::with_capacity(ops.len());
-    for op in &ops {
-        if visible(&op.users) {
-            let at = At { time: &time, elapsed: op.elapsed() };
-            if let Some(d) = op_doc_if(host, op, at, pushdown) {
-                out.push(d);
-            }
+    out.entries.reserve(ops.len());
+    let busy_conns: HashSet<i64> =
+        if opts.idle_connections { ops.iter().map(|op| op.conn.id).collect() } else { HashSet::new() };
+    for op in ops {
+        if let Some(e) = op_entry(op, &out.time)? {
+            out.entries.push(e);
         }
     }
     if opts.idle_connections {
-        let busy_conns: HashSet<i64> = ops.iter().map(|op| op.conn.id).collect();
         let conns: Vec<_> = state.conns.lock().values().cloned().collect();
         for c in conns {
             if busy_conns.contains(&c.id) {
@@ -403,36 +529,18 @@ pub fn current_op_docs_matching(
             }
             let mut d = conn_prefix(host, &c);
             d.insert("active", false);
-            d.insert("currentOpTime", time.as_str());
+            d.insert("currentOpTime", out.time.as_str());
             d.insert("effectiveUsers", users_doc(&users));
-            if keep(&d) {
-                out.push(d);
+            if keep(&d)? {
+                out.entries.push(Entry::Built(d));
             }
         }
     }
-    if opts.idle_sessions {
-        let busy_sessions: HashSet<&[u8]> = ops.iter().filter_map(|op| op.session.as_deref()).collect();
-        let idle =
-            state.sessions.snapshot_where(|s| !busy_sessions.contains(s.key.as_slice()) && visible(&s.users));
-        for s in idle {
-            let mut d = doc! {"type": "idleSession", "host": host, "desc": "inactive session"};
-            if let Some(c) = &s.conn {
-                d.insert("connectionId", i32::try_from(c.id).unwrap_or(i32::MAX));
-                d.insert("client", c.client.to_string());
-                if let Some(app) = c.app_name() {
-                    d.insert("appName", app);
-                }
-            }
-            d.insert("active", false);
-            d.insert("currentOpTime", time.as_str());
-            d.insert("effectiveUsers", users_doc(&s.users));
-            d.insert("lsid", s.lsid);
-            d.insert("lastUse", s.last_use_wall);
-            if keep(&d) {
-                out.push(d);
-            }
-        }
-    }
+    // `idleSessions`: mongod lists an inactive logical session only while it holds transaction
+    // state (an open multi-document transaction's locks and storage snapshot). This node refuses
+    // `txnNumber` (see `cmd::check_session_info`), so no session ever holds such state and the
+    // option, though accepted and honoured, yields no entry. A session merely seen through an
+    // `lsid` is not one of them (mongod does not list those either).
     if opts.idle_cursors {
         for (conn_id, users, mut d) in state.cursors.idle_cursor_docs() {
             if !visible(&users) {
@@ -442,20 +550,12 @@ pub fn current_op_docs_matching(
             d.insert("desc", format!("conn{conn_id}"));
             d.insert("connectionId", i32::try_from(conn_id).unwrap_or(i32::MAX));
             d.insert("effectiveUsers", users_doc(&users));
-            if keep(&d) {
-                out.push(d);
+            if keep(&d)? {
+                out.entries.push(Entry::Built(d));
             }
         }
     }
-    out
-}
-
-/// The op's document, or `None` when `pushdown` rejects it.
-fn op_doc_if(host: &str, op: &OpEntry, at: At<'_>, pushdown: Option<&Pushdown>) -> Option<Document> {
-    with_template(host, op, |t| match pushdown {
-        Some(p) if !p.matches_op(t, op, at) => None,
-        _ => Some(op_doc_at(t, op, at)),
-    })
+    Ok(out)
 }
 
 /// Generic command arguments that are not currentOp predicates.
@@ -498,7 +598,8 @@ pub fn parse_current_op_command(cmd: &Document) -> Result<(bool, bool, Document)
 /// `{currentOp: 1, $all, $ownOps, <predicates>}` -> `{inprog: [...]}`.
 pub async fn current_op_command(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let (all, own, filter_doc) = parse_current_op_command(cmd)?;
-    let filter = Filter::parse(&filter_doc)?;
+    // Refuses a bad predicate; a good one is applied exactly by the pushdown.
+    Filter::parse(&filter_doc)?;
     let inprog = ctx.has_cluster(Action::Inprog);
     let opts = CurrentOpOptions {
         all_users: inprog && !own,
@@ -509,23 +610,23 @@ pub async fn current_op_command(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult 
     };
     let viewer = ctx.users();
     let pushdown = Pushdown::new(&filter_doc);
-    let docs = current_op_docs_matching(ctx.state, &viewer, opts, pushdown.as_ref());
-    let matched: Vec<Bson> = docs.into_iter().filter(|d| filter.matches(d)).map(Bson::Document).collect();
-    Ok(doc! {"inprog": matched})
+    let docs = current_op_docs_matching(ctx.state, &viewer, opts, pushdown.as_ref())?;
+    Ok(doc! {"inprog": docs})
 }
 
 /// Runs `$currentOp` as the first stage of an aggregation on `admin`: the documents it produces.
 pub fn current_op_stage(ctx: &Ctx<'_>, spec: &Bson) -> Result<Vec<Document>, CommandError> {
-    current_op_stage_before(ctx, spec, None)
+    Ok(current_op_stage_before(ctx, spec, None)?.0.into_docs())
 }
 
-/// [`current_op_stage`] followed by the pipeline's next stage `next`: when that is a `$match`, the
-/// documents it would drop are left out (mostly without being built). The caller still runs `next`.
+/// [`current_op_stage`] followed by the pipeline's next stage `next`, as entries not built yet.
+/// When `next` is a `$match`, it is applied here, exactly (mostly without building the entries
+/// it drops), and the second value is true: the caller must not run it again.
 pub fn current_op_stage_before(
     ctx: &Ctx<'_>,
     spec: &Bson,
     next: Option<&Document>,
-) -> Result<Vec<Document>, CommandError> {
+) -> Result<(CurrentOpEntries, bool), CommandError> {
     if ctx.db != "admin" {
         return Err(CommandError::new(
             73,
@@ -540,7 +641,8 @@ pub fn current_op_stage_before(
         ));
     }
     let pushdown = Pushdown::for_next_stage(next);
-    Ok(current_op_docs_matching(ctx.state, &ctx.users(), opts, pushdown.as_ref()))
+    let entries = current_op_entries(ctx.state, &ctx.users(), opts, pushdown.as_ref())?;
+    Ok((entries, pushdown.is_some()))
 }
 
 /// Parses killOp's `op` (a 32-bit integer, possibly sent as long or double).
@@ -797,7 +899,7 @@ mod tests {
         let c3 = conn(&st, 3, None, Some("alice"));
         let _idle_conn = conn(&st, 4, Some("idle"), Some("alice"));
         let _idle_anon = conn(&st, 5, None, None);
-        // idle sessions: touched, no op running
+        // Logical sessions seen, no op running and no transaction state: never listed (as mongod).
         st.sessions.touch(&lsid(90), &c1.users(), &c1).unwrap();
         st.sessions.touch(&lsid(91), &c2.users(), &c2).unwrap();
         let g1 = start_op(&st, &c1, Some(1), doc! {"sleep": 1, "millis": 1_i64, "$db": "admin"});
@@ -831,11 +933,14 @@ mod tests {
             doc! {"$and": [{"opid": {"$in": [o1, o2]}}, {"opid": o2}]},
             doc! {"$nor": [{"active": true}]},
             doc! {"$expr": {"$eq": ["$opid", o3]}},
+            doc! {"$expr": {"$gt": ["$microsecs_running", 0]}},
+            doc! {"$expr": {"$eq": [{"$size": {"$objectToArray": "$$ROOT"}}, 19]}},
+            doc! {"$nor": [{"$expr": {"$and": [{"$eq": ["$appName", "app1"]}, {"$ne": ["$active", true]}]}}]},
             doc! {"lsid": {"$exists": false}},
         ];
         let viewers = [vec![UserName::new("alice", "admin")], vec![UserName::new("bob", "admin")]];
         for all_users in [true, false] {
-            for (viewer, own) in viewers.iter().zip([4, 2]) {
+            for (viewer, own) in viewers.iter().zip([3, 1]) {
                 let opts = CurrentOpOptions {
                     all_users,
                     idle_connections: true,
@@ -844,18 +949,17 @@ mod tests {
                     local_ops: false,
                 };
                 let everything = current_op_docs(&st, viewer, opts);
-                // all: 3 ops, 2 idle connections, 2 idle sessions; alice: 2 ops, conn4, session 90;
-                // bob: 1 op, session 91
-                assert_eq!(everything.len(), if all_users { 7 } else { own }, "{everything:?}");
+                // all: 3 ops, 2 idle connections; alice: 2 ops, conn4; bob: 1 op. The idle logical
+                // sessions 90 and 91 hold no transaction state: no entry.
+                assert_eq!(everything.len(), if all_users { 5 } else { own }, "{everything:?}");
+                assert!(everything.iter().all(|d| d.get_str("type") != Ok("idleSession")), "{everything:?}");
                 for f in &filters {
                     let filter = Filter::parse(f).unwrap();
                     let want: Vec<Document> =
                         everything.iter().filter(|d| filter.matches(d)).cloned().collect();
                     let p = Pushdown::new(f).unwrap();
-                    let got: Vec<Document> = current_op_docs_matching(&st, viewer, opts, Some(&p))
-                        .into_iter()
-                        .filter(|d| filter.matches(d))
-                        .collect();
+                    // Exact: nothing to filter afterwards.
+                    let got = current_op_docs_matching(&st, viewer, opts, Some(&p)).unwrap();
                     assert_eq!(timeless(got), timeless(want), "filter {f}, all {all_users}, {viewer:?}");
                 }
             }
@@ -863,17 +967,91 @@ mod tests {
     }
 
     #[test]
+    fn pushdown_raises_the_errors_of_the_whole_document() {
+        let st = state();
+        let c1 = conn(&st, 1, Some("app1"), Some("alice"));
+        let _g = start_op(&st, &c1, None, doc! {"sleep": 1, "millis": 1_i64, "$db": "admin"});
+        let opts = CurrentOpOptions { all_users: true, ..CurrentOpOptions::default() };
+        let p = Pushdown::new(&doc! {"$expr": {"$divide": [1, {"$subtract": ["$opid", "$opid"]}]}}).unwrap();
+        let e = current_op_docs_matching(&st, &[], opts, Some(&p)).unwrap_err();
+        assert_eq!(e.code, 2, "{e:?}");
+    }
+
+    /// The pipeline over entries read field by field (`DocSource`) gives what it gives over the
+    /// entries built whole, field order included.
+    #[test]
+    fn entries_as_a_source_equal_whole_documents() {
+        let st = state();
+        let c1 = conn(&st, 1, Some("app1"), Some("alice"));
+        let c2 = conn(&st, 2, None, None);
+        let _idle = conn(&st, 3, Some("idle"), None);
+        let guards: Vec<OpGuard> = (0..40)
+            .map(|i| {
+                let c = if i % 3 == 0 { &c2 } else { &c1 };
+                let g = start_op(
+                    &st,
+                    c,
+                    (i % 2 == 0).then_some(i as u8),
+                    doc! {"sleep": 1, "millis": i64::from(i)},
+                );
+                if i % 5 == 0 {
+                    g.entry.set_plan_summary(format!("IXSCAN {{ a: {i} }}"));
+                }
+                g
+            })
+            .collect();
+        let opts =
+            CurrentOpOptions { all_users: true, idle_connections: true, ..CurrentOpOptions::default() };
+        let pipelines = [
+            vec![doc! {"$count": "n"}],
+            vec![doc! {"$sort": {"command.millis": -1}}, doc! {"$skip": 3}, doc! {"$limit": 5}],
+            vec![
+                doc! {"$addFields": {"k": {"$mod": ["$command.millis", 7]}, "z": "$$REMOVE"}},
+                doc! {"$match": {"k": {"$lt": 4}}},
+                doc! {"$facet": {
+                    "n": [{"$count": "n"}],
+                    "page": [{"$sort": {"k": -1, "opid": 1}}, {"$limit": 4}, {"$project": {"clientMetadata": 0}}],
+                    "all": [{"$sort": {"opid": -1}}, {"$addFields": {"k2": "$k"}}],
+                }},
+            ],
+            // Writes a field the entries have: whole documents from the start.
+            vec![doc! {"$addFields": {"opid": 1}}, doc! {"$limit": 2}],
+            // Reads the whole document.
+            vec![doc! {"$addFields": {"n": {"$size": {"$objectToArray": "$$ROOT"}}}}, doc! {"$limit": 3}],
+            vec![doc! {"$project": {"opid": 1}}, doc! {"$sort": {"opid": -1}}],
+            vec![doc! {"$match": {"active": false}}, doc! {"$group": {"_id": "$appName"}}],
+        ];
+        for stages in pipelines {
+            let p = docplane_query::Pipeline::parse(&stages).unwrap();
+            let entries = current_op_entries(&st, &[], opts, None).unwrap();
+            let time = entries.time.clone();
+            let intr = docplane_query::NeverInterrupt;
+            let lazy = st.engine.run_pipeline_source("admin", &entries, &p, &intr).unwrap();
+            let whole = st.engine.run_pipeline("admin", entries.into_docs(), &p, &intr).unwrap();
+            assert!(!whole.is_empty());
+            assert_eq!(lazy, whole, "{stages:?} at {time}");
+        }
+        drop(guards);
+    }
+
+    #[test]
     fn pushdown_analysis() {
-        let fields = |f: Document| {
-            let mut v = Vec::new();
-            referenced_fields(&f, &mut v).then_some(v)
-        };
+        let fields = |f: Document| Filter::parse(&f).unwrap().top_level_fields();
         assert_eq!(
             fields(doc! {"command.sleep": 1, "$or": [{"opid": 1}, {"command.x": 2}], "$comment": "c"}),
             Some(vec!["command".to_owned(), "opid".to_owned()])
         );
-        assert_eq!(fields(doc! {"$expr": {"$eq": ["$opid", 1]}}), None);
-        assert_eq!(fields(doc! {"$and": [{"$where": "x"}]}), None);
+        assert_eq!(fields(doc! {"$expr": {"$eq": ["$opid", 1]}}), Some(vec!["opid".to_owned()]));
+        assert_eq!(
+            fields(doc! {"$expr": {"$let": {"vars": {"x": "$a.b"}, "in": {"$gt": ["$$x", "$$CURRENT.c"]}}}}),
+            Some(vec!["a".to_owned(), "c".to_owned()])
+        );
+        assert_eq!(fields(doc! {"$expr": {"$eq": ["$$ROOT", {}]}}), None);
+        assert_eq!(fields(doc! {"$expr": {"$getField": "x.y"}}), Some(vec!["x.y".to_owned()]));
+        assert_eq!(
+            fields(doc! {"$expr": {"$getField": {"field": "x", "input": "$a"}}}),
+            Some(vec!["a".to_owned()])
+        );
         let opids = |f: Document| opid_candidates(&Filter::parse(&f).unwrap());
         assert_eq!(opids(doc! {"opid": 5}), Some(vec![5]));
         assert_eq!(opids(doc! {"opid": {"$in": [1_i64, 2.0, 2.5, "3", 1_i64 << 40]}}), Some(vec![1, 2]));

@@ -117,6 +117,66 @@ fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
     }
 }
 
+/// mongod's checks of a command's transaction fields (`txnNumber`, `autocommit`,
+/// `startTransaction`; `initializeOperationSessionInfo` in mongod), as a standalone mongod applies
+/// them before authorization. The node is a standalone without transactions or retryable writes
+/// (its `hello` has no `setName`, so drivers never send these fields on their own): a command
+/// carrying `txnNumber` is refused with 20 IllegalOperation, never run as if the field were absent,
+/// and the fields' types and combinations are checked the way mongod checks them first.
+/// `requires_auth` is false for the commands anyone may run (handshake, auth, ping).
+pub fn check_session_info(cmd: &Document, requires_auth: bool) -> Result<(), CommandError> {
+    fn typed<'a>(cmd: &'a Document, key: &str, want: &str) -> Result<Option<&'a Bson>, CommandError> {
+        match cmd.get(key) {
+            None => Ok(None),
+            Some(v @ Bson::Int64(_)) if want == "long" => Ok(Some(v)),
+            Some(v @ Bson::Boolean(_)) if want == "bool" => Ok(Some(v)),
+            Some(other) => Err(CommandError::type_mismatch(format!(
+                "BSON field 'OperationSessionInfo.{key}' is the wrong type '{}', expected type '{want}'",
+                util::type_name(other)
+            ))),
+        }
+    }
+    let txn_number = typed(cmd, "txnNumber", "long")?;
+    let autocommit = typed(cmd, "autocommit", "bool")?;
+    let start_transaction = typed(cmd, "startTransaction", "bool")?;
+    if !requires_auth {
+        if autocommit.is_some() {
+            return Err(CommandError::new(
+                263,
+                "OperationNotSupportedInTransaction",
+                "This command is not supported in transactions",
+            ));
+        }
+        if txn_number.is_some() {
+            return Err(CommandError::location(
+                50889,
+                "It is illegal to provide a txnNumber for this command",
+            ));
+        }
+    }
+    if txn_number.is_some() {
+        if !cmd.contains_key("lsid") {
+            return Err(CommandError::invalid_options(
+                "Transaction number requires a session ID to also be specified",
+            ));
+        }
+        return Err(CommandError::illegal_operation(
+            "Transaction numbers are only allowed on a replica set member or mongos",
+        ));
+    }
+    if autocommit.is_some() {
+        return Err(CommandError::invalid_options(
+            "'autocommit' field requires a transaction number to also be specified",
+        ));
+    }
+    if start_transaction.is_some() {
+        return Err(CommandError::invalid_options(
+            "'startTransaction' field requires 'autocommit' field to also be specified",
+        ));
+    }
+    Ok(())
+}
+
 /// mongod's localhost exception: while no user exists at all, an unauthenticated connection from a
 /// loopback address may run `createUser` in `admin` (to create the first user). It closes as soon
 /// as any user exists.
@@ -190,6 +250,7 @@ async fn dispatch_inner(
             "{name} may only be run against the admin database."
         )));
     }
+    check_session_info(&cmd, spec.requires_auth())?;
     if state.auth_enabled() && spec.requires_auth() {
         if localhost_exception(state, conn, spec, &db) {
             tracing::warn!(conn = conn.info.id, client = %conn.info.client, "createUser allowed by the localhost exception: no user exists yet");
@@ -359,5 +420,69 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::DbStats => crud::db_stats(ctx, cmd).await,
         H::Validate => crud::validate(ctx, cmd).await,
         H::Explain => crud::explain(ctx, cmd).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn lsid() -> Bson {
+        Bson::Document(
+            doc! {"id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![7; 16] }},
+        )
+    }
+
+    fn refusal(cmd: Document, requires_auth: bool) -> (i32, String) {
+        let e = check_session_info(&cmd, requires_auth).unwrap_err();
+        (e.code, e.message)
+    }
+
+    #[test]
+    fn transaction_fields_are_refused_as_a_standalone_mongod_refuses_them() {
+        let l = lsid();
+        // Accepted: no transaction field at all, with or without a session.
+        check_session_info(&doc! {"find": "c"}, true).unwrap();
+        check_session_info(&doc! {"find": "c", "lsid": l.clone()}, true).unwrap();
+        check_session_info(&doc! {"ping": 1, "lsid": l.clone()}, false).unwrap();
+        // The IllegalOperation a standalone answers any txnNumber with (retryable write or
+        // transaction), after the session check.
+        let illegal =
+            (20, "Transaction numbers are only allowed on a replica set member or mongos".to_owned());
+        assert_eq!(refusal(doc! {"insert": "c", "lsid": l.clone(), "txnNumber": 1_i64}, true), illegal);
+        assert_eq!(
+            refusal(
+                doc! {"find": "c", "lsid": l.clone(), "txnNumber": 0_i64, "autocommit": false, "startTransaction": true},
+                true
+            ),
+            illegal
+        );
+        assert_eq!(
+            refusal(doc! {"insert": "c", "txnNumber": 1_i64}, true),
+            (72, "Transaction number requires a session ID to also be specified".to_owned())
+        );
+        assert_eq!(
+            refusal(doc! {"insert": "c", "lsid": l.clone(), "autocommit": false}, true),
+            (72, "'autocommit' field requires a transaction number to also be specified".to_owned())
+        );
+        assert_eq!(
+            refusal(doc! {"insert": "c", "lsid": l.clone(), "startTransaction": true}, true),
+            (72, "'startTransaction' field requires 'autocommit' field to also be specified".to_owned())
+        );
+        // Types first (the IDL parse), whatever else is wrong.
+        assert_eq!(
+            refusal(doc! {"insert": "c", "txnNumber": 1_i32}, true),
+            (
+                14,
+                "BSON field 'OperationSessionInfo.txnNumber' is the wrong type 'int', expected type 'long'"
+                    .to_owned()
+            )
+        );
+        assert_eq!(refusal(doc! {"insert": "c", "autocommit": 0}, true).0, 14);
+        assert_eq!(refusal(doc! {"insert": "c", "startTransaction": "yes"}, true).0, 14);
+        // Commands that need no authentication refuse them with their own codes.
+        assert_eq!(refusal(doc! {"ping": 1, "lsid": l.clone(), "autocommit": false}, false).0, 263);
+        assert_eq!(refusal(doc! {"ping": 1, "lsid": l, "txnNumber": 1_i64}, false).0, 50889);
     }
 }
