@@ -224,8 +224,9 @@ pub async fn current_op_entries(
 }
 
 /// Raw entries of `$currentOp` followed by `stages` (on 3.4, at most one `$match`), docplane's
-/// own removed. On 3.6+ the stages run on the node after [`own_exclusion`], so a stage that
-/// counts, sorts or pages never sees docplane's own entries either.
+/// own removed. On 3.6+ [`own_exclusion`] runs on the node after the leading `$match` stages
+/// (cheap filters first: an opid filter narrows the entries before the exclusion's `$expr`) and
+/// before the rest, so a stage that counts, sorts or pages never sees docplane's own entries.
 pub async fn current_op_pipeline(
     t: &dyn NodeTransport,
     target: &NodeTarget,
@@ -239,10 +240,14 @@ pub async fn current_op_pipeline(
     let mut request = if stages.is_empty() || !version.has_current_op_stage() {
         current_op_request(version, stages)?
     } else {
-        let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
         let live: Vec<String> = live_tags().iter().cloned().collect();
+        // After the caller's leading `$match`es (the node applies the first one to its registry,
+        // an opid filter at once), before anything that counts, sorts or pages.
+        let leading = stages.iter().take_while(|st| st.len() == 1 && st.contains_key("$match")).count();
+        let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
+        with_exclusion.extend(stages[..leading].iter().cloned());
         with_exclusion.push(doc! {"$match": own_exclusion(&live, app_name)});
-        with_exclusion.extend(stages.iter().cloned());
+        with_exclusion.extend(stages[leading..].iter().cloned());
         current_op_request(version, &with_exclusion)?
     };
     tag.tag(&mut request);
