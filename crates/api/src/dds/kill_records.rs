@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use docplane_iam::AuthMethod;
 use docplane_sessions::SessionId;
-use docplane_sessions::audit::{Actor, orphan_outcome_entry};
+use docplane_sessions::audit::{Actor, KillRecorder, KillScope, orphan_outcome_entry};
 use docplane_store::{
     ChainProblem, KILL_OUTCOME_PENDING, KillRecord, KillRecordFilter, StoreError, now_millis,
     verify_kill_chain,
@@ -48,6 +48,19 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(SourceAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
     }
+}
+
+/// Records a refused kill (nothing was killed, nothing committed) in the project's chain, with the
+/// error's code and public message. A store that could not commit the intent
+/// (`KillNotRecorded`) cannot take the refusal either, so none is attempted then.
+pub async fn record_refusal(st: &AppState, scope: KillScope, actor: Actor, raw_ids: &[String], e: &ApiError) {
+    if matches!(e, ApiError::KillNotRecorded(_)) {
+        return;
+    }
+    let (code, _) = e.code_and_status();
+    KillRecorder::new(scope, actor)
+        .record_refusal(st.store.as_ref(), raw_ids, code, &e.public_message())
+        .await;
 }
 
 /// Who asked, as a kill record names them: the principal's user and access key, the request id,

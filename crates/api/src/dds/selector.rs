@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{check_state_and_version, kill_error, resolve_node};
-use super::kill_records::{SourceAddr, actor_of};
+use super::kill_records::{SourceAddr, actor_of, record_refusal};
 use super::sessions::NodePath;
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
@@ -243,11 +243,8 @@ pub async fn kill_matching(
         }
         Err(e) => {
             // A dry run kills nothing, so its refusals are not kill records.
-            if !dry_run && !matches!(e, ApiError::KillNotRecorded(_)) {
-                let (code, _) = e.code_and_status();
-                KillRecorder::new(scope, actor)
-                    .record_refusal(st.store.as_ref(), &[], code, &e.public_message())
-                    .await;
+            if !dry_run {
+                record_refusal(&st, scope, actor, &[], &e).await;
             }
             Err(e)
         }

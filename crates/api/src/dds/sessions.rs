@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{check_state_and_version, kill_error, list_error, present, resolve_node};
-use super::kill_records::{SourceAddr, actor_of};
+use super::kill_records::{SourceAddr, actor_of, record_refusal};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
 use crate::route::{ApiBytes, ApiPath, ApiQuery, Principal};
@@ -289,14 +289,7 @@ pub async fn kill_sessions(
     let done = match result {
         Ok(done) => done,
         Err(e) => {
-            // Nothing was killed and nothing committed; a store that could not commit the
-            // intent cannot take the refusal either.
-            if !matches!(e, ApiError::KillNotRecorded(_)) {
-                let (code, _) = e.code_and_status();
-                KillRecorder::new(scope, actor)
-                    .record_refusal(st.store.as_ref(), &raw_ids, code, &e.public_message())
-                    .await;
-            }
+            record_refusal(&st, scope, actor, &raw_ids, &e).await;
             return Err(e);
         }
     };
