@@ -204,26 +204,33 @@ impl SessionService {
     }
 
     /// Reads the node's entries (only `ids` when given), mapped, each with its rail verdict.
+    ///
+    /// The settings (store) and the entries (node) are read concurrently: both come before the
+    /// intent, so neither round trip waits on the other.
     async fn candidates(
         &self,
         node: NodeRef<'_>,
-        settings: &SessionSettings,
         ids: Option<&[SessionId]>,
-    ) -> Result<Vec<Candidate>> {
+    ) -> Result<(SessionSettings, Vec<Candidate>)> {
         let predicate = match ids {
             Some(ids) if !ids.iter().any(|id| matches!(id, SessionId::Idle(_))) => Some(opid_predicate(ids)),
             _ => None,
         };
-        let entries = ops::current_op_entries(self.transport(), node.target, predicate).await?;
+        let (settings, entries) = tokio::join!(
+            self.settings(node),
+            ops::current_op_entries(self.transport(), node.target, predicate)
+        );
+        let (settings, entries) = (settings?, entries?);
         let own = own_connections(&entries, &self.transport.config().app_name);
-        Ok(entries
+        let candidates = entries
             .into_iter()
             .filter_map(|entry| {
                 let record = SessionRecord::summary(&entry)?;
-                let protection = rails::protection(&rails::facts(&entry), settings, &own);
+                let protection = rails::protection(&rails::facts(&entry), &settings, &own);
                 Some(Candidate { entry, record, protection })
             })
-            .collect())
+            .collect();
+        Ok((settings, candidates))
     }
 
     /// Kills sessions by id: validate, check all-or-nothing (unknown, inactive, protected),
@@ -236,8 +243,7 @@ impl SessionService {
         raw_ids: &[String],
     ) -> Result<KillResult> {
         let ids = parse_session_ids(raw_ids, node.target.kind)?;
-        let settings = self.settings(node).await?;
-        let candidates = self.candidates(node, &settings, Some(&ids)).await?;
+        let (settings, candidates) = self.candidates(node, Some(&ids)).await?;
         let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
         check_killable(&ids, &records)?;
         let mut protected = Vec::new();
@@ -301,8 +307,7 @@ impl SessionService {
         if !(1..=MAX_KILL_IDS).contains(&selection.max) {
             return Err(SessionError::InvalidRequest(format!("max must be in [1, {MAX_KILL_IDS}]")));
         }
-        let settings = self.settings(node).await?;
-        let candidates = self.candidates(node, &settings, None).await?;
+        let (settings, candidates) = self.candidates(node, None).await?;
         let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
         let all = SessionQuery { filter: selection.filter.clone(), offset: 0, limit: u64::MAX };
         let (_, order) = select_indices(&records, &all);
