@@ -41,14 +41,12 @@ pub trait DocSource {
         self.len() == 0
     }
     /// The stored document holding document `i`'s fields that are not live, as they are.
-    fn fixed(&self, i: usize) -> Option<&Document> {
-        let _ = i;
+    fn fixed(&self, _i: usize) -> Option<&Document> {
         None
     }
     /// Whether the value of top-level field `name` may differ from the fixed document's (the
     /// live fields are read from `partial`).
-    fn is_live(&self, name: &str) -> bool {
-        let _ = name;
+    fn is_live(&self, _name: &str) -> bool {
         true
     }
     /// Document `i`'s values of those of the top-level `fields` it has that do not come from

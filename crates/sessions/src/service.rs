@@ -153,32 +153,38 @@ impl SessionService {
     /// round trip that returns the total and just the page. MongoDB 3.4 (whose `currentOp` command
     /// takes only a filter), and the selector-only criteria, are evaluated here.
     pub async fn list(&self, node: NodeRef<'_>, query: &SessionQuery) -> Result<SessionPage> {
-        let settings = self.settings(node).await?;
         let version = self.transport.version(node.target).await?;
-        if version.has_current_op_stage()
-            && let Some(stages) = pushdown::page_stages(query)
-        {
-            let reply = ops::current_op_pipeline(self.transport(), node.target, &stages).await?;
-            let (total, page) = pushdown::parse_page(&reply).ok_or_else(|| {
-                SessionError::Node(DriverError::CommandFailed {
-                    code: 0,
-                    message: "the node's $facet reply is not {total, page}".into(),
-                })
-            })?;
-            let app_name = &self.transport.config().app_name;
-            let sessions = page
-                .iter()
-                // A read of this process that began after the node took the exclusion's tags.
-                .filter(|e| !ops::is_own_operation(e, app_name))
-                .filter_map(|e| {
-                    let mut r = SessionRecord::summary(e)?;
-                    r.operation = shown_operation(e, settings.redact_operations);
-                    Some(r)
-                })
-                .collect();
-            return Ok(SessionPage { total, sessions });
+        let stages = if version.has_current_op_stage() { pushdown::page_stages(query) } else { None };
+        // The settings (store) only decide how the page is rendered: read them beside the node.
+        let read = async {
+            match &stages {
+                Some(stages) => ops::current_op_pipeline(self.transport(), node.target, stages).await,
+                None => ops::current_op_entries(self.transport(), node.target, None).await,
+            }
+        };
+        let (settings, entries) = tokio::join!(self.settings(node), read);
+        let (redact, entries) = (settings?.redact_operations, entries?);
+        if stages.is_none() {
+            return Ok(page_client_side(&entries, query, redact));
         }
-        self.list_client_side(node.target, query, settings.redact_operations).await
+        let (total, page) = pushdown::parse_page(&entries).ok_or_else(|| {
+            SessionError::Node(DriverError::CommandFailed {
+                code: 0,
+                message: "the node's $facet reply is not {total, page}".into(),
+            })
+        })?;
+        let app_name = &self.transport.config().app_name;
+        let sessions = page
+            .iter()
+            // A read of this process that began after the node took the exclusion's tags.
+            .filter(|e| !ops::is_own_operation(e, app_name))
+            .filter_map(|e| {
+                let mut r = SessionRecord::summary(e)?;
+                r.operation = shown_operation(e, redact);
+                Some(r)
+            })
+            .collect();
+        Ok(SessionPage { total, sessions })
     }
 
     /// [`SessionService::list`] computed here over every entry (MongoDB 3.4, selector criteria).
@@ -189,18 +195,7 @@ impl SessionService {
         redact: bool,
     ) -> Result<SessionPage> {
         let entries = ops::current_op_entries(self.transport(), target, None).await?;
-        let (records, sources): (Vec<SessionRecord>, Vec<usize>) =
-            entries.iter().enumerate().filter_map(|(i, e)| SessionRecord::summary(e).map(|r| (r, i))).unzip();
-        let (total, page) = select_indices(&records, query);
-        let sessions = page
-            .into_iter()
-            .map(|k| {
-                let mut r = records[k].clone();
-                r.operation = shown_operation(&entries[sources[k]], redact);
-                r
-            })
-            .collect();
-        Ok(SessionPage { total, sessions })
+        Ok(page_client_side(&entries, query, redact))
     }
 
     /// Reads the node's entries (only `ids` when given), mapped, each with its rail verdict.
@@ -379,6 +374,22 @@ impl SessionService {
         sessions.extend(protected);
         Ok(SelectionResult { record_id: Some(recorder.record_id.clone()), sessions })
     }
+}
+
+/// Filters, orders and pages `entries` here; only the page's commands are rendered.
+fn page_client_side(entries: &[Document], query: &SessionQuery, redact: bool) -> SessionPage {
+    let (records, sources): (Vec<SessionRecord>, Vec<usize>) =
+        entries.iter().enumerate().filter_map(|(i, e)| SessionRecord::summary(e).map(|r| (r, i))).unzip();
+    let (total, page) = select_indices(&records, query);
+    let sessions = page
+        .into_iter()
+        .map(|k| {
+            let mut r = records[k].clone();
+            r.operation = shown_operation(&entries[sources[k]], redact);
+            r
+        })
+        .collect();
+    SessionPage { total, sessions }
 }
 
 /// The `operation` text a list shows: the command, shaped when `redact`.

@@ -448,7 +448,11 @@ fn uncached_template(host: &str, op: &OpEntry) -> Option<Document> {
     }
     let t = build_op_template(host, op);
     if op.conn.current_op_prefix.get().is_some() {
-        let _ = op.current_op_template.set(t);
+        // Another thread may have cached it meanwhile: it built the same template from the same
+        // fixed fields, so either copy serves.
+        if op.current_op_template.set(t).is_err() {
+            tracing::trace!(op = op.opid, "currentOp template cached by another reader first");
+        }
         return None;
     }
     Some(t)
