@@ -176,6 +176,9 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn create_node(&self, n: &Node) -> Result<()>;
     /// The node `id` if its instance belongs to `project_id`.
     async fn get_node(&self, project_id: &str, id: &str) -> Result<Option<Node>>;
+    /// The instance of the node `node_id` if it belongs to `project_id` (one query, so that it can
+    /// run beside [`MetaStore::get_node`] rather than after it).
+    async fn get_node_instance(&self, project_id: &str, node_id: &str) -> Result<Option<Instance>>;
     async fn list_nodes(&self, instance_id: &str) -> Result<Vec<Node>>;
     async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()>;
     async fn delete_node(&self, id: &str) -> Result<()>;

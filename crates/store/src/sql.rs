@@ -22,6 +22,8 @@ use crate::{MetaStore, Result, StoreError};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// The kill chains' heads as this handle last wrote or read them (see `append_kill_entry`).
+    heads: KillHeads,
 }
 
 /// PostgreSQL-backed store (several replicas may share one database).
@@ -29,6 +31,16 @@ pub struct SqliteStore {
 pub struct PostgresStore {
     pool: sqlx::PgPool,
 }
+
+/// SQLite appends to a kill chain in one statement: this process remembers each chain's head
+/// (seq, hash), computes the next entry from it, and inserts it guarded by "the head is still
+/// that" (a trigger then moves the head). A head moved by another handle or process fails the
+/// guard; the head is read again and the append retried. The lock also serialises this
+/// process's appends, which SQLite's single writer would serialise anyway.
+type KillHeads = std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (i64, String)>>>;
+
+/// How many times an append retries after another writer moved the head under it.
+const APPEND_RETRIES: usize = 16;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` in WAL mode and migrates it.
@@ -53,7 +65,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, heads: KillHeads::default() })
     }
 }
 
@@ -62,7 +74,85 @@ impl SqliteStore {
 /// queueing; the pool reconnects on its own once it is back.
 pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+impl SqliteStore {
+    /// [`MetaStore::append_kill_entry`] on SQLite: one guarded INSERT (see [`KillHeads`]).
+    async fn append_kill_entry_fast(&self, e: &NewKillEntry) -> Option<Result<KillLogEntry>> {
+        Some(self.append_kill_entry_guarded(e).await)
+    }
+
+    async fn append_kill_entry_guarded(&self, e: &NewKillEntry) -> Result<KillLogEntry> {
+        let mut heads = self.heads.lock().await;
+        for _ in 0..APPEND_RETRIES {
+            let (seq, hash) = match heads.get(&e.project_id) {
+                Some(h) => h.clone(),
+                None => sqlx::query_as::<_, (i64, String)>(
+                    "SELECT seq, hash FROM kill_chain_heads WHERE project_id = $1",
+                )
+                .bind(&e.project_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_else(|| (0, KILL_CHAIN_GENESIS.to_owned())),
+            };
+            let entry = KillLogEntry::chained(e, seq + 1, &hash);
+            let inserted = sqlx::query(
+                "INSERT INTO kill_log (project_id, seq, record_id, kind, at, node_id, principal, \
+                 access_key, outcome, body, prev_hash, hash) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+                 WHERE COALESCE((SELECT seq FROM kill_chain_heads WHERE project_id = $1), 0) = $13 \
+                 AND COALESCE((SELECT hash FROM kill_chain_heads WHERE project_id = $1), $14) = $11",
+            )
+            .bind(&entry.project_id)
+            .bind(entry.seq)
+            .bind(&entry.record_id)
+            .bind(&entry.kind)
+            .bind(entry.at)
+            .bind(&entry.node_id)
+            .bind(&entry.principal)
+            .bind(&entry.access_key)
+            .bind(&entry.outcome)
+            .bind(&entry.body)
+            .bind(&entry.prev_hash)
+            .bind(&entry.hash)
+            .bind(seq)
+            .bind(KILL_CHAIN_GENESIS)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(r) if r.rows_affected() == 1 => {
+                    heads.insert(e.project_id.clone(), (entry.seq, entry.hash.clone()));
+                    return Ok(entry);
+                }
+                // Another writer moved the head: read it again.
+                Ok(_) => {
+                    heads.remove(&e.project_id);
+                }
+                // The same seq written meanwhile by another writer (the guard read its old head).
+                Err(sqlx::Error::Database(d))
+                    if d.is_unique_violation() && d.message().contains("kill_log.seq") =>
+                {
+                    heads.remove(&e.project_id);
+                }
+                Err(other) => {
+                    heads.remove(&e.project_id);
+                    return Err(other.into());
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "kill chain of project {} kept moving under {APPEND_RETRIES} appends",
+            e.project_id
+        )))
+    }
+}
+
 impl PostgresStore {
+    /// No one-statement path: replicas share the chain, so an append locks its head row in a
+    /// transaction ([`MetaStore::append_kill_entry`]).
+    #[allow(clippy::unused_async)]
+    async fn append_kill_entry_fast(&self, _: &NewKillEntry) -> Option<Result<KillLogEntry>> {
+        None
+    }
+
     /// Connects to a `postgres://` URL and migrates the database (sqlx serialises concurrent
     /// migrators with an advisory lock, so replicas may start together).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -707,6 +797,15 @@ macro_rules! impl_meta_store {
                 Ok(())
             }
 
+            async fn get_node_instance(&self, project_id: &str, node_id: &str) -> Result<Option<Instance>> {
+                let cols = INSTANCE_COLS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT {cols} FROM instances i JOIN nodes n ON n.instance_id = i.id \
+                     WHERE n.id = $1 AND i.project_id = $2"
+                );
+                Ok(sqlx::query_as(&sql).bind(node_id).bind(project_id).fetch_optional(&self.pool).await?)
+            }
+
             async fn get_node(&self, project_id: &str, id: &str) -> Result<Option<Node>> {
                 let sql = "SELECT n.id, n.instance_id, n.group_id, n.name, n.role, n.status, \
                            n.address, n.credentials_enc, n.version, n.updated_at \
@@ -790,20 +889,23 @@ macro_rules! impl_meta_store {
             // ---- kill records (audit)
 
             async fn append_kill_entry(&self, e: &NewKillEntry) -> Result<KillLogEntry> {
+                if let Some(done) = self.append_kill_entry_fast(e).await {
+                    return done;
+                }
                 let mut tx = self.pool.begin().await?;
-                // A write first: on SQLite it takes the writer lock for the whole transaction.
-                sqlx::query(
+                // One statement creates the project's head if needed and returns it. As a write it
+                // takes SQLite's writer lock for the whole transaction, and on PostgreSQL the
+                // (no-op) update locks the head row until commit: appends are serialized per chain.
+                let (seq, hash): (i64, String) = sqlx::query_as(
                     "INSERT INTO kill_chain_heads (project_id, seq, hash, base_seq, base_hash) \
-                     VALUES ($1, 0, $2, 0, $2) ON CONFLICT DO NOTHING",
+                     VALUES ($1, 0, $2, 0, $2) \
+                     ON CONFLICT (project_id) DO UPDATE SET seq = kill_chain_heads.seq \
+                     RETURNING seq, hash",
                 )
                 .bind(&e.project_id)
                 .bind(KILL_CHAIN_GENESIS)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let lock = if $backend == "postgres" { " FOR UPDATE" } else { "" };
-                let sql = format!("SELECT seq, hash FROM kill_chain_heads WHERE project_id = $1{lock}");
-                let (seq, hash): (i64, String) =
-                    sqlx::query_as(&sql).bind(&e.project_id).fetch_one(&mut *tx).await?;
                 let entry = KillLogEntry::chained(e, seq + 1, &hash);
                 sqlx::query(
                     "INSERT INTO kill_log (project_id, seq, record_id, kind, at, node_id, principal, \

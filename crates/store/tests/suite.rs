@@ -453,6 +453,10 @@ async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(s.create_node(&Node { group_id: "nope".into(), ..node("n3", "x") }).await.is_err());
     assert_eq!(s.get_node("p1", "n1").await.unwrap().unwrap().credentials_enc, Some(vec![9, 9, 9]));
     assert!(s.get_node("p2", "n1").await.unwrap().is_none(), "tenant isolation in the query");
+    let inst = s.get_node_instance("p1", "n1").await.unwrap().expect("the node's instance");
+    assert_eq!(inst.id, s.get_node("p1", "n1").await.unwrap().unwrap().instance_id);
+    assert!(s.get_node_instance("p2", "n1").await.unwrap().is_none(), "tenant isolation");
+    assert!(s.get_node_instance("p1", "nope").await.unwrap().is_none());
     s.update_node(
         "n2",
         &NodeUpdate { role: Some("Primary".into()), version: Some("4.2.1".into()), ..Default::default() },

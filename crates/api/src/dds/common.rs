@@ -123,9 +123,16 @@ pub async fn target_of(st: &AppState, node: &Node) -> Result<NodeTarget, ApiErro
 
 /// Looks the node up in the caller's project (404 `DBS.200013` otherwise).
 pub async fn resolve_node(st: &AppState, project_id: &str, node_id: &str) -> Result<ResolvedNode, ApiError> {
-    let node = st.store.get_node(project_id, node_id).await?.ok_or(ApiError::NodeNotFound)?;
-    let instance =
-        st.store.get_instance(project_id, &node.instance_id).await?.ok_or(ApiError::NodeNotFound)?;
+    // Both reads at once: the node and its instance are on every session call's critical path.
+    let (node, instance) =
+        tokio::join!(st.store.get_node(project_id, node_id), st.store.get_node_instance(project_id, node_id));
+    let (Some(node), Some(instance)) = (node?, instance?) else {
+        return Err(ApiError::NodeNotFound);
+    };
+    // A node moved between the two reads (never done today, but cheap to refuse).
+    if node.instance_id != instance.id {
+        return Err(ApiError::NodeNotFound);
+    }
     let target = target_of(st, &node).await?;
     Ok(ResolvedNode { node, instance, target })
 }
