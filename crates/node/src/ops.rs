@@ -125,8 +125,12 @@ pub struct OpEntry {
     /// `none|update|insert|query|command|getmore|remove|killcursors`.
     pub op: &'static str,
     pub ns: String,
-    /// The command as `currentOp` shows it (already truncated).
-    pub command: Document,
+    /// The command as `currentOp` shows it with `truncateOps: false` (redacted where it carries a
+    /// secret); shared with the running handler, never copied per command.
+    pub command: Arc<Document>,
+    /// Its truncated form, built the first time a `truncateOps: true` reader asks
+    /// ([`OpEntry::shown_command`]).
+    truncated: OnceLock<Option<Document>>,
     pub command_name: String,
     pub started: Instant,
     pub plan_summary: Mutex<Option<String>>,
@@ -151,6 +155,11 @@ impl OpEntry {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+    /// mongod's truncated form of the command (`{$truncated: "...", comment}`), when it is over
+    /// [`crate::cmd::MAX_CURRENT_OP_COMMAND`] bytes: what `truncateOps: true` readers see.
+    pub fn truncated_command(&self) -> Option<&Document> {
+        self.truncated.get_or_init(|| crate::cmd::truncated_command(&self.command)).as_ref()
+    }
 }
 
 /// Data needed to register an op.
@@ -162,7 +171,7 @@ pub struct NewOp {
     pub session: Option<Vec<u8>>,
     pub op: &'static str,
     pub ns: String,
-    pub command: Document,
+    pub command: Arc<Document>,
     pub command_name: String,
     pub deadline: Option<Instant>,
 }
@@ -211,6 +220,7 @@ impl OpRegistry {
             op: new.op,
             ns: new.ns,
             command: new.command,
+            truncated: OnceLock::new(),
             command_name: new.command_name,
             started: Instant::now(),
             plan_summary: Mutex::new(None),
@@ -299,7 +309,7 @@ mod tests {
             session: None,
             op: "command",
             ns: "admin.$cmd".into(),
-            command: Document::new(),
+            command: Arc::new(Document::new()),
             command_name: "ping".into(),
             deadline: None,
         };

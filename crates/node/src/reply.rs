@@ -36,6 +36,112 @@ pub fn summarize(cmd: &Document, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
+/// A document in the form mongod's `BSONObj::toString` gives it (`{ find: "c", filter: { a: 1 } }`),
+/// which currentOp's `$truncated` and mongod's log lines use. Rendering stops once the text is
+/// longer than `limit` bytes, so a huge command costs only what is shown.
+pub fn shell_form(d: &Document, limit: usize) -> String {
+    let mut out = String::new();
+    write_doc(&mut out, d, limit);
+    out
+}
+
+fn write_doc(out: &mut String, d: &Document, limit: usize) {
+    if d.is_empty() {
+        out.push_str("{}");
+        return;
+    }
+    out.push_str("{ ");
+    for (i, (k, v)) in d.iter().enumerate() {
+        if out.len() > limit {
+            return;
+        }
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(k);
+        out.push_str(": ");
+        write_value(out, v, limit);
+    }
+    out.push_str(" }");
+}
+
+fn write_value(out: &mut String, v: &Bson, limit: usize) {
+    use std::fmt::Write as _;
+    match v {
+        Bson::Document(d) => write_doc(out, d, limit),
+        Bson::Array(a) if a.is_empty() => out.push_str("[]"),
+        Bson::Array(a) => {
+            out.push_str("[ ");
+            for (i, x) in a.iter().enumerate() {
+                if out.len() > limit {
+                    return;
+                }
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, x, limit);
+            }
+            out.push_str(" ]");
+        }
+        Bson::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if u32::from(c) < 0x20 => {
+                        let _ = write!(out, "\\u{:04x}", u32::from(c));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Bson::Int32(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Bson::Int64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Bson::Double(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            let _ = write!(out, "{f:.1}");
+        }
+        Bson::Double(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Bson::Boolean(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Bson::Null => out.push_str("null"),
+        Bson::Undefined => out.push_str("undefined"),
+        Bson::ObjectId(o) => {
+            let _ = write!(out, "ObjectId('{o}')");
+        }
+        Bson::DateTime(t) => {
+            let _ = write!(out, "new Date({})", t.timestamp_millis());
+        }
+        Bson::Timestamp(t) => {
+            let _ = write!(out, "Timestamp({}, {})", t.time, t.increment);
+        }
+        Bson::Binary(b) => {
+            let hex: String = b.bytes.iter().map(|x| format!("{x:02X}")).collect();
+            let _ = write!(out, "BinData({}, {hex})", u8::from(b.subtype));
+        }
+        Bson::RegularExpression(r) => {
+            let _ = write!(out, "/{}/{}", r.pattern, r.options);
+        }
+        Bson::Decimal128(d) => {
+            let _ = write!(out, "NumberDecimal(\"{d}\")");
+        }
+        Bson::MinKey => out.push_str("MinKey"),
+        Bson::MaxKey => out.push_str("MaxKey"),
+        Bson::JavaScriptCode(c) => out.push_str(c),
+        Bson::JavaScriptCodeWithScope(c) => out.push_str(&c.code),
+        Bson::Symbol(s) => out.push_str(s),
+        Bson::DbPointer(_) => out.push_str("DBRef(...)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -49,6 +155,20 @@ mod tests {
         assert_eq!(d.get_str("codeName").unwrap(), "CommandNotFound");
         assert_eq!(d.get_str("errmsg").unwrap(), "no such command: 'frob'");
         assert_eq!(finish_ok(doc! {"a": 1}).get_f64("ok").unwrap(), 1.0);
+    }
+
+    #[test]
+    fn shell_form_is_mongods_to_string() {
+        let d =
+            doc! {"find": "c", "filter": {"a": 1, "b": 2.0, "l": 3_i64, "s": [true, null]}, "e": {}, "x": []};
+        assert_eq!(
+            shell_form(&d, 1000),
+            r#"{ find: "c", filter: { a: 1, b: 2.0, l: 3, s: [ true, null ] }, e: {}, x: [] }"#
+        );
+        // rendering stops past the limit
+        let big = doc! {"insert": "c", "documents": (0..10_000).map(Bson::Int32).collect::<Vec<_>>()};
+        let s = shell_form(&big, 100);
+        assert!(s.len() < 120, "{}", s.len());
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn open_cursor(
             session: ctx.op.session.clone(),
             lsid: ctx.op.lsid.clone(),
             conn_id: ctx.conn.info.id,
-            originating_command: ctx.op.command.clone(),
+            originating_command: (*ctx.op.command).clone(),
             plan_summary: ctx.op.plan_summary.lock().clone(),
             no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
         },
@@ -516,6 +516,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let out = ctx
         .blocking(move |e, intr| match coll {
             Some(c) => {
+                // Planned before it runs, so that currentOp shows the plan while it runs.
+                let all = docplane_query::Filter::match_all();
+                let first = pipeline.leading_match().unwrap_or(&all);
+                op.set_plan_summary(e.plan_summary(&db, &c, first, None, None));
                 let out = e.aggregate(&db, &c, &pipeline, intr)?;
                 op.set_plan_summary(out.plan_summary.clone());
                 Ok(out.docs)

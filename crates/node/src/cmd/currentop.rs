@@ -38,6 +38,9 @@ pub struct CurrentOpOptions {
     pub idle_sessions: bool,
     pub idle_cursors: bool,
     pub local_ops: bool,
+    /// `truncateOps`: commands over 1000 bytes shown in mongod's `{$truncated: ...}` form (the
+    /// `currentOp` command always; the stage only when asked).
+    pub truncate_ops: bool,
 }
 
 impl Default for CurrentOpOptions {
@@ -48,6 +51,7 @@ impl Default for CurrentOpOptions {
             idle_sessions: true,
             idle_cursors: false,
             local_ops: false,
+            truncate_ops: false,
         }
     }
 }
@@ -71,7 +75,10 @@ impl CurrentOpOptions {
                 "idleSessions" => o.idle_sessions = *b,
                 "idleCursors" => o.idle_cursors = *b,
                 "localOps" => o.local_ops = *b,
-                "truncateOps" | "backtrace" | "targetAllNodes" => {}
+                "truncateOps" => o.truncate_ops = *b,
+                // Stack traces of locks and fan-out to a cluster's nodes: nothing to show or
+                // reach on a standalone, so both values give the same result.
+                "backtrace" | "targetAllNodes" => {}
                 other => {
                     return Err(CommandError::failed_to_parse(format!(
                         "Unrecognized option '{other}' in $currentOp stage."
@@ -157,7 +164,7 @@ fn build_op_template(host: &str, op: &OpEntry) -> Document {
     d.insert("op", op.op);
     d.insert("ns", &op.ns);
     d.insert("redacted", false);
-    d.insert("command", op.command.clone());
+    d.insert("command", (*op.command).clone());
     d
 }
 
@@ -492,7 +499,17 @@ pub fn current_op_entries(
             return Ok(None);
         }
         let elapsed = op.elapsed();
-        let template = uncached_template(host, &op);
+        let mut template = uncached_template(host, &op);
+        if opts.truncate_ops
+            && let Some(short) = op.truncated_command()
+        {
+            // This read's own template: the cached one shows the whole command.
+            let mut t = template.take().or_else(|| op.current_op_template.get().cloned());
+            if let Some(slot) = t.as_mut().and_then(|t| t.get_mut("command")) {
+                *slot = Bson::Document(short.clone());
+            }
+            template = t;
+        }
         let Some(t) = template.as_ref().or_else(|| op.current_op_template.get()) else {
             return Ok(None);
         };
@@ -611,6 +628,7 @@ pub async fn current_op_command(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult 
         idle_sessions: all,
         idle_cursors: false,
         local_ops: false,
+        truncate_ops: true,
     };
     let viewer = ctx.users();
     let pushdown = Pushdown::new(&filter_doc);
@@ -751,7 +769,7 @@ mod tests {
         d.insert("op", op.op);
         d.insert("ns", &op.ns);
         d.insert("redacted", false);
-        d.insert("command", op.command.clone());
+        d.insert("command", (*op.command).clone());
         if let Some(p) = op.plan_summary.lock().clone() {
             d.insert("planSummary", p);
         }
@@ -835,7 +853,7 @@ mod tests {
                 session,
                 op: "command",
                 ns: "admin.$cmd".into(),
-                command,
+                command: Arc::new(command),
                 command_name,
                 deadline: None,
             })
@@ -951,6 +969,7 @@ mod tests {
                     idle_sessions: true,
                     idle_cursors: true,
                     local_ops: false,
+                    truncate_ops: false,
                 };
                 let everything = current_op_docs(&st, viewer, opts);
                 // all: 3 ops, 2 idle connections; alice: 2 ops, conn4; bob: 1 op. The idle logical

@@ -86,20 +86,32 @@ impl Ctx<'_> {
     }
 }
 
-/// Largest `command` document currentOp shows in full (mongod truncates above about 1 KB).
-pub const MAX_CURRENT_OP_COMMAND: usize = 1024;
+/// Largest `command` a `truncateOps: true` reader (the `currentOp` command) sees whole, in bytes of
+/// BSON; mongod's `CurOp` uses 1000.
+pub const MAX_CURRENT_OP_COMMAND: usize = 1000;
 
-/// The command as currentOp shows it: itself, or `{$truncated: "<prefix>", comment?}` when large.
-pub fn truncate_command(cmd: &Document) -> Document {
+/// mongod's truncated form of a command over [`MAX_CURRENT_OP_COMMAND`] bytes:
+/// `{$truncated: "<its shell form, cut at 1000 characters, the last three '...'>", comment?}`;
+/// `None` when it is small enough to be shown whole.
+pub fn truncated_command(cmd: &Document) -> Option<Document> {
     let size = bson::to_vec(cmd).map(|v| v.len()).unwrap_or(usize::MAX);
     if size <= MAX_CURRENT_OP_COMMAND {
-        return cmd.clone();
+        return None;
     }
-    let mut d = doc! {"$truncated": summarize(cmd, MAX_CURRENT_OP_COMMAND)};
+    let mut text = crate::reply::shell_form(cmd, MAX_CURRENT_OP_COMMAND + 4);
+    if text.len() > MAX_CURRENT_OP_COMMAND {
+        let mut end = MAX_CURRENT_OP_COMMAND - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    let mut d = doc! {"$truncated": text};
     if let Some(c) = cmd.get("comment") {
         d.insert("comment", c.clone());
     }
-    d
+    Some(d)
 }
 
 fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
@@ -277,6 +289,8 @@ async fn dispatch_inner(
         }
         None => (None, None),
     };
+    // Shared with the op registry: currentOp shows the command without copying it.
+    let cmd = Arc::new(cmd);
     let ns = match (spec.handler, cmd.get(&name)) {
         (table::Handler::GetMore, _) => format!("{db}.{}", cmd.get_str("collection").unwrap_or("$cmd")),
         (table::Handler::Aggregate, Some(Bson::String(c))) => format!("{db}.{c}"),
@@ -292,11 +306,7 @@ async fn dispatch_inner(
         op: spec.op,
         ns,
         // currentOp shows the command: never with a password or SASL payload in it.
-        command: if needs_redaction(&cmd) {
-            truncate_command(&redact_command(&cmd))
-        } else {
-            truncate_command(&cmd)
-        },
+        command: if needs_redaction(&cmd) { Arc::new(redact_command(&cmd)) } else { cmd.clone() },
         command_name: name.clone(),
         deadline,
     })?;
