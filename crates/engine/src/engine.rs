@@ -404,8 +404,10 @@ struct SnapColl {
 
 impl Engine {
     /// Opens (creating if needed) a persistent engine in `dir`, replaying snapshot and journal.
+    /// The error keeps its detail (file, offset): it is for the operator starting the node, never
+    /// a client's (clients get [`crate::internal_error`]'s generic form of storage errors).
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
-        Self::try_open(dir, opts).map_err(CommandError::from)
+        Self::try_open(dir, opts).map_err(|e| CommandError::new(1, "InternalError", e.to_string()))
     }
 
     /// [`Engine::open`] with the typed storage error (file and offset of corruption).
@@ -482,9 +484,7 @@ impl Engine {
         // compaction fsyncs before it switches files; so fsyncing the current file covers them.
         let upto = d.appends.load(AtomicOrdering::SeqCst);
         let handle = j.lock().sync_handle();
-        handle
-            .sync_data()
-            .map_err(|e| CommandError::new(1, "InternalError", format!("journal fsync failed: {e}")))?;
+        handle.sync_data().map_err(|e| crate::internal_error("syncing the journal", e))?;
         d.synced(upto);
         Ok(())
     }

@@ -112,7 +112,7 @@ impl StorageError {
 
 impl From<StorageError> for CommandError {
     fn from(e: StorageError) -> Self {
-        CommandError::new(1, "InternalError", e.to_string())
+        crate::internal_error("the storage engine", e)
     }
 }
 
@@ -407,7 +407,10 @@ impl JournalWriter {
     /// no partial frame remains.
     pub(crate) fn append(&mut self, buf: &[u8]) -> Result<(), CommandError> {
         if let Some(f) = &self.failed {
-            return Err(CommandError::new(1, "InternalError", format!("journal unavailable: {f}")));
+            return Err(crate::internal_error(
+                "writing the journal (unavailable since an earlier failure)",
+                f,
+            ));
         }
         if buf.is_empty() {
             return Ok(());
@@ -425,7 +428,7 @@ impl JournalWriter {
                 if let Err(e2) = self.file.set_len(self.len) {
                     self.failed = Some(format!("{msg}; rollback failed: {e2}"));
                 }
-                Err(CommandError::new(1, "InternalError", msg))
+                Err(crate::internal_error("writing the journal", msg))
             }
         }
     }

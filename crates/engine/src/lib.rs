@@ -26,6 +26,7 @@ mod depth;
 mod engine;
 pub mod files;
 mod index;
+mod internal;
 mod journal;
 mod keys;
 mod plan;
@@ -34,5 +35,6 @@ mod types;
 
 pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
 pub use engine::Engine;
+pub use internal::internal_error;
 pub use journal::StorageError;
 pub use types::*;

@@ -205,7 +205,8 @@ impl UserStore {
         let arr: Vec<Bson> = users.values().map(|u| Bson::Document(u.to_doc(true))).collect();
         let doc = doc! {"users": arr};
         let mut bytes = Vec::new();
-        doc.to_writer(&mut bytes).map_err(|e| CommandError::new(1, "InternalError", e.to_string()))?;
+        doc.to_writer(&mut bytes)
+            .map_err(|e| docplane_engine::internal_error("encoding the users file", e))?;
         let tmp = path.with_extension("bson.tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
@@ -219,7 +220,9 @@ impl UserStore {
             }
             Ok(())
         };
-        write().map_err(|e| CommandError::new(1, "InternalError", format!("cannot write users file: {e}")))
+        write().map_err(|e| {
+            docplane_engine::internal_error("writing the users file", format!("{}: {e}", path.display()))
+        })
     }
 
     /// A copy of one user.
