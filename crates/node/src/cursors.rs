@@ -40,15 +40,35 @@ pub struct Cursor {
     pub no_timeout: bool,
 }
 
+/// The largest document a reply may carry (mongod's `BSONObjMaxUserSize`, 16 MiB).
+pub const MAX_USER_BSON: usize = 16 * 1024 * 1024;
+/// mongod's `BSONObjMaxInternalSize` (16 MiB + 16 KiB): the largest reply document.
+pub const MAX_INTERNAL_BSON: usize = MAX_USER_BSON + 16 * 1024;
+
+/// mongod's error for a document over the BSON size limit (10334 BSONObjectTooLarge).
+pub fn too_large(size: usize) -> CommandError {
+    CommandError::new(
+        10334,
+        "BSONObjectTooLarge",
+        format!(
+            "BSONObj size: {size} (0x{size:X}) is invalid. Size must be between 0 and {MAX_INTERNAL_BSON}(16MB)"
+        ),
+    )
+}
+
 /// Takes up to `batch_size` documents (0 = no count limit) from the front within the byte budget.
-pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Vec<Document> {
+/// A document over 16 MiB (an aggregation can build one) fails with 10334 BSONObjectTooLarge.
+pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Result<Vec<Document>, CommandError> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(d) = docs.front() {
         if batch_size != 0 && out.len() >= batch_size {
             break;
         }
-        let size = bson::to_vec(d).map(|v| v.len()).unwrap_or(0);
+        let size = docplane_query::mem::doc_size(d);
+        if size > MAX_USER_BSON {
+            return Err(too_large(size));
+        }
         if !out.is_empty() && bytes + size > BATCH_BYTES {
             break;
         }
@@ -57,7 +77,7 @@ pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Vec<Docum
             out.push(d);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Parses a `batchSize` (non-negative integer).
@@ -103,10 +123,10 @@ impl CursorStore {
         mut docs: VecDeque<Document>,
         batch_size: usize,
         new: NewCursor,
-    ) -> (Vec<Document>, i64) {
-        let batch = take_batch(&mut docs, batch_size);
+    ) -> Result<(Vec<Document>, i64), CommandError> {
+        let batch = take_batch(&mut docs, batch_size)?;
         if docs.is_empty() {
-            return (batch, 0);
+            return Ok((batch, 0));
         }
         let mut map = self.map.lock();
         let mut rng = rand::thread_rng();
@@ -137,7 +157,7 @@ impl CursorStore {
                 no_timeout: new.no_timeout,
             },
         );
-        (batch, id)
+        Ok((batch, id))
     }
 
     /// Serves a getMore batch; returns (documents, id or 0 when exhausted).
@@ -165,7 +185,13 @@ impl CursorStore {
                 "cursor id {id} was not created by the authenticated user"
             )));
         }
-        let batch = take_batch(&mut c.docs, batch_size);
+        let batch = match take_batch(&mut c.docs, batch_size) {
+            Ok(b) => b,
+            Err(e) => {
+                map.remove(&id);
+                return Err(e);
+            }
+        };
         c.n_returned += batch.len() as u64;
         c.n_batches += 1;
         c.last_access = Instant::now();
@@ -271,7 +297,7 @@ mod tests {
     fn batches_and_exhaustion() {
         let store = CursorStore::default();
         let docs: VecDeque<Document> = (0..5).map(|i| doc! {"i": i}).collect();
-        let (b, id) = store.first_batch(docs, 2, nc());
+        let (b, id) = store.first_batch(docs, 2, nc()).unwrap();
         assert_eq!(b.len(), 2);
         assert!(id > 0);
         let (b, id2) = store.get_more(id, "d.c", 2, &[], true).unwrap();
@@ -283,9 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn a_document_over_16_mib_fails_the_batch() {
+        let store = CursorStore::default();
+        let big = doc! {"s": "x".repeat(MAX_USER_BSON)};
+        let docs: VecDeque<Document> = vec![doc! {"i": 1}, big].into();
+        let (b, id) = store.first_batch(docs, 1, nc()).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(store.get_more(id, "d.c", 1, &[], true).unwrap_err().code, 10334);
+        assert!(store.is_empty(), "the failed cursor is closed");
+    }
+
+    #[test]
     fn small_result_opens_no_cursor() {
         let store = CursorStore::default();
-        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc());
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc()).unwrap();
         assert_eq!((b.len(), id), (3, 0));
         assert!(store.is_empty());
     }
@@ -293,12 +330,12 @@ mod tests {
     #[test]
     fn kill_by_session_and_reap() {
         let store = CursorStore::default();
-        let (_, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        let (_, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc()).unwrap();
         assert_eq!(store.len(), 1);
         assert_eq!(store.kill_sessions(&[vec![2; 16]]), 0);
         assert_eq!(store.kill_sessions(&[vec![1; 16]]), 1);
         assert_eq!(store.kill(&[id]), (vec![], vec![id]));
-        let (_, _) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        let (_, _) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc()).unwrap();
         assert_eq!(store.reap(Duration::from_secs(60)), 0);
         assert_eq!(store.reap(Duration::ZERO), 1);
     }

@@ -51,12 +51,12 @@ fn open_cursor(
     batch_size: Option<usize>,
     single_batch: bool,
     cmd: &Document,
-) -> Document {
+) -> CmdResult {
     let size = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let mut docs: VecDeque<Document> = docs.into();
     if single_batch {
-        let batch = crate::cursors::take_batch(&mut docs, size);
-        return cursor_reply(&ns, batch, 0, true);
+        let batch = crate::cursors::take_batch(&mut docs, size)?;
+        return Ok(cursor_reply(&ns, batch, 0, true));
     }
     let (batch, id) = ctx.state.cursors.first_batch(
         docs,
@@ -71,11 +71,32 @@ fn open_cursor(
             plan_summary: ctx.op.plan_summary.lock().clone(),
             no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
         },
-    );
+    )?;
     if id != 0 {
         ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
     }
-    cursor_reply(&ns, batch, id, true)
+    Ok(cursor_reply(&ns, batch, id, true))
+}
+
+/// `allowDiskUse: true` asks mongod to spill a blocking sort or `$group` past its 100 MB limit
+/// to disk. The node cannot spill, so when such a stage exceeds the limit with the option set,
+/// the error says so instead of pretending the option was honoured.
+fn disk_use_refused(cmd: &Document) -> Result<impl Fn(CommandError) -> CommandError, CommandError> {
+    let allow = util::opt_bool(cmd, "allowDiskUse")?.unwrap_or(false);
+    Ok(move |e: CommandError| {
+        if allow && e.code == 292 {
+            CommandError::new(
+                292,
+                "QueryExceededMemoryLimitNoDiskUseAllowed",
+                format!(
+                    "{} (allowDiskUse: true cannot lift the limit: this server does not spill to disk)",
+                    e.message
+                ),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
@@ -105,6 +126,7 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
     let hint = hint_of(cmd);
+    let spill = disk_use_refused(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let out = ctx
@@ -112,10 +134,11 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
             e.find(&db, &coll, &q, intr)
         })
-        .await?;
+        .await
+        .map_err(spill)?;
     ctx.op.set_plan_summary(out.plan_summary.clone());
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd))
+    open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd)
 }
 
 pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -484,7 +507,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let rest = Pipeline::parse(&stages[1..])?;
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     let first_lists_sessions = stages.first().and_then(|s| {
         ["$listLocalSessions", "$listSessions"].into_iter().find_map(|n| s.get(n).map(|v| (n, v.clone())))
@@ -503,7 +526,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
         let rest = Pipeline::parse(&stages[1..])?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     if stages.iter().skip(1).any(|s| s.contains_key("$currentOp")) {
         return Err(CommandError::location(
@@ -512,6 +535,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         ));
     }
     let pipeline = Pipeline::parse(&stages)?;
+    let spill = disk_use_refused(cmd)?;
     let op = ctx.op.clone();
     let out = ctx
         .blocking(move |e, intr| match coll {
@@ -522,14 +546,15 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }
             None => e.run_pipeline(&db, Vec::new(), &pipeline, intr),
         })
-        .await?;
+        .await
+        .map_err(spill)?;
     if explain {
         let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
         return Ok(
             doc! {"stages": [{"$cursor": {"queryPlanner": {"namespace": &ns, "winningPlan": winning_plan(&plan)}}}]},
         );
     }
-    Ok(open_cursor(ctx, ns, out, batch_size, false, cmd))
+    open_cursor(ctx, ns, out, batch_size, false, cmd)
 }
 
 fn strip_generic(cmd: &Document, first: &str) -> Document {
@@ -601,7 +626,7 @@ pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdRe
         .filter(|d| filter.matches(d))
         .collect();
     let ns = format!("{}.$cmd.listCollections", ctx.db);
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -676,7 +701,7 @@ pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult
     let db = ctx.db.clone();
     let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
