@@ -17,6 +17,10 @@ use super::*;
 use crate::collection::Undo;
 use crate::plan::{self, Cursor, Hit, Plan};
 
+#[path = "stream.rs"]
+mod stream;
+pub use stream::FindStream;
+
 /// Puts `_id` first, adding an ObjectId when missing; rejects unusable `_id` types.
 fn normalize_id(mut doc: Document) -> Result<(KeyVal, Document)> {
     let id = match doc.remove("_id") {

@@ -33,6 +33,6 @@ mod record;
 mod types;
 
 pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
-pub use engine::Engine;
+pub use engine::{Engine, FindStream};
 pub use journal::StorageError;
 pub use types::*;

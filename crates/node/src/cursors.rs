@@ -1,8 +1,13 @@
-//! Cursors: the remaining documents of a find/aggregate/listCollections/listIndexes, materialized, served
-//! in batches by getMore.
+//! Cursors: what remains of a find/aggregate/listCollections/listIndexes, served in batches by
+//! getMore. A find's cursor holds a [`FindStream`] (getMore reads the collection from where the
+//! last batch stopped, on a blocking thread, as a killable `getmore` op); the others hold their
+//! remaining documents.
 //!
 //! Invariants: cursor ids are random positive `i64` (never 0, which means "exhausted"); a cursor is
-//! removed when exhausted, killed (killCursors, its session killed or ended) or idle past the timeout.
+//! removed when exhausted, killed (killCursors, its session killed or ended), idle past the timeout,
+//! or when a getMore on it fails (mongod destroys a cursor whose getMore was interrupted). While a
+//! getMore runs the cursor is checked out of the store (pinned): killCursors does not find it and
+//! `$currentOp` lists the running getmore instead of an idle cursor.
 //! Batches respect both `batchSize` and a 16 MiB byte budget (at least one document per batch).
 
 use std::collections::{HashMap, VecDeque};
@@ -12,6 +17,8 @@ use bson::{Bson, Document, doc};
 use docplane_query::CommandError;
 use parking_lot::Mutex;
 use rand::Rng;
+
+use docplane_engine::FindStream;
 
 use crate::auth::UserName;
 
@@ -26,6 +33,8 @@ pub struct Cursor {
     pub id: i64,
     pub ns: String,
     pub docs: VecDeque<Document>,
+    /// A streaming find's position (then `docs` is empty).
+    pub stream: Option<FindStream>,
     pub users: Vec<UserName>,
     pub session: Option<Vec<u8>>,
     pub lsid: Option<Document>,
@@ -129,13 +138,7 @@ impl CursorStore {
             return Ok((batch, 0));
         }
         let mut map = self.map.lock();
-        let mut rng = rand::thread_rng();
-        let id = loop {
-            let id = rng.gen_range(1..i64::MAX);
-            if !map.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = Self::fresh_id(&map);
         let now = bson::DateTime::now();
         map.insert(
             id,
@@ -143,6 +146,7 @@ impl CursorStore {
                 id,
                 ns: new.ns,
                 docs,
+                stream: None,
                 users: new.users,
                 session: new.session,
                 lsid: new.lsid,
@@ -171,20 +175,7 @@ impl CursorStore {
         check_owner: bool,
     ) -> Result<(Vec<Document>, i64), CommandError> {
         let mut map = self.map.lock();
-        let Some(c) = map.get_mut(&id) else {
-            return Err(CommandError::cursor_not_found(format!("cursor id {id} not found")));
-        };
-        if c.ns != ns {
-            return Err(CommandError::unauthorized(format!(
-                "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {}",
-                c.ns
-            )));
-        }
-        if check_owner && c.users != users {
-            return Err(CommandError::unauthorized(format!(
-                "cursor id {id} was not created by the authenticated user"
-            )));
-        }
+        let c = Self::owned(&mut map, id, ns, users, check_owner)?;
         let batch = match take_batch(&mut c.docs, batch_size) {
             Ok(b) => b,
             Err(e) => {
@@ -201,6 +192,97 @@ impl CursorStore {
             return Ok((batch, 0));
         }
         Ok((batch, id))
+    }
+
+    /// Opens a cursor over a streaming find whose first batch of `returned` documents was sent;
+    /// returns its id.
+    pub fn open_stream(&self, stream: FindStream, returned: usize, new: NewCursor) -> i64 {
+        let mut map = self.map.lock();
+        let id = Self::fresh_id(&map);
+        let now = bson::DateTime::now();
+        map.insert(
+            id,
+            Cursor {
+                id,
+                ns: new.ns,
+                docs: VecDeque::new(),
+                stream: Some(stream),
+                users: new.users,
+                session: new.session,
+                lsid: new.lsid,
+                conn_id: new.conn_id,
+                created: now,
+                last_access: Instant::now(),
+                last_access_wall: now,
+                n_returned: returned as u64,
+                n_batches: 1,
+                originating_command: new.originating_command,
+                plan_summary: new.plan_summary,
+                no_timeout: new.no_timeout,
+            },
+        );
+        id
+    }
+
+    fn fresh_id(map: &HashMap<i64, Cursor>) -> i64 {
+        let mut rng = rand::thread_rng();
+        loop {
+            let id = rng.gen_range(1..i64::MAX);
+            if !map.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Takes a streaming cursor out of the store for a getMore (see [`CursorStore::get_more`] for
+    /// the checks and errors); `Ok(None)` when the cursor holds documents, not a stream (then serve
+    /// it with [`CursorStore::get_more`]).
+    pub fn checkout_stream(
+        &self,
+        id: i64,
+        ns: &str,
+        users: &[UserName],
+        check_owner: bool,
+    ) -> Result<Option<Cursor>, CommandError> {
+        let mut map = self.map.lock();
+        let c = Self::owned(&mut map, id, ns, users, check_owner)?;
+        if c.stream.is_none() {
+            return Ok(None);
+        }
+        Ok(map.remove(&id))
+    }
+
+    /// Puts a cursor back after a getMore served `returned` documents from it.
+    pub fn checkin(&self, mut c: Cursor, returned: usize) {
+        c.n_returned += returned as u64;
+        c.n_batches += 1;
+        c.last_access = Instant::now();
+        c.last_access_wall = bson::DateTime::now();
+        self.map.lock().insert(c.id, c);
+    }
+
+    fn owned<'m>(
+        map: &'m mut HashMap<i64, Cursor>,
+        id: i64,
+        ns: &str,
+        users: &[UserName],
+        check_owner: bool,
+    ) -> Result<&'m mut Cursor, CommandError> {
+        let Some(c) = map.get_mut(&id) else {
+            return Err(CommandError::cursor_not_found(format!("cursor id {id} not found")));
+        };
+        if c.ns != ns {
+            return Err(CommandError::unauthorized(format!(
+                "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {}",
+                c.ns
+            )));
+        }
+        if check_owner && c.users != users {
+            return Err(CommandError::unauthorized(format!(
+                "cursor id {id} was not created by the authenticated user"
+            )));
+        }
+        Ok(c)
     }
 
     /// Kills cursors by id; returns (killed, not found).

@@ -191,3 +191,112 @@ async fn blocking_sort_and_group_are_held_to_100_mb() {
         .unwrap();
     assert_eq!(docs.iter().map(|d| d.get_i32("n").unwrap()).collect::<Vec<_>>(), vec![109, 108, 107]);
 }
+
+/// Runs `cmd` and returns its cursor id and batch.
+async fn cursor_cmd(db: &mongodb::Database, cmd: Document, first: bool) -> (i64, Vec<Document>) {
+    let r = db.run_command(cmd).await.unwrap();
+    let c = r.get_document("cursor").unwrap();
+    let batch = c.get_array(if first { "firstBatch" } else { "nextBatch" }).unwrap();
+    (c.get_i64("id").unwrap(), batch.iter().map(|b| b.as_document().unwrap().clone()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn find_streams_its_batches_from_the_last_position() {
+    let n = start().await;
+    let c = n.root("stream").await;
+    seeded(&c, "s", 3000).await;
+    let db = c.database("intr");
+    // The whole result would take seconds; the first batch needs only its own documents.
+    let t = Instant::now();
+    let (id, batch) =
+        cursor_cmd(&db, doc! {"find": "s", "filter": {"$expr": {"$gt": [heavy(), 0]}}, "batchSize": 3}, true)
+            .await;
+    assert!(t.elapsed() < Duration::from_secs(2), "first batch took {:?}", t.elapsed());
+    assert_eq!(batch.iter().map(|d| d.get_i32("_id").unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_ne!(id, 0);
+    db.run_command(doc! {"killCursors": "s", "cursors": [id]}).await.unwrap();
+
+    // No snapshot: a getMore sees the collection as it is (mongod: no isolation across batches).
+    let (id, batch) =
+        cursor_cmd(&db, doc! {"find": "s", "filter": {"_id": {"$gte": 2800}}, "batchSize": 2}, true).await;
+    assert_eq!(batch.len(), 2);
+    let coll = db.collection::<Document>("s");
+    // One just past the first batch (read ahead with it), one far ahead.
+    coll.delete_many(doc! {"_id": {"$in": [2803, 2995]}}).await.unwrap();
+    coll.update_one(doc! {"_id": 2804}, doc! {"$set": {"new": true}}).await.unwrap();
+    coll.insert_one(doc! {"_id": 5000, "n": 5000}).await.unwrap();
+    let mut seen: Vec<i32> = batch.iter().map(|d| d.get_i32("_id").unwrap()).collect();
+    let mut id = id;
+    while id != 0 {
+        let (next, b) =
+            cursor_cmd(&db, doc! {"getMore": id, "collection": "s", "batchSize": 50}, false).await;
+        if let Some(d) = b.iter().find(|d| d.get_i32("_id").unwrap() == 2804) {
+            assert!(d.get_bool("new").unwrap(), "the current version");
+        }
+        seen.extend(b.iter().map(|d| d.get_i32("_id").unwrap()));
+        id = next;
+    }
+    let want: Vec<i32> = (2800..3000).filter(|i| ![2803, 2995].contains(i)).chain([5000]).collect();
+    assert_eq!(seen, want);
+
+    // limit and skip carry over batches.
+    let (mut id, batch) =
+        cursor_cmd(&db, doc! {"find": "s", "skip": 10, "limit": 7, "batchSize": 3}, true).await;
+    let mut seen: Vec<i32> = batch.iter().map(|d| d.get_i32("_id").unwrap()).collect();
+    while id != 0 {
+        let (next, b) = cursor_cmd(&db, doc! {"getMore": id, "collection": "s", "batchSize": 3}, false).await;
+        seen.extend(b.iter().map(|d| d.get_i32("_id").unwrap()));
+        id = next;
+    }
+    assert_eq!(seen, (10..17).collect::<Vec<_>>());
+
+    // The driver follows the cursor to its end.
+    let all: Vec<Document> = coll.find(doc! {}).batch_size(7).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(all.len(), 2999);
+    // Tailable cursors need capped collections, which the node does not implement: refused.
+    let e = db.run_command(doc! {"find": "s", "tailable": true}).await.unwrap_err();
+    assert_eq!(code(&e), Some(115), "{e}");
+    let e = db.run_command(doc! {"find": "s", "awaitData": true}).await.unwrap_err();
+    assert_eq!(code(&e), Some(9), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_running_get_more_is_listed_as_getmore_and_killable() {
+    let n = start().await;
+    let c = n.root("getmore").await;
+    seeded(&c, "g", 3000).await;
+    let db = c.database("intr");
+    let (id, batch) =
+        cursor_cmd(&db, doc! {"find": "g", "filter": {"$expr": {"$gt": [heavy(), 0]}}, "batchSize": 1}, true)
+            .await;
+    assert_eq!(batch.len(), 1);
+    let runner = db.clone();
+    let task = tokio::spawn(async move {
+        let r = runner.run_command(doc! {"getMore": id, "collection": "g", "batchSize": 100_000}).await;
+        (Instant::now(), r)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let op = loop {
+        let r = c
+            .database("admin")
+            .run_command(doc! {"currentOp": 1, "$all": true, "op": "getmore", "ns": "intr.g"})
+            .await
+            .unwrap();
+        if let Some(Bson::Document(d)) = r.get_array("inprog").unwrap().first() {
+            break d.clone();
+        }
+        assert!(Instant::now() < deadline, "the getMore never showed up as op: getmore");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(op.get_document("command").unwrap().get_i64("getMore").unwrap(), id);
+    assert_eq!(op.get_str("planSummary").unwrap(), "COLLSCAN");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    c.database("admin").run_command(doc! {"killOp": 1, "op": op.get("opid").unwrap().clone()}).await.unwrap();
+    let killed = Instant::now();
+    let (done, r) = task.await.unwrap();
+    assert_eq!(code(&r.unwrap_err()), Some(11601));
+    assert!(done.saturating_duration_since(killed) <= PROMPT);
+    // mongod destroys a cursor whose getMore was interrupted.
+    let e = db.run_command(doc! {"getMore": id, "collection": "g"}).await.unwrap_err();
+    assert_eq!(code(&e), Some(43), "{e}");
+}

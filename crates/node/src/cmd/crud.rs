@@ -13,7 +13,7 @@ use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Updat
 
 use super::{CmdResult, Ctx, currentop, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
-use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
+use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
 fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
@@ -58,20 +58,7 @@ fn open_cursor(
         let batch = crate::cursors::take_batch(&mut docs, size)?;
         return Ok(cursor_reply(&ns, batch, 0, true));
     }
-    let (batch, id) = ctx.state.cursors.first_batch(
-        docs,
-        size,
-        NewCursor {
-            ns: ns.clone(),
-            users: ctx.users(),
-            session: ctx.op.session.clone(),
-            lsid: ctx.op.lsid.clone(),
-            conn_id: ctx.conn.info.id,
-            originating_command: ctx.op.command.clone(),
-            plan_summary: ctx.op.plan_summary.lock().clone(),
-            no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
-        },
-    )?;
+    let (batch, id) = ctx.state.cursors.first_batch(docs, size, new_cursor(ctx, ns.clone(), cmd))?;
     if id != 0 {
         ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
     }
@@ -125,23 +112,58 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         }
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
+    let tailable = util::opt_bool(cmd, "tailable")?.unwrap_or(false);
+    if util::opt_bool(cmd, "awaitData")?.unwrap_or(false) && !tailable {
+        return Err(CommandError::failed_to_parse("Cannot set 'awaitData' without also setting 'tailable'"));
+    }
+    if tailable {
+        // Capped collections are stored but not enforced (no insertion order, no size cap), so
+        // a tailable cursor could not follow one as mongod's does.
+        return Err(CommandError::command_not_supported(
+            "tailable cursors are not supported by this server: it does not implement capped collections",
+        ));
+    }
     let hint = hint_of(cmd);
     let spill = disk_use_refused(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
-    let out = ctx
+    // The first batch only: the rest is read by getMore from where this stops (a blocking sort
+    // excepted, which sorts everything now).
+    let (stream, batch) = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
-            e.find(&db, &coll, &q, intr)
+            let mut s = e.find_stream(&db, &coll, q, intr)?;
+            let batch = e.find_next(&mut s, first, BATCH_BYTES, intr)?;
+            Ok((s, batch))
         })
         .await
         .map_err(spill)?;
-    ctx.op.set_plan_summary(out.plan_summary.clone());
+    ctx.op.set_plan_summary(stream.plan_summary().to_owned());
     let ns = ctx.op.ns.clone();
-    open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd)
+    if single_batch || stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, true));
+    }
+    let returned = batch.len();
+    let id = ctx.state.cursors.open_stream(stream, returned, new_cursor(ctx, ns.clone(), cmd));
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    Ok(cursor_reply(&ns, batch, id, true))
 }
 
-pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+fn new_cursor(ctx: &Ctx<'_>, ns: String, cmd: &Document) -> NewCursor {
+    NewCursor {
+        ns,
+        users: ctx.users(),
+        session: ctx.op.session.clone(),
+        lsid: ctx.op.lsid.clone(),
+        conn_id: ctx.conn.info.id,
+        originating_command: ctx.op.command.clone(),
+        plan_summary: ctx.op.plan_summary.lock().clone(),
+        no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
+    }
+}
+
+pub(super) async fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let id = match cmd.get("getMore") {
         Some(Bson::Int64(i)) => *i,
         Some(Bson::Int32(i)) => i64::from(*i),
@@ -155,9 +177,31 @@ pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         ctx.state.cursors.kill(&[id]);
         return Err(e);
     }
-    let (batch, next) =
-        ctx.state.cursors.get_more(id, &ns, batch_size, &ctx.users(), ctx.state.auth_enabled())?;
-    Ok(cursor_reply(&ns, batch, next, false))
+    let (users, check_owner) = (ctx.users(), ctx.state.auth_enabled());
+    let Some(mut cursor) = ctx.state.cursors.checkout_stream(id, &ns, &users, check_owner)? else {
+        let (batch, next) = ctx.state.cursors.get_more(id, &ns, batch_size, &users, check_owner)?;
+        return Ok(cursor_reply(&ns, batch, next, false));
+    };
+    // A streaming find: this getMore reads the next batch, as a killable op with the find's plan.
+    // On any error the cursor is gone (it is checked out), as mongod destroys it.
+    if let Some(p) = cursor.plan_summary.clone() {
+        ctx.op.set_plan_summary(p);
+    }
+    let Some(mut stream) = cursor.stream.take() else {
+        return Err(CommandError::new(1, "InternalError", "streaming cursor without a stream"));
+    };
+    let (stream, batch) = ctx
+        .blocking(move |e, intr| {
+            let batch = e.find_next(&mut stream, batch_size, BATCH_BYTES, intr)?;
+            Ok((stream, batch))
+        })
+        .await?;
+    if stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, false));
+    }
+    cursor.stream = Some(stream);
+    ctx.state.cursors.checkin(cursor, batch.len());
+    Ok(cursor_reply(&ns, batch, id, false))
 }
 
 pub(super) fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {

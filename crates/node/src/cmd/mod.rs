@@ -408,7 +408,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::KillAllSessions => sessioncmd::kill_all_sessions(ctx, cmd),
         H::KillAllSessionsByPattern => sessioncmd::kill_all_sessions_by_pattern(ctx, cmd),
         H::Find => crud::find(ctx, cmd).await,
-        H::GetMore => crud::get_more(ctx, cmd),
+        H::GetMore => crud::get_more(ctx, cmd).await,
         H::KillCursors => crud::kill_cursors(ctx, cmd),
         H::Insert => crud::insert(ctx, cmd).await,
         H::Update => crud::update(ctx, cmd).await,
