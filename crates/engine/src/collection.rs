@@ -172,6 +172,7 @@ impl CollData {
             if n % docplane_query::interrupt::CHECK_EVERY == 0 {
                 check()?;
             }
+            docplane_query::interrupt::poll()?;
             let (k, mk) = ix.keys_of(&rec.doc)?;
             if let Some(clash) = ix.conflict(&k, id) {
                 return Err(dup_key_error(ns, &ix.spec.name, ix.key_document(clash)));

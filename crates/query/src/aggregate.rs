@@ -803,7 +803,7 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
     })
 }
 
-/// Counts documents and checks for interruption every [`CHECK_EVERY`] of them.
+/// Counts documents, polls for interruption at each and checks every [`CHECK_EVERY`] of them.
 struct Ticker<'a> {
     env: &'a dyn PipelineEnv,
     n: usize,
@@ -811,6 +811,7 @@ struct Ticker<'a> {
 
 impl Ticker<'_> {
     fn tick(&mut self) -> Result<()> {
+        crate::interrupt::poll()?;
         self.n += 1;
         if self.n.is_multiple_of(CHECK_EVERY) {
             self.env.check()?;
@@ -845,6 +846,15 @@ impl AccState {
             Acc::AddToSet => AccState::Set(Vec::new(), Default::default()),
             Acc::MergeObjects => AccState::Merge(Document::new()),
             Acc::StdDevPop | Acc::StdDevSamp => AccState::Std(Vec::new()),
+        }
+    }
+
+    /// How many values the state collects (`$push`, `$addToSet`, `$stdDev*`).
+    fn held(&self) -> usize {
+        match self {
+            AccState::Push(items) | AccState::Set(items, _) => items.len(),
+            AccState::Std(xs) => xs.len(),
+            _ => 0,
         }
     }
 
@@ -1238,7 +1248,10 @@ impl Pipeline {
                     }
                     refs = kept;
                 }
-                Stage::Sort(s) => s.sort_top(&mut refs, top_k(&self.stages[i + 1..])),
+                Stage::Sort(s) => {
+                    s.sort_top(&mut refs, top_k(&self.stages[i + 1..]));
+                    crate::mem::check_sort(refs.iter().copied())?;
+                }
                 Stage::Skip(n) => {
                     let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
                     refs.drain(..n);
@@ -1571,6 +1584,7 @@ fn run_stages(
             Stage::Sort(s) => {
                 let mut docs = docs;
                 s.sort_top(&mut docs, top_k(&stages[i + 1..]));
+                crate::mem::check_sort(&docs)?;
                 docs
             }
             _ => run_stage(stage, docs, env, ctx)?,
@@ -1643,6 +1657,9 @@ fn run_stage(
         Stage::Group { id, accs } => {
             let mut index: HashMap<String, usize> = HashMap::new();
             let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
+            // What the groups hold, as mongod counts it against its $group limit: keys and the
+            // values of accumulators that collect them.
+            let mut bytes = 0usize;
             for d in &docs {
                 t.tick()?;
                 let mut key_val = id.eval(d, ctx)?;
@@ -1654,6 +1671,7 @@ fn run_stage(
                 let gi = match index.get(&key) {
                     Some(i) => *i,
                     None => {
+                        bytes += 2 * key.len() + crate::mem::value_size(&key_val) + 64 * accs.len();
                         groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
                         index.insert(key, groups.len() - 1);
                         groups.len() - 1
@@ -1661,7 +1679,15 @@ fn run_stage(
                 };
                 for (ai, (_, acc, e)) in accs.iter().enumerate() {
                     let v = e.eval(d, ctx)?;
-                    groups[gi].1[ai].add(*acc, v)?;
+                    let st = &mut groups[gi].1[ai];
+                    let (held, size) = (st.held(), crate::mem::value_size(&v));
+                    st.add(*acc, v)?;
+                    if st.held() > held {
+                        bytes += 16 + size;
+                    }
+                }
+                if bytes > crate::mem::MAX_BLOCKING_BYTES {
+                    return Err(crate::mem::group_exceeded());
                 }
             }
             groups
@@ -1679,6 +1705,7 @@ fn run_stage(
         Stage::Sort(s) => {
             let mut docs = docs;
             s.sort(&mut docs);
+            crate::mem::check_sort(&docs)?;
             docs
         }
         Stage::Skip(n) => docs.into_iter().skip(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),

@@ -444,6 +444,7 @@ impl Expr {
 
     /// Evaluates the expression with `doc` as `$$ROOT` and `$$CURRENT`.
     pub fn eval(&self, doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+        crate::interrupt::poll()?;
         match self {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Field(parts) => Ok(resolve_in_fields(doc, parts)),
@@ -1054,6 +1055,34 @@ fn int_arg(v: &Bson, op: &str) -> Result<i64> {
     })
 }
 
+/// Array operators poll for interruption every this many elements they copy or build.
+const ARRAY_POLL_EVERY: usize = 4096;
+/// mongod's `internalQueryMaxRangeBytes` (100 MiB).
+pub const MAX_RANGE_BYTES: usize = 100 * 1024 * 1024;
+/// The memory of one array element. mongod counts `sizeof(Value)` (16 bytes); a `Bson` is 7x
+/// that, so the node counts what it really allocates and refuses smaller arrays than mongod
+/// (about 0.9 million elements rather than 6.5 million) to hold the same memory bound.
+const APPROX_VALUE_BYTES: usize = std::mem::size_of::<Bson>();
+/// The array itself (mongod: `sizeof(std::vector<Value>)`).
+const RANGE_VEC_BYTES: usize = std::mem::size_of::<Vec<Bson>>();
+
+/// Fails with ExceededMemoryLimit (146), mongod's `$range` error, when an array of `len`
+/// elements would need more than [`MAX_RANGE_BYTES`] (`$range`, `$concatArrays`).
+fn check_array_memory(op: &str, len: usize) -> Result<()> {
+    let needed = RANGE_VEC_BYTES.saturating_add(len.saturating_mul(APPROX_VALUE_BYTES));
+    if needed >= MAX_RANGE_BYTES {
+        return Err(CommandError::new(
+            146,
+            "ExceededMemoryLimit",
+            format!(
+                "{op} would use too much memory ({needed} bytes) and cannot spill to disk. \
+                 Memory limit: {MAX_RANGE_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
     // Short-circuiting operators first, and the comparisons, which read their arguments in
     // place (no copy of a field or a constant).
@@ -1496,10 +1525,17 @@ fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Re
             )),
         },
         "$concatArrays" => {
-            let mut out = Vec::new();
+            let total: usize = v.iter().map(|x| if let Bson::Array(a) = x { a.len() } else { 0 }).sum();
+            check_array_memory("$concatArrays", total)?;
+            let mut out = Vec::with_capacity(total);
             for x in &v {
                 match x {
-                    Bson::Array(a) => out.extend(a.iter().cloned()),
+                    Bson::Array(a) => {
+                        for chunk in a.chunks(ARRAY_POLL_EVERY) {
+                            crate::interrupt::poll()?;
+                            out.extend(chunk.iter().cloned());
+                        }
+                    }
                     Bson::Null | Bson::Undefined => return Ok(Bson::Null),
                     other => return Err(type_err(28664, "$concatArrays", "only supports arrays", other)),
                 }
@@ -1552,13 +1588,20 @@ fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Re
             if step == 0 {
                 return Err(CommandError::location(34449, "$range requires a non-zero step value"));
             }
-            let mut out = Vec::new();
+            // mongod's ExpressionRange: the length is known up front and checked against
+            // internalQueryMaxRangeBytes before anything is built.
+            let steps = (i128::from(end) - i128::from(start)) / i128::from(step);
+            let len = if (step > 0 && start < end) || (step < 0 && start > end) {
+                usize::try_from(steps.unsigned_abs() + 1).unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            check_array_memory("$range", len)?;
+            let mut out = Vec::with_capacity(len.min(MAX_RANGE_BYTES / APPROX_VALUE_BYTES));
             let mut i = start;
             while (step > 0 && i < end) || (step < 0 && i > end) {
+                crate::interrupt::poll_every(out.len(), ARRAY_POLL_EVERY)?;
                 out.push(int_as(Width::I32, i));
-                if out.len() > 10_000_000 {
-                    return Err(CommandError::location(20, "$range would produce too many elements"));
-                }
                 i = match i.checked_add(step) {
                     Some(n) => n,
                     None => break,

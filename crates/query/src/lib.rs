@@ -13,7 +13,9 @@
 //! - Parsed objects are immutable and `Clone + Send + Sync`; parse once, apply to many
 //!   documents.
 //! - Work over many documents calls [`Interrupt::check`] at least every
-//!   [`interrupt::CHECK_EVERY`] documents and once per pipeline stage.
+//!   [`interrupt::CHECK_EVERY`] documents and once per pipeline stage, and
+//!   [`interrupt::poll`] at every document, expression evaluation, sort comparison and every few
+//!   thousand elements of an array operator, so no step runs long between interrupt points.
 //! - The positional `$` operator needs the query: use [`Update::apply_with_query`] and
 //!   [`Projection::apply_with_query`] when [`Update::needs_query`] /
 //!   [`Projection::has_positional`] say so.
@@ -26,6 +28,7 @@ pub mod error;
 pub mod expr;
 pub mod filter;
 pub mod interrupt;
+pub mod mem;
 pub mod path;
 pub mod projection;
 pub mod sort;

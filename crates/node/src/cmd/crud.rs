@@ -13,7 +13,7 @@ use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Updat
 
 use super::{CmdResult, Ctx, currentop, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
-use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
+use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
 fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
@@ -51,31 +51,39 @@ fn open_cursor(
     batch_size: Option<usize>,
     single_batch: bool,
     cmd: &Document,
-) -> Document {
+) -> CmdResult {
     let size = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let mut docs: VecDeque<Document> = docs.into();
     if single_batch {
-        let batch = crate::cursors::take_batch(&mut docs, size);
-        return cursor_reply(&ns, batch, 0, true);
+        let batch = crate::cursors::take_batch(&mut docs, size)?;
+        return Ok(cursor_reply(&ns, batch, 0, true));
     }
-    let (batch, id) = ctx.state.cursors.first_batch(
-        docs,
-        size,
-        NewCursor {
-            ns: ns.clone(),
-            users: ctx.users(),
-            session: ctx.op.session.clone(),
-            lsid: ctx.op.lsid.clone(),
-            conn_id: ctx.conn.info.id,
-            originating_command: (*ctx.op.command).clone(),
-            plan_summary: ctx.op.plan_summary.lock().clone(),
-            no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
-        },
-    );
+    let (batch, id) = ctx.state.cursors.first_batch(docs, size, new_cursor(ctx, ns.clone(), cmd))?;
     if id != 0 {
         ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
     }
-    cursor_reply(&ns, batch, id, true)
+    Ok(cursor_reply(&ns, batch, id, true))
+}
+
+/// `allowDiskUse: true` asks mongod to spill a blocking sort or `$group` past its 100 MB limit
+/// to disk. The node cannot spill, so when such a stage exceeds the limit with the option set,
+/// the error says so instead of pretending the option was honoured.
+fn disk_use_refused(cmd: &Document) -> Result<impl Fn(CommandError) -> CommandError, CommandError> {
+    let allow = util::opt_bool(cmd, "allowDiskUse")?.unwrap_or(false);
+    Ok(move |e: CommandError| {
+        if allow && e.code == 292 {
+            CommandError::new(
+                292,
+                "QueryExceededMemoryLimitNoDiskUseAllowed",
+                format!(
+                    "{} (allowDiskUse: true cannot lift the limit: this server does not spill to disk)",
+                    e.message
+                ),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
@@ -104,21 +112,58 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         }
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
+    let tailable = util::opt_bool(cmd, "tailable")?.unwrap_or(false);
+    if util::opt_bool(cmd, "awaitData")?.unwrap_or(false) && !tailable {
+        return Err(CommandError::failed_to_parse("Cannot set 'awaitData' without also setting 'tailable'"));
+    }
+    if tailable {
+        // Capped collections are stored but not enforced (no insertion order, no size cap), so
+        // a tailable cursor could not follow one as mongod's does.
+        return Err(CommandError::command_not_supported(
+            "tailable cursors are not supported by this server: it does not implement capped collections",
+        ));
+    }
     let hint = hint_of(cmd);
+    let spill = disk_use_refused(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
-    let out = ctx
+    // The first batch only: the rest is read by getMore from where this stops (a blocking sort
+    // excepted, which sorts everything now).
+    let (stream, batch) = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
-            e.find(&db, &coll, &q, intr)
+            let mut s = e.find_stream(&db, &coll, q, intr)?;
+            let batch = e.find_next(&mut s, first, BATCH_BYTES, intr)?;
+            Ok((s, batch))
         })
-        .await?;
-    ctx.op.set_plan_summary(out.plan_summary.clone());
+        .await
+        .map_err(spill)?;
+    ctx.op.set_plan_summary(stream.plan_summary().to_owned());
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd))
+    if single_batch || stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, true));
+    }
+    let returned = batch.len();
+    let id = ctx.state.cursors.open_stream(stream, returned, new_cursor(ctx, ns.clone(), cmd));
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    Ok(cursor_reply(&ns, batch, id, true))
 }
 
-pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+fn new_cursor(ctx: &Ctx<'_>, ns: String, cmd: &Document) -> NewCursor {
+    NewCursor {
+        ns,
+        users: ctx.users(),
+        session: ctx.op.session.clone(),
+        lsid: ctx.op.lsid.clone(),
+        conn_id: ctx.conn.info.id,
+        originating_command: (*ctx.op.command).clone(),
+        plan_summary: ctx.op.plan_summary.lock().clone(),
+        no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
+    }
+}
+
+pub(super) async fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let id = match cmd.get("getMore") {
         Some(Bson::Int64(i)) => *i,
         Some(Bson::Int32(i)) => i64::from(*i),
@@ -132,9 +177,31 @@ pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         ctx.state.cursors.kill(&[id]);
         return Err(e);
     }
-    let (batch, next) =
-        ctx.state.cursors.get_more(id, &ns, batch_size, &ctx.users(), ctx.state.auth_enabled())?;
-    Ok(cursor_reply(&ns, batch, next, false))
+    let (users, check_owner) = (ctx.users(), ctx.state.auth_enabled());
+    let Some(mut cursor) = ctx.state.cursors.checkout_stream(id, &ns, &users, check_owner)? else {
+        let (batch, next) = ctx.state.cursors.get_more(id, &ns, batch_size, &users, check_owner)?;
+        return Ok(cursor_reply(&ns, batch, next, false));
+    };
+    // A streaming find: this getMore reads the next batch, as a killable op with the find's plan.
+    // On any error the cursor is gone (it is checked out), as mongod destroys it.
+    if let Some(p) = cursor.plan_summary.clone() {
+        ctx.op.set_plan_summary(p);
+    }
+    let Some(mut stream) = cursor.stream.take() else {
+        return Err(CommandError::new(1, "InternalError", "streaming cursor without a stream"));
+    };
+    let (stream, batch) = ctx
+        .blocking(move |e, intr| {
+            let batch = e.find_next(&mut stream, batch_size, BATCH_BYTES, intr)?;
+            Ok((stream, batch))
+        })
+        .await?;
+    if stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, false));
+    }
+    cursor.stream = Some(stream);
+    ctx.state.cursors.checkin(cursor, batch.len());
+    Ok(cursor_reply(&ns, batch, id, false))
 }
 
 pub(super) fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -484,7 +551,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let rest = Pipeline::parse(&stages[1..])?;
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     let first_lists_sessions = stages.first().and_then(|s| {
         ["$listLocalSessions", "$listSessions"].into_iter().find_map(|n| s.get(n).map(|v| (n, v.clone())))
@@ -503,7 +570,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
         let rest = Pipeline::parse(&stages[1..])?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     if stages.iter().skip(1).any(|s| s.contains_key("$currentOp")) {
         return Err(CommandError::location(
@@ -512,6 +579,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         ));
     }
     let pipeline = Pipeline::parse(&stages)?;
+    let spill = disk_use_refused(cmd)?;
     let op = ctx.op.clone();
     let out = ctx
         .blocking(move |e, intr| match coll {
@@ -526,14 +594,15 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }
             None => e.run_pipeline(&db, Vec::new(), &pipeline, intr),
         })
-        .await?;
+        .await
+        .map_err(spill)?;
     if explain {
         let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
         return Ok(
             doc! {"stages": [{"$cursor": {"queryPlanner": {"namespace": &ns, "winningPlan": winning_plan(&plan)}}}]},
         );
     }
-    Ok(open_cursor(ctx, ns, out, batch_size, false, cmd))
+    open_cursor(ctx, ns, out, batch_size, false, cmd)
 }
 
 fn strip_generic(cmd: &Document, first: &str) -> Document {
@@ -605,7 +674,7 @@ pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdRe
         .filter(|d| filter.matches(d))
         .collect();
     let ns = format!("{}.$cmd.listCollections", ctx.db);
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -680,7 +749,7 @@ pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult
     let db = ctx.db.clone();
     let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
