@@ -371,7 +371,6 @@ struct NodeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Client options")]
 struct ClientCommon {
     /// Profile to use (`docplane profiles list`).
     #[arg(long, global = true, env = "DOCPLANE_PROFILE", default_value = "default")]
