@@ -252,7 +252,7 @@ fn parse_where(criteria: &[String]) -> Result<Value> {
             "type" => ("type", json!(value)),
             "ns" | "namespace" => ("namespace", json!(value)),
             "plan" | "plan_summary" => ("plan_summary", json!(value)),
-            "running" => ("cost_time", json!(parse_duration_us(value)?)),
+            "running" => ("cost_time", json!(parse_duration_us(value).context("--where running")?)),
             "client" => ("client", json!(value)),
             "user" => ("user", json!(value)),
             "app" | "app_name" => ("app_name", json!(value)),
@@ -272,18 +272,17 @@ pub fn parse_duration_us(text: &str) -> Result<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| anyhow::anyhow!("running={text:?}: expected a number with a unit, e.g. 30s"))?;
+    let n: u64 =
+        digits.parse().map_err(|_| anyhow::anyhow!("{text:?}: expected whole units, e.g. 30s, 500ms, 2m"))?;
     let per = match unit {
         "us" => 1,
         "ms" => 1_000,
         "s" => 1_000_000,
         "m" => 60_000_000,
         "h" => 3_600_000_000,
-        _ => anyhow::bail!("running={text:?}: the unit must be us, ms, s, m or h"),
+        _ => anyhow::bail!("{text:?}: the unit must be us, ms, s, m or h"),
     };
-    n.checked_mul(per).ok_or_else(|| anyhow::anyhow!("running={text:?}: too large"))
+    n.checked_mul(per).ok_or_else(|| anyhow::anyhow!("{text:?}: too large"))
 }
 
 fn print_selection(body: &Value, output: Output) -> Result<()> {
