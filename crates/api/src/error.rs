@@ -81,10 +81,11 @@ pub enum ApiError {
     InvalidNamespace(String),
     #[error("Invalid cost time: {0}")]
     InvalidCostTime(String),
-    #[error("Query session failed.")]
-    QuerySessionFailed(String),
-    #[error("Kill session failed.")]
-    KillSessionFailed(String),
+    /// The cause is public (a category, see [`NodeCause`]); the detail is logged only.
+    #[error("Query session failed: {0}.")]
+    QuerySessionFailed(NodeCause, String),
+    #[error("Kill session failed: {0}.")]
+    KillSessionFailed(NodeCause, String),
 
     // ---- the vendor's API gateway codes (APIGW.xxxx). Evidence: the vendor's "API Request Signing
     // Guide", section "Error Codes" (support.huaweicloud.com/devg-apisign/api-sign-errorcode.html):
@@ -171,6 +172,31 @@ pub enum ApiError {
     TooManyMatches(String),
 }
 
+/// Why a node could not be read or killed on: a category safe to send (the detail, which may name
+/// addresses or server text, goes to the log under the request id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCause {
+    Unreachable,
+    Timeout,
+    /// The node refused the credentials docplane holds for it.
+    AuthenticationFailed,
+    /// The node answered the command with this MongoDB error code.
+    Refused(i32),
+    Other,
+}
+
+impl std::fmt::Display for NodeCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeCause::Unreachable => f.write_str("the node is unreachable"),
+            NodeCause::Timeout => f.write_str("the node did not answer in time"),
+            NodeCause::AuthenticationFailed => f.write_str("the node refused the registered credentials"),
+            NodeCause::Refused(code) => write!(f, "the node refused the command (error {code})"),
+            NodeCause::Other => f.write_str("see the server log for this request id"),
+        }
+    }
+}
+
 impl ApiError {
     /// The one mapping from error to (code, HTTP status).
     pub fn code_and_status(&self) -> (&'static str, StatusCode) {
@@ -196,8 +222,8 @@ impl ApiError {
             InvalidOperationType(_) => ("DBS.301073", StatusCode::BAD_REQUEST),
             InvalidNamespace(_) => ("DBS.301074", StatusCode::BAD_REQUEST),
             InvalidCostTime(_) => ("DBS.301075", StatusCode::BAD_REQUEST),
-            QuerySessionFailed(_) => ("DBS.301076", StatusCode::BAD_REQUEST),
-            KillSessionFailed(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
+            QuerySessionFailed(..) => ("DBS.301076", StatusCode::BAD_REQUEST),
+            KillSessionFailed(..) => ("DBS.301077", StatusCode::BAD_REQUEST),
             AuthRequired | InvalidToken | UnknownAccessKey | InvalidSignature | SignatureExpired => {
                 ("APIGW.0301", StatusCode::UNAUTHORIZED)
             }
@@ -230,8 +256,8 @@ impl ApiError {
         match self {
             // The Display of these variants already omits the detail.
             ApiError::Internal(_)
-            | ApiError::QuerySessionFailed(_)
-            | ApiError::KillSessionFailed(_)
+            | ApiError::QuerySessionFailed(..)
+            | ApiError::KillSessionFailed(..)
             | ApiError::StoreUnavailable(_)
             | ApiError::KillNotRecorded(_) => self.to_string(),
             other => other.to_string(),
@@ -261,7 +287,7 @@ impl IntoResponse for ApiError {
             ApiError::KillNotRecorded(d) => {
                 tracing::error!(detail = %d, "kill refused: record not committed")
             }
-            ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
+            ApiError::QuerySessionFailed(_, d) | ApiError::KillSessionFailed(_, d) => {
                 tracing::warn!(detail = %d, error = %self, "session operation failed")
             }
             _ => {}
@@ -398,8 +424,8 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidOperationType(s()),
         InvalidNamespace(s()),
         InvalidCostTime(s()),
-        QuerySessionFailed(s()),
-        KillSessionFailed(s()),
+        QuerySessionFailed(NodeCause::Unreachable, s()),
+        KillSessionFailed(NodeCause::Other, s()),
         AuthRequired,
         InvalidToken,
         TokenExpired,
@@ -511,8 +537,11 @@ mod tests {
         let b = ApiError::StoreUnavailable("connect to postgres://u:pw@db failed".into()).body();
         assert_eq!(b.error_code, "DBS.900503");
         assert!(!b.error_msg.contains("pw@"), "{}", b.error_msg);
-        let b = ApiError::KillSessionFailed("secret detail".into()).body();
+        let b = ApiError::KillSessionFailed(NodeCause::Refused(13), "secret detail".into()).body();
         assert!(!b.error_msg.contains("secret"));
+        assert_eq!(b.error_msg, "Kill session failed: the node refused the command (error 13).");
+        let b = ApiError::QuerySessionFailed(NodeCause::Unreachable, "10.0.0.5:27017 refused".into()).body();
+        assert_eq!(b.error_msg, "Query session failed: the node is unreachable.");
         let b = ApiError::Forbidden { action: "dds:instance:listSession".into() }.body();
         assert!(b.error_msg.contains("dds:instance:listSession"));
     }
