@@ -9,15 +9,16 @@ use std::collections::VecDeque;
 
 use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
-use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
+use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSpec, Update};
 
-use super::{CmdResult, Ctx, currentop, sessioncmd, util};
+use super::{CmdResult, Ctx, currentop, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
-fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
+/// The filter at `key`, its `$expr` seeing `lets` (and failing on any other user variable).
+fn filter_of(cmd: &Document, key: &str, lets: &LetVars) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
-        Some(f) => Filter::parse(f),
+        Some(f) => Filter::parse(f)?.with_let(lets),
         None => Ok(Filter::match_all()),
     }
 }
@@ -88,7 +89,8 @@ fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
 
 pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "filter")?;
+    let lets = options::find(cmd)?;
+    let filter = filter_of(cmd, "filter", &lets)?;
     let sort = sort_of(cmd, "sort")?;
     let projection = projection_of(cmd, "projection")?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
@@ -195,6 +197,7 @@ fn write_reply(out: WriteOutcome, extra: impl FnOnce(&mut Document, &WriteOutcom
 
 pub(super) async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "insert", &ctx.db)?.to_owned();
+    options::insert(cmd)?;
     let docs: Vec<Document> =
         util::doc_array(cmd.get("documents"), "documents")?.into_iter().cloned().collect();
     if docs.len() > 100_000 {
@@ -231,6 +234,7 @@ fn merge_parse_errors(
             code: e.code,
             code_name: e.code_name,
             errmsg: e.message,
+            info: e.info,
         });
         if ordered {
             break;
@@ -240,8 +244,9 @@ fn merge_parse_errors(
     out
 }
 
-fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
-    let filter = filter_of(d, "q")?;
+fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, CommandError> {
+    let lets = options::statement_vars(lets, d)?;
+    let filter = filter_of(d, "q", &lets)?;
     let array_filters: Option<Vec<Document>> = match d.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -258,6 +263,7 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
             ));
         }
     };
+    let update = update.with_let(&lets);
     let multi = util::opt_bool(d, "multi")?.unwrap_or(false);
     if multi && update.is_replacement() {
         return Err(CommandError::failed_to_parse(
@@ -275,13 +281,14 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
 
 pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
+    let lets = options::update(cmd)?;
     let stmts = util::doc_array(cmd.get("updates"), "updates")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
     let mut idx = Vec::new();
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
-        match parse_update_stmt(d) {
+        match parse_update_stmt(d, &lets) {
             Ok(s) => {
                 if !ordered || bad.is_empty() {
                     good.push(s);
@@ -321,6 +328,7 @@ pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "delete", &ctx.db)?.to_owned();
+    let lets = options::delete(cmd)?;
     let stmts = util::doc_array(cmd.get("deletes"), "deletes")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
@@ -328,7 +336,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
         let parsed = (|| -> Result<DeleteStatement, CommandError> {
-            let filter = filter_of(d, "q")?;
+            let filter = filter_of(d, "q", &lets)?;
             let limit = d.get("limit").and_then(util::as_i64).ok_or_else(|| {
                 CommandError::new(
                     40414,
@@ -368,6 +376,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
     let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
+    let lets = options::find_and_modify(cmd, name)?;
     let array_filters: Option<Vec<Document>> = match cmd.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -378,7 +387,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         Some(Bson::Array(_)) => {
             let stages: Vec<Document> =
                 util::doc_array(cmd.get("update"), "update")?.into_iter().cloned().collect();
-            Some(Update::parse_pipeline(&stages)?)
+            Some(Update::parse_pipeline(&stages)?.with_let(&lets))
         }
         Some(_) => {
             return Err(CommandError::failed_to_parse(
@@ -387,7 +396,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         }
     };
     let req = FindAndModify {
-        filter: filter_of(cmd, "query")?,
+        filter: filter_of(cmd, "query", &lets)?,
         sort: sort_of(cmd, "sort")?,
         remove: util::opt_bool(cmd, "remove")?.unwrap_or(false),
         update,
@@ -422,7 +431,8 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
 
 pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "count", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    options::count(cmd)?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
     let hint = hint_of(cmd);
@@ -438,8 +448,9 @@ pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "distinct", &ctx.db)?.to_owned();
+    options::distinct(cmd)?;
     let key = util::req_str(cmd, "key")?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let values = ctx
         .blocking(move |e, intr| {
@@ -460,8 +471,19 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
     };
+    let lets = options::aggregate(cmd)?;
     let stages: Vec<Document> =
         util::doc_array(cmd.get("pipeline"), "pipeline")?.into_iter().cloned().collect();
+    let (stages, sink) = out_merge::split(&stages, &ctx.db)?;
+    if sink.is_some()
+        && stages.first().is_some_and(|s| {
+            ["$currentOp", "$listLocalSessions", "$listSessions"].iter().any(|k| s.contains_key(*k))
+        })
+    {
+        return Err(CommandError::command_not_supported(
+            "$out and $merge after $currentOp or a session listing are not supported by docplane's node",
+        ));
+    }
     let explain = util::opt_bool(cmd, "explain")?.unwrap_or(false);
     if !cmd.contains_key("cursor") && !explain {
         return Err(CommandError::failed_to_parse(
@@ -481,7 +503,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.with_let(&lets);
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
@@ -501,7 +523,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }));
         }
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.with_let(&lets);
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
     }
@@ -511,7 +533,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             "$currentOp is only valid as the first stage in a pipeline",
         ));
     }
-    let pipeline = Pipeline::parse(&stages)?;
+    let pipeline = Pipeline::parse(&stages)?.with_let(&lets);
     let op = ctx.op.clone();
     let out = ctx
         .blocking(move |e, intr| match coll {
@@ -523,6 +545,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             None => e.run_pipeline(&db, Vec::new(), &pipeline, intr),
         })
         .await?;
+    if let Some(sink) = sink.filter(|_| !explain) {
+        ctx.blocking(move |e, intr| sink.write(e, out, intr)).await?;
+        return Ok(cursor_reply(&ns, Vec::new(), 0, true));
+    }
     if explain {
         let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
         return Ok(
@@ -557,6 +583,7 @@ fn strip_generic(cmd: &Document, first: &str) -> Document {
 
 pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
+    options::create(cmd)?;
     let options = strip_generic(cmd, "create");
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
@@ -578,7 +605,7 @@ pub(super) async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 }
 
 pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
@@ -605,7 +632,7 @@ pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdRe
 }
 
 pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let all = ctx.has_cluster(crate::auth::Action::ListDatabases);
     let roles = ctx.roles();
