@@ -371,9 +371,35 @@ async fn what_the_node_does_not_implement_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.get_document("cursor").unwrap().get_array("firstBatch").unwrap().len(), 1);
-    // min/max, returnKey, showRecordId.
-    assert_eq!(fail(&d, doc! {"find": "c", "min": {"_id": 2}, "hint": {"_id": 1}}).await, 115);
+    // returnKey, showRecordId; min/max need a hint.
     assert_eq!(fail(&d, doc! {"find": "c", "returnKey": true}).await, 115);
+    assert_eq!(fail(&d, doc! {"find": "c", "showRecordId": true}).await, 115);
+    assert_eq!(fail(&d, doc! {"find": "c", "min": {"_id": 2}}).await, 51173);
+    // min/max bound the hinted index's keys (the command-monitoring spec's case).
+    seed(&d, "m", (1..=5).map(|i| doc! {"_id": i, "x": i * 11}).collect()).await;
+    let r = d
+        .run_command(doc! {
+            "find": "m", "filter": {"_id": {"$gt": 1}}, "sort": {"x": -1}, "projection": {"_id": 0, "x": 1},
+            "skip": 2, "hint": {"_id": 1}, "max": {"_id": 6}, "min": {"_id": 0},
+        })
+        .await
+        .unwrap();
+    let batch = r.get_document("cursor").unwrap().get_array("firstBatch").unwrap().clone();
+    assert_eq!(batch, vec![Bson::Document(doc! {"x": 33}), Bson::Document(doc! {"x": 22})]);
+    let r = d
+        .run_command(doc! {"find": "m", "hint": {"_id": 1}, "min": {"_id": 2}, "max": {"_id": 4}})
+        .await
+        .unwrap();
+    assert_eq!(r.get_document("cursor").unwrap().get_array("firstBatch").unwrap().len(), 2);
+    d.collection::<Document>("m").drop().await.unwrap();
+    // Clustered by `_id` is how the engine stores every collection: accepted, listed as mongod.
+    d.run_command(doc! {"create": "cl", "clusteredIndex": {"key": {"_id": 1}, "unique": true, "name": "ci"}})
+        .await
+        .unwrap();
+    let ix = d.run_command(doc! {"listIndexes": "cl"}).await.unwrap();
+    let first = ix.get_document("cursor").unwrap().get_array("firstBatch").unwrap()[0].clone();
+    assert!(first.as_document().unwrap().get_bool("clustered").unwrap());
+    d.collection::<Document>("cl").drop().await.unwrap();
     // Views and validators.
     assert_eq!(fail(&d, doc! {"create": "v", "viewOn": "c", "pipeline": []}).await, 115);
     assert_eq!(fail(&d, doc! {"create": "valid", "validator": {"a": {"$type": "string"}}}).await, 115);

@@ -1119,6 +1119,14 @@ impl Pipeline {
         self
     }
 
+    /// [`Pipeline::with_let`] for a command's pipeline, after checking that every variable its
+    /// stages read is a system variable, one of `lets` or bound around it (17276 otherwise, when
+    /// the command is parsed, as mongod fails it, rather than only once a document reaches it).
+    pub fn checked_let(self, lets: &crate::vars::LetVars) -> Result<Self> {
+        self.check_vars(&mut lets.names())?;
+        Ok(self.with_let(lets))
+    }
+
     /// The pipeline without its first stage (when a caller has applied that stage itself).
     #[must_use]
     pub fn without_first(mut self) -> Self {
@@ -1934,6 +1942,8 @@ fn run_stage(
         }
     })
 }
+
+mod vars_check;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]

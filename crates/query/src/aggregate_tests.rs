@@ -642,3 +642,26 @@ fn command_let_reaches_every_stage_and_nested_pipelines() {
     let e = Pipeline::parse(&[doc! {"$out": "o"}, doc! {"$match": {}}]).unwrap_err();
     assert_eq!(e.code, 40601);
 }
+
+#[test]
+fn undefined_variables_fail_before_any_document() {
+    use crate::vars::LetVars;
+    let lets = LetVars::parse(Some(&Bson::Document(doc! {"k": 1}))).unwrap();
+    let check = |stages: Vec<Document>| Pipeline::parse(&stages).unwrap().checked_let(&lets).map(|_| ());
+    assert!(check(vec![doc! {"$project": {"a": "$$k"}}]).is_ok());
+    for bad in [
+        doc! {"$match": {"$expr": "$$nope"}},
+        doc! {"$project": {"a": {"b": "$$nope"}}},
+        doc! {"$addFields": {"a": "$$nope"}},
+        doc! {"$group": {"_id": null, "s": {"$sum": "$$nope"}}},
+        doc! {"$replaceWith": "$$nope"},
+        doc! {"$facet": {"f": [{"$set": {"a": "$$nope"}}]}},
+        doc! {"$unionWith": {"coll": "o", "pipeline": [{"$set": {"a": "$$nope"}}]}},
+        doc! {"$lookup": {"from": "o", "let": {"x": "$a"}, "pipeline": [{"$set": {"a": "$$nope"}}], "as": "o"}},
+    ] {
+        assert_eq!(check(vec![bad.clone()]).unwrap_err().code, 17276, "{bad}");
+    }
+    // `$lookup`'s own `let` and the command's are in scope in its pipeline.
+    let lookup = doc! {"$lookup": {"from": "o", "let": {"x": "$a"}, "pipeline": [{"$set": {"a": ["$$x", "$$k"]}}], "as": "o"}};
+    assert!(check(vec![lookup]).is_ok());
+}

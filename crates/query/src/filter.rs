@@ -898,6 +898,11 @@ impl Filter {
         Ok(self)
     }
 
+    /// [`crate::vars::check_expr`] over every `$expr` of the filter.
+    pub(crate) fn check_vars(&self, scope: &mut Vec<String>) -> Result<()> {
+        self.root.check_vars(scope)
+    }
+
     /// Binds `lets` for `$expr` without checking (inside a pipeline, where enclosing stages may
     /// bind more variables at run time).
     pub(crate) fn bind_let(&mut self, lets: &crate::vars::LetVars) {

@@ -337,6 +337,21 @@ impl Projection {
         Self::parse_kind(&spec, ProjectionKind::Aggregate)
     }
 
+    /// [`crate::vars::check_expr`] over the projection's computed fields.
+    pub(crate) fn check_vars(&self, scope: &mut Vec<String>) -> Result<()> {
+        fn walk(t: &Tree, scope: &mut Vec<String>) -> Result<()> {
+            for (_, item) in &t.fields {
+                match item {
+                    Item::Computed(e) => crate::vars::check_expr(e, scope)?,
+                    Item::Sub(sub) => walk(sub, scope)?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        walk(&self.tree, scope)
+    }
+
     /// True when this projection uses the positional `a.$` form.
     pub fn has_positional(&self) -> bool {
         self.has_positional

@@ -500,6 +500,14 @@ impl Update {
         }
     }
 
+    /// [`Update::with_let`] after checking the variables a pipeline update reads (17276).
+    pub fn checked_let(self, lets: &crate::vars::LetVars) -> Result<Self> {
+        match self.kind {
+            Kind::Pipeline(p) => Ok(Update { kind: Kind::Pipeline(p.checked_let(lets)?) }),
+            other => Ok(Update { kind: other }),
+        }
+    }
+
     /// True for a replacement document.
     pub fn is_replacement(&self) -> bool {
         matches!(self.kind, Kind::Replacement(_))

@@ -11,7 +11,7 @@ use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
 use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSpec, Update};
 
-use super::{CmdResult, Ctx, currentop, options, out_merge, sessioncmd, util};
+use super::{CmdResult, Ctx, currentop, minmax, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
@@ -107,12 +107,16 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
     let hint = hint_of(cmd);
+    let bounds = minmax::parse(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let out = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
-            e.find(&db, &coll, &q, intr)
+            match &bounds {
+                Some(b) => minmax::find(e, &db, &coll, &q, b, intr),
+                None => e.find(&db, &coll, &q, intr),
+            }
         })
         .await?;
     ctx.op.set_plan_summary(out.plan_summary.clone());
@@ -263,7 +267,7 @@ fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, Co
             ));
         }
     };
-    let update = update.with_let(&lets);
+    let update = update.checked_let(&lets)?;
     let multi = util::opt_bool(d, "multi")?.unwrap_or(false);
     if multi && update.is_replacement() {
         return Err(CommandError::failed_to_parse(
@@ -387,7 +391,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         Some(Bson::Array(_)) => {
             let stages: Vec<Document> =
                 util::doc_array(cmd.get("update"), "update")?.into_iter().cloned().collect();
-            Some(Update::parse_pipeline(&stages)?.with_let(&lets))
+            Some(Update::parse_pipeline(&stages)?.checked_let(&lets)?)
         }
         Some(_) => {
             return Err(CommandError::failed_to_parse(
@@ -503,7 +507,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
-        let rest = Pipeline::parse(&stages[1..])?.with_let(&lets);
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
@@ -523,7 +527,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }));
         }
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
-        let rest = Pipeline::parse(&stages[1..])?.with_let(&lets);
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
     }
@@ -533,7 +537,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             "$currentOp is only valid as the first stage in a pipeline",
         ));
     }
-    let pipeline = Pipeline::parse(&stages)?.with_let(&lets);
+    let pipeline = Pipeline::parse(&stages)?.checked_let(&lets)?;
     let op = ctx.op.clone();
     let out = ctx
         .blocking(move |e, intr| match coll {
@@ -584,7 +588,10 @@ fn strip_generic(cmd: &Document, first: &str) -> Document {
 pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
     options::create(cmd)?;
-    let options = strip_generic(cmd, "create");
+    let mut options = strip_generic(cmd, "create");
+    if let Some(ci) = options::clustered_index(cmd)? {
+        options.insert("clusteredIndex", ci);
+    }
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
     Ok(doc! {})
@@ -701,7 +708,23 @@ pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult
     let coll = util::coll_arg(cmd, "listIndexes", &ctx.db)?.to_owned();
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
-    let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
+    let docs = ctx
+        .blocking(move |e, _| {
+            let mut docs = e.list_indexes(&db, &coll)?;
+            // A clustered collection lists its clustered index in place of `_id_`, as mongod.
+            let info = e.list_collections(&db).into_iter().find(|c| c.name == coll);
+            if let Some(Ok(ci)) = info.as_ref().map(|c| c.options.get_document("clusteredIndex")) {
+                let mut listed = ci.clone();
+                listed.insert("clustered", true);
+                for d in &mut docs {
+                    if d.get_str("name") == Ok("_id_") {
+                        *d = listed.clone();
+                    }
+                }
+            }
+            Ok(docs)
+        })
+        .await?;
     let ns = ctx.op.ns.clone();
     Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
 }

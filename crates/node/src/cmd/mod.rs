@@ -10,6 +10,7 @@ pub mod admin;
 pub mod authcmd;
 pub mod crud;
 pub mod currentop;
+pub mod minmax;
 pub mod options;
 pub mod out_merge;
 pub mod sessioncmd;

@@ -5,8 +5,8 @@
 //! 40415 "BSON field '<command>.<field>' is an unknown field." (so update's `sort`, which mongod
 //! added in 8.0, is unknown to a node that reports 7.0). Of the known fields, those the node does
 //! not implement are refused with 115 CommandNotSupported when they ask for something (a
-//! non-simple `collation`, `min`/`max`, `returnKey`, `showRecordId`, collection validators,
-//! views, time-series and clustered collections), never run as if absent. A command's `let` is
+//! non-simple `collation`, `returnKey`, `showRecordId`, collection validators, views,
+//! time-series collections), never run as if absent. A command's `let` is
 //! parsed here into [`LetVars`].
 
 use bson::{Bson, Document};
@@ -72,17 +72,19 @@ fn known(d: &Document, path: &str, own: &[&str], generic: bool) -> Result<(), Co
     Ok(())
 }
 
-/// `collation`: absent, null or the simple collation (`{locale: "simple"}`, the binary comparison
-/// the node implements); any other collation is refused.
+/// `collation`: absent, null, empty (mongod makes no collator of an empty spec) or the simple
+/// collation (`{locale: "simple"}`, the binary comparison the node implements); any other
+/// collation is refused.
 pub fn collation(d: &Document) -> Result<(), CommandError> {
     match d.get("collation") {
         None | Some(Bson::Null) => Ok(()),
+        Some(Bson::Document(c)) if c.is_empty() => Ok(()),
         Some(Bson::Document(c)) => {
             let simple = c.get("locale").and_then(Bson::as_str) == Some("simple")
                 && c.keys().all(|k| k == "locale" || k == "version");
             if simple {
                 Ok(())
-            } else if c.is_empty() || c.get("locale").is_none() {
+            } else if c.get("locale").is_none() {
                 Err(CommandError::failed_to_parse("BSON field 'locale' is missing but a required field"))
             } else {
                 Err(not_supported(&format!(
@@ -141,8 +143,6 @@ pub fn find(cmd: &Document) -> Result<LetVars, CommandError> {
     ];
     known(cmd, "find", OWN, true)?;
     collation(cmd)?;
-    refuse_if_set(cmd, "min", "find's min (index bounds)")?;
-    refuse_if_set(cmd, "max", "find's max (index bounds)")?;
     refuse_if_set(cmd, "returnKey", "find's returnKey")?;
     refuse_if_set(cmd, "showRecordId", "find's showRecordId")?;
     refuse_if_set(cmd, "term", "find's term (replication)")?;
@@ -316,13 +316,23 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
     for (k, what) in [
         ("validator", "a collection validator"),
         ("timeseries", "a time-series collection"),
-        ("clusteredIndex", "a clustered collection"),
         ("expireAfterSeconds", "expireAfterSeconds (time-series and clustered collections)"),
         ("encryptedFields", "queryable encryption (encryptedFields)"),
-        ("changeStreamPreAndPostImages", "changeStreamPreAndPostImages"),
         ("recordIdsReplicated", "recordIdsReplicated"),
     ] {
         refuse_if_set(cmd, k, what)?;
+    }
+    clustered_index(cmd)?;
+    // Change streams are refused (`$changeStream`), so whether pre- and post-images would be
+    // recorded for them can never be observed: the option is validated and stored.
+    match cmd.get("changeStreamPreAndPostImages") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::Document(d)) if matches!(d.get("enabled"), Some(Bson::Boolean(_))) && d.len() == 1 => {}
+        Some(_) => {
+            return Err(CommandError::failed_to_parse(
+                "BSON field 'changeStreamPreAndPostImages' must be {enabled: <bool>}",
+            ));
+        }
     }
     // Without a validator these only describe how one would apply: mongod's defaults are
     // accepted, anything else would be promised and not kept.
@@ -340,6 +350,44 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
         Some(other) => return Err(enum_error("validationAction", other, "error, warn")),
     }
     Ok(())
+}
+
+/// `create`'s `clusteredIndex`: the engine keeps every collection as an ordered map by `_id`, which
+/// is what a clustered collection is, so the one clustered index mongod allows (`{key: {_id: 1},
+/// unique: true}`, optional `name`) is accepted; returned as mongod stores it (`v: 2`, the name
+/// defaulting to `_id_`), `None` without one.
+pub fn clustered_index(cmd: &Document) -> Result<Option<Document>, CommandError> {
+    let spec = match cmd.get("clusteredIndex") {
+        None | Some(Bson::Null) => return Ok(None),
+        Some(Bson::Document(d)) => d,
+        Some(Bson::Boolean(_)) => {
+            return Err(not_supported("clusteredIndex: <bool> (only {key: {_id: 1}, unique: true})"));
+        }
+        Some(other) => {
+            return Err(CommandError::type_mismatch(format!(
+                "BSON field 'create.clusteredIndex' is the wrong type '{}', expected type 'object'",
+                util::type_name(other)
+            )));
+        }
+    };
+    known(spec, "create.clusteredIndex", &["key", "unique", "name", "v"], false)?;
+    let key_ok = spec
+        .get_document("key")
+        .is_ok_and(|k| k.len() == 1 && k.get("_id").and_then(util::as_i64) == Some(1));
+    if !key_ok {
+        return Err(CommandError::invalid_options(
+            "The clusteredIndex option is only supported for key: {_id: 1}",
+        ));
+    }
+    if !matches!(spec.get("unique"), Some(Bson::Boolean(true))) {
+        return Err(CommandError::invalid_options("The clusteredIndex option requires unique: true"));
+    }
+    let name = match spec.get("name") {
+        None => "_id_".to_owned(),
+        Some(Bson::String(n)) => n.clone(),
+        Some(_) => return Err(CommandError::type_mismatch("clusteredIndex.name must be a string")),
+    };
+    Ok(Some(bson::doc! {"v": 2, "key": {"_id": 1}, "name": name, "unique": true}))
 }
 
 fn enum_error(field: &str, v: &Bson, allowed: &str) -> CommandError {
@@ -395,8 +443,6 @@ mod tests {
     #[test]
     fn unimplemented_options_are_refused() {
         for o in [
-            doc! {"min": {"a": 1}},
-            doc! {"max": {"a": 1}},
             doc! {"returnKey": true},
             doc! {"showRecordId": true},
             doc! {"collation": {"locale": "en_US", "strength": 2}},
@@ -411,7 +457,8 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(find(&doc! {"find": "c", "collation": 1}).unwrap_err().code, 14);
-        assert_eq!(find(&doc! {"find": "c", "collation": {}}).unwrap_err().code, 9);
+        assert!(find(&doc! {"find": "c", "collation": {}}).is_ok());
+        assert_eq!(find(&doc! {"find": "c", "collation": {"strength": 1}}).unwrap_err().code, 9);
         let stmt = doc! {"q": {}, "u": {}, "collation": {"locale": "fr"}};
         assert_eq!(update(&doc! {"update": "c", "updates": [stmt]}).unwrap_err().code, 115);
     }
@@ -428,7 +475,7 @@ mod tests {
             doc! {"validator": {"$jsonSchema": {}}},
             doc! {"validationLevel": "moderate"},
             doc! {"timeseries": {"timeField": "t"}},
-            doc! {"clusteredIndex": {"key": {"_id": 1}, "unique": true}},
+            doc! {"clusteredIndex": true},
             doc! {"collation": {"locale": "de"}},
         ] {
             let mut cmd = doc! {"create": "v"};
@@ -437,6 +484,15 @@ mod tests {
         }
         assert_eq!(create(&doc! {"create": "c", "validationLevel": "lax"}).unwrap_err().code, 2);
         assert_eq!(create(&doc! {"create": "c", "nope": 1}).unwrap_err().code, 40415);
+        assert!(create(&doc! {"create": "c", "changeStreamPreAndPostImages": {"enabled": true}}).is_ok());
+        let ci = doc! {"create": "c", "clusteredIndex": {"key": {"_id": 1}, "unique": true, "name": "ci"}};
+        assert!(create(&ci).is_ok());
+        assert_eq!(
+            clustered_index(&ci).unwrap(),
+            Some(doc! {"v": 2, "key": {"_id": 1}, "name": "ci", "unique": true})
+        );
+        let bad = doc! {"create": "c", "clusteredIndex": {"key": {"a": 1}, "unique": true}};
+        assert_eq!(clustered_index(&bad).unwrap_err().code, 72);
     }
 
     #[test]
