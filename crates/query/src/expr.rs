@@ -335,6 +335,12 @@ impl Expr {
         if name == "$literal" {
             return Ok(Expr::Literal(arg.clone()));
         }
+        if name == "$rand" {
+            return match arg {
+                Bson::Document(a) if a.is_empty() => Ok(Expr::Op("$rand", Vec::new())),
+                _ => Err(CommandError::location(3040501, "$rand not expecting an argument")),
+            };
+        }
         if let (Some(&(n, req, opt)), Bson::Document(args)) = (NAMED.iter().find(|(n, ..)| *n == name), arg) {
             let e = parse_named(n, req, opt, args)?;
             if let Expr::Named(op @ ("$setField" | "$unsetField"), a) = &e {
@@ -421,6 +427,7 @@ impl Expr {
     pub fn is_constant(&self) -> bool {
         match self {
             Expr::Literal(_) => true,
+            Expr::Op("$rand", _) => false,
             Expr::Field(_) | Expr::Var(..) => false,
             Expr::Object(fs) | Expr::Named(_, fs) => fs.iter().all(|(_, e)| e.is_constant()),
             Expr::Array(es) | Expr::Op(_, es) => es.iter().all(Expr::is_constant),
@@ -1105,7 +1112,19 @@ fn int_arg(v: &Bson, op: &str) -> Result<i64> {
     })
 }
 
+/// `$rand`: a double in [0, 1), a fresh value per evaluation (from the standard library's
+/// randomly keyed hasher; not for cryptography, nor is mongod's).
+fn rand_double() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    if name == "$rand" {
+        return Ok(Bson::Double(rand_double()));
+    }
     // Short-circuiting operators first, and the comparisons, which read their arguments in
     // place (no copy of a field or a constant).
     match name {

@@ -316,3 +316,19 @@ fn set_field_and_unset_field() {
     assert_eq!(code(doc! {"$setField": {"field": "x", "input": "$a"}}), 40182);
     assert_eq!(code(doc! {"$unsetField": {"field": "x", "input": "$a", "value": 1}}), 40181);
 }
+
+#[test]
+fn rand_is_a_fresh_double_in_the_unit_interval() {
+    let e = Expr::parse(&b(doc! {"$rand": {}})).unwrap();
+    assert!(!e.is_constant());
+    let mut ctx = EvalCtx::new();
+    let vals: Vec<f64> = (0..50)
+        .map(|_| match e.eval(&Document::new(), &mut ctx).unwrap() {
+            Bson::Double(f) => f,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert!(vals.iter().all(|f| (0.0..1.0).contains(f)));
+    assert!(vals.windows(2).any(|w| w[0] != w[1]));
+    assert_eq!(Expr::parse(&b(doc! {"$rand": {"x": 1}})).unwrap_err().code, 3040501);
+}
