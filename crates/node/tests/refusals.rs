@@ -60,6 +60,14 @@ async fn let_variables_and_undefined_ones() {
         .await
         .unwrap();
     assert_eq!(ids(&r), vec![2, 3]);
+    // ... and in the projection's computed fields.
+    let r = d
+        .run_command(doc! {"find": "c", "filter": {"_id": 1}, "projection": {"y": {"$add": ["$x", "$$v"]}}, "let": {"v": 5}})
+        .await
+        .unwrap();
+    let first = r.get_document("cursor").unwrap().get_array("firstBatch").unwrap()[0].clone();
+    assert_eq!(first, Bson::Document(doc! {"_id": 1, "y": 6}));
+    assert_eq!(fail(&d, doc! {"find": "c", "projection": {"y": "$$nope"}}).await, 17276);
     // An undefined variable fails the command (it matched nothing before), on a collection with
     // documents and on one without.
     for coll in ["c", "empty"] {

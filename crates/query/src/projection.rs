@@ -63,6 +63,8 @@ pub struct Projection {
     /// Whether `_id` is kept (inclusion: by default; exclusion: unless excluded).
     include_id: bool,
     has_positional: bool,
+    /// A find command's `let` variables, for computed fields ([`Projection::checked_let`]).
+    lets: crate::vars::LetVars,
 }
 
 fn is_operator_doc(d: &Document) -> bool {
@@ -319,6 +321,7 @@ impl Projection {
             include_id: b.include_id.unwrap_or(true),
             tree,
             has_positional: b.has_positional,
+            lets: crate::vars::LetVars::none(),
         })
     }
 
@@ -368,9 +371,17 @@ impl Projection {
         self.apply_with_query(doc, None)
     }
 
+    /// The projection of a command with `let` variables: its computed fields see them, after a
+    /// check that every variable they read is defined (17276 otherwise).
+    pub fn checked_let(mut self, lets: &crate::vars::LetVars) -> Result<Self> {
+        self.check_vars(&mut lets.names())?;
+        self.lets = lets.clone();
+        Ok(self)
+    }
+
     /// Applies the projection; `query` resolves positional `a.$` projections.
     pub fn apply_with_query(&self, doc: &Document, query: Option<&Filter>) -> Result<Document> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         self.apply_ctx(doc, query, &mut ctx)
     }
 

@@ -92,7 +92,7 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let lets = options::find(cmd)?;
     let filter = filter_of(cmd, "filter", &lets)?;
     let sort = sort_of(cmd, "sort")?;
-    let projection = projection_of(cmd, "projection")?;
+    let projection = projection_of(cmd, "projection")?.map(|p| p.checked_let(&lets)).transpose()?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let mut single_batch = util::opt_bool(cmd, "singleBatch")?.unwrap_or(false);
     let limit = match cmd.get("limit") {
@@ -405,7 +405,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         remove: util::opt_bool(cmd, "remove")?.unwrap_or(false),
         update,
         new: util::opt_bool(cmd, "new")?.unwrap_or(false),
-        fields: projection_of(cmd, "fields")?,
+        fields: projection_of(cmd, "fields")?.map(|p| p.checked_let(&lets)).transpose()?,
         upsert: util::opt_bool(cmd, "upsert")?.unwrap_or(false),
         hint: hint_of(cmd),
     };
