@@ -475,7 +475,9 @@ impl Engine {
         let (id, doc) = normalize_id(doc)?;
         let out = self.insert(db, coll, vec![doc], true, &NeverInterrupt);
         match out.write_errors.into_iter().next() {
-            Some(e) => Err(CommandError { code: e.code, code_name: e.code_name, message: e.errmsg }),
+            Some(e) => {
+                Err(CommandError { code: e.code, code_name: e.code_name, message: e.errmsg, info: e.info })
+            }
             None => Ok(id.0),
         }
     }

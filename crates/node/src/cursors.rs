@@ -127,14 +127,17 @@ pub struct NewCursor {
 
 impl CursorStore {
     /// Serves the first batch; if documents remain, opens a cursor and returns its id (else 0).
+    /// A `batch_size` of 0 is mongod's `batchSize: 0`: an empty first batch and an open cursor,
+    /// whatever the result holds (the first getMore serves it).
     pub fn first_batch(
         &self,
         mut docs: VecDeque<Document>,
         batch_size: usize,
         new: NewCursor,
     ) -> Result<(Vec<Document>, i64), CommandError> {
-        let batch = take_batch(&mut docs, batch_size)?;
-        if docs.is_empty() {
+        // batchSize 0: an empty first batch and the cursor open, whatever the result's size.
+        let batch = if batch_size == 0 { Vec::new() } else { take_batch(&mut docs, batch_size)? };
+        if docs.is_empty() && batch_size != 0 {
             return Ok((batch, 0));
         }
         let mut map = self.map.lock();
@@ -404,9 +407,23 @@ mod tests {
     #[test]
     fn small_result_opens_no_cursor() {
         let store = CursorStore::default();
-        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc()).unwrap();
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 101, nc()).unwrap();
         assert_eq!((b.len(), id), (3, 0));
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn batch_size_zero_serves_nothing_and_keeps_the_cursor_open() {
+        let store = CursorStore::default();
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc()).unwrap();
+        assert!(b.is_empty());
+        assert!(id > 0);
+        let (b, next) = store.get_more(id, "d.c", 0, &[], true).unwrap();
+        assert_eq!((b.len(), next), (3, 0));
+        // Even an empty result: mongod opens the cursor without running the query.
+        let (b, id) = store.first_batch(VecDeque::new(), 0, nc()).unwrap();
+        assert!(b.is_empty() && id > 0);
+        assert_eq!(store.get_more(id, "d.c", 0, &[], true).unwrap(), (vec![], 0));
     }
 
     #[test]

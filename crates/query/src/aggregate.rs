@@ -85,6 +85,8 @@ impl Deps {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Vec<Stage>,
+    /// The command's `let` variables ([`Pipeline::with_let`]).
+    lets: crate::vars::LetVars,
 }
 
 #[derive(Debug, Clone)]
@@ -787,10 +789,13 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
         "$documents" => Stage::Documents(Expr::parse(arg)?),
         "$unionWith" => parse_union_with(arg)?,
         "$bucket" => parse_bucket(doc_arg()?)?,
+        // The node writes a final `$out` / `$merge` itself (it takes it off before parsing):
+        // any left here is not final.
         "$out" | "$merge" => {
-            return Err(CommandError::command_not_supported(format!(
-                "{name} is not supported by this server"
-            )));
+            return Err(CommandError::location(
+                40601,
+                format!("{name} can only be the final stage in the pipeline"),
+            ));
         }
         "$currentOp" | "$listSessions" | "$listLocalSessions" | "$collStats" | "$indexStats"
         | "$changeStream" | "$planCacheStats" => {
@@ -1105,7 +1110,31 @@ fn sample_indices(len: usize, n: usize) -> Vec<usize> {
 impl Pipeline {
     /// Parses the stages. 40324 on unknown stages.
     pub fn parse(stages: &[Document]) -> Result<Self> {
-        Ok(Pipeline { stages: stages.iter().map(parse_stage).collect::<Result<_>>()? })
+        Ok(Pipeline {
+            stages: stages.iter().map(parse_stage).collect::<Result<_>>()?,
+            lets: crate::vars::LetVars::none(),
+        })
+    }
+
+    /// The pipeline of a command with `let` variables: every stage (nested pipelines included)
+    /// sees them, and so does the leading `$match` the engine may answer with an index.
+    #[must_use]
+    pub fn with_let(mut self, lets: &crate::vars::LetVars) -> Self {
+        for s in &mut self.stages {
+            if let Stage::Match(f) = s {
+                f.bind_let(lets);
+            }
+        }
+        self.lets = lets.clone();
+        self
+    }
+
+    /// [`Pipeline::with_let`] for a command's pipeline, after checking that every variable its
+    /// stages read is a system variable, one of `lets` or bound around it (17276 otherwise, when
+    /// the command is parsed, as mongod fails it, rather than only once a document reaches it).
+    pub fn checked_let(self, lets: &crate::vars::LetVars) -> Result<Self> {
+        self.check_vars(&mut lets.names())?;
+        Ok(self.with_let(lets))
     }
 
     /// The pipeline without its first stage (when a caller has applied that stage itself).
@@ -1173,7 +1202,7 @@ impl Pipeline {
     /// come out of them are built whole. The result is the same as [`Pipeline::run`] over every
     /// document built whole, field order included.
     pub fn run_source(&self, src: &dyn DocSource, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         env.check()?;
         let mut t = Ticker { env, n: 0 };
         let mut deps = Deps::default();
@@ -1208,7 +1237,7 @@ impl Pipeline {
 
     /// Runs the pipeline over `input`.
     pub fn run(&self, input: Vec<Document>, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         self.run_ctx(input, env, &mut ctx)
     }
 
@@ -1940,6 +1969,8 @@ fn run_stage(
         }
     })
 }
+
+mod vars_check;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]

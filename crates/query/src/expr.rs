@@ -210,6 +210,8 @@ const NAMED: &[(&str, &[&str], &[&str])] = &[
     ("$rtrim", &["input"], &["chars"]),
     ("$convert", &["input", "to"], &["onError", "onNull"]),
     ("$getField", &["field"], &["input"]),
+    ("$setField", &["field", "input", "value"], &[]),
+    ("$unsetField", &["field", "input"], &[]),
     ("$sortArray", &["input", "sortBy"], &[]),
     ("$dateAdd", &["startDate", "unit", "amount"], &["timezone"]),
     ("$dateSubtract", &["startDate", "unit", "amount"], &["timezone"]),
@@ -333,8 +335,18 @@ impl Expr {
         if name == "$literal" {
             return Ok(Expr::Literal(arg.clone()));
         }
+        if name == "$rand" {
+            return match arg {
+                Bson::Document(a) if a.is_empty() => Ok(Expr::Op("$rand", Vec::new())),
+                _ => Err(CommandError::location(3040501, "$rand not expecting an argument")),
+            };
+        }
         if let (Some(&(n, req, opt)), Bson::Document(args)) = (NAMED.iter().find(|(n, ..)| *n == name), arg) {
-            return parse_named(n, req, opt, args);
+            let e = parse_named(n, req, opt, args)?;
+            if let Expr::Named(op @ ("$setField" | "$unsetField"), a) = &e {
+                check_set_field_name(op, a)?;
+            }
+            return Ok(e);
         }
         if let Some(&(n, min, max)) = POSITIONAL.iter().find(|(n, ..)| *n == name) {
             if DATE_PARTS.contains(&n)
@@ -415,6 +427,7 @@ impl Expr {
     pub fn is_constant(&self) -> bool {
         match self {
             Expr::Literal(_) => true,
+            Expr::Op("$rand", _) => false,
             Expr::Field(_) | Expr::Var(..) => false,
             Expr::Object(fs) | Expr::Named(_, fs) => fs.iter().all(|(_, e)| e.is_constant()),
             Expr::Array(es) | Expr::Op(_, es) => es.iter().all(Expr::is_constant),
@@ -550,6 +563,51 @@ fn parse_named(name: &'static str, req: &[&str], opt: &[&str], args: &Document) 
         }
     }
     Ok(Expr::Named(name, out))
+}
+
+/// `$setField` / `$unsetField` take a constant string `field` (mongod's parse-time checks).
+fn check_set_field_name(op: &str, args: &[(String, Expr)]) -> Result<()> {
+    match args.iter().find(|(k, _)| k == "field").map(|(_, e)| e) {
+        Some(Expr::Literal(Bson::String(_))) => Ok(()),
+        Some(Expr::Literal(other)) => Err(CommandError::location(
+            4161107,
+            format!("{op} requires 'field' to evaluate to type String, but got {}", type_name(other)),
+        )),
+        _ => Err(CommandError::location(
+            4161106,
+            format!("{op} requires 'field' to evaluate to a constant, but got a non-constant argument"),
+        )),
+    }
+}
+
+/// `$setField` / `$unsetField`: `input` with `field` set to `value` (removed when `value` is
+/// missing, as `$$REMOVE`), a field of that exact name (dots and `$` included) kept in place.
+fn eval_set_field(op: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    let field = match named(args, "field") {
+        Some(Expr::Literal(Bson::String(s))) => s.clone(),
+        _ => return Err(CommandError::location(4161106, format!("{op} requires 'field' to be a constant"))),
+    };
+    let input = match named(args, "input") {
+        Some(e) => e.eval(doc, ctx)?,
+        None => MISSING,
+    };
+    let mut out = match input {
+        Bson::Null | Bson::Undefined => return Ok(Bson::Null),
+        Bson::Document(d) => d,
+        other => {
+            return Err(type_err(4161105, op, "requires 'input' to evaluate to type Object", &other));
+        }
+    };
+    let value = match named(args, "value") {
+        Some(e) if op == "$setField" => e.eval(doc, ctx)?,
+        _ => MISSING,
+    };
+    if is_missing(&value) {
+        out.remove(&field);
+    } else {
+        out.insert(field, value);
+    }
+    Ok(Bson::Document(out))
 }
 
 /// Resolves a field path in a document, mapping over arrays of documents.
@@ -1083,7 +1141,19 @@ fn check_array_memory(op: &str, len: usize) -> Result<()> {
     Ok(())
 }
 
+/// `$rand`: a double in [0, 1), a fresh value per evaluation (from the standard library's
+/// randomly keyed hasher; not for cryptography, nor is mongod's).
+fn rand_double() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    if name == "$rand" {
+        return Ok(Bson::Double(rand_double()));
+    }
     // Short-circuiting operators first, and the comparisons, which read their arguments in
     // place (no copy of a field or a constant).
     match name {
@@ -2087,6 +2157,7 @@ fn eval_named(name: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut E
                 },
             }
         }
+        "$setField" | "$unsetField" => eval_set_field(name, args, doc, ctx),
         "$getField" => {
             let field = match ev("field", ctx)? {
                 Bson::String(s) => s,

@@ -33,6 +33,7 @@ pub mod path;
 pub mod projection;
 pub mod sort;
 pub mod update;
+pub mod vars;
 
 pub use aggregate::{DocSource, Pipeline, PipelineEnv};
 pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
@@ -43,3 +44,4 @@ pub use path::{Fields, get_path, get_path_exact, remove_path, set_path};
 pub use projection::{Projection, ProjectionKind};
 pub use sort::SortSpec;
 pub use update::Update;
+pub use vars::LetVars;

@@ -9,15 +9,16 @@ use std::collections::VecDeque;
 
 use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
-use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
+use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSpec, Update};
 
-use super::{CmdResult, Ctx, currentop, sessioncmd, util};
+use super::{CmdResult, Ctx, currentop, minmax, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
-fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
+/// The filter at `key`, its `$expr` seeing `lets` (and failing on any other user variable).
+fn filter_of(cmd: &Document, key: &str, lets: &LetVars) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
-        Some(f) => Filter::parse(f),
+        Some(f) => Filter::parse(f)?.with_let(lets),
         None => Ok(Filter::match_all()),
     }
 }
@@ -96,9 +97,10 @@ fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
 
 pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "filter")?;
+    let lets = options::find(cmd)?;
+    let filter = filter_of(cmd, "filter", &lets)?;
     let sort = sort_of(cmd, "sort")?;
-    let projection = projection_of(cmd, "projection")?;
+    let projection = projection_of(cmd, "projection")?.map(|p| p.checked_let(&lets)).transpose()?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let mut single_batch = util::opt_bool(cmd, "singleBatch")?.unwrap_or(false);
     let limit = match cmd.get("limit") {
@@ -125,23 +127,38 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     }
     let hint = hint_of(cmd);
     let spill = disk_use_refused(cmd)?;
+    let bounds = minmax::parse(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
-    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    if let Some(b) = bounds {
+        // min/max: the hinted index's bounded range, read whole (not streamed).
+        let out = ctx
+            .blocking(move |e, intr| {
+                op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
+                minmax::find(e, &db, &coll, &q, &b, intr)
+            })
+            .await
+            .map_err(spill)?;
+        ctx.op.set_plan_summary(out.plan_summary.clone());
+        let ns = ctx.op.ns.clone();
+        return open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd);
+    }
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     // The first batch only: the rest is read by getMore from where this stops (a blocking sort
     // excepted, which sorts everything now).
     let (stream, batch) = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
             let mut s = e.find_stream(&db, &coll, q, intr)?;
-            let batch = e.find_next(&mut s, first, BATCH_BYTES, intr)?;
+            // batchSize 0: nothing read yet, the cursor open (mongod does the same).
+            let batch = if first == 0 { Vec::new() } else { e.find_next(&mut s, first, BATCH_BYTES, intr)? };
             Ok((s, batch))
         })
         .await
         .map_err(spill)?;
     ctx.op.set_plan_summary(stream.plan_summary().to_owned());
     let ns = ctx.op.ns.clone();
-    if single_batch || stream.is_done() {
+    if single_batch || (stream.is_done() && first != 0) {
         return Ok(cursor_reply(&ns, batch, 0, true));
     }
     let returned = batch.len();
@@ -262,6 +279,7 @@ fn write_reply(out: WriteOutcome, extra: impl FnOnce(&mut Document, &WriteOutcom
 
 pub(super) async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "insert", &ctx.db)?.to_owned();
+    options::insert(cmd)?;
     let docs: Vec<Document> =
         util::doc_array(cmd.get("documents"), "documents")?.into_iter().cloned().collect();
     if docs.len() > 100_000 {
@@ -298,6 +316,7 @@ fn merge_parse_errors(
             code: e.code,
             code_name: e.code_name,
             errmsg: e.message,
+            info: e.info,
         });
         if ordered {
             break;
@@ -307,8 +326,9 @@ fn merge_parse_errors(
     out
 }
 
-fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
-    let filter = filter_of(d, "q")?;
+fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, CommandError> {
+    let lets = options::statement_vars(lets, d)?;
+    let filter = filter_of(d, "q", &lets)?;
     let array_filters: Option<Vec<Document>> = match d.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -325,6 +345,7 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
             ));
         }
     };
+    let update = update.checked_let(&lets)?;
     let multi = util::opt_bool(d, "multi")?.unwrap_or(false);
     if multi && update.is_replacement() {
         return Err(CommandError::failed_to_parse(
@@ -342,13 +363,14 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
 
 pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
+    let lets = options::update(cmd)?;
     let stmts = util::doc_array(cmd.get("updates"), "updates")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
     let mut idx = Vec::new();
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
-        match parse_update_stmt(d) {
+        match parse_update_stmt(d, &lets) {
             Ok(s) => {
                 if !ordered || bad.is_empty() {
                     good.push(s);
@@ -388,6 +410,7 @@ pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "delete", &ctx.db)?.to_owned();
+    let lets = options::delete(cmd)?;
     let stmts = util::doc_array(cmd.get("deletes"), "deletes")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
@@ -395,7 +418,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
         let parsed = (|| -> Result<DeleteStatement, CommandError> {
-            let filter = filter_of(d, "q")?;
+            let filter = filter_of(d, "q", &lets)?;
             let limit = d.get("limit").and_then(util::as_i64).ok_or_else(|| {
                 CommandError::new(
                     40414,
@@ -435,6 +458,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
     let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
+    let lets = options::find_and_modify(cmd, name)?;
     let array_filters: Option<Vec<Document>> = match cmd.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -445,7 +469,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         Some(Bson::Array(_)) => {
             let stages: Vec<Document> =
                 util::doc_array(cmd.get("update"), "update")?.into_iter().cloned().collect();
-            Some(Update::parse_pipeline(&stages)?)
+            Some(Update::parse_pipeline(&stages)?.checked_let(&lets)?)
         }
         Some(_) => {
             return Err(CommandError::failed_to_parse(
@@ -454,12 +478,12 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         }
     };
     let req = FindAndModify {
-        filter: filter_of(cmd, "query")?,
+        filter: filter_of(cmd, "query", &lets)?,
         sort: sort_of(cmd, "sort")?,
         remove: util::opt_bool(cmd, "remove")?.unwrap_or(false),
         update,
         new: util::opt_bool(cmd, "new")?.unwrap_or(false),
-        fields: projection_of(cmd, "fields")?,
+        fields: projection_of(cmd, "fields")?.map(|p| p.checked_let(&lets)).transpose()?,
         upsert: util::opt_bool(cmd, "upsert")?.unwrap_or(false),
         hint: hint_of(cmd),
     };
@@ -489,7 +513,8 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
 
 pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "count", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    options::count(cmd)?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
     let hint = hint_of(cmd);
@@ -505,8 +530,9 @@ pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "distinct", &ctx.db)?.to_owned();
+    options::distinct(cmd)?;
     let key = util::req_str(cmd, "key")?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let values = ctx
         .blocking(move |e, intr| {
@@ -527,8 +553,19 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
     };
+    let lets = options::aggregate(cmd)?;
     let stages: Vec<Document> =
         util::doc_array(cmd.get("pipeline"), "pipeline")?.into_iter().cloned().collect();
+    let (stages, sink) = out_merge::split(&stages, &ctx.db)?;
+    if sink.is_some()
+        && stages.first().is_some_and(|s| {
+            ["$currentOp", "$listLocalSessions", "$listSessions"].iter().any(|k| s.contains_key(*k))
+        })
+    {
+        return Err(CommandError::command_not_supported(
+            "$out and $merge after $currentOp or a session listing are not supported by docplane's node",
+        ));
+    }
     let explain = util::opt_bool(cmd, "explain")?.unwrap_or(false);
     if !cmd.contains_key("cursor") && !explain {
         return Err(CommandError::failed_to_parse(
@@ -548,7 +585,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
         return open_cursor(ctx, ns, docs, batch_size, false, cmd);
@@ -568,7 +605,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }));
         }
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
@@ -578,7 +615,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             "$currentOp is only valid as the first stage in a pipeline",
         ));
     }
-    let pipeline = Pipeline::parse(&stages)?;
+    let pipeline = Pipeline::parse(&stages)?.checked_let(&lets)?;
     let spill = disk_use_refused(cmd)?;
     let op = ctx.op.clone();
     let out = ctx
@@ -596,6 +633,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         })
         .await
         .map_err(spill)?;
+    if let Some(sink) = sink.filter(|_| !explain) {
+        ctx.blocking(move |e, intr| sink.write(e, out, intr)).await?;
+        return Ok(cursor_reply(&ns, Vec::new(), 0, true));
+    }
     if explain {
         let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
         return Ok(
@@ -630,7 +671,11 @@ fn strip_generic(cmd: &Document, first: &str) -> Document {
 
 pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
-    let options = strip_generic(cmd, "create");
+    options::create(cmd)?;
+    let mut options = strip_generic(cmd, "create");
+    if let Some(ci) = options::clustered_index(cmd)? {
+        options.insert("clusteredIndex", ci);
+    }
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
     Ok(doc! {})
@@ -651,7 +696,7 @@ pub(super) async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 }
 
 pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
@@ -678,7 +723,7 @@ pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdRe
 }
 
 pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let all = ctx.has_cluster(crate::auth::Action::ListDatabases);
     let roles = ctx.roles();
@@ -747,7 +792,23 @@ pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult
     let coll = util::coll_arg(cmd, "listIndexes", &ctx.db)?.to_owned();
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
-    let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
+    let docs = ctx
+        .blocking(move |e, _| {
+            let mut docs = e.list_indexes(&db, &coll)?;
+            // A clustered collection lists its clustered index in place of `_id_`, as mongod.
+            let info = e.list_collections(&db).into_iter().find(|c| c.name == coll);
+            if let Some(Ok(ci)) = info.as_ref().map(|c| c.options.get_document("clusteredIndex")) {
+                let mut listed = ci.clone();
+                listed.insert("clustered", true);
+                for d in &mut docs {
+                    if d.get_str("name") == Ok("_id_") {
+                        *d = listed.clone();
+                    }
+                }
+            }
+            Ok(docs)
+        })
+        .await?;
     let ns = ctx.op.ns.clone();
     open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }

@@ -10,6 +10,9 @@ pub mod admin;
 pub mod authcmd;
 pub mod crud;
 pub mod currentop;
+pub mod minmax;
+pub mod options;
+pub mod out_merge;
 pub mod sessioncmd;
 pub mod table;
 pub mod util;
@@ -282,6 +285,7 @@ async fn dispatch_inner(
     }
     let deadline = parse_max_time(&cmd)?;
     let wc = crate::writeconcern::parse(&name, &cmd, state.engine.is_durable())?;
+    crate::readconcern::check(&cmd)?;
     let users = conn.info.users();
     let (session, lsid) = match cmd.get("lsid") {
         Some(l) => {
