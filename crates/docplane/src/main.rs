@@ -43,6 +43,19 @@ enum Command {
     /// Kill records of the profile's project (who killed what, when, with what outcome).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Kill-op rules of an instance: automatic kills of matching operations.
+    #[command(subcommand)]
+    Rules(client::rules::RulesCommand),
+    /// Client connections of an instance (or one node), per client IP.
+    Connections {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// The instance.
+        instance: String,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +137,10 @@ struct DriverArgs {
     /// old ones [default: 10].
     #[arg(long, env = "DOCPLANE_KILL_RECORD_SWEEP_SECS", value_name = "SECS")]
     kill_record_sweep_secs: Option<u64>,
+    /// Milliseconds between passes of the kill-op rule enforcer over every node with enabled
+    /// rules; 0 disables it [default: 1000].
+    #[arg(long, env = "DOCPLANE_ENFORCE_INTERVAL_MS", value_name = "MS")]
+    enforce_interval_ms: Option<u64>,
 }
 
 /// HTTP connection limits of the API (`up` and `serve`).

@@ -3,6 +3,7 @@
 
 pub mod output;
 pub mod profiles;
+pub mod rules;
 
 use anyhow::{Context, Result};
 use reqwest::{Method, StatusCode};
