@@ -226,3 +226,40 @@ async fn enforcer_applies_rules_to_a_registered_node() {
     assert!(late.0.is_ok(), "a disabled rule killed: {:?}", late.0);
     h.stop().await;
 }
+
+/// The benchmark behind BENCHMARKS.md ("operation crosses secs_running -> client sees 11601"):
+/// 20 matching sleeps started 50 ms apart (so they cross the limit at every phase of the
+/// enforcer's 1 s interval); prints each one's time past the limit. Run with
+/// `cargo nextest run -p docplane-api --test rules --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures"]
+async fn bench_rule_kill_latency() {
+    let h = Harness::start().await;
+    let app = client_as(h.node_addr, "bench-app");
+    enabled_rule(
+        &h,
+        json!({"operation_types": ["command"], "namespaces": ["bench"], "secs_running": 2, "node_type": "replica"}),
+    )
+    .await;
+    let mut sleeps = Vec::new();
+    for _ in 0..20 {
+        sleeps.push(sleep_on(&app, "bench", 30_000));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut past_ms = Vec::new();
+    for s in sleeps {
+        let r = s.await.unwrap();
+        assert!(killed_by_interrupt(&r), "{:?}", r.0);
+        past_ms.push(r.1.saturating_sub(Duration::from_secs(2)).as_secs_f64() * 1000.0);
+    }
+    past_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| past_ms[((past_ms.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "crossing secs_running -> 11601 (ms past the limit, n=20, interval 1 s): min {:.0} p50 {:.0} p90 {:.0} max {:.0}",
+        past_ms[0],
+        at(0.5),
+        at(0.9),
+        past_ms[past_ms.len() - 1]
+    );
+    h.stop().await;
+}
