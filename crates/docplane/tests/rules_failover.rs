@@ -26,20 +26,47 @@ fn wait_port(port: u16, what: &str) {
     }
 }
 
-fn spawn(dir: &Path, log: &str, args: &[&str], envs: &[(&str, &str)]) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(log)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_docplane"))
-        .current_dir(dir)
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("DOCPLANE_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
+/// A child process of the test, killed and reaped when dropped (also when an assertion fails).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
 }
 
-fn start_serve(dir: &Path, port: u16, store: &str, log: &str) -> Child {
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(dir: &Path, log: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(log)).unwrap();
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_docplane"))
+            .current_dir(dir)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("DOCPLANE_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn start_serve(dir: &Path, port: u16, store: &str, log: &str) -> Proc {
     let listen = format!("127.0.0.1:{port}");
     let child = spawn(
         dir,
