@@ -170,6 +170,46 @@ pub enum ApiError {
     /// killed.
     #[error("Too many sessions match: {0}.")]
     TooManyMatches(String),
+
+    // ---- kill-op rules and connection statistics (issue 11): keep this block together.
+    // The vendor publishes no per-field codes for these calls; operation types, namespaces and
+    // plan summaries reuse its session-list codes (DBS.301073, DBS.301074, DBS.301072).
+    /// `DBS.900110`: `client_ips` is not a list of at most 5 distinct IPv4 addresses.
+    #[error("Invalid client_ips: {0}.")]
+    InvalidRuleClientIps(String),
+    /// `DBS.900111`: `max_concurrency` is not 0 or 1..=100000.
+    #[error("Invalid max_concurrency: {0}.")]
+    InvalidRuleMaxConcurrency(String),
+    /// `DBS.900112`: `secs_running` is not 0 or 2..=86400.
+    #[error("Invalid secs_running: {0}.")]
+    InvalidRuleSecsRunning(String),
+    /// `DBS.900113`: `secs_running` and `max_concurrency` are both 0 (the rule would limit nothing).
+    #[error("secs_running and max_concurrency cannot both be 0.")]
+    RuleWithoutLimit,
+    /// `DBS.900114`: `node_type` is missing, unknown, or names no node of the instance's mode.
+    #[error("Invalid node_type: {0}.")]
+    InvalidRuleNodeType(String),
+    /// `DBS.900115`: `mode` (docplane's extension) is not `kill` or `observe`.
+    #[error("Invalid mode: {0}.")]
+    InvalidRuleMode(String),
+    /// `DBS.900116`: the instance already has the most rules it may have; nothing was created.
+    #[error("The instance already has {0} killOp rules, the most allowed.")]
+    TooManyRules(i64),
+    /// `DBS.900117`: a rule id names no rule of the instance; nothing was changed.
+    #[error("The killOp rule does not exist: {0}.")]
+    RuleNotFound(String),
+    /// `DBS.900118`: `ids` is missing, empty, not a list of strings, or longer than 10.
+    #[error("Invalid ids: {0}.")]
+    InvalidRuleIds(String),
+    /// `DBS.900119`: `action` is not `enable` or `disable`.
+    #[error("Invalid action: {0}.")]
+    InvalidRuleAction(String),
+    /// `DBS.900120`: deleting an enabled rule; disable it first. Nothing was deleted.
+    #[error("An enabled killOp rule cannot be deleted; disable it first: {0}.")]
+    RuleEnabled(String),
+    /// `DBS.900121`: the listing's `status` is not `ENABLED` or `DISABLED`.
+    #[error("Invalid status: {0}.")]
+    InvalidRuleStatus(String),
 }
 
 /// Why a node could not be read or killed on: a category safe to send (the detail, which may name
@@ -248,6 +288,19 @@ impl ApiError {
             InvalidProtectedName(_) => ("DBS.900030", StatusCode::BAD_REQUEST),
             TooManyProtectedNames(_) => ("DBS.900031", StatusCode::BAD_REQUEST),
             TooManyMatches(_) => ("DBS.900032", StatusCode::BAD_REQUEST),
+            // ---- kill-op rules (issue 11)
+            InvalidRuleClientIps(_) => ("DBS.900110", StatusCode::BAD_REQUEST),
+            InvalidRuleMaxConcurrency(_) => ("DBS.900111", StatusCode::BAD_REQUEST),
+            InvalidRuleSecsRunning(_) => ("DBS.900112", StatusCode::BAD_REQUEST),
+            RuleWithoutLimit => ("DBS.900113", StatusCode::BAD_REQUEST),
+            InvalidRuleNodeType(_) => ("DBS.900114", StatusCode::BAD_REQUEST),
+            InvalidRuleMode(_) => ("DBS.900115", StatusCode::BAD_REQUEST),
+            TooManyRules(_) => ("DBS.900116", StatusCode::BAD_REQUEST),
+            RuleNotFound(_) => ("DBS.900117", StatusCode::NOT_FOUND),
+            InvalidRuleIds(_) => ("DBS.900118", StatusCode::BAD_REQUEST),
+            InvalidRuleAction(_) => ("DBS.900119", StatusCode::BAD_REQUEST),
+            RuleEnabled(_) => ("DBS.900120", StatusCode::BAD_REQUEST),
+            InvalidRuleStatus(_) => ("DBS.900121", StatusCode::BAD_REQUEST),
         }
     }
 
@@ -448,6 +501,18 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidProtectedName(s()),
         TooManyMatches(s()),
         TooManyProtectedNames(s()),
+        InvalidRuleClientIps(s()),
+        InvalidRuleMaxConcurrency(s()),
+        InvalidRuleSecsRunning(s()),
+        RuleWithoutLimit,
+        InvalidRuleNodeType(s()),
+        InvalidRuleMode(s()),
+        TooManyRules(10),
+        RuleNotFound(s()),
+        InvalidRuleIds(s()),
+        InvalidRuleAction(s()),
+        RuleEnabled(s()),
+        InvalidRuleStatus(s()),
     ]
 }
 

@@ -197,6 +197,10 @@ pub async fn run(command: Command) -> Result<()> {
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_kill_records(&body, common.output, offset.unwrap_or(0))
         }
+        Command::Rules(cmd) => crate::client::rules::run(cmd, client_for).await,
+        Command::Connections { common, instance, node } => {
+            crate::client::rules::connections(client_for(&common)?, common.output, &instance, node).await
+        }
         Command::Audit(AuditCommand::Verify { common }) => {
             let client = client_for(&common)?;
             let path = format!("/v3/{}/kill-records/verify", client.project_id());

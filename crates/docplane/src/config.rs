@@ -38,6 +38,7 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// kill_verify_deadline_ms = 2000
 /// kill_record_retention_days = 90
 /// kill_record_sweep_secs = 10
+/// enforce_interval_ms = 1000    # kill-op rule enforcer; 0 = off
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -83,6 +84,7 @@ pub struct ApiSection {
     pub kill_verify_deadline_ms: Option<u64>,
     pub kill_record_retention_days: Option<u64>,
     pub kill_record_sweep_secs: Option<u64>,
+    pub enforce_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -107,6 +107,25 @@ Examples:
     /// Kill records of the profile's project (who killed what, when, with what outcome).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Kill-op rules of an instance: automatic kills of matching operations.
+    #[command(subcommand)]
+    Rules(client::rules::RulesCommand),
+    /// Client connections of an instance (or one node), per client IP: inner (docplane's own and
+    /// cluster members') and outer.
+    #[command(after_help = "\
+Examples:
+  docplane connections 7f3c...in01
+  docplane connections 7f3c...in01 --node 9a1b...no01 -o json")]
+    Connections {
+        #[command(flatten)]
+        common: ClientCommon,
+        /// Instance id (`docplane instances list`).
+        #[arg(value_name = "INSTANCE_ID")]
+        instance: String,
+        /// Only this node (`docplane instances list` shows node ids).
+        #[arg(long, env = "DOCPLANE_CONNECTIONS_NODE", value_name = "NODE_ID")]
+        node: Option<String>,
+    },
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -235,6 +254,10 @@ struct DriverArgs {
     /// old ones [default: 10].
     #[arg(long, env = "DOCPLANE_KILL_RECORD_SWEEP_SECS", value_name = "SECS")]
     kill_record_sweep_secs: Option<u64>,
+    /// Milliseconds between passes of the kill-op rule enforcer over every node with enabled
+    /// rules; 0 disables it [default: 1000].
+    #[arg(long, env = "DOCPLANE_ENFORCE_INTERVAL_MS", value_name = "MS")]
+    enforce_interval_ms: Option<u64>,
 }
 
 /// HTTP connection limits of the API (`up` and `serve`).

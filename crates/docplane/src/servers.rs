@@ -177,6 +177,10 @@ async fn api_config(
         anyhow::ensure!(secs > 0, "kill_record_sweep_secs must be > 0");
         cfg.kill_records.every = Duration::from_secs(secs);
     }
+    if let Some(ms) = driver.enforce_interval_ms.or(file.api.enforce_interval_ms) {
+        cfg.enforcer =
+            (ms > 0).then(|| docplane_api::dds::enforcer::EnforcerConfig::every(Duration::from_millis(ms)));
+    }
     if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }

@@ -7,6 +7,7 @@
 pub mod format;
 pub mod output;
 pub mod profiles;
+pub mod rules;
 
 use std::time::Duration;
 
