@@ -344,14 +344,11 @@ impl Engine {
         let all = Filter::match_all();
         let filter = pipeline.leading_match().unwrap_or(&all);
         let (hits, cursor) = self.find_hits(c.as_ref(), HitQuery::filter(filter), intr)?;
-        let mut input = Vec::with_capacity(hits.len());
-        for (i, (_, d)) in hits.into_iter().enumerate() {
-            if i % CHUNK == 0 {
-                intr.check()?;
-            }
-            input.push(Arc::unwrap_or_clone(d));
-        }
-        let docs = self.run_pipeline(db, input, pipeline, intr)?;
+        // The stored documents themselves: the pipeline copies only what its first stage that
+        // does not just select, order, count or group lets through.
+        let docs: Vec<&Document> = hits.iter().map(|(_, d)| d.as_ref()).collect();
+        let env = Env { engine: self, db, intr };
+        let docs = pipeline.run_refs(docs, &env)?;
         Ok(QueryOutput {
             docs,
             plan_summary: cursor.plan().summary.clone(),

@@ -1251,18 +1251,33 @@ impl Pipeline {
         run_stages(&self.stages, docs, env, ctx)
     }
 
-    /// Runs the pipeline over documents it may not take: the leading stages that only select,
-    /// order or count (`$match`, `$sort`, `$skip`, `$limit`, `$count`) work on references, and
-    /// only the documents that reach the first other stage (or the end) are copied. Same result
-    /// as `run_ctx(docs.to_vec())`.
+    /// Runs the pipeline over documents it may not take ([`Pipeline::run_refs`]); same result as
+    /// `run_ctx(docs.to_vec())`.
     fn run_borrowed(
         &self,
         docs: &[Document],
         env: &dyn PipelineEnv,
         ctx: &mut EvalCtx,
     ) -> Result<Vec<Document>> {
+        self.run_refs_ctx(docs.iter().collect(), env, ctx)
+    }
+
+    /// Runs the pipeline over documents shared with their owner (the engine's stored
+    /// documents): the leading `$match`, `$sort`, `$skip`, `$limit`, `$count` and a `$group`
+    /// read them in place, and only what reaches another stage is copied. Same result as
+    /// [`Pipeline::run`] over copies.
+    pub fn run_refs(&self, docs: Vec<&Document>, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
+        let mut ctx = self.lets.eval_ctx();
+        self.run_refs_ctx(docs, env, &mut ctx)
+    }
+
+    fn run_refs_ctx(
+        &self,
+        mut refs: Vec<&Document>,
+        env: &dyn PipelineEnv,
+        ctx: &mut EvalCtx,
+    ) -> Result<Vec<Document>> {
         env.check()?;
-        let mut refs: Vec<&Document> = docs.iter().collect();
         for (i, stage) in self.stages.iter().enumerate() {
             env.check()?;
             match stage {
@@ -1289,6 +1304,11 @@ impl Pipeline {
                 Stage::Count(name) => {
                     let counted = count_docs(refs.len(), name);
                     return run_stages(&self.stages[i + 1..], counted, env, ctx);
+                }
+                Stage::Group { id, accs } => {
+                    let mut t = Ticker { env, n: 0 };
+                    let grouped = group(id, accs, refs.into_iter(), &mut t, ctx)?;
+                    return run_stages(&self.stages[i + 1..], grouped, env, ctx);
                 }
                 _ => {
                     let owned = refs.into_iter().cloned().collect();
@@ -1622,6 +1642,63 @@ fn run_stages(
     Ok(docs)
 }
 
+/// `$group` over documents it only reads (owned or borrowed input alike): one pass, the groups
+/// in order of first appearance, bounded by mongod's `$group` memory limit.
+fn group<'a>(
+    id: &Expr,
+    accs: &[(String, Acc, Expr)],
+    docs: impl Iterator<Item = &'a Document>,
+    t: &mut Ticker<'_>,
+    ctx: &mut EvalCtx,
+) -> Result<Vec<Document>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
+    // What the groups hold, as mongod counts it against its $group limit: keys and the
+    // values of accumulators that collect them.
+    let mut bytes = 0usize;
+    for d in docs {
+        t.tick()?;
+        let mut key_val = id.eval(d, ctx)?;
+        if is_missing(&key_val) {
+            key_val = Bson::Null;
+        }
+        let mut key = String::new();
+        canonical_key(&key_val, &mut key);
+        let gi = match index.get(&key) {
+            Some(i) => *i,
+            None => {
+                bytes += 2 * key.len() + crate::mem::value_size(&key_val) + 64 * accs.len();
+                groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
+                index.insert(key, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        for (ai, (_, acc, e)) in accs.iter().enumerate() {
+            let v = e.eval(d, ctx)?;
+            let st = &mut groups[gi].1[ai];
+            let (held, size) = (st.held(), crate::mem::value_size(&v));
+            st.add(*acc, v)?;
+            if st.held() > held {
+                bytes += 16 + size;
+            }
+        }
+        if bytes > crate::mem::MAX_BLOCKING_BYTES {
+            return Err(crate::mem::group_exceeded());
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(k, states)| {
+            let mut out = Document::new();
+            out.insert("_id", k);
+            for ((name, acc, _), st) in accs.iter().zip(states) {
+                out.insert(name.clone(), st.finish(*acc));
+            }
+            out
+        })
+        .collect())
+}
+
 fn run_stage(
     stage: &Stage,
     docs: Vec<Document>,
@@ -1683,54 +1760,7 @@ fn run_stage(
             }
             out
         }
-        Stage::Group { id, accs } => {
-            let mut index: HashMap<String, usize> = HashMap::new();
-            let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
-            // What the groups hold, as mongod counts it against its $group limit: keys and the
-            // values of accumulators that collect them.
-            let mut bytes = 0usize;
-            for d in &docs {
-                t.tick()?;
-                let mut key_val = id.eval(d, ctx)?;
-                if is_missing(&key_val) {
-                    key_val = Bson::Null;
-                }
-                let mut key = String::new();
-                canonical_key(&key_val, &mut key);
-                let gi = match index.get(&key) {
-                    Some(i) => *i,
-                    None => {
-                        bytes += 2 * key.len() + crate::mem::value_size(&key_val) + 64 * accs.len();
-                        groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
-                        index.insert(key, groups.len() - 1);
-                        groups.len() - 1
-                    }
-                };
-                for (ai, (_, acc, e)) in accs.iter().enumerate() {
-                    let v = e.eval(d, ctx)?;
-                    let st = &mut groups[gi].1[ai];
-                    let (held, size) = (st.held(), crate::mem::value_size(&v));
-                    st.add(*acc, v)?;
-                    if st.held() > held {
-                        bytes += 16 + size;
-                    }
-                }
-                if bytes > crate::mem::MAX_BLOCKING_BYTES {
-                    return Err(crate::mem::group_exceeded());
-                }
-            }
-            groups
-                .into_iter()
-                .map(|(k, states)| {
-                    let mut out = Document::new();
-                    out.insert("_id", k);
-                    for ((name, acc, _), st) in accs.iter().zip(states) {
-                        out.insert(name.clone(), st.finish(*acc));
-                    }
-                    out
-                })
-                .collect()
-        }
+        Stage::Group { id, accs } => group(id, accs, docs.iter(), &mut t, ctx)?,
         Stage::Sort(s) => {
             let mut docs = docs;
             s.sort(&mut docs);
