@@ -248,6 +248,9 @@ test('the console: sign-in, sessions, kills, audit, rules, connections', { timeo
       const row = page.locator('#rule-rows tr[data-rule]').first();
       await row.waitFor();
       assert.match(await row.textContent(), /DISABLED/);
+      // The form is back to its defaults for the next rule.
+      assert.equal(await page.inputValue('#new-rule input[name=secs_running]'), '0');
+      assert.equal(await page.inputValue('#new-rule input[name=max_concurrency]'), '0');
       await row.locator('button[data-action=enable]').click();
       await page.locator('#rule-rows tr[data-rule]', { hasText: 'ENABLED' }).first().waitFor();
       await shot('rules');

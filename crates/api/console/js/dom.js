@@ -7,6 +7,8 @@ export function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k === 'on') {
       for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    } else if (k === 'value' && tag === 'input') {
+      el.setAttribute('value', String(v)); // also the default a form reset returns to
     } else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'hidden' || k === 'selected') {
       el[k] = v;
     } else {

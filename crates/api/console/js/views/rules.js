@@ -32,6 +32,7 @@ export function render(ctx) {
     h('label', {}, 'Max concurrency (0 = none)', h('input', { name: 'max_concurrency', size: 6, value: '0' })),
     h('label', {}, 'Seconds running (0 = none)', h('input', { name: 'secs_running', size: 6, value: '0' })),
     h('label', {}, 'Node type', select('node_type', NODE_TYPES.map((t) => [t, t]), 'replica')),
+    h('label', {}, 'Mode (docplane extension)', select('mode', [['kill', 'kill'], ['observe', 'observe: record only']], 'kill')),
     h('button', { type: 'submit', class: 'primary' }, 'Create rule'),
   );
   ctx.root.append(
@@ -74,6 +75,8 @@ export function render(ctx) {
         secs_running: secs,
         node_type: String(f.get('node_type')),
       };
+      // The vendor's body has no mode; send it only when it is not the default.
+      if (f.get('mode') === 'observe') rule.mode = 'observe';
     } catch (e) {
       ctx.showError(e);
       return;
@@ -104,7 +107,7 @@ export function render(ctx) {
           h('td', {}, r.plan_summary || 'any'),
           h('td', { class: 'num' }, String(r.max_concurrency)),
           h('td', { class: 'num' }, String(r.secs_running)),
-          h('td', {}, r.node_type),
+          h('td', {}, r.node_type + (r.mode && r.mode !== 'kill' ? ' (' + r.mode + ')' : '')),
           h('td', {}, h('button', { type: 'button', 'data-id': r.id, 'data-action': enabled ? 'disable' : 'enable' }, enabled ? 'Disable' : 'Enable')),
         ));
       }
