@@ -87,7 +87,7 @@ after(async () => {
   if (browser) await browser.close();
 });
 
-test('the console: sign-in, sessions, kills, audit, rules, connections', { timeout: 240_000 }, async (t) => {
+test('the console: sign-in, sessions, kills, audit, rules, connections', { timeout: 300_000 }, async (t) => {
   // Two operations that run until killed.
   const byId = longOperation('console-e2e-by-id', 170001);
   const byFilter = longOperation('console-e2e-by-filter', 170002);
@@ -181,6 +181,47 @@ test('the console: sign-in, sessions, kills, audit, rules, connections', { timeo
     assert.equal(result.code, 11601, JSON.stringify(result));
   });
 
+  let refusedRecord;
+  await t.test('a kill by filter is refused when more match than its dry run showed', async () => {
+    const dryRun = (app) => page.evaluate(async ([node, app]) => {
+      const s = JSON.parse(sessionStorage.getItem('docplane.console.session'));
+      const r = await fetch(`/v3/${s.project_id}/nodes/${node}/sessions/kill`, {
+        method: 'POST',
+        headers: { 'X-Auth-Token': s.token, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ filter: { app_name: app }, max: 1000, dry_run: true }),
+      });
+      return (await r.json()).matched;
+    }, [boot.node_id, app]);
+    const until = async (app, n) => {
+      for (let i = 0; i < 100 && (await dryRun(app)) !== n; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await dryRun(app), n);
+    };
+    const first = longOperation('console-e2e-race', 170003);
+    await until('console-e2e-race', 1);
+    await page.fill('#selector input[name=app_name]', 'console-e2e-race');
+    await page.click('#kill-matching');
+    await page.waitForSelector('#confirm[open]');
+    assert.equal(await page.locator('#confirm-body tr[data-id]').count(), 1);
+    // A second one starts while the operator reads the confirmation.
+    const second = longOperation('console-e2e-race', 170004);
+    await until('console-e2e-race', 2);
+    await page.click('#confirm-ok');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.equal(await page.locator('#error code.code').textContent(), 'DBS.900032');
+    await page.waitForSelector('#notice:not([hidden]) #record-id');
+    refusedRecord = await page.locator('#record-id').textContent();
+    assert.match(await page.locator('#notice').textContent(), /outcome refused/);
+    await shot('kill-by-filter-refused');
+    // Nothing was killed: both still run. A new dry run shows both; kill them.
+    await page.click('#kill-matching');
+    await page.waitForSelector('#confirm[open]');
+    assert.equal(await page.locator('#confirm-body tr[data-id]').count(), 2);
+    await page.click('#confirm-ok');
+    await page.waitForSelector('#kill-result tr[data-id]');
+    assert.ok(await page.locator('#error').isHidden(), 'the refusal is no longer shown');
+    for (const r of [await first, await second]) assert.equal(r.code, 11601, JSON.stringify(r));
+  });
+
   await t.test('the audit trail lists both records and an intact chain', async () => {
     await page.click('#nav a[data-nav=audit]');
     await page.waitForSelector('#chain-status');
@@ -190,6 +231,7 @@ test('the console: sign-in, sessions, kills, audit, rules, connections', { timeo
       await rec.waitFor();
       assert.match(await rec.textContent(), /killed/);
     }
+    assert.match(await page.locator(`#record-rows tr[data-record="${refusedRecord}"]`).textContent(), /refused/);
     await shot('audit');
   });
 

@@ -246,6 +246,7 @@ export function render(ctx) {
     const ids = rows.map((r) => r.id);
     try {
       await call('POST', base + '/session', { body: { sessions: ids }, requestId });
+      ctx.showError(null);
       st.selected.clear();
       const rec = await findRecord(requestId).catch(() => null);
       ctx.notice(
@@ -255,8 +256,15 @@ export function render(ctx) {
       );
     } catch (e) {
       ctx.showError(e);
+      await showRecord(requestId);
     }
     load();
+  }
+
+  /// After a failed kill: its record (refusals and partial kills are recorded too), if any.
+  async function showRecord(requestId) {
+    const rec = await findRecord(requestId).catch(() => null);
+    if (rec) ctx.notice('Kill record ', h('code', { id: 'record-id' }, rec.id), `, outcome ${rec.outcome}.`);
   }
 
   function selectorFilter() {
@@ -270,6 +278,7 @@ export function render(ctx) {
   }
 
   async function killMatching() {
+    result.replaceChildren();
     let filter;
     try {
       st.filter = readFilter();
@@ -303,8 +312,11 @@ export function render(ctx) {
       'Kill ' + would.length,
     );
     if (!ok) return;
+    const requestId = newRequestId();
     try {
-      const r = (await call('POST', base + '/sessions/kill', { body: { filter, max: would.length, dry_run: false } })).data;
+      const body = { filter, max: would.length, dry_run: false };
+      const r = (await call('POST', base + '/sessions/kill', { body, requestId })).data;
+      ctx.showError(null);
       ctx.notice(
         `Killed ${r.killed} of ${r.matched} matched (${r.protected} protected). Kill record `,
         h('code', { id: 'record-id' }, r.record_id || 'none'), '.',
@@ -312,6 +324,7 @@ export function render(ctx) {
       result.replaceChildren(h('h2', {}, 'Outcome'), targetsTable(r.sessions, true));
     } catch (e) {
       ctx.showError(e);
+      await showRecord(requestId);
     }
     load();
   }
