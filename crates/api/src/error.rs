@@ -81,10 +81,11 @@ pub enum ApiError {
     InvalidNamespace(String),
     #[error("Invalid cost time: {0}")]
     InvalidCostTime(String),
-    #[error("Query session failed.")]
-    QuerySessionFailed(String),
-    #[error("Kill session failed.")]
-    KillSessionFailed(String),
+    /// The cause is public (a category, see [`NodeCause`]); the detail is logged only.
+    #[error("Query session failed: {0}.")]
+    QuerySessionFailed(NodeCause, String),
+    #[error("Kill session failed: {0}.")]
+    KillSessionFailed(NodeCause, String),
 
     // ---- the vendor's API gateway codes (APIGW.xxxx). Evidence: the vendor's "API Request Signing
     // Guide", section "Error Codes" (support.huaweicloud.com/devg-apisign/api-sign-errorcode.html):
@@ -169,6 +170,71 @@ pub enum ApiError {
     /// killed.
     #[error("Too many sessions match: {0}.")]
     TooManyMatches(String),
+
+    // ---- kill-op rules and connection statistics (issue 11): keep this block together.
+    // The vendor publishes no per-field codes for these calls; operation types, namespaces and
+    // plan summaries reuse its session-list codes (DBS.301073, DBS.301074, DBS.301072).
+    /// `DBS.900110`: `client_ips` is not a list of at most 5 distinct IPv4 addresses.
+    #[error("Invalid client_ips: {0}.")]
+    InvalidRuleClientIps(String),
+    /// `DBS.900111`: `max_concurrency` is not 0 or 1..=100000.
+    #[error("Invalid max_concurrency: {0}.")]
+    InvalidRuleMaxConcurrency(String),
+    /// `DBS.900112`: `secs_running` is not 0 or 2..=86400.
+    #[error("Invalid secs_running: {0}.")]
+    InvalidRuleSecsRunning(String),
+    /// `DBS.900113`: `secs_running` and `max_concurrency` are both 0 (the rule would limit nothing).
+    #[error("secs_running and max_concurrency cannot both be 0.")]
+    RuleWithoutLimit,
+    /// `DBS.900114`: `node_type` is missing, unknown, or names no node of the instance's mode.
+    #[error("Invalid node_type: {0}.")]
+    InvalidRuleNodeType(String),
+    /// `DBS.900115`: `mode` (docplane's extension) is not `kill` or `observe`.
+    #[error("Invalid mode: {0}.")]
+    InvalidRuleMode(String),
+    /// `DBS.900116`: the instance already has the most rules it may have; nothing was created.
+    #[error("The instance already has {0} killOp rules, the most allowed.")]
+    TooManyRules(i64),
+    /// `DBS.900117`: a rule id names no rule of the instance; nothing was changed.
+    #[error("The killOp rule does not exist: {0}.")]
+    RuleNotFound(String),
+    /// `DBS.900118`: `ids` is missing, empty, not a list of strings, or longer than 10.
+    #[error("Invalid ids: {0}.")]
+    InvalidRuleIds(String),
+    /// `DBS.900119`: `action` is not `enable` or `disable`.
+    #[error("Invalid action: {0}.")]
+    InvalidRuleAction(String),
+    /// `DBS.900120`: deleting an enabled rule; disable it first. Nothing was deleted.
+    #[error("An enabled killOp rule cannot be deleted; disable it first: {0}.")]
+    RuleEnabled(String),
+    /// `DBS.900121`: the listing's `status` is not `ENABLED` or `DISABLED`.
+    #[error("Invalid status: {0}.")]
+    InvalidRuleStatus(String),
+}
+
+/// Why a node could not be read or killed on: a category safe to send (the detail, which may name
+/// addresses or server text, goes to the log under the request id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCause {
+    Unreachable,
+    Timeout,
+    /// The node refused the credentials docplane holds for it.
+    AuthenticationFailed,
+    /// The node answered the command with this MongoDB error code.
+    Refused(i32),
+    Other,
+}
+
+impl std::fmt::Display for NodeCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeCause::Unreachable => f.write_str("the node is unreachable"),
+            NodeCause::Timeout => f.write_str("the node did not answer in time"),
+            NodeCause::AuthenticationFailed => f.write_str("the node refused the registered credentials"),
+            NodeCause::Refused(code) => write!(f, "the node refused the command (error {code})"),
+            NodeCause::Other => f.write_str("see the server log for this request id"),
+        }
+    }
 }
 
 impl ApiError {
@@ -196,8 +262,8 @@ impl ApiError {
             InvalidOperationType(_) => ("DBS.301073", StatusCode::BAD_REQUEST),
             InvalidNamespace(_) => ("DBS.301074", StatusCode::BAD_REQUEST),
             InvalidCostTime(_) => ("DBS.301075", StatusCode::BAD_REQUEST),
-            QuerySessionFailed(_) => ("DBS.301076", StatusCode::BAD_REQUEST),
-            KillSessionFailed(_) => ("DBS.301077", StatusCode::BAD_REQUEST),
+            QuerySessionFailed(..) => ("DBS.301076", StatusCode::BAD_REQUEST),
+            KillSessionFailed(..) => ("DBS.301077", StatusCode::BAD_REQUEST),
             AuthRequired | InvalidToken | UnknownAccessKey | InvalidSignature | SignatureExpired => {
                 ("APIGW.0301", StatusCode::UNAUTHORIZED)
             }
@@ -222,6 +288,19 @@ impl ApiError {
             InvalidProtectedName(_) => ("DBS.900030", StatusCode::BAD_REQUEST),
             TooManyProtectedNames(_) => ("DBS.900031", StatusCode::BAD_REQUEST),
             TooManyMatches(_) => ("DBS.900032", StatusCode::BAD_REQUEST),
+            // ---- kill-op rules (issue 11)
+            InvalidRuleClientIps(_) => ("DBS.900110", StatusCode::BAD_REQUEST),
+            InvalidRuleMaxConcurrency(_) => ("DBS.900111", StatusCode::BAD_REQUEST),
+            InvalidRuleSecsRunning(_) => ("DBS.900112", StatusCode::BAD_REQUEST),
+            RuleWithoutLimit => ("DBS.900113", StatusCode::BAD_REQUEST),
+            InvalidRuleNodeType(_) => ("DBS.900114", StatusCode::BAD_REQUEST),
+            InvalidRuleMode(_) => ("DBS.900115", StatusCode::BAD_REQUEST),
+            TooManyRules(_) => ("DBS.900116", StatusCode::BAD_REQUEST),
+            RuleNotFound(_) => ("DBS.900117", StatusCode::NOT_FOUND),
+            InvalidRuleIds(_) => ("DBS.900118", StatusCode::BAD_REQUEST),
+            InvalidRuleAction(_) => ("DBS.900119", StatusCode::BAD_REQUEST),
+            RuleEnabled(_) => ("DBS.900120", StatusCode::BAD_REQUEST),
+            InvalidRuleStatus(_) => ("DBS.900121", StatusCode::BAD_REQUEST),
         }
     }
 
@@ -230,8 +309,8 @@ impl ApiError {
         match self {
             // The Display of these variants already omits the detail.
             ApiError::Internal(_)
-            | ApiError::QuerySessionFailed(_)
-            | ApiError::KillSessionFailed(_)
+            | ApiError::QuerySessionFailed(..)
+            | ApiError::KillSessionFailed(..)
             | ApiError::StoreUnavailable(_)
             | ApiError::KillNotRecorded(_) => self.to_string(),
             other => other.to_string(),
@@ -261,7 +340,7 @@ impl IntoResponse for ApiError {
             ApiError::KillNotRecorded(d) => {
                 tracing::error!(detail = %d, "kill refused: record not committed")
             }
-            ApiError::QuerySessionFailed(d) | ApiError::KillSessionFailed(d) => {
+            ApiError::QuerySessionFailed(_, d) | ApiError::KillSessionFailed(_, d) => {
                 tracing::warn!(detail = %d, error = %self, "session operation failed")
             }
             _ => {}
@@ -398,8 +477,8 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidOperationType(s()),
         InvalidNamespace(s()),
         InvalidCostTime(s()),
-        QuerySessionFailed(s()),
-        KillSessionFailed(s()),
+        QuerySessionFailed(NodeCause::Unreachable, s()),
+        KillSessionFailed(NodeCause::Other, s()),
         AuthRequired,
         InvalidToken,
         TokenExpired,
@@ -422,6 +501,18 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidProtectedName(s()),
         TooManyMatches(s()),
         TooManyProtectedNames(s()),
+        InvalidRuleClientIps(s()),
+        InvalidRuleMaxConcurrency(s()),
+        InvalidRuleSecsRunning(s()),
+        RuleWithoutLimit,
+        InvalidRuleNodeType(s()),
+        InvalidRuleMode(s()),
+        TooManyRules(10),
+        RuleNotFound(s()),
+        InvalidRuleIds(s()),
+        InvalidRuleAction(s()),
+        RuleEnabled(s()),
+        InvalidRuleStatus(s()),
     ]
 }
 
@@ -511,8 +602,11 @@ mod tests {
         let b = ApiError::StoreUnavailable("connect to postgres://u:pw@db failed".into()).body();
         assert_eq!(b.error_code, "DBS.900503");
         assert!(!b.error_msg.contains("pw@"), "{}", b.error_msg);
-        let b = ApiError::KillSessionFailed("secret detail".into()).body();
+        let b = ApiError::KillSessionFailed(NodeCause::Refused(13), "secret detail".into()).body();
         assert!(!b.error_msg.contains("secret"));
+        assert_eq!(b.error_msg, "Kill session failed: the node refused the command (error 13).");
+        let b = ApiError::QuerySessionFailed(NodeCause::Unreachable, "10.0.0.5:27017 refused".into()).body();
+        assert_eq!(b.error_msg, "Query session failed: the node is unreachable.");
         let b = ApiError::Forbidden { action: "dds:instance:listSession".into() }.body();
         assert!(b.error_msg.contains("dds:instance:listSession"));
     }

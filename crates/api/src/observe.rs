@@ -116,7 +116,12 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let app = Router::new()
-            .route("/k", get(|| async { ApiError::KillSessionFailed("killOp failed for 7".into()) }))
+            .route(
+                "/k",
+                get(|| async {
+                    ApiError::KillSessionFailed(crate::error::NodeCause::Other, "killOp failed for 7".into())
+                }),
+            )
             .layer(from_fn(observe));
         let req =
             Request::builder().uri("/k").header("x-request-id", "rid-audit-42").body(Body::empty()).unwrap();

@@ -54,6 +54,8 @@ pub struct ApiConfig {
     /// Kill records: retention and the period of the sweeper that resolves records a crash
     /// left without outcome.
     pub kill_records: crate::dds::kill_records::SweepConfig,
+    /// The kill-op rule enforcer (interval, lease); `None` disables it.
+    pub enforcer: Option<crate::dds::enforcer::EnforcerConfig>,
 }
 
 impl ApiConfig {
@@ -75,6 +77,7 @@ impl ApiConfig {
                 every: crate::dds::kill_records::DEFAULT_KILL_RECORD_SWEEP,
                 retention: crate::dds::kill_records::DEFAULT_KILL_RECORD_RETENTION,
             },
+            enforcer: Some(crate::dds::enforcer::EnforcerConfig::default()),
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct ServerHandle {
     state: AppState,
     /// Resolves kill records left pending by a crash; prunes past retention.
     sweeper: tokio::task::JoinHandle<()>,
+    /// Applies the enabled kill-op rules.
+    enforcer: Option<crate::dds::enforcer::Enforcer>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -168,6 +173,9 @@ impl ServerHandle {
         let res = self.task.await;
         self.sync.abort();
         self.sweeper.abort();
+        if let Some(enforcer) = self.enforcer {
+            enforcer.stop().await;
+        }
         if let Some(health) = self.health {
             health.stop().await;
         }
@@ -253,7 +261,8 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     tracing::info!(%addr, "docplane API listening");
     let health = config.health_interval.map(|every| crate::dds::health::spawn_health_loop(&state, every));
     let sweeper = crate::dds::kill_records::spawn_kill_record_sweeper(&state, config.kill_records);
-    Ok(ServerHandle { addr, handle, task, sync, health, state, sweeper })
+    let enforcer = config.enforcer.map(|c| crate::dds::enforcer::spawn_enforcer(&state, c));
+    Ok(ServerHandle { addr, handle, task, sync, health, state, sweeper, enforcer })
 }
 
 /// First-start provisioning: account, project, admin user with a generated password, admin AK/SK.

@@ -1,16 +1,22 @@
 //! What each subcommand does. Client commands talk HTTP through [`crate::client`]; server commands start
-//! the library servers through [`crate::servers`].
+//! the library servers through [`crate::servers`]. Everything they print goes through
+//! [`crate::client::output::out`], so a closed pipe ends them quietly.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::client::output::{Output, table};
+use crate::client::output::{self, Output, table};
 use crate::client::profiles::{self, Credentials, Profile, ProfileFile};
-use crate::client::{ApiClient, decode};
-use crate::{AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, OnOff, SessionsCommand};
+use crate::client::{ApiClient, ApiFailure, NotSignedIn, decode, format, usage};
+use crate::{
+    AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, OnOff, ProfilesCommand, SessionsCommand,
+};
+use crate::{outln, outp};
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
@@ -18,6 +24,17 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Serve(args) => crate::servers::serve(args).await,
         Command::Node(args) => crate::servers::node(args).await,
         Command::Login(args) => login(args).await,
+        Command::Logout { common } => logout(&common),
+        Command::Whoami { common } => whoami(&common).await,
+        Command::Profiles(ProfilesCommand::List { output }) => list_profiles(output),
+        Command::Completion { shell } => {
+            let mut cmd = <crate::Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "docplane", &mut buf);
+            output::out(&String::from_utf8_lossy(&buf))?;
+            Ok(())
+        }
+        Command::Man { out_dir } => man(out_dir.as_deref()),
         Command::Instances(InstancesCommand::List { common, id, name, mode, offset, limit }) => {
             let client = client_for(&common)?;
             let mut query = Vec::new();
@@ -28,7 +45,70 @@ pub async fn run(command: Command) -> Result<()> {
             push(&mut query, "limit", limit);
             let path = format!("/v3/{}/instances", client.project_id());
             let body = client.call(Method::GET, &path, &query, None).await?;
-            print_instances(&body, common.output)
+            print_instances(&body, common.output, offset.unwrap_or(0))
+        }
+        Command::Instances(InstancesCommand::Register {
+            common,
+            name,
+            seeds,
+            mode,
+            mongos,
+            username,
+            password,
+            password_stdin,
+            auth_source,
+        }) => {
+            let client = client_for(&common)?;
+            let password = match &username {
+                Some(user) => Some(read_secret(
+                    password,
+                    password_stdin,
+                    &format!("MongoDB password for {user}: "),
+                    "give the password with DOCPLANE_REGISTER_PASSWORD, --password or --password-stdin",
+                )?),
+                None => None,
+            };
+            let mut body = json!({"name": name, "seeds": seeds});
+            if let Some(m) = mode {
+                body["mode"] = json!(m);
+            }
+            if !mongos.is_empty() {
+                body["mongos"] = json!(mongos);
+            }
+            if let (Some(u), Some(p)) = (username, password) {
+                body["username"] = json!(u);
+                body["password"] = json!(p);
+            }
+            if let Some(a) = auth_source {
+                body["auth_source"] = json!(a);
+            }
+            let path = format!("/v3/{}/instances/register", client.project_id());
+            let answer = client.call(Method::POST, &path, &[], Some(&body)).await?;
+            if common.output == Output::Json {
+                return output::json(&answer);
+            }
+            let inst = &answer["instance"];
+            outln!(
+                "registered instance {} ({}, {}) with {} node(s):",
+                inst["id"].as_str().unwrap_or("?"),
+                inst["name"].as_str().unwrap_or("?"),
+                inst["mode"].as_str().unwrap_or("?"),
+                node_rows(inst).len()
+            );
+            outp!("{}", table(&NODE_COLUMNS, &node_rows(inst), 48));
+            Ok(())
+        }
+        Command::Instances(InstancesCommand::Unregister { common, instance }) => {
+            let client = client_for(&common)?;
+            let path = format!("/v3/{}/instances/{instance}", client.project_id());
+            let answer = client.call(Method::DELETE, &path, &[], None).await?;
+            match common.output {
+                Output::Json => output::json(&answer),
+                Output::Table => {
+                    outln!("unregistered instance {instance} (the deployment itself is untouched)");
+                    Ok(())
+                }
+            }
         }
         Command::Instances(InstancesCommand::Settings {
             common,
@@ -79,12 +159,12 @@ pub async fn run(command: Command) -> Result<()> {
             push(&mut query, "cost_time", min_cost_time);
             let path = format!("/v3/{}/nodes/{}/sessions", client.project_id(), node);
             let body = client.call(Method::GET, &path, &query, None).await?;
-            print_sessions(&body, common.output)
+            print_sessions(&body, common.output, offset.unwrap_or(0))
         }
         Command::Sessions(SessionsCommand::Kill { common, node, selector, dry_run, max, .. })
             if !selector.is_empty() =>
         {
-            let filter = parse_where(&selector)?;
+            let filter = parse_where(&selector).map_err(|e| usage(format!("{e:#}")))?;
             let client = client_for(&common)?;
             let path = format!("/v3/{}/nodes/{}/sessions/kill", client.project_id(), node);
             let body = json!({"filter": filter, "max": max, "dry_run": dry_run});
@@ -96,8 +176,10 @@ pub async fn run(command: Command) -> Result<()> {
             let path = format!("/v3/{}/nodes/{}/session", client.project_id(), node);
             let body = client.call(Method::POST, &path, &[], Some(&json!({ "sessions": sessions }))).await?;
             match common.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&body)?),
-                Output::Table => println!("killed {} session(s) on node {node}", sessions.len()),
+                Output::Json => output::json(&body)?,
+                Output::Table => {
+                    outln!("killed {} session(s) on node {node}: {}", sessions.len(), sessions.join(" "))
+                }
             }
             Ok(())
         }
@@ -113,19 +195,23 @@ pub async fn run(command: Command) -> Result<()> {
             push(&mut query, "limit", limit);
             let path = format!("/v3/{}/kill-records", client.project_id());
             let body = client.call(Method::GET, &path, &query, None).await?;
-            print_kill_records(&body, common.output)
+            print_kill_records(&body, common.output, offset.unwrap_or(0))
+        }
+        Command::Rules(cmd) => crate::client::rules::run(cmd, client_for).await,
+        Command::Connections { common, instance, node } => {
+            crate::client::rules::connections(client_for(&common)?, common.output, &instance, node).await
         }
         Command::Audit(AuditCommand::Verify { common }) => {
             let client = client_for(&common)?;
             let path = format!("/v3/{}/kill-records/verify", client.project_id());
             let body = client.call(Method::GET, &path, &[], None).await?;
             if common.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                output::json(&body)?;
             } else {
                 for p in body["problems"].as_array().into_iter().flatten() {
-                    println!("seq {}: {}", p["seq"], p["problem"].as_str().unwrap_or(""));
+                    outln!("seq {}: {}", p["seq"], p["problem"].as_str().unwrap_or(""));
                 }
-                println!(
+                outln!(
                     "{} entries checked (head {}, pruned through {}): {}",
                     body["entries"],
                     body["head_seq"],
@@ -139,6 +225,27 @@ pub async fn run(command: Command) -> Result<()> {
     }
 }
 
+/// The man pages: `docplane.1` on stdout, or every command's page into `dir`.
+fn man(dir: Option<&Path>) -> Result<()> {
+    let cmd = <crate::Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        output::out(&String::from_utf8_lossy(&buf))?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // One page per command, named by its display name: docplane-sessions-kill.1, ...
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    let written = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("docplane"))
+        .count();
+    outln!("wrote {written} man pages into {}", dir.display());
+    Ok(())
+}
+
 /// `--where KEY=VALUE` criteria as the selector route's `filter` (pure).
 fn parse_where(criteria: &[String]) -> Result<Value> {
     let mut filter = serde_json::Map::new();
@@ -149,7 +256,7 @@ fn parse_where(criteria: &[String]) -> Result<Value> {
             "type" => ("type", json!(value)),
             "ns" | "namespace" => ("namespace", json!(value)),
             "plan" | "plan_summary" => ("plan_summary", json!(value)),
-            "running" => ("cost_time", json!(parse_duration_us(value)?)),
+            "running" => ("cost_time", json!(parse_duration_us(value).context("--where running")?)),
             "client" => ("client", json!(value)),
             "user" => ("user", json!(value)),
             "app" | "app_name" => ("app_name", json!(value)),
@@ -165,56 +272,64 @@ fn parse_where(criteria: &[String]) -> Result<Value> {
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, `250us` as microseconds.
-fn parse_duration_us(text: &str) -> Result<u64> {
+pub fn parse_duration_us(text: &str) -> Result<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| anyhow::anyhow!("running={text:?}: expected a number with a unit, e.g. 30s"))?;
+    let n: u64 =
+        digits.parse().map_err(|_| anyhow::anyhow!("{text:?}: expected whole units, e.g. 30s, 500ms, 2m"))?;
     let per = match unit {
         "us" => 1,
         "ms" => 1_000,
         "s" => 1_000_000,
         "m" => 60_000_000,
         "h" => 3_600_000_000,
-        _ => anyhow::bail!("running={text:?}: the unit must be us, ms, s, m or h"),
+        _ => anyhow::bail!("{text:?}: the unit must be us, ms, s, m or h"),
     };
-    n.checked_mul(per).ok_or_else(|| anyhow::anyhow!("running={text:?}: too large"))
+    n.checked_mul(per).ok_or_else(|| anyhow::anyhow!("{text:?}: too large"))
 }
 
 fn print_selection(body: &Value, output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-        return Ok(());
+        return output::json(body);
     }
-    let rows: Vec<Value> = body["sessions"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> =
+        body["sessions"].as_array().cloned().unwrap_or_default().into_iter().map(readable_cost).collect();
     let columns = [
         ("ID", "id"),
         ("OUTCOME", "outcome"),
         ("TYPE", "type"),
+        ("RUNNING", "running"),
         ("NAMESPACE", "namespace"),
         ("CLIENT", "client"),
         ("USER", "user"),
         ("APP", "app_name"),
-        ("COST_US", "cost_time"),
         ("REASON", "reason"),
     ];
-    print!("{}", table(&columns, &rows, 60));
+    outp!("{}", table(&columns, &rows, 60));
     let verb = if body["dry_run"] == true { "would kill" } else { "killed" };
     let n = if body["dry_run"] == true {
         rows.iter().filter(|r| r["outcome"] == "would_kill").count()
     } else {
         body["killed"].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0)
     };
-    println!("{verb} {n} of {} matched session(s); {} protected", rows.len(), body["protected"]);
+    outln!("{verb} {n} of {} matched session(s); {} protected", rows.len(), body["protected"]);
     Ok(())
 }
 
-fn print_kill_records(body: &Value, output: Output) -> Result<()> {
+/// Adds `running` (readable) from `cost_time` (microseconds, a string or a number).
+fn readable_cost(mut row: Value) -> Value {
+    let us = match &row["cost_time"] {
+        Value::String(s) => s.parse::<u64>().ok(),
+        v => v.as_u64(),
+    };
+    row["running"] = us.map(|us| Value::String(format::micros(us))).unwrap_or(Value::Null);
+    row
+}
+
+fn print_kill_records(body: &Value, output: Output, offset: u32) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-        return Ok(());
+        return output::json(body);
     }
     let rows: Vec<Value> = body["records"]
         .as_array()
@@ -222,8 +337,7 @@ fn print_kill_records(body: &Value, output: Output) -> Result<()> {
         .unwrap_or_default()
         .into_iter()
         .map(|mut r| {
-            let at = r["at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis);
-            r["time"] = Value::String(at.map(|t| t.to_rfc3339()).unwrap_or_default());
+            r["time"] = r["at"].as_i64().map(|ms| Value::String(format::unix_ms(ms))).unwrap_or(Value::Null);
             r["ids"] = Value::String(
                 r["session_ids"]
                     .as_array()
@@ -238,13 +352,13 @@ fn print_kill_records(body: &Value, output: Output) -> Result<()> {
         ("ID", "id"),
         ("PRINCIPAL", "principal"),
         ("SOURCE", "source"),
-        ("NODE", "node_id"),
+        ("NODE ID", "node_id"),
         ("SESSIONS", "ids"),
         ("OUTCOME", "outcome"),
-        ("REQUEST", "request_id"),
+        ("REQUEST ID", "request_id"),
     ];
-    print!("{}", table(&cols, &rows, 40));
-    println!("{} of {} record(s)", rows.len(), body["total_count"]);
+    outp!("{}", table(&cols, &rows, 40));
+    outln!("{}", format::page(rows.len(), body["total_count"].as_u64(), offset.into(), "record"));
     Ok(())
 }
 
@@ -315,8 +429,7 @@ fn edit(list: &mut Vec<String>, add: &[String], remove: &[String], what: &str) -
 
 fn print_settings(body: &Value, output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-        return Ok(());
+        return output::json(body);
     }
     let names = |field: &str| {
         let list: Vec<&str> =
@@ -327,7 +440,7 @@ fn print_settings(body: &Value, output: Output) -> Result<()> {
         body["updated_at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis),
         body["updated_by"].as_str(),
     ) {
-        (Some(at), Some(by)) => format!("{} by {by}", at.to_rfc3339()),
+        (Some(at), Some(by)) => format!("{} by {by}", at.format("%Y-%m-%d %H:%M:%SZ")),
         _ => "never (the defaults apply)".to_owned(),
     };
     let redact = if body["redact_operations"] == true { "on" } else { "off" };
@@ -339,7 +452,7 @@ fn print_settings(body: &Value, output: Output) -> Result<()> {
         json!({"setting": "updated", "value": updated}),
     ];
     // Never cut: a protected name hidden behind "..." would mislead.
-    print!("{}", table(&[("SETTING", "setting"), ("VALUE", "value")], &rows, usize::MAX));
+    outp!("{}", table(&[("SETTING", "setting"), ("VALUE", "value")], &rows, usize::MAX));
     Ok(())
 }
 
@@ -349,20 +462,49 @@ fn push(query: &mut Vec<(&'static str, String)>, key: &'static str, value: Optio
     }
 }
 
-fn client_for(common: &ClientCommon) -> Result<ApiClient> {
+fn load_profile(name: &str) -> Result<Profile> {
     let path = profiles::profiles_path()?;
     let file = ProfileFile::load(&path)?;
-    let profile = file.get(&common.profile)?.clone();
+    let profile = file.get(name)?.clone();
     if let Credentials::Token { expires_at, .. } = &profile.credentials
         && let Ok(at) = chrono::DateTime::parse_from_rfc3339(expires_at)
         && at < chrono::Utc::now()
     {
-        bail!(
-            "the token of profile '{}' expired at {expires_at}: run `docplane login` again",
-            common.profile
-        );
+        return Err(NotSignedIn(format!(
+            "the token of profile '{name}' expired at {expires_at}: run `docplane login --profile {name}` again"
+        ))
+        .into());
     }
-    ApiClient::new(profile)
+    Ok(profile)
+}
+
+fn client_for(common: &ClientCommon) -> Result<ApiClient> {
+    ApiClient::new(load_profile(&common.profile)?, common.timeout)
+}
+
+/// A secret from its flag or variable, else standard input (`--password-stdin`), else a prompt on
+/// the terminal (nothing echoed); with neither a value nor a terminal, a usage error saying how.
+fn read_secret(given: Option<String>, from_stdin: bool, prompt: &str, how: &str) -> Result<String> {
+    if let Some(v) = given {
+        return Ok(v);
+    }
+    if from_stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
+        let s = s.trim_end_matches(['\r', '\n']).to_string();
+        if s.is_empty() {
+            return Err(usage("standard input was empty"));
+        }
+        return Ok(s);
+    }
+    if std::io::stdin().is_terminal() {
+        let s = rpassword::prompt_password(prompt).context("reading the password from the terminal")?;
+        if s.is_empty() {
+            return Err(usage("no password given"));
+        }
+        return Ok(s);
+    }
+    Err(usage(format!("{how} (standard input is not a terminal, so there is no prompt)")))
 }
 
 /// The fields of `docplane up`'s bootstrap.json that a login needs.
@@ -378,41 +520,65 @@ struct BootstrapFile {
 async fn login(args: LoginArgs) -> Result<()> {
     let path = profiles::profiles_path()?;
     let mut file = ProfileFile::load(&path)?;
-    let profile = if let Some(boot) = &args.bootstrap {
+    let timeout = args.common.timeout;
+    let (profile, who) = if let Some(boot) = &args.bootstrap {
         let text = std::fs::read_to_string(boot).with_context(|| format!("reading {}", boot.display()))?;
         let b: BootstrapFile =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", boot.display()))?;
         let scope = json!({ "id": b.project_id });
         let (token, expires_at, project_id) =
-            password_token(&b.endpoint, &b.domain_name, &b.user_name, &b.password, scope).await?;
-        Profile { endpoint: b.endpoint, project_id, credentials: Credentials::Token { token, expires_at } }
+            password_token(&b.endpoint, &b.domain_name, &b.user_name, &b.password, scope, timeout).await?;
+        let who = format!("{} ({})", b.user_name, b.domain_name);
+        (
+            Profile {
+                endpoint: b.endpoint,
+                project_id,
+                credentials: Credentials::Token { token, expires_at },
+            },
+            who,
+        )
     } else {
-        let endpoint = args.endpoint.clone().context("--endpoint (or DOCPLANE_ENDPOINT) is required")?;
-        if let (Some(ak), Some(sk)) = (args.ak.clone(), args.sk.clone()) {
-            let project_id = args.project_id.clone().context("an AK/SK profile needs --project-id")?;
-            Profile { endpoint, project_id, credentials: Credentials::Aksk { ak, sk } }
-        } else {
-            let domain = args.domain.clone().context("--domain is required")?;
-            let user = args.user.clone().context("--user is required")?;
-            let password = match (&args.password, args.password_stdin) {
-                (_, true) => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\r', '\n']).to_string()
-                }
-                (Some(p), false) => p.clone(),
-                (None, false) => {
-                    bail!("give the password with DOCPLANE_PASSWORD, --password or --password-stdin")
-                }
+        let endpoint =
+            args.endpoint.clone().ok_or_else(|| usage("--endpoint (or DOCPLANE_ENDPOINT) is required"))?;
+        if let Some(ak) = args.ak.clone() {
+            let project_id =
+                args.project_id.clone().ok_or_else(|| usage("an AK/SK profile needs --project-id"))?;
+            let sk = read_secret(
+                args.sk.clone(),
+                args.password_stdin,
+                &format!("Secret key for {ak}: "),
+                "give the secret key with DOCPLANE_SK, --sk or --password-stdin",
+            )?;
+            let profile =
+                Profile { endpoint, project_id, credentials: Credentials::Aksk { ak: ak.clone(), sk } };
+            // A signed request proves the pair before it is saved: a wrong SK is refused here.
+            let who = match whoami_call(&ApiClient::new(profile.clone(), timeout)?).await {
+                Ok(me) => format!("{} (access key {ak})", me["user_name"].as_str().unwrap_or("?")),
+                Err(e) if forbidden(&e) => format!("access key {ak} (not allowed to read whoami)"),
+                Err(e) => return Err(e.context("the endpoint did not accept the access key; nothing saved")),
             };
+            (profile, who)
+        } else {
+            let domain =
+                args.domain.clone().ok_or_else(|| usage("--domain (or DOCPLANE_DOMAIN) is required"))?;
+            let user = args.user.clone().ok_or_else(|| usage("--user (or DOCPLANE_USER) is required"))?;
             let scope = match (&args.project_id, &args.project_name) {
                 (Some(id), _) => json!({ "id": id }),
                 (None, Some(name)) => json!({ "name": name, "domain": { "name": domain } }),
-                (None, None) => bail!("give --project-id or --project-name"),
+                (None, None) => return Err(usage("give --project-id or --project-name")),
             };
+            let password = read_secret(
+                args.password.clone(),
+                args.password_stdin,
+                &format!("Password for {user}@{domain}: "),
+                "give the password with DOCPLANE_PASSWORD, --password or --password-stdin",
+            )?;
             let (token, expires_at, project_id) =
-                password_token(&endpoint, &domain, &user, &password, scope).await?;
-            Profile { endpoint, project_id, credentials: Credentials::Token { token, expires_at } }
+                password_token(&endpoint, &domain, &user, &password, scope, timeout).await?;
+            (
+                Profile { endpoint, project_id, credentials: Credentials::Token { token, expires_at } },
+                format!("{user} ({domain})"),
+            )
         }
     };
     let kind = match profile.credentials {
@@ -420,18 +586,126 @@ async fn login(args: LoginArgs) -> Result<()> {
         Credentials::Aksk { .. } => "AK/SK",
     };
     let summary = json!({ "profile": args.common.profile, "endpoint": profile.endpoint,
-                          "project_id": profile.project_id, "auth": kind });
+                          "project_id": profile.project_id, "auth": kind, "principal": who });
     file.profiles.insert(args.common.profile.clone(), profile);
     file.save(&path)?;
     match args.common.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        Output::Table => println!(
-            "saved {kind} profile '{}' for project {} in {}",
-            args.common.profile,
+        Output::Json => output::json(&summary)?,
+        Output::Table => outln!(
+            "signed in as {who} to project {} at {}; saved {kind} profile '{}' in {}",
             summary["project_id"].as_str().unwrap_or("?"),
+            summary["endpoint"].as_str().unwrap_or("?"),
+            args.common.profile,
             path.display()
         ),
     }
+    Ok(())
+}
+
+fn forbidden(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>().is_some_and(|a| a.status == StatusCode::FORBIDDEN)
+}
+
+async fn whoami_call(client: &ApiClient) -> Result<Value> {
+    let path = format!("/v3/{}/whoami", client.project_id());
+    client.call(Method::GET, &path, &[], None).await
+}
+
+fn logout(common: &ClientCommon) -> Result<()> {
+    let path = profiles::profiles_path()?;
+    let mut file = ProfileFile::load(&path)?;
+    file.get(&common.profile)?;
+    file.profiles.remove(&common.profile);
+    file.save(&path)?;
+    match common.output {
+        Output::Json => output::json(&json!({"profile": common.profile, "removed": true})),
+        Output::Table => {
+            outln!("removed profile '{}' from {}", common.profile, path.display());
+            Ok(())
+        }
+    }
+}
+
+/// What a profile is, without its secrets: (auth kind, token expiry).
+fn profile_kind(p: &Profile) -> (&'static str, Option<&str>) {
+    match &p.credentials {
+        Credentials::Token { expires_at, .. } => ("token", Some(expires_at.as_str())),
+        Credentials::Aksk { .. } => ("aksk", None),
+    }
+}
+
+async fn whoami(common: &ClientCommon) -> Result<()> {
+    let profile = load_profile(&common.profile)?;
+    let client = ApiClient::new(profile.clone(), common.timeout)?;
+    let me = match whoami_call(&client).await {
+        Ok(me) => me,
+        Err(e) if forbidden(&e) => {
+            json!({"note": "signed in, but not allowed to read whoami (dds:instance:listSession)"})
+        }
+        Err(e) => return Err(e),
+    };
+    let (auth, expires) = profile_kind(&profile);
+    let ak = match &profile.credentials {
+        Credentials::Aksk { ak, .. } => Some(ak.clone()),
+        Credentials::Token { .. } => None,
+    };
+    let view = json!({"profile": common.profile, "endpoint": profile.endpoint, "project_id": profile.project_id,
+        "auth": auth, "access_key": ak, "token_expires_at": expires, "user_name": me["user_name"], "user_id": me["user_id"],
+        "domain_id": me["domain_id"], "is_admin": me["is_admin"], "note": me["note"]});
+    if common.output == Output::Json {
+        return output::json(&view);
+    }
+    let rows: Vec<Value> = [
+        "profile",
+        "endpoint",
+        "project_id",
+        "user_name",
+        "user_id",
+        "domain_id",
+        "is_admin",
+        "auth",
+        "access_key",
+        "token_expires_at",
+        "note",
+    ]
+    .iter()
+    .filter(|k| !view[**k].is_null())
+    .map(|k| json!({"key": k, "value": view[*k]}))
+    .collect();
+    outp!("{}", table(&[("FIELD", "key"), ("VALUE", "value")], &rows, usize::MAX));
+    Ok(())
+}
+
+fn list_profiles(output: Output) -> Result<()> {
+    let path = profiles::profiles_path()?;
+    let file = ProfileFile::load(&path)?;
+    let now = chrono::Utc::now();
+    let rows: Vec<Value> = file
+        .profiles
+        .iter()
+        .map(|(name, p)| {
+            let (auth, expires) = profile_kind(p);
+            let state = match expires.map(chrono::DateTime::parse_from_rfc3339) {
+                Some(Ok(at)) if at < now => "expired",
+                _ => "ok",
+            };
+            json!({"name": name, "endpoint": p.endpoint, "project_id": p.project_id, "auth": auth,
+                   "token_expires_at": expires, "state": state})
+        })
+        .collect();
+    if output == Output::Json {
+        return output::json(&json!({"file": path, "profiles": rows}));
+    }
+    let cols = [
+        ("NAME", "name"),
+        ("ENDPOINT", "endpoint"),
+        ("PROJECT ID", "project_id"),
+        ("AUTH", "auth"),
+        ("TOKEN EXPIRES", "token_expires_at"),
+        ("STATE", "state"),
+    ];
+    outp!("{}", table(&cols, &rows, usize::MAX));
+    outln!("{} profile(s) in {}", rows.len(), path.display());
     Ok(())
 }
 
@@ -442,18 +716,15 @@ pub async fn password_token(
     user: &str,
     password: &str,
     project_scope: Value,
+    timeout: Duration,
 ) -> Result<(String, String, String)> {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "password": password, "domain": {"name": domain}}}},
         "scope": {"project": project_scope}}});
     let url = format!("{}/v3/auth/tokens", endpoint.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("calling {endpoint}"))?;
+    let http = crate::client::http_client(timeout)?;
+    let resp = crate::client::send(http.post(&url).json(&body), endpoint, timeout).await?;
     let token = resp.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(str::to_string);
     let json = decode(resp).await?;
     let token = token.context("the endpoint answered without an X-Subject-Token header")?;
@@ -462,59 +733,69 @@ pub async fn password_token(
     Ok((token, expires_at, project_id))
 }
 
-fn print_instances(body: &Value, output: Output) -> Result<()> {
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-        return Ok(());
-    }
-    // One row per node: the node ID is what `sessions` needs.
+const NODE_COLUMNS: [(&str, &str); 8] = [
+    ("INSTANCE ID", "instance_id"),
+    ("INSTANCE", "instance"),
+    ("MODE", "mode"),
+    ("VERSION", "version"),
+    ("NODE ID", "node_id"),
+    ("ROLE", "role"),
+    ("STATUS", "status"),
+    ("ADDRESS", "address"),
+];
+
+/// One row per node of an instance (the vendor shape has the port on the instance).
+fn node_rows(inst: &Value) -> Vec<Value> {
+    let port = match &inst["port"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
     let mut rows = Vec::new();
-    for inst in body["instances"].as_array().into_iter().flatten() {
-        for group in inst["groups"].as_array().into_iter().flatten() {
-            for node in group["nodes"].as_array().into_iter().flatten() {
-                rows.push(json!({
-                    "instance": inst["name"], "mode": inst["mode"], "version": inst["datastore"]["version"],
-                    "group": group["type"], "node_id": node["id"], "node": node["name"],
-                    "role": node["role"], "status": node["status"], "address": node["private_ip"],
-                }));
-            }
+    for group in inst["groups"].as_array().into_iter().flatten() {
+        for node in group["nodes"].as_array().into_iter().flatten() {
+            rows.push(json!({
+                "instance_id": inst["id"], "instance": inst["name"], "mode": inst["mode"],
+                "version": inst["datastore"]["version"], "group": group["type"], "node_id": node["id"],
+                "node": node["name"], "role": node["role"], "status": node["status"],
+                "address": format::host_port(node["private_ip"].as_str().unwrap_or_default(), &port),
+            }));
         }
     }
-    let cols = [
-        ("INSTANCE", "instance"),
-        ("MODE", "mode"),
-        ("VERSION", "version"),
-        ("GROUP", "group"),
-        ("NODE ID", "node_id"),
-        ("NODE", "node"),
-        ("ROLE", "role"),
-        ("STATUS", "status"),
-        ("ADDRESS", "address"),
-    ];
-    print!("{}", table(&cols, &rows, 48));
-    println!("{} instance(s)", body["total_count"]);
+    rows
+}
+
+fn print_instances(body: &Value, output: Output, offset: u32) -> Result<()> {
+    if output == Output::Json {
+        return output::json(body);
+    }
+    let instances = body["instances"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = instances.iter().flat_map(node_rows).collect();
+    outp!("{}", table(&NODE_COLUMNS, &rows, 48));
+    outln!("{}", format::page(instances.len(), body["total_count"].as_u64(), offset.into(), "instance"));
     Ok(())
 }
 
-fn print_sessions(body: &Value, output: Output) -> Result<()> {
+fn print_sessions(body: &Value, output: Output, offset: u32) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-        return Ok(());
+        return output::json(body);
     }
-    let rows = body["sessions"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> =
+        body["sessions"].as_array().cloned().unwrap_or_default().into_iter().map(readable_cost).collect();
     let cols = [
         ("ID", "id"),
         ("ACTIVE", "active"),
         ("TYPE", "type"),
-        ("COST(us)", "cost_time"),
+        ("RUNNING", "running"),
         ("NAMESPACE", "namespace"),
         ("PLAN", "plan_summary"),
         ("CLIENT", "client"),
+        ("USER", "user"),
         ("DESC", "description"),
         ("OPERATION", "operation"),
     ];
-    print!("{}", table(&cols, &rows, 60));
-    println!("{} of {} session(s)", rows.len(), body["total_count"]);
+    outp!("{}", table(&cols, &rows, 60));
+    outln!("{}", format::page(rows.len(), body["total_count"].as_u64(), offset.into(), "session"));
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:27017";
 /// kill_verify_deadline_ms = 2000
 /// kill_record_retention_days = 90
 /// kill_record_sweep_secs = 10
+/// enforce_interval_ms = 1000    # kill-op rule enforcer; 0 = off
 /// [node]
 /// listen = "127.0.0.1:27017"
 /// enable_test_commands = false
@@ -83,6 +84,7 @@ pub struct ApiSection {
     pub kill_verify_deadline_ms: Option<u64>,
     pub kill_record_retention_days: Option<u64>,
     pub kill_record_sweep_secs: Option<u64>,
+    pub enforce_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,10 +124,26 @@ pub fn node_tuning(sync_every_write_flag: bool, node: &NodeSection) -> NodeTunin
 }
 
 impl FileConfig {
+    /// The file `--config` names, else the default location's `config.toml` if it exists, else
+    /// nothing (all defaults).
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let default = crate::client::profiles::config_dir().ok().map(|d| d.join(DEFAULT_CONFIG_FILE));
+        let Some(path) = chosen_file(path, default.as_deref()) else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        tracing::info!(file = %path.display(), "configuration file");
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The servers' configuration file name in the config directory (`$DOCPLANE_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/docplane`, else `~/.config/docplane`), beside the client's profiles.toml.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// Which file to read: the one named (which must exist), else the default one if it exists.
+fn chosen_file(named: Option<&Path>, default: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(p) => Some(p.to_path_buf()),
+        None => default.filter(|d| d.is_file()).map(Path::to_path_buf),
     }
 }
 
@@ -247,6 +265,18 @@ mod tests {
         let bad = crate::LoginLimitArgs { login_user_max_delay_ms: Some(10), ..Default::default() };
         let e = login_limits(&bad, &file.api).unwrap_err().to_string();
         assert!(e.contains("per user"), "{e}");
+    }
+
+    #[test]
+    fn the_default_config_file_is_read_only_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join(DEFAULT_CONFIG_FILE);
+        assert_eq!(chosen_file(None, Some(&default)), None, "absent: defaults");
+        std::fs::write(&default, "data_dir = \"/d\"\n").unwrap();
+        assert_eq!(chosen_file(None, Some(&default)), Some(default.clone()));
+        let named = dir.path().join("other.toml");
+        assert_eq!(chosen_file(Some(&named), Some(&default)), Some(named), "--config wins");
+        assert_eq!(chosen_file(None, None), None);
     }
 
     #[test]

@@ -177,6 +177,10 @@ async fn api_config(
         anyhow::ensure!(secs > 0, "kill_record_sweep_secs must be > 0");
         cfg.kill_records.every = Duration::from_secs(secs);
     }
+    if let Some(ms) = driver.enforce_interval_ms.or(file.api.enforce_interval_ms) {
+        cfg.enforcer =
+            (ms > 0).then(|| docplane_api::dds::enforcer::EnforcerConfig::every(Duration::from_millis(ms)));
+    }
     if let Some(secs) = driver.health_interval_secs.or(file.api.health_interval_secs) {
         cfg.health_interval = (secs > 0).then(|| Duration::from_secs(secs));
     }
@@ -326,10 +330,21 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     };
 
     // The node's root user: generated on first start; later starts pass the same one again, which the
-    // node creates only if it is missing (e.g. a wiped node directory).
-    let root = match &existing {
-        Some(b) => uri_credentials(&b.node_uri).context("bootstrap.json has no credentials in node_uri")?,
-        None => (EMBEDDED_ROOT_USER.to_string(), random_password()),
+    // node creates only if it is missing (e.g. a wiped node directory). Until the first start has
+    // completed, its secrets live in bootstrap.pending.json, written before anything else, so a
+    // first start that fails anywhere (a busy port, a crash) is resumed by the next one with the
+    // same secrets instead of leaving a node and a store whose passwords nobody knows.
+    let pending_path = dir.join(PENDING_FILE);
+    let pending = match &existing {
+        Some(_) => None,
+        None => Some(PendingBootstrap::load_or_create(&pending_path)?),
+    };
+    let root = match (&existing, &pending) {
+        (Some(b), _) => {
+            uri_credentials(&b.node_uri).context("bootstrap.json has no credentials in node_uri")?
+        }
+        (None, Some(p)) => (EMBEDDED_ROOT_USER.to_string(), p.root_password.clone()),
+        (None, None) => unreachable!("a pending bootstrap is loaded whenever bootstrap.json is absent"),
     };
     let tuning = config::node_tuning(args.sync_every_write, &file.node);
     let node = docplane_node::Node::start(docplane_node::NodeConfig {
@@ -344,7 +359,12 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
         ..Default::default()
     })
     .await
-    .context("starting the embedded node")?;
+    .with_context(|| {
+        format!(
+            "starting the embedded node on {node_listen} (choose another with --node-listen){}",
+            resume_hint(existing.is_none())
+        )
+    })?;
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
@@ -356,29 +376,47 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
         Ok(api) => api,
         Err(e) => {
             let _ = node.shutdown().await;
-            return Err(e).context("starting the API");
+            return Err(e).with_context(|| {
+                format!(
+                    "starting the API on {api_listen} (choose another with --api-listen){}",
+                    resume_hint(existing.is_none())
+                )
+            });
         }
     };
     let endpoint = format!("http://{}", connectable(api.local_addr()));
 
     let first_start = async {
-        let boot =
-            docplane_api::bootstrap(meta.clone(), &master_key, &docplane_api::BootstrapOptions::default())
-                .await
-                .context("bootstrapping the account")?;
-        let password = boot.admin_password.clone().context(
-            "the metadata store was bootstrapped before but bootstrap.json is gone, and the admin password \
-             cannot be recovered: move the data directory away to start afresh",
-        )?;
+        let pending = pending.as_ref().context("first start without a pending bootstrap")?;
+        let opts = docplane_api::BootstrapOptions {
+            admin_password: Some(pending.admin_password.clone()),
+            ..Default::default()
+        };
+        let boot = docplane_api::bootstrap(meta.clone(), &master_key, &opts)
+            .await
+            .context("bootstrapping the account")?;
+        // Created now, or by an earlier attempt of this same first start: either way with the
+        // pending password (a store bootstrapped without one is refused at the login below).
+        let password = boot.admin_password.clone().unwrap_or_else(|| pending.admin_password.clone());
         let (token, _, _) = crate::commands::password_token(
             &endpoint,
             &boot.domain_name,
             &boot.admin_name,
             &password,
             serde_json::json!({ "id": boot.project_id }),
+            Duration::from_secs(30),
         )
-        .await?;
+        .await
+        .context(
+            "signing in as the bootstrap admin failed: the metadata store was bootstrapped by something \
+             other than this first start, and its admin password is unknown; move the data directory \
+             away to start afresh",
+        )?;
         let registered = register_embedded(&endpoint, &token, &boot.project_id, node_addr, &root).await?;
+        // A registration reused from an earlier attempt may name the address that attempt used.
+        let update =
+            docplane_store::NodeUpdate { address: Some(node_addr.to_string()), ..Default::default() };
+        meta.update_node(&registered.1, &update).await.context("updating the embedded node's address")?;
         let file = BootstrapFile {
             endpoint: endpoint.clone(),
             project_id: boot.project_id,
@@ -394,6 +432,9 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
             node_uri: format!("mongodb://{}:{}@{node_addr}/?authSource=admin", root.0, root.1),
         };
         write_private_json(&boot_path, &file)?;
+        // bootstrap.json now holds every secret of the pending file.
+        std::fs::remove_file(&pending_path)
+            .with_context(|| format!("removing {}", pending_path.display()))?;
         anyhow::Ok(())
     };
     let started = match existing {
@@ -445,8 +486,43 @@ async fn follow_moved_addresses(
     write_private_json(boot_path, &boot)
 }
 
+/// What a first start needs to be resumable: the secrets it chose, kept (mode 0600) until
+/// bootstrap.json holds them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PendingBootstrap {
+    root_password: String,
+    admin_password: String,
+}
+
+const PENDING_FILE: &str = "bootstrap.pending.json";
+
+impl PendingBootstrap {
+    /// The pending secrets of an earlier, unfinished first start, or new ones written first.
+    fn load_or_create(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                tighten_file(path)?;
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let p = Self { root_password: random_password(), admin_password: random_password() };
+                write_private_json(path, &p)?;
+                Ok(p)
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+}
+
+/// After a failed first start: nothing needs cleaning up.
+fn resume_hint(first_start: bool) -> &'static str {
+    if first_start { "; the next `docplane up` resumes this first start" } else { "" }
+}
+
 /// Registers the embedded node through the public registration route, as any client would; returns
-/// (instance id, node id).
+/// (instance id, node id). An earlier attempt of the same first start that registered it already
+/// (and failed after) is found by name and reused, pointed at the current address.
 async fn register_embedded(
     endpoint: &str,
     token: &str,
@@ -454,7 +530,23 @@ async fn register_embedded(
     node_addr: std::net::SocketAddr,
     root: &(String, String),
 ) -> Result<(String, String)> {
-    let resp = reqwest::Client::new()
+    let http = crate::client::http_client(Duration::from_secs(30))?;
+    let resp = http
+        .get(format!("{endpoint}/v3/{project_id}/instances"))
+        .query(&[("name", EMBEDDED_INSTANCE_NAME)])
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .context("looking for an embedded node registered by an earlier attempt")?;
+    let found = crate::client::decode(resp).await.context("listing instances")?;
+    if let Some(inst) = found["instances"].as_array().and_then(|a| a.first()) {
+        let ids = inst["id"].as_str().zip(inst["groups"][0]["nodes"][0]["id"].as_str());
+        if let Some((instance_id, node_id)) = ids {
+            info!(instance_id, "the embedded node was registered by an earlier attempt; reusing it");
+            return Ok((instance_id.to_string(), node_id.to_string()));
+        }
+    }
+    let resp = http
         .post(format!("{endpoint}/v3/{project_id}/instances/register"))
         .header("X-Auth-Token", token)
         .json(&serde_json::json!({

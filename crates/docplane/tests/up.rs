@@ -161,11 +161,11 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     assert_eq!((&s["protected_users"], &s["protected_app_names"]), (&json!([]), &json!([])));
     assert_eq!(settings(&[])["redact_operations"], true, "a show changes nothing");
     let bad = cli(dir, &["instances", "settings", "--instance", instance_id, "--protect-app", "etl "]);
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("DBS.900030"), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: DBS.900030"), "{bad:?}");
     let bad = cli(dir, &["instances", "settings", "--instance", instance_id, "--unprotect-user", "nobody"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a protected user"));
     let bad = cli(dir, &["instances", "settings", "--instance", "ffffffffffffffffffffffffffffffffin02"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("DBS.200002"), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: DBS.200002"), "{bad:?}");
 
     // An application runs a long operation on the node.
     let client = mongodb::Client::with_uri_str(boot["node_uri"].as_str().unwrap()).await.unwrap();
@@ -203,7 +203,7 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     // A bad id is an API error printed as `DBS.xxxxxx: message` with a non-zero exit.
     let bad = cli(dir, &["sessions", "kill", "--node", node_id, "not-a-number"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("DBS.301071"), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: DBS.301071"), "{bad:?}");
 
     // SIGTERM stops both parts cleanly.
     let status = up.terminate();

@@ -74,8 +74,10 @@ pub(crate) struct CollData {
     pub data_bytes: u64,
 }
 
-pub(crate) fn dup_key_error(ns: &str, index: &str, key: Document) -> CommandError {
+/// mongod's DuplicateKey: the message, and `keyPattern` / `keyValue` beside the code (4.2+).
+pub(crate) fn dup_key_error(ns: &str, index: &str, pattern: &Document, key: Document) -> CommandError {
     CommandError::duplicate_key(keys::dup_key_message(ns, index, &key))
+        .with_info(bson::doc! {"keyPattern": pattern.clone(), "keyValue": key})
 }
 
 impl CollData {
@@ -85,13 +87,13 @@ impl CollData {
         if is_insert && self.docs.contains_key(id) {
             let mut k = Document::new();
             k.insert("_id", id.0.clone());
-            return Err(dup_key_error(ns, "_id_", k));
+            return Err(dup_key_error(ns, "_id_", &bson::doc! {"_id": 1}, k));
         }
         let mut keys = Vec::with_capacity(self.indexes.len());
         for ix in &self.indexes {
             let (k, mk) = ix.keys_of(doc)?;
             if let Some(clash) = ix.conflict(&k, id) {
-                return Err(dup_key_error(ns, &ix.spec.name, ix.key_document(clash)));
+                return Err(dup_key_error(ns, &ix.spec.name, &ix.spec.key, ix.key_document(clash)));
             }
             keys.push((k, mk));
         }
@@ -172,9 +174,10 @@ impl CollData {
             if n % docplane_query::interrupt::CHECK_EVERY == 0 {
                 check()?;
             }
+            docplane_query::interrupt::poll()?;
             let (k, mk) = ix.keys_of(&rec.doc)?;
             if let Some(clash) = ix.conflict(&k, id) {
-                return Err(dup_key_error(ns, &ix.spec.name, ix.key_document(clash)));
+                return Err(dup_key_error(ns, &ix.spec.name, &ix.spec.key, ix.key_document(clash)));
             }
             ix.add(&k, mk, &id.0);
         }

@@ -17,6 +17,10 @@ use super::*;
 use crate::collection::Undo;
 use crate::plan::{self, Cursor, Hit, Plan};
 
+#[path = "stream.rs"]
+mod stream;
+pub use stream::FindStream;
+
 /// Puts `_id` first, adding an ObjectId when missing; rejects unusable `_id` types.
 fn normalize_id(mut doc: Document) -> Result<(KeyVal, Document)> {
     let id = match doc.remove("_id") {
@@ -76,34 +80,21 @@ fn frame_doc(db: &str, coll: &str, doc: &Document, replace: bool) -> Result<Fram
 }
 
 /// Sorts hits by `spec`, ties broken by `_id` so the order is total and deterministic; keeps
-/// only the first `keep` when given (partial selection first, then a sort of the survivors).
-/// Checks for interruption every 4096 comparisons.
+/// only the first `keep` when given. The sort polls for interruption every few thousand
+/// comparisons ([`docplane_query::sort::top_positions`]); what it keeps is held to mongod's
+/// blocking-sort memory limit (292).
 fn sort_hits(hits: &mut Vec<Hit>, spec: &SortSpec, keep: Option<usize>, intr: &dyn Interrupt) -> Result<()> {
     intr.check()?;
-    let mut n = 0u32;
-    let mut err = None;
-    let mut cmp = |a: &Hit, b: &Hit| {
-        if err.is_some() {
-            return std::cmp::Ordering::Equal;
-        }
-        n = n.wrapping_add(1);
-        if n.is_multiple_of(4096)
-            && let Err(e) = intr.check()
-        {
-            err = Some(e);
-            return std::cmp::Ordering::Equal;
-        }
+    let k = keep.filter(|k| *k > 0).unwrap_or(usize::MAX);
+    let order = docplane_query::sort::top_positions(hits.len(), k, |a, b| {
+        let (a, b) = (&hits[*a], &hits[*b]);
         spec.compare(&a.1, &b.1).then_with(|| a.0.cmp(&b.0))
-    };
-    if let Some(k) = keep.filter(|k| *k > 0 && *k < hits.len()) {
-        hits.select_nth_unstable_by(k - 1, &mut cmp);
-        hits.truncate(k);
-    }
-    hits.sort_unstable_by(&mut cmp);
-    match err {
-        Some(e) => Err(e),
-        None => intr.check(),
-    }
+    });
+    intr.check()?;
+    docplane_query::interrupt::poll()?;
+    let mut slots: Vec<Option<Hit>> = hits.drain(..).map(Some).collect();
+    hits.extend(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)));
+    docplane_query::mem::check_sort(hits.iter().map(|h| &*h.1))
 }
 
 fn project(doc: &Document, p: Option<&Projection>) -> Result<Document> {
@@ -190,6 +181,7 @@ impl Engine {
                 cursor.next_chunk(&g, budget, &mut batch)?;
             }
             for hit in batch.drain(..) {
+                docplane_query::interrupt::poll()?;
                 if filter.is_none_or(|f| f.matches(&hit.1)) {
                     out.push(hit);
                     if stop_after.is_some_and(|n| out.len() >= n) {
@@ -483,7 +475,9 @@ impl Engine {
         let (id, doc) = normalize_id(doc)?;
         let out = self.insert(db, coll, vec![doc], true, &NeverInterrupt);
         match out.write_errors.into_iter().next() {
-            Some(e) => Err(CommandError { code: e.code, code_name: e.code_name, message: e.errmsg }),
+            Some(e) => {
+                Err(CommandError { code: e.code, code_name: e.code_name, message: e.errmsg, info: e.info })
+            }
             None => Ok(id.0),
         }
     }

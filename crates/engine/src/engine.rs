@@ -35,6 +35,7 @@ const MAX_DOC: u64 = 16 * 1024 * 1024;
 
 #[path = "crud.rs"]
 mod crud;
+pub use crud::FindStream;
 
 type Catalog = BTreeMap<String, BTreeMap<String, Arc<Collection>>>;
 

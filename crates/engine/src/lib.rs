@@ -19,7 +19,9 @@
 //!
 //! Not supported (rejected or ignored, never silently wrong): text/hashed/geo/wildcard indexes,
 //! partial indexes and collations (createIndexes fails with 67); capped-collection limits and TTL
-//! expiry (options are stored and listed, not enforced); `$out`/`$merge`; views.
+//! expiry (options are stored and listed, not enforced). `$out`/`$merge` are the node's
+//! (`cmd::out_merge`, over this crate's writes); views and validators are refused by the node's
+//! `create`.
 
 mod collection;
 mod depth;
@@ -34,7 +36,7 @@ mod record;
 mod types;
 
 pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
-pub use engine::Engine;
+pub use engine::{Engine, FindStream};
 pub use internal::internal_error;
 pub use journal::StorageError;
 pub use types::*;

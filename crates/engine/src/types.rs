@@ -109,20 +109,27 @@ pub struct WriteError {
     pub code: i32,
     pub code_name: Cow<'static, str>,
     pub errmsg: String,
+    /// The error's extra fields ([`CommandError::info`]: DuplicateKey's `keyPattern`, `keyValue`).
+    pub info: Option<Box<Document>>,
 }
 
 impl WriteError {
     pub(crate) fn new(index: usize, e: CommandError) -> WriteError {
-        WriteError { index, code: e.code, code_name: e.code_name, errmsg: e.message }
+        WriteError { index, code: e.code, code_name: e.code_name, errmsg: e.message, info: e.info }
     }
-    /// The error as a `writeErrors` element: `{index, code, codeName, errmsg}`.
+    /// The error as a `writeErrors` element: `{index, code, codeName, errmsg}` and its `info`
+    /// (`keyPattern`, `keyValue` of a DuplicateKey, as mongod 4.2+ sends them).
     pub fn to_document(&self) -> Document {
-        bson::doc! {
+        let mut d = bson::doc! {
             "index": i32::try_from(self.index).unwrap_or(i32::MAX),
             "code": self.code,
             "codeName": self.code_name.as_ref(),
             "errmsg": self.errmsg.clone(),
+        };
+        if let Some(info) = &self.info {
+            d.extend(info.as_ref().clone());
         }
+        d
     }
 }
 

@@ -239,18 +239,22 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The largest reply the node sends: mongod's `BSONObjMaxInternalSize` (16 MiB + 16 KiB) for the
+/// reply document, plus the message header and section bytes; so no reply nears the 48 MB message
+/// limit either.
+pub const MAX_REPLY_BYTES: usize = crate::cursors::MAX_INTERNAL_BSON + 64;
+
 fn encode_or_error(msg: &Message, fallback: impl FnOnce(Document) -> Message) -> Vec<u8> {
-    match encode_message(msg) {
-        Ok(b) => b,
-        Err(e) => {
-            let err = docplane_query::CommandError::new(
-                10334,
-                "BSONObjectTooLarge",
-                format!("reply cannot be encoded: {e}"),
-            );
-            encode_message(&fallback(error_doc(&err))).unwrap_or_default()
-        }
-    }
+    let err = match encode_message(msg) {
+        Ok(b) if b.len() <= MAX_REPLY_BYTES => return b,
+        Ok(b) => crate::cursors::too_large(b.len()),
+        Err(e) => docplane_query::CommandError::new(
+            10334,
+            "BSONObjectTooLarge",
+            format!("reply cannot be encoded: {e}"),
+        ),
+    };
+    encode_message(&fallback(error_doc(&err))).unwrap_or_default()
 }
 
 /// Executes one message; `Ok(None)` when no reply is due, `Err` to close the connection.

@@ -1,8 +1,13 @@
-//! Cursors: the remaining documents of a find/aggregate/listCollections/listIndexes, materialized, served
-//! in batches by getMore.
+//! Cursors: what remains of a find/aggregate/listCollections/listIndexes, served in batches by
+//! getMore. A find's cursor holds a [`FindStream`] (getMore reads the collection from where the
+//! last batch stopped, on a blocking thread, as a killable `getmore` op); the others hold their
+//! remaining documents.
 //!
 //! Invariants: cursor ids are random positive `i64` (never 0, which means "exhausted"); a cursor is
-//! removed when exhausted, killed (killCursors, its session killed or ended) or idle past the timeout.
+//! removed when exhausted, killed (killCursors, its session killed or ended), idle past the timeout,
+//! or when a getMore on it fails (mongod destroys a cursor whose getMore was interrupted). While a
+//! getMore runs the cursor is checked out of the store (pinned): killCursors does not find it and
+//! `$currentOp` lists the running getmore instead of an idle cursor.
 //! Batches respect both `batchSize` and a 16 MiB byte budget (at least one document per batch).
 
 use std::collections::{HashMap, VecDeque};
@@ -12,6 +17,8 @@ use bson::{Bson, Document, doc};
 use docplane_query::CommandError;
 use parking_lot::Mutex;
 use rand::Rng;
+
+use docplane_engine::FindStream;
 
 use crate::auth::UserName;
 
@@ -26,6 +33,8 @@ pub struct Cursor {
     pub id: i64,
     pub ns: String,
     pub docs: VecDeque<Document>,
+    /// A streaming find's position (then `docs` is empty).
+    pub stream: Option<FindStream>,
     pub users: Vec<UserName>,
     pub session: Option<Vec<u8>>,
     pub lsid: Option<Document>,
@@ -40,15 +49,35 @@ pub struct Cursor {
     pub no_timeout: bool,
 }
 
+/// The largest document a reply may carry (mongod's `BSONObjMaxUserSize`, 16 MiB).
+pub const MAX_USER_BSON: usize = 16 * 1024 * 1024;
+/// mongod's `BSONObjMaxInternalSize` (16 MiB + 16 KiB): the largest reply document.
+pub const MAX_INTERNAL_BSON: usize = MAX_USER_BSON + 16 * 1024;
+
+/// mongod's error for a document over the BSON size limit (10334 BSONObjectTooLarge).
+pub fn too_large(size: usize) -> CommandError {
+    CommandError::new(
+        10334,
+        "BSONObjectTooLarge",
+        format!(
+            "BSONObj size: {size} (0x{size:X}) is invalid. Size must be between 0 and {MAX_INTERNAL_BSON}(16MB)"
+        ),
+    )
+}
+
 /// Takes up to `batch_size` documents (0 = no count limit) from the front within the byte budget.
-pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Vec<Document> {
+/// A document over 16 MiB (an aggregation can build one) fails with 10334 BSONObjectTooLarge.
+pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Result<Vec<Document>, CommandError> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(d) = docs.front() {
         if batch_size != 0 && out.len() >= batch_size {
             break;
         }
-        let size = bson::to_vec(d).map(|v| v.len()).unwrap_or(0);
+        let size = docplane_query::mem::doc_size(d);
+        if size > MAX_USER_BSON {
+            return Err(too_large(size));
+        }
         if !out.is_empty() && bytes + size > BATCH_BYTES {
             break;
         }
@@ -57,7 +86,7 @@ pub fn take_batch(docs: &mut VecDeque<Document>, batch_size: usize) -> Vec<Docum
             out.push(d);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Parses a `batchSize` (non-negative integer).
@@ -98,24 +127,21 @@ pub struct NewCursor {
 
 impl CursorStore {
     /// Serves the first batch; if documents remain, opens a cursor and returns its id (else 0).
+    /// A `batch_size` of 0 is mongod's `batchSize: 0`: an empty first batch and an open cursor,
+    /// whatever the result holds (the first getMore serves it).
     pub fn first_batch(
         &self,
         mut docs: VecDeque<Document>,
         batch_size: usize,
         new: NewCursor,
-    ) -> (Vec<Document>, i64) {
-        let batch = take_batch(&mut docs, batch_size);
-        if docs.is_empty() {
-            return (batch, 0);
+    ) -> Result<(Vec<Document>, i64), CommandError> {
+        // batchSize 0: an empty first batch and the cursor open, whatever the result's size.
+        let batch = if batch_size == 0 { Vec::new() } else { take_batch(&mut docs, batch_size)? };
+        if docs.is_empty() && batch_size != 0 {
+            return Ok((batch, 0));
         }
         let mut map = self.map.lock();
-        let mut rng = rand::thread_rng();
-        let id = loop {
-            let id = rng.gen_range(1..i64::MAX);
-            if !map.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = Self::fresh_id(&map);
         let now = bson::DateTime::now();
         map.insert(
             id,
@@ -123,6 +149,7 @@ impl CursorStore {
                 id,
                 ns: new.ns,
                 docs,
+                stream: None,
                 users: new.users,
                 session: new.session,
                 lsid: new.lsid,
@@ -137,7 +164,7 @@ impl CursorStore {
                 no_timeout: new.no_timeout,
             },
         );
-        (batch, id)
+        Ok((batch, id))
     }
 
     /// Serves a getMore batch; returns (documents, id or 0 when exhausted).
@@ -151,6 +178,99 @@ impl CursorStore {
         check_owner: bool,
     ) -> Result<(Vec<Document>, i64), CommandError> {
         let mut map = self.map.lock();
+        let c = Self::owned(&mut map, id, ns, users, check_owner)?;
+        let batch = match take_batch(&mut c.docs, batch_size) {
+            Ok(b) => b,
+            Err(e) => {
+                map.remove(&id);
+                return Err(e);
+            }
+        };
+        c.n_returned += batch.len() as u64;
+        c.n_batches += 1;
+        c.last_access = Instant::now();
+        c.last_access_wall = bson::DateTime::now();
+        if c.docs.is_empty() {
+            map.remove(&id);
+            return Ok((batch, 0));
+        }
+        Ok((batch, id))
+    }
+
+    /// Opens a cursor over a streaming find whose first batch of `returned` documents was sent;
+    /// returns its id.
+    pub fn open_stream(&self, stream: FindStream, returned: usize, new: NewCursor) -> i64 {
+        let mut map = self.map.lock();
+        let id = Self::fresh_id(&map);
+        let now = bson::DateTime::now();
+        map.insert(
+            id,
+            Cursor {
+                id,
+                ns: new.ns,
+                docs: VecDeque::new(),
+                stream: Some(stream),
+                users: new.users,
+                session: new.session,
+                lsid: new.lsid,
+                conn_id: new.conn_id,
+                created: now,
+                last_access: Instant::now(),
+                last_access_wall: now,
+                n_returned: returned as u64,
+                n_batches: 1,
+                originating_command: new.originating_command,
+                plan_summary: new.plan_summary,
+                no_timeout: new.no_timeout,
+            },
+        );
+        id
+    }
+
+    fn fresh_id(map: &HashMap<i64, Cursor>) -> i64 {
+        let mut rng = rand::thread_rng();
+        loop {
+            let id = rng.gen_range(1..i64::MAX);
+            if !map.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Takes a streaming cursor out of the store for a getMore (see [`CursorStore::get_more`] for
+    /// the checks and errors); `Ok(None)` when the cursor holds documents, not a stream (then serve
+    /// it with [`CursorStore::get_more`]).
+    pub fn checkout_stream(
+        &self,
+        id: i64,
+        ns: &str,
+        users: &[UserName],
+        check_owner: bool,
+    ) -> Result<Option<Cursor>, CommandError> {
+        let mut map = self.map.lock();
+        let c = Self::owned(&mut map, id, ns, users, check_owner)?;
+        if c.stream.is_none() {
+            return Ok(None);
+        }
+        Ok(map.remove(&id))
+    }
+
+    /// Puts a cursor back after a getMore served `returned` documents from it.
+    pub fn checkin(&self, mut c: Cursor, returned: usize) {
+        c.n_returned += returned as u64;
+        c.n_batches += 1;
+        c.last_access = Instant::now();
+        c.last_access_wall = bson::DateTime::now();
+        self.map.lock().insert(c.id, c);
+    }
+
+    fn owned<'m>(
+        map: &'m mut HashMap<i64, Cursor>,
+        id: i64,
+        ns: &str,
+        users: &[UserName],
+        check_owner: bool,
+    ) -> Result<&'m mut Cursor, CommandError> {
         let Some(c) = map.get_mut(&id) else {
             return Err(CommandError::cursor_not_found(format!("cursor id {id} not found")));
         };
@@ -165,16 +285,7 @@ impl CursorStore {
                 "cursor id {id} was not created by the authenticated user"
             )));
         }
-        let batch = take_batch(&mut c.docs, batch_size);
-        c.n_returned += batch.len() as u64;
-        c.n_batches += 1;
-        c.last_access = Instant::now();
-        c.last_access_wall = bson::DateTime::now();
-        if c.docs.is_empty() {
-            map.remove(&id);
-            return Ok((batch, 0));
-        }
-        Ok((batch, id))
+        Ok(c)
     }
 
     /// Kills cursors by id; returns (killed, not found).
@@ -271,7 +382,7 @@ mod tests {
     fn batches_and_exhaustion() {
         let store = CursorStore::default();
         let docs: VecDeque<Document> = (0..5).map(|i| doc! {"i": i}).collect();
-        let (b, id) = store.first_batch(docs, 2, nc());
+        let (b, id) = store.first_batch(docs, 2, nc()).unwrap();
         assert_eq!(b.len(), 2);
         assert!(id > 0);
         let (b, id2) = store.get_more(id, "d.c", 2, &[], true).unwrap();
@@ -283,22 +394,47 @@ mod tests {
     }
 
     #[test]
+    fn a_document_over_16_mib_fails_the_batch() {
+        let store = CursorStore::default();
+        let big = doc! {"s": "x".repeat(MAX_USER_BSON)};
+        let docs: VecDeque<Document> = vec![doc! {"i": 1}, big].into();
+        let (b, id) = store.first_batch(docs, 1, nc()).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(store.get_more(id, "d.c", 1, &[], true).unwrap_err().code, 10334);
+        assert!(store.is_empty(), "the failed cursor is closed");
+    }
+
+    #[test]
     fn small_result_opens_no_cursor() {
         let store = CursorStore::default();
-        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc());
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 101, nc()).unwrap();
         assert_eq!((b.len(), id), (3, 0));
         assert!(store.is_empty());
     }
 
     #[test]
+    fn batch_size_zero_serves_nothing_and_keeps_the_cursor_open() {
+        let store = CursorStore::default();
+        let (b, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 0, nc()).unwrap();
+        assert!(b.is_empty());
+        assert!(id > 0);
+        let (b, next) = store.get_more(id, "d.c", 0, &[], true).unwrap();
+        assert_eq!((b.len(), next), (3, 0));
+        // Even an empty result: mongod opens the cursor without running the query.
+        let (b, id) = store.first_batch(VecDeque::new(), 0, nc()).unwrap();
+        assert!(b.is_empty() && id > 0);
+        assert_eq!(store.get_more(id, "d.c", 0, &[], true).unwrap(), (vec![], 0));
+    }
+
+    #[test]
     fn kill_by_session_and_reap() {
         let store = CursorStore::default();
-        let (_, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        let (_, id) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc()).unwrap();
         assert_eq!(store.len(), 1);
         assert_eq!(store.kill_sessions(&[vec![2; 16]]), 0);
         assert_eq!(store.kill_sessions(&[vec![1; 16]]), 1);
         assert_eq!(store.kill(&[id]), (vec![], vec![id]));
-        let (_, _) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc());
+        let (_, _) = store.first_batch((0..3).map(|i| doc! {"i": i}).collect(), 1, nc()).unwrap();
         assert_eq!(store.reap(Duration::from_secs(60)), 0);
         assert_eq!(store.reap(Duration::ZERO), 1);
     }

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod cursors;
 pub mod failpoint;
 pub mod ops;
+pub mod readconcern;
 pub mod redact;
 pub mod reply;
 pub mod server;

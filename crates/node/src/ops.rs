@@ -7,9 +7,13 @@
 //! - Killing is two writes: an atomic code (read by [`OpInterrupt::check`] at every interrupt point of
 //!   blocking work) and a `watch` channel (awaited by async waits such as `sleep`), so both kinds of work
 //!   notice a kill without polling delay.
+//! - A `maxTimeMS` deadline arms a timer on the runtime that marks the state expired when it
+//!   passes, so [`OpInterrupt::pending`] (what the query crate's fine-grained polls read) is one
+//!   atomic load and never reads the clock; `check` still compares with the clock, so a late or
+//!   missing timer delays nothing that `check` sees.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,13 +37,49 @@ pub struct OpState {
     tx: watch::Sender<i32>,
     deadline: Option<Instant>,
     yields: AtomicU64,
+    /// Set when the deadline passed (by the timer [`OpState::arm_deadline`] starts).
+    expired: AtomicBool,
+    timer: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for OpState {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.get_mut().take() {
+            t.abort();
+        }
+    }
 }
 
 impl OpState {
     /// A fresh state; `deadline` comes from `maxTimeMS`.
     pub fn new(deadline: Option<Instant>) -> Self {
         let (tx, _) = watch::channel(0);
-        OpState { kill: AtomicI32::new(0), tx, deadline, yields: AtomicU64::new(0) }
+        OpState {
+            kill: AtomicI32::new(0),
+            tx,
+            deadline,
+            yields: AtomicU64::new(0),
+            expired: AtomicBool::new(false),
+            timer: Mutex::new(None),
+        }
+    }
+    /// Starts the timer that marks the state expired at its deadline (on the current runtime;
+    /// without one, or without a deadline, nothing). The timer holds the state weakly and is
+    /// aborted when the state drops.
+    pub fn arm_deadline(self: &Arc<Self>) {
+        let (Some(d), Ok(rt)) = (self.deadline, tokio::runtime::Handle::try_current()) else { return };
+        let weak = Arc::downgrade(self);
+        let task = rt.spawn(async move {
+            tokio::time::sleep_until(d.into()).await;
+            if let Some(st) = weak.upgrade() {
+                st.expired.store(true, Ordering::Release);
+            }
+        });
+        *self.timer.lock() = Some(task.abort_handle());
+    }
+    /// Whether a check may fail now (killed or past the deadline), without reading the clock.
+    pub fn pending(&self) -> bool {
+        self.kill.load(Ordering::Acquire) != 0 || self.expired.load(Ordering::Acquire)
     }
     /// Marks the op killed with `code` (first kill wins) and wakes its waits.
     pub fn kill(&self, code: i32) {
@@ -109,6 +149,9 @@ impl Interrupt for OpInterrupt {
     }
     fn yielded(&self) {
         self.0.yields.fetch_add(1, Ordering::Relaxed);
+    }
+    fn pending(&self) -> bool {
+        self.0.pending()
     }
 }
 
@@ -225,7 +268,11 @@ impl OpRegistry {
             started: Instant::now(),
             plan_summary: Mutex::new(None),
             cursor_id: AtomicI64::new(0),
-            state: Arc::new(OpState::new(new.deadline)),
+            state: {
+                let st = Arc::new(OpState::new(new.deadline));
+                st.arm_deadline();
+                st
+            },
             current_op_template: OnceLock::new(),
         });
         self.ops.lock().insert(opid, entry.clone());
@@ -296,6 +343,20 @@ mod tests {
         let r = st.interruptible_sleep(Duration::from_secs(10)).await;
         assert_eq!(r.unwrap_err().code, 50);
         assert_eq!(st.error().unwrap().code, 50);
+    }
+
+    #[tokio::test]
+    async fn deadline_timer_sets_pending_without_a_check() {
+        let st = Arc::new(OpState::new(Some(Instant::now() + Duration::from_millis(20))));
+        st.arm_deadline();
+        assert!(!st.pending());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(st.pending(), "the timer marked the state expired");
+        assert_eq!(OpInterrupt(st.clone()).check().unwrap_err().code, 50);
+        let killed = OpState::new(None);
+        assert!(!killed.pending());
+        killed.kill(KILL_INTERRUPTED);
+        assert!(killed.pending());
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Reply documents: every error is `{ok: 0.0, errmsg, code, codeName}` (the Rust driver rejects errors
 //! without `code`); successes end with `ok: 1.0`.
 
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document};
 use docplane_query::CommandError;
 
 /// The error reply for `e`.
 pub fn error_doc(e: &CommandError) -> Document {
-    doc! {"ok": 0.0, "errmsg": &e.message, "code": e.code, "codeName": e.code_name.as_ref()}
+    e.to_document()
 }
 
 /// Appends `ok: 1.0` unless the handler already set `ok`.
@@ -145,6 +145,8 @@ fn write_value(out: &mut String, v: &Bson, limit: usize) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use bson::doc;
+
     use super::*;
 
     #[test]

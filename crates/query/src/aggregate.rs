@@ -85,6 +85,8 @@ impl Deps {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Vec<Stage>,
+    /// The command's `let` variables ([`Pipeline::with_let`]).
+    lets: crate::vars::LetVars,
 }
 
 #[derive(Debug, Clone)]
@@ -787,10 +789,13 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
         "$documents" => Stage::Documents(Expr::parse(arg)?),
         "$unionWith" => parse_union_with(arg)?,
         "$bucket" => parse_bucket(doc_arg()?)?,
+        // The node writes a final `$out` / `$merge` itself (it takes it off before parsing):
+        // any left here is not final.
         "$out" | "$merge" => {
-            return Err(CommandError::command_not_supported(format!(
-                "{name} is not supported by this server"
-            )));
+            return Err(CommandError::location(
+                40601,
+                format!("{name} can only be the final stage in the pipeline"),
+            ));
         }
         "$currentOp" | "$listSessions" | "$listLocalSessions" | "$collStats" | "$indexStats"
         | "$changeStream" | "$planCacheStats" => {
@@ -803,7 +808,7 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
     })
 }
 
-/// Counts documents and checks for interruption every [`CHECK_EVERY`] of them.
+/// Counts documents, polls for interruption at each and checks every [`CHECK_EVERY`] of them.
 struct Ticker<'a> {
     env: &'a dyn PipelineEnv,
     n: usize,
@@ -811,6 +816,7 @@ struct Ticker<'a> {
 
 impl Ticker<'_> {
     fn tick(&mut self) -> Result<()> {
+        crate::interrupt::poll()?;
         self.n += 1;
         if self.n.is_multiple_of(CHECK_EVERY) {
             self.env.check()?;
@@ -845,6 +851,15 @@ impl AccState {
             Acc::AddToSet => AccState::Set(Vec::new(), Default::default()),
             Acc::MergeObjects => AccState::Merge(Document::new()),
             Acc::StdDevPop | Acc::StdDevSamp => AccState::Std(Vec::new()),
+        }
+    }
+
+    /// How many values the state collects (`$push`, `$addToSet`, `$stdDev*`).
+    fn held(&self) -> usize {
+        match self {
+            AccState::Push(items) | AccState::Set(items, _) => items.len(),
+            AccState::Std(xs) => xs.len(),
+            _ => 0,
         }
     }
 
@@ -1095,7 +1110,31 @@ fn sample_indices(len: usize, n: usize) -> Vec<usize> {
 impl Pipeline {
     /// Parses the stages. 40324 on unknown stages.
     pub fn parse(stages: &[Document]) -> Result<Self> {
-        Ok(Pipeline { stages: stages.iter().map(parse_stage).collect::<Result<_>>()? })
+        Ok(Pipeline {
+            stages: stages.iter().map(parse_stage).collect::<Result<_>>()?,
+            lets: crate::vars::LetVars::none(),
+        })
+    }
+
+    /// The pipeline of a command with `let` variables: every stage (nested pipelines included)
+    /// sees them, and so does the leading `$match` the engine may answer with an index.
+    #[must_use]
+    pub fn with_let(mut self, lets: &crate::vars::LetVars) -> Self {
+        for s in &mut self.stages {
+            if let Stage::Match(f) = s {
+                f.bind_let(lets);
+            }
+        }
+        self.lets = lets.clone();
+        self
+    }
+
+    /// [`Pipeline::with_let`] for a command's pipeline, after checking that every variable its
+    /// stages read is a system variable, one of `lets` or bound around it (17276 otherwise, when
+    /// the command is parsed, as mongod fails it, rather than only once a document reaches it).
+    pub fn checked_let(self, lets: &crate::vars::LetVars) -> Result<Self> {
+        self.check_vars(&mut lets.names())?;
+        Ok(self.with_let(lets))
     }
 
     /// The pipeline without its first stage (when a caller has applied that stage itself).
@@ -1163,7 +1202,7 @@ impl Pipeline {
     /// come out of them are built whole. The result is the same as [`Pipeline::run`] over every
     /// document built whole, field order included.
     pub fn run_source(&self, src: &dyn DocSource, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         env.check()?;
         let mut t = Ticker { env, n: 0 };
         let mut deps = Deps::default();
@@ -1198,7 +1237,7 @@ impl Pipeline {
 
     /// Runs the pipeline over `input`.
     pub fn run(&self, input: Vec<Document>, env: &dyn PipelineEnv) -> Result<Vec<Document>> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         self.run_ctx(input, env, &mut ctx)
     }
 
@@ -1238,7 +1277,10 @@ impl Pipeline {
                     }
                     refs = kept;
                 }
-                Stage::Sort(s) => s.sort_top(&mut refs, top_k(&self.stages[i + 1..])),
+                Stage::Sort(s) => {
+                    s.sort_top(&mut refs, top_k(&self.stages[i + 1..]));
+                    crate::mem::check_sort(refs.iter().copied())?;
+                }
                 Stage::Skip(n) => {
                     let n = usize::try_from(*n).unwrap_or(usize::MAX).min(refs.len());
                     refs.drain(..n);
@@ -1571,6 +1613,7 @@ fn run_stages(
             Stage::Sort(s) => {
                 let mut docs = docs;
                 s.sort_top(&mut docs, top_k(&stages[i + 1..]));
+                crate::mem::check_sort(&docs)?;
                 docs
             }
             _ => run_stage(stage, docs, env, ctx)?,
@@ -1643,6 +1686,9 @@ fn run_stage(
         Stage::Group { id, accs } => {
             let mut index: HashMap<String, usize> = HashMap::new();
             let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
+            // What the groups hold, as mongod counts it against its $group limit: keys and the
+            // values of accumulators that collect them.
+            let mut bytes = 0usize;
             for d in &docs {
                 t.tick()?;
                 let mut key_val = id.eval(d, ctx)?;
@@ -1654,6 +1700,7 @@ fn run_stage(
                 let gi = match index.get(&key) {
                     Some(i) => *i,
                     None => {
+                        bytes += 2 * key.len() + crate::mem::value_size(&key_val) + 64 * accs.len();
                         groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
                         index.insert(key, groups.len() - 1);
                         groups.len() - 1
@@ -1661,7 +1708,15 @@ fn run_stage(
                 };
                 for (ai, (_, acc, e)) in accs.iter().enumerate() {
                     let v = e.eval(d, ctx)?;
-                    groups[gi].1[ai].add(*acc, v)?;
+                    let st = &mut groups[gi].1[ai];
+                    let (held, size) = (st.held(), crate::mem::value_size(&v));
+                    st.add(*acc, v)?;
+                    if st.held() > held {
+                        bytes += 16 + size;
+                    }
+                }
+                if bytes > crate::mem::MAX_BLOCKING_BYTES {
+                    return Err(crate::mem::group_exceeded());
                 }
             }
             groups
@@ -1679,6 +1734,7 @@ fn run_stage(
         Stage::Sort(s) => {
             let mut docs = docs;
             s.sort(&mut docs);
+            crate::mem::check_sort(&docs)?;
             docs
         }
         Stage::Skip(n) => docs.into_iter().skip(usize::try_from(*n).unwrap_or(usize::MAX)).collect(),
@@ -1913,6 +1969,8 @@ fn run_stage(
         }
     })
 }
+
+mod vars_check;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]

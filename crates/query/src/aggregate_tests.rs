@@ -616,3 +616,52 @@ fn run_source_equals_run_over_whole_documents() {
         }
     }
 }
+
+#[test]
+fn command_let_reaches_every_stage_and_nested_pipelines() {
+    let lets = crate::vars::LetVars::parse(Some(&Bson::Document(doc! {"k": 10, "lim": 2}))).unwrap();
+    let p = Pipeline::parse(&[
+        doc! {"$match": {"$expr": {"$lte": ["$x", "$$lim"]}}},
+        doc! {"$project": {"y": {"$multiply": ["$x", "$$k"]}}},
+        doc! {"$lookup": {"from": "o", "pipeline": [{"$match": {"$expr": {"$eq": ["$n", "$$k"]}}}], "as": "o"}},
+    ])
+    .unwrap()
+    .with_let(&lets);
+    let env = Env::new().with("o", vec![doc! {"_id": 7, "n": 10}, doc! {"_id": 8, "n": 11}]);
+    let out = p.run((1..=3).map(|x| doc! {"_id": x, "x": x}).collect(), &env).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            doc! {"_id": 1, "y": 10, "o": [{"_id": 7, "n": 10}]},
+            doc! {"_id": 2, "y": 20, "o": [{"_id": 7, "n": 10}]},
+        ]
+    );
+    // The leading `$match` the engine answers on its own sees them too.
+    assert!(p.leading_match().unwrap().matches(&doc! {"x": 2}));
+    // `$out` / `$merge` the node did not take off are not final.
+    let e = Pipeline::parse(&[doc! {"$out": "o"}, doc! {"$match": {}}]).unwrap_err();
+    assert_eq!(e.code, 40601);
+}
+
+#[test]
+fn undefined_variables_fail_before_any_document() {
+    use crate::vars::LetVars;
+    let lets = LetVars::parse(Some(&Bson::Document(doc! {"k": 1}))).unwrap();
+    let check = |stages: Vec<Document>| Pipeline::parse(&stages).unwrap().checked_let(&lets).map(|_| ());
+    assert!(check(vec![doc! {"$project": {"a": "$$k"}}]).is_ok());
+    for bad in [
+        doc! {"$match": {"$expr": "$$nope"}},
+        doc! {"$project": {"a": {"b": "$$nope"}}},
+        doc! {"$addFields": {"a": "$$nope"}},
+        doc! {"$group": {"_id": null, "s": {"$sum": "$$nope"}}},
+        doc! {"$replaceWith": "$$nope"},
+        doc! {"$facet": {"f": [{"$set": {"a": "$$nope"}}]}},
+        doc! {"$unionWith": {"coll": "o", "pipeline": [{"$set": {"a": "$$nope"}}]}},
+        doc! {"$lookup": {"from": "o", "let": {"x": "$a"}, "pipeline": [{"$set": {"a": "$$nope"}}], "as": "o"}},
+    ] {
+        assert_eq!(check(vec![bad.clone()]).unwrap_err().code, 17276, "{bad}");
+    }
+    // `$lookup`'s own `let` and the command's are in scope in its pipeline.
+    let lookup = doc! {"$lookup": {"from": "o", "let": {"x": "$a"}, "pipeline": [{"$set": {"a": ["$$x", "$$k"]}}], "as": "o"}};
+    assert!(check(vec![lookup]).is_ok());
+}

@@ -17,6 +17,9 @@ pub struct CommandError {
     pub code_name: Cow<'static, str>,
     /// Human-readable message (`errmsg`).
     pub message: String,
+    /// Fields mongod adds beside `code` for this error (DuplicateKey's `keyPattern` and
+    /// `keyValue`), in a command error reply and in a `writeErrors` element alike.
+    pub info: Option<Box<bson::Document>>,
 }
 
 /// Result alias with [`CommandError`] as the default error.
@@ -88,6 +91,8 @@ mongo_error_codes! {
     (WRITE_CONFLICT, 112, "WriteConflict"),
     (COMMAND_NOT_SUPPORTED, 115, "CommandNotSupported"),
     (CONFLICTING_OPERATION_IN_PROGRESS, 117, "ConflictingOperationInProgress"),
+    (DOCUMENT_VALIDATION_FAILURE, 121, "DocumentValidationFailure"),
+    (NOT_A_REPLICA_SET, 123, "NotAReplicaSet"),
     (FAILED_TO_SATISFY_READ_PREFERENCE, 133, "FailedToSatisfyReadPreference"),
     (READ_CONCERN_MAJORITY_NOT_AVAILABLE_YET, 134, "ReadConcernMajorityNotAvailableYet"),
     (CAPPED_POSITION_LOST, 136, "CappedPositionLost"),
@@ -108,6 +113,7 @@ mongo_error_codes! {
     (INTERRUPTED_AT_SHUTDOWN, 11600, "InterruptedAtShutdown"),
     (INTERRUPTED, 11601, "Interrupted"),
     (INTERRUPTED_DUE_TO_REPL_STATE_CHANGE, 11602, "InterruptedDueToReplStateChange"),
+    (MERGE_STAGE_NO_MATCHING_DOCUMENT, 13113, "MergeStageNoMatchingDocument"),
     (STALE_CONFIG, 13388, "StaleConfig"),
     (NOT_PRIMARY_NO_SECONDARY_OK, 13435, "NotPrimaryNoSecondaryOk"),
     (NOT_PRIMARY_OR_SECONDARY, 13436, "NotPrimaryOrSecondary"),
@@ -131,20 +137,27 @@ impl CommandError {
             }
             None => code_name,
         };
-        CommandError { code, code_name: Cow::Borrowed(name), message: message.into() }
+        CommandError { code, code_name: Cow::Borrowed(name), message: message.into(), info: None }
     }
 
     /// An error with `code`, named from the table (`Location<code>` when it has no name).
     pub fn with_code(code: i32, message: impl Into<String>) -> Self {
         match code_name_of(code) {
-            Some(name) => CommandError { code, code_name: Cow::Borrowed(name), message: message.into() },
+            Some(name) => {
+                CommandError { code, code_name: Cow::Borrowed(name), message: message.into(), info: None }
+            }
             None => Self::location(code, message),
         }
     }
 
     /// An error with a code that MongoDB reports as `Location<code>`.
     pub fn location(code: i32, message: impl Into<String>) -> Self {
-        CommandError { code, code_name: Cow::Owned(format!("Location{code}")), message: message.into() }
+        CommandError {
+            code,
+            code_name: Cow::Owned(format!("Location{code}")),
+            message: message.into(),
+            info: None,
+        }
     }
 
     /// 2 BadValue.
@@ -276,14 +289,26 @@ impl CommandError {
         matches!(self.code, codes::INTERRUPTED | codes::INTERRUPTED_AT_SHUTDOWN | codes::MAX_TIME_MS_EXPIRED)
     }
 
-    /// The error as the fields of a command reply: `{ok: 0.0, errmsg, code, codeName}`.
+    /// The error with mongod's extra fields for it (see [`CommandError::info`]).
+    #[must_use]
+    pub fn with_info(mut self, info: bson::Document) -> Self {
+        self.info = Some(Box::new(info));
+        self
+    }
+
+    /// The error as the fields of a command reply: `{ok: 0.0, errmsg, code, codeName}` and its
+    /// [`CommandError::info`].
     pub fn to_document(&self) -> bson::Document {
-        bson::doc! {
+        let mut d = bson::doc! {
             "ok": 0.0,
             "errmsg": self.message.clone(),
             "code": self.code,
             "codeName": self.code_name.as_ref(),
+        };
+        if let Some(info) = &self.info {
+            d.extend(info.as_ref().clone());
         }
+        d
     }
 }
 

@@ -210,6 +210,8 @@ const NAMED: &[(&str, &[&str], &[&str])] = &[
     ("$rtrim", &["input"], &["chars"]),
     ("$convert", &["input", "to"], &["onError", "onNull"]),
     ("$getField", &["field"], &["input"]),
+    ("$setField", &["field", "input", "value"], &[]),
+    ("$unsetField", &["field", "input"], &[]),
     ("$sortArray", &["input", "sortBy"], &[]),
     ("$dateAdd", &["startDate", "unit", "amount"], &["timezone"]),
     ("$dateSubtract", &["startDate", "unit", "amount"], &["timezone"]),
@@ -333,8 +335,18 @@ impl Expr {
         if name == "$literal" {
             return Ok(Expr::Literal(arg.clone()));
         }
+        if name == "$rand" {
+            return match arg {
+                Bson::Document(a) if a.is_empty() => Ok(Expr::Op("$rand", Vec::new())),
+                _ => Err(CommandError::location(3040501, "$rand not expecting an argument")),
+            };
+        }
         if let (Some(&(n, req, opt)), Bson::Document(args)) = (NAMED.iter().find(|(n, ..)| *n == name), arg) {
-            return parse_named(n, req, opt, args);
+            let e = parse_named(n, req, opt, args)?;
+            if let Expr::Named(op @ ("$setField" | "$unsetField"), a) = &e {
+                check_set_field_name(op, a)?;
+            }
+            return Ok(e);
         }
         if let Some(&(n, min, max)) = POSITIONAL.iter().find(|(n, ..)| *n == name) {
             if DATE_PARTS.contains(&n)
@@ -415,6 +427,7 @@ impl Expr {
     pub fn is_constant(&self) -> bool {
         match self {
             Expr::Literal(_) => true,
+            Expr::Op("$rand", _) => false,
             Expr::Field(_) | Expr::Var(..) => false,
             Expr::Object(fs) | Expr::Named(_, fs) => fs.iter().all(|(_, e)| e.is_constant()),
             Expr::Array(es) | Expr::Op(_, es) => es.iter().all(Expr::is_constant),
@@ -444,6 +457,7 @@ impl Expr {
 
     /// Evaluates the expression with `doc` as `$$ROOT` and `$$CURRENT`.
     pub fn eval(&self, doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+        crate::interrupt::poll()?;
         match self {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Field(parts) => Ok(resolve_in_fields(doc, parts)),
@@ -549,6 +563,51 @@ fn parse_named(name: &'static str, req: &[&str], opt: &[&str], args: &Document) 
         }
     }
     Ok(Expr::Named(name, out))
+}
+
+/// `$setField` / `$unsetField` take a constant string `field` (mongod's parse-time checks).
+fn check_set_field_name(op: &str, args: &[(String, Expr)]) -> Result<()> {
+    match args.iter().find(|(k, _)| k == "field").map(|(_, e)| e) {
+        Some(Expr::Literal(Bson::String(_))) => Ok(()),
+        Some(Expr::Literal(other)) => Err(CommandError::location(
+            4161107,
+            format!("{op} requires 'field' to evaluate to type String, but got {}", type_name(other)),
+        )),
+        _ => Err(CommandError::location(
+            4161106,
+            format!("{op} requires 'field' to evaluate to a constant, but got a non-constant argument"),
+        )),
+    }
+}
+
+/// `$setField` / `$unsetField`: `input` with `field` set to `value` (removed when `value` is
+/// missing, as `$$REMOVE`), a field of that exact name (dots and `$` included) kept in place.
+fn eval_set_field(op: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    let field = match named(args, "field") {
+        Some(Expr::Literal(Bson::String(s))) => s.clone(),
+        _ => return Err(CommandError::location(4161106, format!("{op} requires 'field' to be a constant"))),
+    };
+    let input = match named(args, "input") {
+        Some(e) => e.eval(doc, ctx)?,
+        None => MISSING,
+    };
+    let mut out = match input {
+        Bson::Null | Bson::Undefined => return Ok(Bson::Null),
+        Bson::Document(d) => d,
+        other => {
+            return Err(type_err(4161105, op, "requires 'input' to evaluate to type Object", &other));
+        }
+    };
+    let value = match named(args, "value") {
+        Some(e) if op == "$setField" => e.eval(doc, ctx)?,
+        _ => MISSING,
+    };
+    if is_missing(&value) {
+        out.remove(&field);
+    } else {
+        out.insert(field, value);
+    }
+    Ok(Bson::Document(out))
 }
 
 /// Resolves a field path in a document, mapping over arrays of documents.
@@ -1054,7 +1113,47 @@ fn int_arg(v: &Bson, op: &str) -> Result<i64> {
     })
 }
 
+/// Array operators poll for interruption every this many elements they copy or build.
+const ARRAY_POLL_EVERY: usize = 4096;
+/// mongod's `internalQueryMaxRangeBytes` (100 MiB).
+pub const MAX_RANGE_BYTES: usize = 100 * 1024 * 1024;
+/// The memory of one array element. mongod counts `sizeof(Value)` (16 bytes); a `Bson` is 7x
+/// that, so the node counts what it really allocates and refuses smaller arrays than mongod
+/// (about 0.9 million elements rather than 6.5 million) to hold the same memory bound.
+const APPROX_VALUE_BYTES: usize = std::mem::size_of::<Bson>();
+/// The array itself (mongod: `sizeof(std::vector<Value>)`).
+const RANGE_VEC_BYTES: usize = std::mem::size_of::<Vec<Bson>>();
+
+/// Fails with ExceededMemoryLimit (146), mongod's `$range` error, when an array of `len`
+/// elements would need more than [`MAX_RANGE_BYTES`] (`$range`, `$concatArrays`).
+fn check_array_memory(op: &str, len: usize) -> Result<()> {
+    let needed = RANGE_VEC_BYTES.saturating_add(len.saturating_mul(APPROX_VALUE_BYTES));
+    if needed >= MAX_RANGE_BYTES {
+        return Err(CommandError::new(
+            146,
+            "ExceededMemoryLimit",
+            format!(
+                "{op} would use too much memory ({needed} bytes) and cannot spill to disk. \
+                 Memory limit: {MAX_RANGE_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `$rand`: a double in [0, 1), a fresh value per evaluation (from the standard library's
+/// randomly keyed hasher; not for cryptography, nor is mongod's).
+fn rand_double() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Result<Bson> {
+    if name == "$rand" {
+        return Ok(Bson::Double(rand_double()));
+    }
     // Short-circuiting operators first, and the comparisons, which read their arguments in
     // place (no copy of a field or a constant).
     match name {
@@ -1496,10 +1595,17 @@ fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Re
             )),
         },
         "$concatArrays" => {
-            let mut out = Vec::new();
+            let total: usize = v.iter().map(|x| if let Bson::Array(a) = x { a.len() } else { 0 }).sum();
+            check_array_memory("$concatArrays", total)?;
+            let mut out = Vec::with_capacity(total);
             for x in &v {
                 match x {
-                    Bson::Array(a) => out.extend(a.iter().cloned()),
+                    Bson::Array(a) => {
+                        for chunk in a.chunks(ARRAY_POLL_EVERY) {
+                            crate::interrupt::poll()?;
+                            out.extend(chunk.iter().cloned());
+                        }
+                    }
                     Bson::Null | Bson::Undefined => return Ok(Bson::Null),
                     other => return Err(type_err(28664, "$concatArrays", "only supports arrays", other)),
                 }
@@ -1552,13 +1658,20 @@ fn eval_op(name: &str, args: &[Expr], doc: &dyn Fields, ctx: &mut EvalCtx) -> Re
             if step == 0 {
                 return Err(CommandError::location(34449, "$range requires a non-zero step value"));
             }
-            let mut out = Vec::new();
+            // mongod's ExpressionRange: the length is known up front and checked against
+            // internalQueryMaxRangeBytes before anything is built.
+            let steps = (i128::from(end) - i128::from(start)) / i128::from(step);
+            let len = if (step > 0 && start < end) || (step < 0 && start > end) {
+                usize::try_from(steps.unsigned_abs() + 1).unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            check_array_memory("$range", len)?;
+            let mut out = Vec::with_capacity(len.min(MAX_RANGE_BYTES / APPROX_VALUE_BYTES));
             let mut i = start;
             while (step > 0 && i < end) || (step < 0 && i > end) {
+                crate::interrupt::poll_every(out.len(), ARRAY_POLL_EVERY)?;
                 out.push(int_as(Width::I32, i));
-                if out.len() > 10_000_000 {
-                    return Err(CommandError::location(20, "$range would produce too many elements"));
-                }
                 i = match i.checked_add(step) {
                     Some(n) => n,
                     None => break,
@@ -2044,6 +2157,7 @@ fn eval_named(name: &str, args: &[(String, Expr)], doc: &dyn Fields, ctx: &mut E
                 },
             }
         }
+        "$setField" | "$unsetField" => eval_set_field(name, args, doc, ctx),
         "$getField" => {
             let field = match ev("field", ctx)? {
                 Bson::String(s) => s,

@@ -280,3 +280,55 @@ fn truthiness() {
         assert_eq!(truthy(&v), t, "{v:?}");
     }
 }
+
+#[test]
+fn set_field_and_unset_field() {
+    let d = doc! {"a": {"x": 1, "y.z": 2, "$p": 3}, "n": null, "s": "str"};
+    let ok = |e: Document| ev(b(e), &d).unwrap();
+    // Existing fields keep their place, new ones go last; dotted and `$` names are names.
+    assert_eq!(
+        ok(doc! {"$setField": {"field": "x", "input": "$a", "value": 9}}),
+        b(doc! {"x": 9, "y.z": 2, "$p": 3})
+    );
+    assert_eq!(
+        ok(doc! {"$setField": {"field": "y.z", "input": "$a", "value": {"$add": [1, 1]}}}),
+        b(doc! {"x": 1, "y.z": 2, "$p": 3})
+    );
+    assert_eq!(
+        ok(doc! {"$setField": {"field": {"$literal": "$p"}, "input": "$a", "value": "v"}}),
+        b(doc! {"x": 1, "y.z": 2, "$p": "v"})
+    );
+    assert_eq!(ok(doc! {"$setField": {"field": "w", "input": {}, "value": "$s"}}), b(doc! {"w": "str"}));
+    // `$$REMOVE` and `$unsetField` remove.
+    assert_eq!(
+        ok(doc! {"$setField": {"field": "x", "input": "$a", "value": "$$REMOVE"}}),
+        b(doc! {"y.z": 2, "$p": 3})
+    );
+    assert_eq!(ok(doc! {"$unsetField": {"field": "y.z", "input": "$a"}}), b(doc! {"x": 1, "$p": 3}));
+    // Nullish input: null.
+    assert_eq!(ok(doc! {"$setField": {"field": "x", "input": "$n", "value": 1}}), Bson::Null);
+    assert_eq!(ok(doc! {"$unsetField": {"field": "x", "input": "$missing"}}), Bson::Null);
+    // mongod's refusals.
+    let code = |e: Document| ev(b(e), &d).unwrap_err().code;
+    assert_eq!(code(doc! {"$setField": {"field": "x", "input": "$s", "value": 1}}), 4161105);
+    assert_eq!(code(doc! {"$setField": {"field": "$s", "input": "$a", "value": 1}}), 4161106);
+    assert_eq!(code(doc! {"$setField": {"field": 1, "input": "$a", "value": 1}}), 4161107);
+    assert_eq!(code(doc! {"$setField": {"field": "x", "input": "$a"}}), 40182);
+    assert_eq!(code(doc! {"$unsetField": {"field": "x", "input": "$a", "value": 1}}), 40181);
+}
+
+#[test]
+fn rand_is_a_fresh_double_in_the_unit_interval() {
+    let e = Expr::parse(&b(doc! {"$rand": {}})).unwrap();
+    assert!(!e.is_constant());
+    let mut ctx = EvalCtx::new();
+    let vals: Vec<f64> = (0..50)
+        .map(|_| match e.eval(&Document::new(), &mut ctx).unwrap() {
+            Bson::Double(f) => f,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert!(vals.iter().all(|f| (0.0..1.0).contains(f)));
+    assert!(vals.windows(2).any(|w| w[0] != w[1]));
+    assert_eq!(Expr::parse(&b(doc! {"$rand": {"x": 1}})).unwrap_err().code, 3040501);
+}

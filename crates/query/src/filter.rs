@@ -34,6 +34,8 @@ pub enum IndexPredicate {
 pub struct Filter {
     root: Node,
     empty: bool,
+    /// The command's `let` variables, for `$expr` ([`Filter::with_let`]).
+    lets: Option<std::sync::Arc<EvalCtx>>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,15 @@ pub(crate) enum Node {
 }
 
 impl Node {
+    /// [`crate::vars::check_expr`] over every `$expr`.
+    fn check_vars(&self, scope: &mut Vec<String>) -> Result<()> {
+        match self {
+            Node::And(ns) | Node::Or(ns) | Node::Nor(ns) => ns.iter().try_for_each(|n| n.check_vars(scope)),
+            Node::Expr(e) => crate::vars::check_expr(e, scope),
+            Node::Path { .. } | Node::Const(_) => Ok(()),
+        }
+    }
+
     /// Top-level fields read (predicates under a path, `$elemMatch` included, read only below it).
     fn add_deps(&self, deps: &mut crate::aggregate::Deps) {
         match self {
@@ -864,23 +875,46 @@ fn indexable_value(v: &Bson) -> bool {
 impl Filter {
     /// Parses a filter document. BadValue (2) on unknown operators and malformed arguments.
     pub fn parse(filter: &Document) -> Result<Filter> {
-        Ok(Filter { root: parse_node(filter)?, empty: filter.is_empty() })
+        Ok(Filter { root: parse_node(filter)?, empty: filter.is_empty(), lets: None })
     }
 
     /// A filter matching every document.
     pub fn match_all() -> Filter {
-        Filter { root: Node::And(Vec::new()), empty: true }
+        Filter { root: Node::And(Vec::new()), empty: true, lets: None }
     }
 
     /// Whether `doc` satisfies the filter.
     pub fn matches(&self, doc: &Document) -> bool {
-        self.root.matches(doc, None)
+        self.root.matches(doc, self.lets.as_deref())
+    }
+
+    /// The filter of a command: every variable its `$expr` reads must be a system variable or one
+    /// of `lets` (17276 otherwise, as mongod fails at parse), and `$expr` sees `lets`' values.
+    pub fn with_let(mut self, lets: &crate::vars::LetVars) -> Result<Filter> {
+        self.root.check_vars(&mut lets.names())?;
+        if !lets.is_empty() {
+            self.lets = Some(std::sync::Arc::new(lets.eval_ctx()));
+        }
+        Ok(self)
+    }
+
+    /// [`crate::vars::check_expr`] over every `$expr` of the filter.
+    pub(crate) fn check_vars(&self, scope: &mut Vec<String>) -> Result<()> {
+        self.root.check_vars(scope)
+    }
+
+    /// Binds `lets` for `$expr` without checking (inside a pipeline, where enclosing stages may
+    /// bind more variables at run time).
+    pub(crate) fn bind_let(&mut self, lets: &crate::vars::LetVars) {
+        if !lets.is_empty() {
+            self.lets = Some(std::sync::Arc::new(lets.eval_ctx()));
+        }
     }
 
     /// Like [`Filter::matches`] but reports errors of `$expr` evaluation (e.g. `$divide` by
     /// zero) instead of treating them as "no match", as MongoDB fails the query.
     pub fn try_matches(&self, doc: &Document) -> Result<bool> {
-        self.root.try_matches(doc, None)
+        self.root.try_matches(doc, self.lets.as_deref())
     }
 
     /// [`Filter::try_matches`] with the variables of an aggregation context (for `$expr`).
@@ -911,14 +945,16 @@ impl Filter {
     /// several fields included) split into filters that all hold exactly when it holds, in
     /// evaluation order; a filter that is no conjunction is its only part.
     pub fn split_conjuncts(&self) -> Vec<Filter> {
-        fn flatten(n: &Node, out: &mut Vec<Filter>) {
+        fn flatten(n: &Node, lets: &Option<std::sync::Arc<EvalCtx>>, out: &mut Vec<Filter>) {
             match n {
-                Node::And(children) if !children.is_empty() => children.iter().for_each(|c| flatten(c, out)),
-                other => out.push(Filter { root: other.clone(), empty: false }),
+                Node::And(children) if !children.is_empty() => {
+                    children.iter().for_each(|c| flatten(c, lets, out));
+                }
+                other => out.push(Filter { root: other.clone(), empty: false, lets: lets.clone() }),
             }
         }
         let mut out = Vec::new();
-        flatten(&self.root, &mut out);
+        flatten(&self.root, &self.lets, &mut out);
         out
     }
 

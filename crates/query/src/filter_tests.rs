@@ -397,3 +397,21 @@ fn conjuncts_and_top_level_fields() {
     assert_eq!(Filter::parse(&doc! {"$or": [{"a": 1}, {"b": 1}]}).unwrap().split_conjuncts().len(), 1);
     assert_eq!(Filter::parse(&doc! {"$expr": {"$eq": ["$$ROOT", 1]}}).unwrap().top_level_fields(), None);
 }
+
+#[test]
+fn let_variables_reach_expr_and_undefined_ones_fail_at_parse() {
+    use crate::vars::LetVars;
+    let lets = LetVars::parse(Some(&Bson::Document(doc! {"v": 2}))).unwrap();
+    let f = Filter::parse(&doc! {"$expr": {"$gte": ["$x", "$$v"]}}).unwrap().with_let(&lets).unwrap();
+    assert!(f.matches(&doc! {"x": 2}));
+    assert!(!f.matches(&doc! {"x": 1}));
+    // Kept by the conjuncts the planner splits off.
+    let f = Filter::parse(&doc! {"a": 1, "$expr": {"$eq": ["$x", "$$v"]}}).unwrap().with_let(&lets).unwrap();
+    assert!(f.split_conjuncts().iter().all(|c| c.matches(&doc! {"a": 1, "x": 2})));
+    // Undefined: an error before any document, not "no match".
+    let e = Filter::parse(&doc! {"$or": [{"a": 1}, {"$expr": "$$w"}]}).unwrap().with_let(&lets).unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (17276, "Use of undefined variable: w"));
+    assert!(
+        Filter::parse(&doc! {"$expr": {"$lt": ["$$NOW", 1]}}).unwrap().with_let(&LetVars::none()).is_ok()
+    );
+}

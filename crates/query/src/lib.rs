@@ -13,7 +13,9 @@
 //! - Parsed objects are immutable and `Clone + Send + Sync`; parse once, apply to many
 //!   documents.
 //! - Work over many documents calls [`Interrupt::check`] at least every
-//!   [`interrupt::CHECK_EVERY`] documents and once per pipeline stage.
+//!   [`interrupt::CHECK_EVERY`] documents and once per pipeline stage, and
+//!   [`interrupt::poll`] at every document, expression evaluation, sort comparison and every few
+//!   thousand elements of an array operator, so no step runs long between interrupt points.
 //! - The positional `$` operator needs the query: use [`Update::apply_with_query`] and
 //!   [`Projection::apply_with_query`] when [`Update::needs_query`] /
 //!   [`Projection::has_positional`] say so.
@@ -26,10 +28,12 @@ pub mod error;
 pub mod expr;
 pub mod filter;
 pub mod interrupt;
+pub mod mem;
 pub mod path;
 pub mod projection;
 pub mod sort;
 pub mod update;
+pub mod vars;
 
 pub use aggregate::{DocSource, Pipeline, PipelineEnv};
 pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
@@ -40,3 +44,4 @@ pub use path::{Fields, get_path, get_path_exact, remove_path, set_path};
 pub use projection::{Projection, ProjectionKind};
 pub use sort::SortSpec;
 pub use update::Update;
+pub use vars::LetVars;

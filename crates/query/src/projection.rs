@@ -63,6 +63,8 @@ pub struct Projection {
     /// Whether `_id` is kept (inclusion: by default; exclusion: unless excluded).
     include_id: bool,
     has_positional: bool,
+    /// A find command's `let` variables, for computed fields ([`Projection::checked_let`]).
+    lets: crate::vars::LetVars,
 }
 
 fn is_operator_doc(d: &Document) -> bool {
@@ -319,6 +321,7 @@ impl Projection {
             include_id: b.include_id.unwrap_or(true),
             tree,
             has_positional: b.has_positional,
+            lets: crate::vars::LetVars::none(),
         })
     }
 
@@ -337,6 +340,21 @@ impl Projection {
         Self::parse_kind(&spec, ProjectionKind::Aggregate)
     }
 
+    /// [`crate::vars::check_expr`] over the projection's computed fields.
+    pub(crate) fn check_vars(&self, scope: &mut Vec<String>) -> Result<()> {
+        fn walk(t: &Tree, scope: &mut Vec<String>) -> Result<()> {
+            for (_, item) in &t.fields {
+                match item {
+                    Item::Computed(e) => crate::vars::check_expr(e, scope)?,
+                    Item::Sub(sub) => walk(sub, scope)?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        walk(&self.tree, scope)
+    }
+
     /// True when this projection uses the positional `a.$` form.
     pub fn has_positional(&self) -> bool {
         self.has_positional
@@ -353,9 +371,17 @@ impl Projection {
         self.apply_with_query(doc, None)
     }
 
+    /// The projection of a command with `let` variables: its computed fields see them, after a
+    /// check that every variable they read is defined (17276 otherwise).
+    pub fn checked_let(mut self, lets: &crate::vars::LetVars) -> Result<Self> {
+        self.check_vars(&mut lets.names())?;
+        self.lets = lets.clone();
+        Ok(self)
+    }
+
     /// Applies the projection; `query` resolves positional `a.$` projections.
     pub fn apply_with_query(&self, doc: &Document, query: Option<&Filter>) -> Result<Document> {
-        let mut ctx = EvalCtx::new();
+        let mut ctx = self.lets.eval_ctx();
         self.apply_ctx(doc, query, &mut ctx)
     }
 

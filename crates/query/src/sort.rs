@@ -188,13 +188,7 @@ impl SortSpec {
         let key = |i: usize| keys.get(i * m..i * m + m).unwrap_or_default();
         // (key, input position): a strict total order equal to the stable sort's.
         let cmp = |a: &usize, b: &usize| self.compare_key_refs(key(*a), key(*b)).then(a.cmp(b));
-        let mut idx: Vec<usize> = (0..n).collect();
-        if k < n {
-            idx.select_nth_unstable_by(k - 1, cmp);
-            idx.truncate(k);
-        }
-        idx.sort_unstable_by(cmp);
-        idx
+        top_positions(n, k, cmp)
     }
 
     fn compare_key_refs(&self, a: &[&Bson], b: &[&Bson]) -> Ordering {
@@ -268,6 +262,80 @@ pub fn sort_key(doc: &Document, path: &str, dir: i32) -> Bson {
 }
 
 /// Keeps the items of `docs` at the positions `order`, in that order.
+/// Items a sort orders or merges between two interrupt polls.
+const SORT_RUN: usize = 2048;
+
+/// The positions `0..n` ordered by `cmp` (a strict total order), keeping the first `k`: sorted
+/// runs of [`SORT_RUN`] positions merged pairwise, with [`crate::interrupt::poll`] between runs
+/// and every [`SORT_RUN`] merged items, so a kill lands within one run's work whatever `n`. When
+/// a poll fails the order returned is incomplete; the interrupt scope then fails the operation.
+pub fn top_positions(n: usize, k: usize, cmp: impl Fn(&usize, &usize) -> Ordering) -> Vec<usize> {
+    let k = k.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut runs: Vec<Vec<usize>> = Vec::with_capacity(n.div_ceil(SORT_RUN));
+    let mut start = 0;
+    while start < n {
+        if crate::interrupt::poll().is_err() {
+            return Vec::new();
+        }
+        let end = (start + SORT_RUN).min(n);
+        let mut run: Vec<usize> = (start..end).collect();
+        if k < run.len() {
+            run.select_nth_unstable_by(k - 1, &cmp);
+            run.truncate(k);
+        }
+        run.sort_unstable_by(&cmp);
+        runs.push(run);
+        start = end;
+    }
+    while runs.len() > 1 {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut it = runs.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => match merge_runs(&a, &b, k, &cmp) {
+                    Some(m) => next.push(m),
+                    None => return Vec::new(),
+                },
+                None => next.push(a),
+            }
+        }
+        runs = next;
+    }
+    runs.pop().unwrap_or_default()
+}
+
+/// Merges two sorted runs, keeping the first `k`; `None` when a poll fails.
+fn merge_runs(
+    a: &[usize],
+    b: &[usize],
+    k: usize,
+    cmp: &impl Fn(&usize, &usize) -> Ordering,
+) -> Option<Vec<usize>> {
+    let mut out = Vec::with_capacity((a.len() + b.len()).min(k));
+    let (mut i, mut j) = (0, 0);
+    while out.len() < k && (i < a.len() || j < b.len()) {
+        if out.len() % SORT_RUN == SORT_RUN - 1 && crate::interrupt::poll().is_err() {
+            return None;
+        }
+        let take_a = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => cmp(x, y) != Ordering::Greater,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if take_a {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    Some(out)
+}
+
 pub(crate) fn permute<D>(docs: &mut Vec<D>, order: Vec<usize>) {
     let mut slots: Vec<Option<D>> = docs.drain(..).map(Some).collect();
     docs.extend(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)));
@@ -282,6 +350,17 @@ mod tests {
 
     fn ids(docs: &[Document]) -> Vec<i32> {
         docs.iter().map(|d| d.get_i32("_id").unwrap()).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn top_positions_equal_a_full_sort(v in proptest::collection::vec(0u8..50, 0..6000), k in 0usize..7000) {
+            let cmp = |a: &usize, b: &usize| v[*a].cmp(&v[*b]).then(a.cmp(b));
+            let mut want: Vec<usize> = (0..v.len()).collect();
+            want.sort_by(cmp);
+            want.truncate(k);
+            prop_assert_eq!(top_positions(v.len(), k, cmp), want);
+        }
     }
 
     #[test]

@@ -490,6 +490,24 @@ impl Update {
         Ok(Update { kind: Kind::Pipeline(crate::aggregate::Pipeline::parse(stages)?) })
     }
 
+    /// The update of a command with `let` variables: a pipeline update sees them (operator and
+    /// replacement updates take no expressions).
+    #[must_use]
+    pub fn with_let(self, lets: &crate::vars::LetVars) -> Self {
+        match self.kind {
+            Kind::Pipeline(p) => Update { kind: Kind::Pipeline(p.with_let(lets)) },
+            other => Update { kind: other },
+        }
+    }
+
+    /// [`Update::with_let`] after checking the variables a pipeline update reads (17276).
+    pub fn checked_let(self, lets: &crate::vars::LetVars) -> Result<Self> {
+        match self.kind {
+            Kind::Pipeline(p) => Ok(Update { kind: Kind::Pipeline(p.checked_let(lets)?) }),
+            other => Ok(Update { kind: other }),
+        }
+    }
+
     /// True for a replacement document.
     pub fn is_replacement(&self) -> bool {
         matches!(self.kind, Kind::Replacement(_))

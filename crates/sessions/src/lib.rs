@@ -12,10 +12,13 @@
 //!   [`pushdown`], the same as one aggregation the node runs;
 //! - [`kill`]: prepare (check all-or-nothing), send, verify;
 //! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed;
+//! - [`rules`]: kill-op rules (matching, victims, node types), enforced by
+//!   [`SessionService::enforce`]; [`conns`]: connection statistics;
 //! - [`audit`]: kill records (intent before killOp, outcome after) in the project's hash chain;
 //! - [`service`]: [`SessionService`], the one sequence every list and kill path runs.
 
 pub mod audit;
+pub mod conns;
 pub mod error;
 pub mod ids;
 pub mod kill;
@@ -23,6 +26,7 @@ pub mod privacy;
 pub mod pushdown;
 pub mod rails;
 pub mod record;
+pub mod rules;
 pub mod select;
 pub mod service;
 
@@ -33,5 +37,6 @@ pub use kill::{KillOutcome, KillReport, KillStatus, PreparedKill};
 pub use record::{KillTarget, SessionRecord};
 pub use select::{SessionFilter, SessionPage, SessionQuery};
 pub use service::{
-    KillResult, MatchOutcome, MatchedSession, NodeRef, Selection, SelectionResult, SessionService,
+    KillResult, MatchOutcome, MatchedSession, NodeRef, ObserveMemory, RuleAction, Selection, SelectionResult,
+    SessionService,
 };

@@ -376,6 +376,160 @@ impl SessionService {
     }
 }
 
+/// What one rule did on one node in one enforcement pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleAction {
+    /// The rule.
+    pub rule_id: String,
+    /// `kill` or `observe`.
+    pub mode: String,
+    /// The kill record.
+    pub record_id: String,
+    /// The operations it killed (or, observing, would have killed).
+    pub session_ids: Vec<String>,
+    /// The record's outcome: `observed`, or `killed`, `still_running`, `unknown`, `failed`.
+    pub outcome: String,
+}
+
+/// The enforcer's memory of one node between passes: which (rule, operation) pairs an observing
+/// rule already recorded, so an operation is recorded once per rule while it runs, not every
+/// interval.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveMemory {
+    seen: HashSet<(String, String)>,
+}
+
+impl SessionService {
+    /// One enforcement pass of `rules` (the enabled rules that apply to this node) on one node:
+    /// one `$currentOp` read with the instance's settings, the rails applied to every entry, then
+    /// per rule (in order; an operation claimed by an earlier rule is not matched again) the
+    /// [`crate::rules::victims`]. A killing rule commits a kill record naming it (principal
+    /// `rule:<id>`, `rule_id`, the rule, `mode`) before its killOps, then kills, verifies and
+    /// appends the outcome, exactly as every kill; an observing rule commits the same intent and
+    /// the outcome `observed`, and kills nothing. `source` names the enforcing replica.
+    ///
+    /// A failure to read the node is returned; a record that cannot be committed skips that
+    /// rule's kill (logged), as a kill by id would be refused.
+    pub async fn enforce(
+        &self,
+        node: NodeRef<'_>,
+        rules: &[docplane_store::KillOpRule],
+        source: &str,
+        memory: &mut ObserveMemory,
+    ) -> Result<Vec<RuleAction>> {
+        let (settings, candidates) = self.candidates(node, None).await?;
+        let eligible: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.record.active && c.record.has_opid && c.protection.is_none())
+            .collect();
+        let ops: Vec<crate::rules::RuleOp<'_>> =
+            eligible.iter().map(|c| crate::rules::RuleOp::new(&c.record, &c.entry)).collect();
+        let mut claimed: HashSet<usize> = HashSet::new();
+        let mut actions = Vec::new();
+        let mut still_seen: HashSet<(String, String)> = HashSet::new();
+        for rule in rules {
+            let picked = crate::rules::victims(rule, &ops, &claimed);
+            if picked.is_empty() {
+                continue;
+            }
+            claimed.extend(picked.iter().copied());
+            let observe = rule.mode == "observe";
+            let mut chosen: Vec<&Candidate> = picked.iter().map(|i| eligible[*i]).collect();
+            if observe {
+                for c in &chosen {
+                    still_seen.insert((rule.id.clone(), c.record.id.clone()));
+                }
+                chosen.retain(|c| !memory.seen.contains(&(rule.id.clone(), c.record.id.clone())));
+                if chosen.is_empty() {
+                    continue;
+                }
+            }
+            let targets: Vec<KillTarget> = chosen
+                .iter()
+                .map(|c| kill_target_with(&c.record.id, &c.entry, &c.record, settings.redact_operations))
+                .collect();
+            let ids: Vec<SessionId> =
+                chosen.iter().filter_map(|c| SessionId::parse(&c.record.id, node.target.kind)).collect();
+            let session_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            let recorder = KillRecorder::new(
+                crate::audit::KillScope {
+                    project_id: node.project_id.to_owned(),
+                    instance_id: node.instance_id.to_owned(),
+                    node_id: node.target.id.clone(),
+                },
+                crate::audit::Actor {
+                    user_name: format!("rule:{}", rule.id),
+                    source: source.to_owned(),
+                    ..crate::audit::Actor::default()
+                },
+            );
+            let extra = json!({
+                "rule_id": rule.id,
+                "mode": rule.mode,
+                "rule": {
+                    "operation_types": rule.operation_types, "namespaces": rule.namespaces,
+                    "client_ips": rule.client_ips, "plan_summary": rule.plan_summary,
+                    "max_concurrency": rule.max_concurrency, "secs_running": rule.secs_running,
+                    "node_type": rule.node_type,
+                },
+            });
+            if let Err(e) = recorder.commit_intent(self.store.as_ref(), &session_ids, &targets, extra).await {
+                tracing::error!(error = %e, rule_id = %rule.id, node_id = %node.target.id,
+                    "rule kill not recorded; nothing killed");
+                continue;
+            }
+            let outcome = if observe {
+                recorder
+                    .commit_outcome(self.store.as_ref(), "observed", json!({"would_kill": session_ids}))
+                    .await;
+                for id in &session_ids {
+                    memory.seen.insert((rule.id.clone(), id.clone()));
+                }
+                "observed"
+            } else {
+                let report = self.kill_and_verify(node.target, &ids).await;
+                let outcome = outcome_of(&report);
+                recorder
+                    .commit_outcome(self.store.as_ref(), outcome, json!({"outcomes": report.outcomes}))
+                    .await;
+                outcome
+            };
+            actions.push(RuleAction {
+                rule_id: rule.id.clone(),
+                mode: rule.mode.clone(),
+                record_id: recorder.record_id.clone(),
+                session_ids,
+                outcome: outcome.to_owned(),
+            });
+        }
+        // Forget the operations that ended (or stopped matching).
+        memory.seen.retain(|k| still_seen.contains(k));
+        Ok(actions)
+    }
+
+    /// The connections of a node, counted per client IP: `inner` are docplane's own (under the
+    /// driver's application name, or carrying a docplane read's tag) and the cluster's members
+    /// (running as `__system`); `outer` every other client. One `$currentOp` with idle
+    /// connections (3.6+; `currentOp` with `$all` on 3.4); each connection counts once (by
+    /// `connectionId`), entries without a client connection (the server's own threads, idle
+    /// sessions and cursors) not at all.
+    pub async fn connection_stats(&self, target: &NodeTarget) -> Result<crate::conns::ConnectionStats> {
+        let version = self.transport.version(target).await?;
+        version.check_supported()?;
+        let request = ops::current_op_request(version, &[])?;
+        let entries = if request.contains_key("aggregate") {
+            self.transport.cursor_command(target, "admin", request).await?
+        } else {
+            let reply = self.transport.command(target, "admin", request).await?;
+            reply
+                .get_array("inprog")
+                .map(|a| a.iter().filter_map(Bson::as_document).cloned().collect())
+                .unwrap_or_default()
+        };
+        Ok(crate::conns::count(&entries, &self.transport.config().app_name))
+    }
+}
+
 /// Filters, orders and pages `entries` here; only the page's commands are rendered.
 fn page_client_side(entries: &[Document], query: &SessionQuery, redact: bool) -> SessionPage {
     let (records, sources): (Vec<SessionRecord>, Vec<usize>) =

@@ -136,3 +136,73 @@ async fn internal_and_docplane_operations_are_refused_by_id_and_skipped_by_selec
     );
     assert_eq!(*node.killed.lock().unwrap(), [Bson::Int32(13)]);
 }
+
+/// A rule matching every command (and every other type) running over 2 s.
+fn rule_over_two_seconds(mode: &str) -> docplane_store::KillOpRule {
+    docplane_store::KillOpRule {
+        id: "r1".into(),
+        instance_id: "i1".into(),
+        operation_types: ["insert", "update", "query", "command", "remove", "getmore"]
+            .map(String::from)
+            .to_vec(),
+        namespaces: vec![],
+        client_ips: vec![],
+        plan_summary: String::new(),
+        max_concurrency: 0,
+        secs_running: 2,
+        node_type: "replica".into(),
+        status: "ENABLED".into(),
+        mode: mode.into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn rules_never_kill_internal_or_docplane_operations() {
+    let (node, service, _dir) = setup().await;
+    // The server's own thread runs as `op: none`: make it a command too, and long, so only the
+    // rails stand between it and the rule.
+    {
+        let mut entries = node.entries.lock().unwrap();
+        entries[0].insert("op", "command");
+        entries[1].insert("microsecs_running", 9_000_000_i64);
+    }
+    let t = target();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+    let mut memory = docplane_sessions::ObserveMemory::default();
+    let actions =
+        service.enforce(at, &[rule_over_two_seconds("kill")], "replica-a", &mut memory).await.unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0].session_ids, ["13"]);
+    assert_eq!(actions[0].outcome, "killed");
+    assert_eq!(*node.killed.lock().unwrap(), [Bson::Int32(13)], "only the user's operation");
+    // Nothing left to kill: a second pass does nothing and records nothing.
+    let actions =
+        service.enforce(at, &[rule_over_two_seconds("kill")], "replica-a", &mut memory).await.unwrap();
+    assert!(actions.is_empty(), "{actions:?}");
+}
+
+#[tokio::test]
+async fn observing_rules_record_once_and_kill_nothing() {
+    let (node, service, _dir) = setup().await;
+    let t = target();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+    let mut memory = docplane_sessions::ObserveMemory::default();
+    let rules = [rule_over_two_seconds("observe")];
+    let first = service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].outcome.as_str(), first[0].session_ids.clone()),
+        ("observed", vec!["13".to_owned()])
+    );
+    for _ in 0..3 {
+        assert!(service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap().is_empty());
+    }
+    assert!(node.killed.lock().unwrap().is_empty());
+    // Once the operation has ended and another runs under the same opid, it is recorded again.
+    let op = node.entries.lock().unwrap().remove(2);
+    assert!(service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap().is_empty());
+    node.entries.lock().unwrap().push(op);
+    assert_eq!(service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap().len(), 1);
+}

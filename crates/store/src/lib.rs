@@ -198,6 +198,43 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// (every list and kill reads them afresh), so replicas agree without it.
     async fn put_session_settings(&self, project_id: &str, s: &SessionSettings) -> Result<()>;
 
+    // ---- kill-op rules (per instance) and enforcement leases
+    /// Creates `r` in its instance if the instance belongs to `project_id` and has fewer than
+    /// [`MAX_KILL_OP_RULES`] rules: one transaction that first locks the instance row (a write,
+    /// so on SQLite the writer lock), so concurrent creates on any replica cannot pass the limit.
+    async fn create_kill_op_rule(&self, project_id: &str, r: &KillOpRule) -> Result<CreateRuleOutcome>;
+    /// Every rule of the instance, oldest first; `None` when the instance is not in the project.
+    async fn list_kill_op_rules(
+        &self,
+        project_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<Vec<KillOpRule>>>;
+    /// Sets the status of the rules `ids` of the instance (in the project), all or nothing: if
+    /// any id is not a rule of that instance nothing changes and the answer is
+    /// [`StoreError::NotFound`].
+    async fn set_kill_op_rule_status(
+        &self,
+        project_id: &str,
+        instance_id: &str,
+        ids: &[String],
+        status: &str,
+    ) -> Result<()>;
+    /// Deletes the rules `ids` of the instance (in the project), all or nothing, only if every
+    /// one is disabled: [`StoreError::NotFound`] if one does not exist there,
+    /// [`StoreError::Conflict`] if one is enabled (nothing deleted either way).
+    async fn delete_kill_op_rules(&self, project_id: &str, instance_id: &str, ids: &[String]) -> Result<()>;
+    /// Every node whose instance has enabled rules, with them (the enforcer's work list).
+    async fn enforced_nodes(&self) -> Result<Vec<EnforcedNode>>;
+    /// Takes or renews the enforcement lease of `node_id` for `owner` until `now + ttl_ms`
+    /// (unix ms): succeeds when the lease is free, already `owner`'s, or expired (`expires_at <
+    /// now`). One statement, so of concurrent claimants exactly one gets it. Answers whether
+    /// `owner` holds it now.
+    async fn acquire_enforcer_lease(&self, node_id: &str, owner: &str, now: i64, ttl_ms: i64)
+    -> Result<bool>;
+    /// Gives the lease of `node_id` up if `owner` holds it (at shutdown, so another replica
+    /// takes over at once).
+    async fn release_enforcer_lease(&self, node_id: &str, owner: &str) -> Result<()>;
+
     // ---- kill records (audit): an append-only hash chain per project
     /// Appends one entry to its project's chain: assigns the next seq, links it to the previous
     /// entry's hash and updates the chain head, in one transaction serialized per project

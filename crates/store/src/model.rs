@@ -466,3 +466,77 @@ pub fn verify_kill_chain(head: Option<&KillChainHead>, entries: &[KillLogEntry])
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+// ---- kill-op rules (issue 11)
+
+/// Most kill-op rules an instance may have (the vendor's limit).
+pub const MAX_KILL_OP_RULES: i64 = 10;
+
+/// Rule statuses (vendor spelling).
+pub mod rule_status {
+    /// The rule is enforced.
+    pub const ENABLED: &str = "ENABLED";
+    /// The rule is kept but not enforced (every new rule starts so).
+    pub const DISABLED: &str = "DISABLED";
+}
+
+/// A kill-op rule of an instance: which operations it matches and what it does to them.
+/// Empty lists and an empty `plan_summary` mean "any"; 0 for `max_concurrency` or
+/// `secs_running` means "no limit" (never both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillOpRule {
+    /// A UUID (the vendor's format).
+    pub id: String,
+    pub instance_id: String,
+    /// `insert update query command remove getmore` (at least one).
+    pub operation_types: Vec<String>,
+    /// At most one `db` or `db.coll`.
+    pub namespaces: Vec<String>,
+    /// IPv4 client addresses, at most 5.
+    pub client_ips: Vec<String>,
+    pub plan_summary: String,
+    pub max_concurrency: i64,
+    pub secs_running: i64,
+    /// `mongos_shard`, `mongos`, `shard` or `replica`.
+    pub node_type: String,
+    /// [`rule_status::ENABLED`] or [`rule_status::DISABLED`].
+    pub status: String,
+    /// docplane's extension: `kill` or `observe` (record what would be killed, kill nothing).
+    pub mode: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a rule listing selects (every field but the instance optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillOpRuleFilter {
+    pub project_id: String,
+    pub instance_id: String,
+    /// Rules whose `operation_types` hold this type.
+    pub operation_type: Option<String>,
+    /// Rules whose `namespaces` hold this namespace.
+    pub namespace: Option<String>,
+    pub status: Option<String>,
+    pub plan_summary: Option<String>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// How a create can fail besides the store itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRuleOutcome {
+    Created,
+    /// The instance is not in the project.
+    NoInstance,
+    /// The instance already has [`MAX_KILL_OP_RULES`] rules; nothing was written.
+    LimitReached,
+}
+
+/// A node with enabled rules, as the enforcer sees it: the node, its instance and the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnforcedNode {
+    pub node: Node,
+    pub instance: Instance,
+    /// Its instance's enabled rules (oldest first).
+    pub rules: Vec<KillOpRule>,
+}

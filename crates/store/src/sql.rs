@@ -230,6 +230,53 @@ fn decode_names(instance_id: &str, text: &str) -> Result<Vec<String>> {
         .map_err(|e| StoreError::Corrupt(format!("session settings of {instance_id}: {e}")))
 }
 
+const RULE_COLS: &str = "id, instance_id, operation_types, namespaces, client_ips, plan_summary, \
+     max_concurrency, secs_running, node_type, status, mode, created_at, updated_at";
+
+/// A row of `kill_op_rules` in [`RULE_COLS`] order.
+type RuleRow = (String, String, String, String, String, String, i64, i64, String, String, String, i64, i64);
+
+fn rule_from_row(row: RuleRow) -> Result<KillOpRule> {
+    let (
+        id,
+        instance_id,
+        ops,
+        nss,
+        ips,
+        plan_summary,
+        max_concurrency,
+        secs_running,
+        node_type,
+        status,
+        mode,
+        created_at,
+        updated_at,
+    ) = row;
+    let list = |text: &str| -> Result<Vec<String>> {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("kill-op rule {id}: {e}")))
+    };
+    Ok(KillOpRule {
+        operation_types: list(&ops)?,
+        namespaces: list(&nss)?,
+        client_ips: list(&ips)?,
+        id,
+        instance_id,
+        plan_summary,
+        max_concurrency,
+        secs_running,
+        node_type,
+        status,
+        mode,
+        created_at,
+        updated_at,
+    })
+}
+
+/// `$first, $first+1, ...` for `n` values (the ids of an `IN` list).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 fn affected(n: u64) -> Result<()> {
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
@@ -728,6 +775,14 @@ macro_rules! impl_meta_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM kill_op_rules WHERE instance_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM enforcer_leases WHERE node_id IN (SELECT id FROM nodes WHERE instance_id = $1)")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query("DELETE FROM nodes WHERE instance_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM instance_groups WHERE instance_id = $1")
                     .bind(id)
@@ -884,6 +939,181 @@ macro_rules! impl_meta_store {
                     Err(StoreError::MissingReference(_)) => Err(StoreError::NotFound),
                     other => other,
                 }
+            }
+
+            // ---- kill-op rules and enforcement leases
+
+            async fn create_kill_op_rule(&self, project_id: &str, r: &KillOpRule) -> Result<CreateRuleOutcome> {
+                let mut tx = self.pool.begin().await?;
+                // A write first: it locks the instance row (PostgreSQL) or takes the writer lock
+                // (SQLite), so the count below cannot be raced by another create.
+                let n = sqlx::query("UPDATE instances SET id = id WHERE id = $1 AND project_id = $2")
+                    .bind(&r.instance_id)
+                    .bind(project_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(CreateRuleOutcome::NoInstance);
+                }
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM kill_op_rules WHERE instance_id = $1")
+                    .bind(&r.instance_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if count >= MAX_KILL_OP_RULES {
+                    return Ok(CreateRuleOutcome::LimitReached);
+                }
+                let sql = format!(
+                    "INSERT INTO kill_op_rules ({RULE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                );
+                sqlx::query(&sql)
+                    .bind(&r.id)
+                    .bind(&r.instance_id)
+                    .bind(encode_names(&r.operation_types)?)
+                    .bind(encode_names(&r.namespaces)?)
+                    .bind(encode_names(&r.client_ips)?)
+                    .bind(&r.plan_summary)
+                    .bind(r.max_concurrency)
+                    .bind(r.secs_running)
+                    .bind(&r.node_type)
+                    .bind(&r.status)
+                    .bind(&r.mode)
+                    .bind(r.created_at)
+                    .bind(r.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(CreateRuleOutcome::Created)
+            }
+
+            async fn list_kill_op_rules(
+                &self,
+                project_id: &str,
+                instance_id: &str,
+            ) -> Result<Option<Vec<KillOpRule>>> {
+                if self.get_instance(project_id, instance_id).await?.is_none() {
+                    return Ok(None);
+                }
+                let sql = format!(
+                    "SELECT {RULE_COLS} FROM kill_op_rules WHERE instance_id = $1 ORDER BY created_at, id"
+                );
+                let rows: Vec<RuleRow> = sqlx::query_as(&sql).bind(instance_id).fetch_all(&self.pool).await?;
+                rows.into_iter().map(rule_from_row).collect::<Result<Vec<_>>>().map(Some)
+            }
+
+            async fn set_kill_op_rule_status(
+                &self,
+                project_id: &str,
+                instance_id: &str,
+                ids: &[String],
+                status: &str,
+            ) -> Result<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "UPDATE kill_op_rules SET status = $1, updated_at = $2 WHERE instance_id = $3 \
+                     AND instance_id IN (SELECT id FROM instances WHERE project_id = $4) AND id IN ({})",
+                    placeholders(5, ids.len())
+                );
+                let mut q = sqlx::query(&sql).bind(status).bind(now_millis()).bind(instance_id).bind(project_id);
+                for id in ids {
+                    q = q.bind(id);
+                }
+                let n = q.execute(&mut *tx).await?.rows_affected();
+                if usize::try_from(n).ok() != Some(ids.len()) {
+                    tx.rollback().await?;
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_kill_op_rules(&self, project_id: &str, instance_id: &str, ids: &[String]) -> Result<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                let scope = format!(
+                    "instance_id = $1 AND instance_id IN (SELECT id FROM instances WHERE project_id = $2) AND id IN ({})",
+                    placeholders(3, ids.len())
+                );
+                // The write first (writer lock on SQLite, row locks on PostgreSQL), then the check.
+                let sql = format!("DELETE FROM kill_op_rules WHERE {scope} AND status = 'DISABLED'");
+                let mut q = sqlx::query(&sql).bind(instance_id).bind(project_id);
+                for id in ids {
+                    q = q.bind(id);
+                }
+                let deleted = q.execute(&mut *tx).await?.rows_affected();
+                if usize::try_from(deleted).ok() == Some(ids.len()) {
+                    tx.commit().await?;
+                    return Ok(());
+                }
+                let sql = format!("SELECT COUNT(*) FROM kill_op_rules WHERE {scope}");
+                let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(instance_id).bind(project_id);
+                for id in ids {
+                    q = q.bind(id);
+                }
+                let (left,) = q.fetch_one(&mut *tx).await?;
+                tx.rollback().await?;
+                let found = i64::try_from(deleted).unwrap_or(i64::MAX).saturating_add(left);
+                if usize::try_from(found).ok() == Some(ids.len()) {
+                    Err(StoreError::Conflict("an enabled rule cannot be deleted".into()))
+                } else {
+                    Err(StoreError::NotFound)
+                }
+            }
+
+            async fn enforced_nodes(&self) -> Result<Vec<EnforcedNode>> {
+                let sql = format!(
+                    "SELECT {RULE_COLS} FROM kill_op_rules WHERE status = 'ENABLED' ORDER BY instance_id, created_at, id"
+                );
+                let rows: Vec<RuleRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+                let mut by_instance: Vec<(String, Vec<KillOpRule>)> = Vec::new();
+                for row in rows {
+                    let rule = rule_from_row(row)?;
+                    match by_instance.last_mut() {
+                        Some((id, rules)) if *id == rule.instance_id => rules.push(rule),
+                        _ => by_instance.push((rule.instance_id.clone(), vec![rule])),
+                    }
+                }
+                let mut out = Vec::new();
+                let instance_sql = format!("SELECT {INSTANCE_COLS} FROM instances WHERE id = $1");
+                for (instance_id, rules) in by_instance {
+                    let instance: Option<Instance> =
+                        sqlx::query_as(&instance_sql).bind(&instance_id).fetch_optional(&self.pool).await?;
+                    let Some(instance) = instance else { continue };
+                    for node in self.list_nodes(&instance_id).await? {
+                        out.push(EnforcedNode { node, instance: instance.clone(), rules: rules.clone() });
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn acquire_enforcer_lease(&self, node_id: &str, owner: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+                let n = sqlx::query(
+                    "INSERT INTO enforcer_leases (node_id, owner, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (node_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                     WHERE enforcer_leases.owner = excluded.owner OR enforcer_leases.expires_at < $4",
+                )
+                .bind(node_id)
+                .bind(owner)
+                .bind(now.saturating_add(ttl_ms))
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn release_enforcer_lease(&self, node_id: &str, owner: &str) -> Result<()> {
+                sqlx::query("DELETE FROM enforcer_leases WHERE node_id = $1 AND owner = $2")
+                    .bind(node_id)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             // ---- kill records (audit)

@@ -129,6 +129,8 @@ suite!(
     change_log_is_monotonic,
     instances_groups_nodes,
     session_settings,
+    kill_op_rules,
+    enforcer_leases,
     kill_records,
     kill_chain_concurrent_appends,
     second_handle_sees_writes,
@@ -542,6 +544,135 @@ async fn session_settings(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(matches!(s.put_session_settings("p1", &set).await, Err(StoreError::NotFound)));
     s.create_instance(&instance("i1", "p1")).await.unwrap();
     assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(SessionSettings::defaults("i1")));
+}
+
+fn rule(id: &str, instance: &str, t: i64) -> KillOpRule {
+    KillOpRule {
+        id: id.into(),
+        instance_id: instance.into(),
+        operation_types: vec!["query".into(), "command".into()],
+        namespaces: vec!["shop.orders".into()],
+        client_ips: vec!["10.0.0.5".into()],
+        plan_summary: "COLLSCAN".into(),
+        max_concurrency: 0,
+        secs_running: 30,
+        node_type: "replica".into(),
+        status: rule_status::DISABLED.into(),
+        mode: "kill".into(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn kill_op_rules(s: Arc<dyn MetaStore>, _loc: String) {
+    s.create_instance(&instance("i1", "p1")).await.unwrap();
+    s.create_instance(&instance("i2", "p2")).await.unwrap();
+    let g = InstanceGroup {
+        id: "g1".into(),
+        instance_id: "i1".into(),
+        group_type: GroupType::Single,
+        name: "single".into(),
+        status: "normal".into(),
+    };
+    s.create_instance_group(&g).await.unwrap();
+    let n1 = Node {
+        id: "n1".into(),
+        instance_id: "i1".into(),
+        group_id: "g1".into(),
+        name: "n1".into(),
+        role: "Primary".into(),
+        status: "normal".into(),
+        address: "127.0.0.1:1".into(),
+        credentials_enc: None,
+        version: "7.0".into(),
+        updated_at: 1,
+    };
+    s.create_node(&n1).await.unwrap();
+    // Through another project, or for a missing instance: nothing written.
+    assert_eq!(
+        s.create_kill_op_rule("p2", &rule("r0", "i1", 1)).await.unwrap(),
+        CreateRuleOutcome::NoInstance
+    );
+    assert_eq!(
+        s.create_kill_op_rule("p1", &rule("r0", "nope", 1)).await.unwrap(),
+        CreateRuleOutcome::NoInstance
+    );
+    assert_eq!(s.list_kill_op_rules("p2", "i1").await.unwrap(), None);
+    assert_eq!(s.list_kill_op_rules("p1", "i1").await.unwrap(), Some(vec![]));
+    // Ten rules, then the limit.
+    for i in 0..10 {
+        let r = rule(&format!("r{i}"), "i1", i64::from(i));
+        assert_eq!(s.create_kill_op_rule("p1", &r).await.unwrap(), CreateRuleOutcome::Created);
+    }
+    assert_eq!(
+        s.create_kill_op_rule("p1", &rule("r10", "i1", 10)).await.unwrap(),
+        CreateRuleOutcome::LimitReached
+    );
+    let all = s.list_kill_op_rules("p1", "i1").await.unwrap().unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0], rule("r0", "i1", 0), "lists round-trip in order");
+    // Another instance's limit is its own.
+    assert_eq!(s.create_kill_op_rule("p2", &rule("x0", "i2", 1)).await.unwrap(), CreateRuleOutcome::Created);
+
+    // Nothing enabled: no work for the enforcer.
+    assert!(s.enforced_nodes().await.unwrap().is_empty());
+    // Status changes are all or nothing and scoped by project and instance.
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches!(
+        s.set_kill_op_rule_status("p1", "i1", &ids(&["r1", "x0"]), rule_status::ENABLED).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.set_kill_op_rule_status("p2", "i1", &ids(&["r1"]), rule_status::ENABLED).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.enforced_nodes().await.unwrap().is_empty(), "a refused change changed nothing");
+    s.set_kill_op_rule_status("p1", "i1", &ids(&["r1", "r2"]), rule_status::ENABLED).await.unwrap();
+    let work = s.enforced_nodes().await.unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].node.id, "n1");
+    assert_eq!(work[0].instance.id, "i1");
+    assert_eq!(work[0].rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    // An enabled rule cannot be deleted; a missing id refuses the whole call.
+    assert!(matches!(
+        s.delete_kill_op_rules("p1", "i1", &ids(&["r0", "r1"])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.delete_kill_op_rules("p1", "i1", &ids(&["r0", "zz"])).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(s.delete_kill_op_rules("p2", "i1", &ids(&["r0"])).await, Err(StoreError::NotFound)));
+    assert_eq!(s.list_kill_op_rules("p1", "i1").await.unwrap().unwrap().len(), 10, "nothing deleted");
+    s.delete_kill_op_rules("p1", "i1", &ids(&["r0", "r3"])).await.unwrap();
+    assert_eq!(s.list_kill_op_rules("p1", "i1").await.unwrap().unwrap().len(), 8);
+    assert_eq!(
+        s.create_kill_op_rule("p1", &rule("r10", "i1", 10)).await.unwrap(),
+        CreateRuleOutcome::Created
+    );
+    // The rules go with their instance.
+    s.delete_instance("i1").await.unwrap();
+    assert!(s.enforced_nodes().await.unwrap().is_empty());
+    s.create_instance(&instance("i1", "p1")).await.unwrap();
+    assert_eq!(s.list_kill_op_rules("p1", "i1").await.unwrap(), Some(vec![]));
+}
+
+async fn enforcer_leases(s: Arc<dyn MetaStore>, _loc: String) {
+    assert!(s.acquire_enforcer_lease("n1", "a", 1000, 3000).await.unwrap());
+    // Held by a until 4000: b cannot take it; a renews it.
+    assert!(!s.acquire_enforcer_lease("n1", "b", 2000, 3000).await.unwrap());
+    assert!(s.acquire_enforcer_lease("n1", "a", 3500, 3000).await.unwrap());
+    assert!(!s.acquire_enforcer_lease("n1", "b", 6000, 3000).await.unwrap(), "renewed until 6500");
+    // Expired: b takes it over, and a no longer holds it.
+    assert!(s.acquire_enforcer_lease("n1", "b", 6501, 3000).await.unwrap());
+    assert!(!s.acquire_enforcer_lease("n1", "a", 6502, 3000).await.unwrap());
+    // Leases are per node.
+    assert!(s.acquire_enforcer_lease("n2", "a", 6502, 3000).await.unwrap());
+    // Released by its holder only.
+    s.release_enforcer_lease("n1", "a").await.unwrap();
+    assert!(!s.acquire_enforcer_lease("n1", "a", 6600, 3000).await.unwrap());
+    s.release_enforcer_lease("n1", "b").await.unwrap();
+    assert!(s.acquire_enforcer_lease("n1", "a", 6600, 3000).await.unwrap());
 }
 
 fn kill_entry(project: &str, record: &str, kind: &str, at: i64, outcome: &str) -> NewKillEntry {

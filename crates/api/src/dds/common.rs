@@ -12,7 +12,7 @@ use docplane_sessions::SessionError;
 use docplane_store::{GroupType, Instance, Node};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, NodeCause};
 use crate::state::AppState;
 
 /// Vendor id suffixes.
@@ -168,7 +168,7 @@ pub fn list_error(e: SessionError) -> ApiError {
         SessionError::Node(DriverError::InvalidRequest(m)) | SessionError::InvalidRequest(m) => {
             ApiError::BadRequest(m)
         }
-        other => ApiError::QuerySessionFailed(other.to_string()),
+        other => ApiError::QuerySessionFailed(node_cause(&other), other.to_string()),
     }
 }
 
@@ -193,7 +193,18 @@ pub fn kill_error(e: SessionError) -> ApiError {
         SessionError::TooManyMatches { matched, max } => ApiError::TooManyMatches(format!(
             "{matched} sessions match, more than max {max}; nothing was killed"
         )),
-        other => ApiError::KillSessionFailed(other.to_string()),
+        other => ApiError::KillSessionFailed(node_cause(&other), other.to_string()),
+    }
+}
+
+/// The public category of a node failure.
+pub fn node_cause(e: &SessionError) -> NodeCause {
+    match e {
+        SessionError::Node(DriverError::Unreachable(_)) => NodeCause::Unreachable,
+        SessionError::Node(DriverError::Timeout(_)) => NodeCause::Timeout,
+        SessionError::Node(DriverError::AuthenticationFailed(_)) => NodeCause::AuthenticationFailed,
+        SessionError::Node(DriverError::CommandFailed { code, .. }) => NodeCause::Refused(*code),
+        _ => NodeCause::Other,
     }
 }
 
@@ -287,6 +298,11 @@ mod tests {
         );
         assert_eq!(kill_error(SessionError::NotRecorded("down".into())).code_and_status().0, "DBS.900503");
         assert_eq!(list_error(node(DriverError::Unreachable("x".into()))).code_and_status().0, "DBS.301076");
+        assert_eq!(
+            list_error(node(DriverError::Unreachable("10.0.0.5:27017: refused".into()))).public_message(),
+            "Query session failed: the node is unreachable.",
+            "the cause is said, its detail is not"
+        );
         assert_eq!(
             list_error(node(DriverError::CommandFailed { code: 13, message: "unauthorized".into() }))
                 .code_and_status()

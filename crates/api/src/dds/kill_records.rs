@@ -92,7 +92,7 @@ pub struct ListKillRecordsQuery {
     pub node_id: Option<String>,
     /// A user name, `rule:<id>`, or an access key.
     pub principal: Option<String>,
-    /// killed still_running failed unknown refused pending.
+    /// killed still_running failed unknown refused observed pending.
     pub outcome: Option<String>,
     /// Records to skip, >= 0 (default 0).
     pub offset: Option<String>,
@@ -102,7 +102,7 @@ pub struct ListKillRecordsQuery {
 
 /// The outcomes a record can have, plus `pending` (no outcome yet).
 pub const OUTCOMES: &[&str] =
-    &["killed", "still_running", "failed", "unknown", "refused", KILL_OUTCOME_PENDING];
+    &["killed", "still_running", "failed", "unknown", "refused", "observed", KILL_OUTCOME_PENDING];
 
 fn millis(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     present(v)
@@ -175,7 +175,12 @@ pub struct KillRecordItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub protected: Option<Value>,
-    /// killed still_running failed unknown refused, or pending.
+    /// A rule kill's rule: its `id`, `mode` (`kill` or `observe`) and criteria (absent for
+    /// kills asked through the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub rule: Option<Value>,
+    /// killed still_running failed unknown refused observed, or pending.
     pub outcome: String,
     /// When the outcome was recorded (unix ms).
     pub outcome_at: Option<i64>,
@@ -218,6 +223,14 @@ impl From<KillRecord> for KillRecordItem {
                 sel
             }),
             protected: body.get("protected").cloned(),
+            rule: body.get("rule_id").map(|id| {
+                let mut rule = body.get("rule").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+                if let Some(o) = rule.as_object_mut() {
+                    o.insert("id".into(), id.clone());
+                    o.insert("mode".into(), body.get("mode").cloned().unwrap_or(Value::Null));
+                }
+                rule
+            }),
             outcome: r
                 .outcome
                 .as_ref()

@@ -12,6 +12,12 @@
 //!   /v3/{project_id}/instances/{instance_id}/session-settings` (`dds:instance:getSessionSettings` /
 //!   `dds:instance:modifySessionSettings`): the instance's privacy setting and protected users and
 //!   applications, which the list and kill paths apply;
+//! - [`rules`]: the vendor's kill-op rules (`POST`/`GET`/`PUT`/`DELETE
+//!   /v3/{project_id}/instances/{instance_id}/kill-op-rule`, `dds:instance:createKillOpRule` /
+//!   `getKillOpRule` / `updateKillOpRule` / `deleteKillOpRule`), applied by [`enforcer`] (the
+//!   loop `serve` runs, one replica per node under a lease);
+//! - [`conns`]: the vendor's `GET /v3/{project_id}/instances/{instance_id}/conn-statistics`
+//!   (`dds:instance:getConnectionStatistics`);
 //! - [`health`]: the store-backed health loop ([`health::spawn_health_loop`]);
 //! - [`common`]: vendor ids, node resolution inside the caller's project, sealed node
 //!   credentials, driver-error mapping.
@@ -28,9 +34,12 @@
 //! neither knows HTTP.
 
 pub mod common;
+pub mod conns;
+pub mod enforcer;
 pub mod health;
 pub mod instances;
 pub mod kill_records;
+pub mod rules;
 pub mod selector;
 pub mod sessions;
 pub mod settings;
@@ -63,6 +72,18 @@ pub mod actions {
     /// `PUT /v3/{project_id}/instances/{instance_id}/session-settings` (extension): it changes
     /// what kills may touch, so neither `deleteSession` nor the legacy alias grants it.
     pub const MODIFY_SESSION_SETTINGS: &str = "dds:instance:modifySessionSettings";
+    /// `POST /v3/{project_id}/instances/{instance_id}/kill-op-rule` (vendor).
+    pub const CREATE_KILL_OP_RULE: &str = "dds:instance:createKillOpRule";
+    /// `GET .../kill-op-rule` (vendor).
+    pub const GET_KILL_OP_RULE: &str = "dds:instance:getKillOpRule";
+    /// `PUT .../kill-op-rule` (vendor).
+    pub const UPDATE_KILL_OP_RULE: &str = "dds:instance:updateKillOpRule";
+    /// `DELETE .../kill-op-rule` (vendor).
+    pub const DELETE_KILL_OP_RULE: &str = "dds:instance:deleteKillOpRule";
+    /// `GET /v3/{project_id}/instances/{instance_id}/conn-statistics`. The vendor's reference
+    /// names no action for this call; docplane names it like the vendor's instance reads, so
+    /// `dds:instance:*` and `dds:*:get*` cover it.
+    pub const GET_CONNECTION_STATISTICS: &str = "dds:instance:getConnectionStatistics";
 }
 
 /// OpenAPI operations of the DDS routes.
@@ -72,7 +93,9 @@ pub mod actions {
         instances::list_instances, instances::register_instance, instances::unregister_instance,
         sessions::list_sessions, sessions::kill_sessions, selector::kill_matching,
         kill_records::list_kill_records, kill_records::verify_kill_records,
-        settings::get_session_settings, settings::put_session_settings
+        settings::get_session_settings, settings::put_session_settings,
+        rules::create_kill_op_rule, rules::list_kill_op_rules, rules::update_kill_op_rule,
+        rules::delete_kill_op_rules, conns::show_connection_statistics
     ),
     components(schemas(
         sessions::SessionItem, sessions::ListSessionsResponse, sessions::KillSessionsBody,
@@ -82,7 +105,10 @@ pub mod actions {
         instances::RegisterInstanceResponse,
         kill_records::KillRecordItem, kill_records::ListKillRecordsResponse,
         kill_records::VerifyKillRecordsResponse,
-        settings::SessionSettingsBody, settings::SessionSettingsResponse
+        settings::SessionSettingsBody, settings::SessionSettingsResponse,
+        rules::CreateKillOpRuleBody, rules::CreateKillOpRuleResponse, rules::KillOpRuleItem,
+        rules::ListKillOpRulesResponse, rules::UpdateKillOpRuleBody, rules::DeleteKillOpRuleBody,
+        conns::ClientConnections, conns::ConnStatsResponse
     )),
     tags((name = "dds", description = "DDS v3 sessions and instances (vendor shapes)"),
          (name = "audit", description = "docplane extension: kill records, tamper-evident"))
@@ -122,6 +148,36 @@ pub fn routes() -> Vec<Route> {
             "/v3/{project_id}/instances/{instance_id}/session-settings",
             Some(MODIFY_SESSION_SETTINGS),
             settings::put_session_settings,
+        ),
+        Route::project(
+            Method::POST,
+            "/v3/{project_id}/instances/{instance_id}/kill-op-rule",
+            Some(CREATE_KILL_OP_RULE),
+            rules::create_kill_op_rule,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/instances/{instance_id}/kill-op-rule",
+            Some(GET_KILL_OP_RULE),
+            rules::list_kill_op_rules,
+        ),
+        Route::project(
+            Method::PUT,
+            "/v3/{project_id}/instances/{instance_id}/kill-op-rule",
+            Some(UPDATE_KILL_OP_RULE),
+            rules::update_kill_op_rule,
+        ),
+        Route::project(
+            Method::DELETE,
+            "/v3/{project_id}/instances/{instance_id}/kill-op-rule",
+            Some(DELETE_KILL_OP_RULE),
+            rules::delete_kill_op_rules,
+        ),
+        Route::project(
+            Method::GET,
+            "/v3/{project_id}/instances/{instance_id}/conn-statistics",
+            Some(GET_CONNECTION_STATISTICS),
+            conns::show_connection_statistics,
         ),
         Route::project(
             Method::GET,

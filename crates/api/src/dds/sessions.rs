@@ -305,11 +305,14 @@ pub async fn kill_sessions(
                 KillStatus::Failed { message, .. } => Some(message.clone()),
                 _ => None,
             });
-            Err(ApiError::KillSessionFailed(format!(
-                "killOp failed for {}: {}",
-                done.report.failed_ids().join(", "),
-                first.unwrap_or_default()
-            )))
+            Err(ApiError::KillSessionFailed(
+                crate::error::NodeCause::Other,
+                format!(
+                    "killOp failed for {}: {}",
+                    done.report.failed_ids().join(", "),
+                    first.unwrap_or_default()
+                ),
+            ))
         }
     }
 }

@@ -1,6 +1,43 @@
 //! Human tables and JSON output for the client subcommands.
 
+use std::io::Write;
+
 use serde_json::Value;
+
+/// Writes `text` to standard output. A reader that went away (`docplane ... | head`) surfaces as an
+/// `io::Error` of kind `BrokenPipe`, which `main` takes as a normal end instead of a panic (Rust
+/// ignores SIGPIPE, and `print!` panics on a closed pipe).
+pub fn out(text: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()
+}
+
+/// `println!` through [`out`]: the calling function must return a `Result` that takes an `io::Error`.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::client::output::out("\n")? };
+    ($($arg:tt)*) => { $crate::client::output::out(&format!("{}\n", format_args!($($arg)*)))? };
+}
+
+/// `print!` through [`out`].
+#[macro_export]
+macro_rules! outp {
+    ($($arg:tt)*) => { $crate::client::output::out(&format!($($arg)*))? };
+}
+
+/// Whether an error is standard output closed by its reader.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints a JSON value as the API answered it.
+pub fn json(value: &Value) -> anyhow::Result<()> {
+    out(&(serde_json::to_string_pretty(value)? + "\n"))?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {

@@ -1,6 +1,7 @@
 //! Client profiles: where `docplane login` keeps credentials for later commands.
 //!
-//! One TOML file, `$XDG_CONFIG_HOME/docplane/profiles.toml` (or `DOCPLANE_CONFIG_DIR/profiles.toml`),
+//! One TOML file, `$DOCPLANE_CONFIG_DIR/profiles.toml`, else `$XDG_CONFIG_HOME/docplane/profiles.toml`,
+//! else `~/.config/docplane/profiles.toml` (the same directory holds the servers' default `config.toml`),
 //! written with mode 0600 because it holds tokens or secret keys. A profile authenticates either with a
 //! token obtained by password (`auth = "token"`) or by signing every request with an AK/SK pair
 //! (`auth = "aksk"`).
@@ -10,7 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,7 +82,11 @@ impl ProfileFile {
     pub fn get(&self, name: &str) -> Result<&Profile> {
         match self.profiles.get(name) {
             Some(p) => Ok(p),
-            None => bail!("no profile '{name}': run `docplane login --profile {name} ...` first"),
+            None => Err(super::NotSignedIn(format!(
+                "no profile '{name}' in {}: run `docplane login --profile {name} ...` first",
+                profiles_path().map(|p| p.display().to_string()).unwrap_or_default()
+            ))
+            .into()),
         }
     }
 }

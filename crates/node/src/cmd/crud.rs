@@ -9,15 +9,16 @@ use std::collections::VecDeque;
 
 use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
-use docplane_query::{CommandError, Filter, Pipeline, Projection, SortSpec, Update};
+use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSpec, Update};
 
-use super::{CmdResult, Ctx, currentop, sessioncmd, util};
+use super::{CmdResult, Ctx, currentop, minmax, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
-use crate::cursors::{DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
+use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
 
-fn filter_of(cmd: &Document, key: &str) -> Result<Filter, CommandError> {
+/// The filter at `key`, its `$expr` seeing `lets` (and failing on any other user variable).
+fn filter_of(cmd: &Document, key: &str, lets: &LetVars) -> Result<Filter, CommandError> {
     match util::opt_doc(cmd, key)? {
-        Some(f) => Filter::parse(f),
+        Some(f) => Filter::parse(f)?.with_let(lets),
         None => Ok(Filter::match_all()),
     }
 }
@@ -51,31 +52,39 @@ fn open_cursor(
     batch_size: Option<usize>,
     single_batch: bool,
     cmd: &Document,
-) -> Document {
+) -> CmdResult {
     let size = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let mut docs: VecDeque<Document> = docs.into();
     if single_batch {
-        let batch = crate::cursors::take_batch(&mut docs, size);
-        return cursor_reply(&ns, batch, 0, true);
+        let batch = crate::cursors::take_batch(&mut docs, size)?;
+        return Ok(cursor_reply(&ns, batch, 0, true));
     }
-    let (batch, id) = ctx.state.cursors.first_batch(
-        docs,
-        size,
-        NewCursor {
-            ns: ns.clone(),
-            users: ctx.users(),
-            session: ctx.op.session.clone(),
-            lsid: ctx.op.lsid.clone(),
-            conn_id: ctx.conn.info.id,
-            originating_command: (*ctx.op.command).clone(),
-            plan_summary: ctx.op.plan_summary.lock().clone(),
-            no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
-        },
-    );
+    let (batch, id) = ctx.state.cursors.first_batch(docs, size, new_cursor(ctx, ns.clone(), cmd))?;
     if id != 0 {
         ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
     }
-    cursor_reply(&ns, batch, id, true)
+    Ok(cursor_reply(&ns, batch, id, true))
+}
+
+/// `allowDiskUse: true` asks mongod to spill a blocking sort or `$group` past its 100 MB limit
+/// to disk. The node cannot spill, so when such a stage exceeds the limit with the option set,
+/// the error says so instead of pretending the option was honoured.
+fn disk_use_refused(cmd: &Document) -> Result<impl Fn(CommandError) -> CommandError, CommandError> {
+    let allow = util::opt_bool(cmd, "allowDiskUse")?.unwrap_or(false);
+    Ok(move |e: CommandError| {
+        if allow && e.code == 292 {
+            CommandError::new(
+                292,
+                "QueryExceededMemoryLimitNoDiskUseAllowed",
+                format!(
+                    "{} (allowDiskUse: true cannot lift the limit: this server does not spill to disk)",
+                    e.message
+                ),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
@@ -88,9 +97,10 @@ fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
 
 pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "filter")?;
+    let lets = options::find(cmd)?;
+    let filter = filter_of(cmd, "filter", &lets)?;
     let sort = sort_of(cmd, "sort")?;
-    let projection = projection_of(cmd, "projection")?;
+    let projection = projection_of(cmd, "projection")?.map(|p| p.checked_let(&lets)).transpose()?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let mut single_batch = util::opt_bool(cmd, "singleBatch")?.unwrap_or(false);
     let limit = match cmd.get("limit") {
@@ -104,21 +114,73 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         }
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
+    let tailable = util::opt_bool(cmd, "tailable")?.unwrap_or(false);
+    if util::opt_bool(cmd, "awaitData")?.unwrap_or(false) && !tailable {
+        return Err(CommandError::failed_to_parse("Cannot set 'awaitData' without also setting 'tailable'"));
+    }
+    if tailable {
+        // Capped collections are stored but not enforced (no insertion order, no size cap), so
+        // a tailable cursor could not follow one as mongod's does.
+        return Err(CommandError::command_not_supported(
+            "tailable cursors are not supported by this server: it does not implement capped collections",
+        ));
+    }
     let hint = hint_of(cmd);
+    let spill = disk_use_refused(cmd)?;
+    let bounds = minmax::parse(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
-    let out = ctx
+    if let Some(b) = bounds {
+        // min/max: the hinted index's bounded range, read whole (not streamed).
+        let out = ctx
+            .blocking(move |e, intr| {
+                op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
+                minmax::find(e, &db, &coll, &q, &b, intr)
+            })
+            .await
+            .map_err(spill)?;
+        ctx.op.set_plan_summary(out.plan_summary.clone());
+        let ns = ctx.op.ns.clone();
+        return open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd);
+    }
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
+    // The first batch only: the rest is read by getMore from where this stops (a blocking sort
+    // excepted, which sorts everything now).
+    let (stream, batch) = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
-            e.find(&db, &coll, &q, intr)
+            let mut s = e.find_stream(&db, &coll, q, intr)?;
+            // batchSize 0: nothing read yet, the cursor open (mongod does the same).
+            let batch = if first == 0 { Vec::new() } else { e.find_next(&mut s, first, BATCH_BYTES, intr)? };
+            Ok((s, batch))
         })
-        .await?;
-    ctx.op.set_plan_summary(out.plan_summary.clone());
+        .await
+        .map_err(spill)?;
+    ctx.op.set_plan_summary(stream.plan_summary().to_owned());
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, out.docs, batch_size, single_batch, cmd))
+    if single_batch || (stream.is_done() && first != 0) {
+        return Ok(cursor_reply(&ns, batch, 0, true));
+    }
+    let returned = batch.len();
+    let id = ctx.state.cursors.open_stream(stream, returned, new_cursor(ctx, ns.clone(), cmd));
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    Ok(cursor_reply(&ns, batch, id, true))
 }
 
-pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+fn new_cursor(ctx: &Ctx<'_>, ns: String, cmd: &Document) -> NewCursor {
+    NewCursor {
+        ns,
+        users: ctx.users(),
+        session: ctx.op.session.clone(),
+        lsid: ctx.op.lsid.clone(),
+        conn_id: ctx.conn.info.id,
+        originating_command: (*ctx.op.command).clone(),
+        plan_summary: ctx.op.plan_summary.lock().clone(),
+        no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
+    }
+}
+
+pub(super) async fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let id = match cmd.get("getMore") {
         Some(Bson::Int64(i)) => *i,
         Some(Bson::Int32(i)) => i64::from(*i),
@@ -132,9 +194,31 @@ pub(super) fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         ctx.state.cursors.kill(&[id]);
         return Err(e);
     }
-    let (batch, next) =
-        ctx.state.cursors.get_more(id, &ns, batch_size, &ctx.users(), ctx.state.auth_enabled())?;
-    Ok(cursor_reply(&ns, batch, next, false))
+    let (users, check_owner) = (ctx.users(), ctx.state.auth_enabled());
+    let Some(mut cursor) = ctx.state.cursors.checkout_stream(id, &ns, &users, check_owner)? else {
+        let (batch, next) = ctx.state.cursors.get_more(id, &ns, batch_size, &users, check_owner)?;
+        return Ok(cursor_reply(&ns, batch, next, false));
+    };
+    // A streaming find: this getMore reads the next batch, as a killable op with the find's plan.
+    // On any error the cursor is gone (it is checked out), as mongod destroys it.
+    if let Some(p) = cursor.plan_summary.clone() {
+        ctx.op.set_plan_summary(p);
+    }
+    let Some(mut stream) = cursor.stream.take() else {
+        return Err(CommandError::new(1, "InternalError", "streaming cursor without a stream"));
+    };
+    let (stream, batch) = ctx
+        .blocking(move |e, intr| {
+            let batch = e.find_next(&mut stream, batch_size, BATCH_BYTES, intr)?;
+            Ok((stream, batch))
+        })
+        .await?;
+    if stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, false));
+    }
+    cursor.stream = Some(stream);
+    ctx.state.cursors.checkin(cursor, batch.len());
+    Ok(cursor_reply(&ns, batch, id, false))
 }
 
 pub(super) fn kill_cursors(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -195,6 +279,7 @@ fn write_reply(out: WriteOutcome, extra: impl FnOnce(&mut Document, &WriteOutcom
 
 pub(super) async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "insert", &ctx.db)?.to_owned();
+    options::insert(cmd)?;
     let docs: Vec<Document> =
         util::doc_array(cmd.get("documents"), "documents")?.into_iter().cloned().collect();
     if docs.len() > 100_000 {
@@ -231,6 +316,7 @@ fn merge_parse_errors(
             code: e.code,
             code_name: e.code_name,
             errmsg: e.message,
+            info: e.info,
         });
         if ordered {
             break;
@@ -240,8 +326,9 @@ fn merge_parse_errors(
     out
 }
 
-fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
-    let filter = filter_of(d, "q")?;
+fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, CommandError> {
+    let lets = options::statement_vars(lets, d)?;
+    let filter = filter_of(d, "q", &lets)?;
     let array_filters: Option<Vec<Document>> = match d.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -258,6 +345,7 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
             ));
         }
     };
+    let update = update.checked_let(&lets)?;
     let multi = util::opt_bool(d, "multi")?.unwrap_or(false);
     if multi && update.is_replacement() {
         return Err(CommandError::failed_to_parse(
@@ -275,13 +363,14 @@ fn parse_update_stmt(d: &Document) -> Result<UpdateStatement, CommandError> {
 
 pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
+    let lets = options::update(cmd)?;
     let stmts = util::doc_array(cmd.get("updates"), "updates")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
     let mut idx = Vec::new();
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
-        match parse_update_stmt(d) {
+        match parse_update_stmt(d, &lets) {
             Ok(s) => {
                 if !ordered || bad.is_empty() {
                     good.push(s);
@@ -321,6 +410,7 @@ pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "delete", &ctx.db)?.to_owned();
+    let lets = options::delete(cmd)?;
     let stmts = util::doc_array(cmd.get("deletes"), "deletes")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
@@ -328,7 +418,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let mut bad = Vec::new();
     for (i, d) in stmts.into_iter().enumerate() {
         let parsed = (|| -> Result<DeleteStatement, CommandError> {
-            let filter = filter_of(d, "q")?;
+            let filter = filter_of(d, "q", &lets)?;
             let limit = d.get("limit").and_then(util::as_i64).ok_or_else(|| {
                 CommandError::new(
                     40414,
@@ -368,6 +458,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {
     let coll = util::coll_arg(cmd, name, &ctx.db)?.to_owned();
+    let lets = options::find_and_modify(cmd, name)?;
     let array_filters: Option<Vec<Document>> = match cmd.get("arrayFilters") {
         None | Some(Bson::Null) => None,
         v => Some(util::doc_array(v, "arrayFilters")?.into_iter().cloned().collect()),
@@ -378,7 +469,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         Some(Bson::Array(_)) => {
             let stages: Vec<Document> =
                 util::doc_array(cmd.get("update"), "update")?.into_iter().cloned().collect();
-            Some(Update::parse_pipeline(&stages)?)
+            Some(Update::parse_pipeline(&stages)?.checked_let(&lets)?)
         }
         Some(_) => {
             return Err(CommandError::failed_to_parse(
@@ -387,12 +478,12 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         }
     };
     let req = FindAndModify {
-        filter: filter_of(cmd, "query")?,
+        filter: filter_of(cmd, "query", &lets)?,
         sort: sort_of(cmd, "sort")?,
         remove: util::opt_bool(cmd, "remove")?.unwrap_or(false),
         update,
         new: util::opt_bool(cmd, "new")?.unwrap_or(false),
-        fields: projection_of(cmd, "fields")?,
+        fields: projection_of(cmd, "fields")?.map(|p| p.checked_let(&lets)).transpose()?,
         upsert: util::opt_bool(cmd, "upsert")?.unwrap_or(false),
         hint: hint_of(cmd),
     };
@@ -422,7 +513,8 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
 
 pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "count", &ctx.db)?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    options::count(cmd)?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
     let hint = hint_of(cmd);
@@ -438,8 +530,9 @@ pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 
 pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "distinct", &ctx.db)?.to_owned();
+    options::distinct(cmd)?;
     let key = util::req_str(cmd, "key")?.to_owned();
-    let filter = filter_of(cmd, "query")?;
+    let filter = filter_of(cmd, "query", &LetVars::none())?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let values = ctx
         .blocking(move |e, intr| {
@@ -460,8 +553,19 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
     };
+    let lets = options::aggregate(cmd)?;
     let stages: Vec<Document> =
         util::doc_array(cmd.get("pipeline"), "pipeline")?.into_iter().cloned().collect();
+    let (stages, sink) = out_merge::split(&stages, &ctx.db)?;
+    if sink.is_some()
+        && stages.first().is_some_and(|s| {
+            ["$currentOp", "$listLocalSessions", "$listSessions"].iter().any(|k| s.contains_key(*k))
+        })
+    {
+        return Err(CommandError::command_not_supported(
+            "$out and $merge after $currentOp or a session listing are not supported by docplane's node",
+        ));
+    }
     let explain = util::opt_bool(cmd, "explain")?.unwrap_or(false);
     if !cmd.contains_key("cursor") && !explain {
         return Err(CommandError::failed_to_parse(
@@ -481,10 +585,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             ));
         }
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let rest = if applied_next { rest.without_first() } else { rest };
         let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     let first_lists_sessions = stages.first().and_then(|s| {
         ["$listLocalSessions", "$listSessions"].into_iter().find_map(|n| s.get(n).map(|v| (n, v.clone())))
@@ -501,9 +605,9 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }));
         }
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
-        let rest = Pipeline::parse(&stages[1..])?;
+        let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
-        return Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd));
+        return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     if stages.iter().skip(1).any(|s| s.contains_key("$currentOp")) {
         return Err(CommandError::location(
@@ -511,7 +615,8 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             "$currentOp is only valid as the first stage in a pipeline",
         ));
     }
-    let pipeline = Pipeline::parse(&stages)?;
+    let pipeline = Pipeline::parse(&stages)?.checked_let(&lets)?;
+    let spill = disk_use_refused(cmd)?;
     let op = ctx.op.clone();
     let out = ctx
         .blocking(move |e, intr| match coll {
@@ -526,14 +631,19 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
             }
             None => e.run_pipeline(&db, Vec::new(), &pipeline, intr),
         })
-        .await?;
+        .await
+        .map_err(spill)?;
+    if let Some(sink) = sink.filter(|_| !explain) {
+        ctx.blocking(move |e, intr| sink.write(e, out, intr)).await?;
+        return Ok(cursor_reply(&ns, Vec::new(), 0, true));
+    }
     if explain {
         let plan = ctx.op.plan_summary.lock().clone().unwrap_or_else(|| "COLLSCAN".into());
         return Ok(
             doc! {"stages": [{"$cursor": {"queryPlanner": {"namespace": &ns, "winningPlan": winning_plan(&plan)}}}]},
         );
     }
-    Ok(open_cursor(ctx, ns, out, batch_size, false, cmd))
+    open_cursor(ctx, ns, out, batch_size, false, cmd)
 }
 
 fn strip_generic(cmd: &Document, first: &str) -> Document {
@@ -561,7 +671,11 @@ fn strip_generic(cmd: &Document, first: &str) -> Document {
 
 pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "create", &ctx.db)?.to_owned();
-    let options = strip_generic(cmd, "create");
+    options::create(cmd)?;
+    let mut options = strip_generic(cmd, "create");
+    if let Some(ci) = options::clustered_index(cmd)? {
+        options.insert("clusteredIndex", ci);
+    }
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
     Ok(doc! {})
@@ -582,7 +696,7 @@ pub(super) async fn drop_coll(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 }
 
 pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
@@ -605,11 +719,11 @@ pub(super) async fn list_collections(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdRe
         .filter(|d| filter.matches(d))
         .collect();
     let ns = format!("{}.$cmd.listCollections", ctx.db);
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn list_databases(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
-    let filter = filter_of(cmd, "filter")?;
+    let filter = filter_of(cmd, "filter", &LetVars::none())?;
     let name_only = util::opt_bool(cmd, "nameOnly")?.unwrap_or(false);
     let all = ctx.has_cluster(crate::auth::Action::ListDatabases);
     let roles = ctx.roles();
@@ -678,9 +792,25 @@ pub(super) async fn list_indexes(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult
     let coll = util::coll_arg(cmd, "listIndexes", &ctx.db)?.to_owned();
     let batch_size = cursor_batch_size(cmd)?;
     let db = ctx.db.clone();
-    let docs = ctx.blocking(move |e, _| e.list_indexes(&db, &coll)).await?;
+    let docs = ctx
+        .blocking(move |e, _| {
+            let mut docs = e.list_indexes(&db, &coll)?;
+            // A clustered collection lists its clustered index in place of `_id_`, as mongod.
+            let info = e.list_collections(&db).into_iter().find(|c| c.name == coll);
+            if let Some(Ok(ci)) = info.as_ref().map(|c| c.options.get_document("clusteredIndex")) {
+                let mut listed = ci.clone();
+                listed.insert("clustered", true);
+                for d in &mut docs {
+                    if d.get_str("name") == Ok("_id_") {
+                        *d = listed.clone();
+                    }
+                }
+            }
+            Ok(docs)
+        })
+        .await?;
     let ns = ctx.op.ns.clone();
-    Ok(open_cursor(ctx, ns, docs, batch_size, false, cmd))
+    open_cursor(ctx, ns, docs, batch_size, false, cmd)
 }
 
 pub(super) async fn drop_indexes(ctx: &mut Ctx<'_>, cmd: &Document, name: &str) -> CmdResult {

@@ -10,6 +10,9 @@ pub mod admin;
 pub mod authcmd;
 pub mod crud;
 pub mod currentop;
+pub mod minmax;
+pub mod options;
+pub mod out_merge;
 pub mod sessioncmd;
 pub mod table;
 pub mod util;
@@ -51,7 +54,17 @@ impl Ctx<'_> {
             return Err(e);
         }
         let engine = self.state.engine.clone();
-        match tokio::task::spawn_blocking(move || f(&engine, &intr)).await {
+        // The op's interrupt is this thread's for the query crate's fine-grained polls
+        // (expressions, matching, sorts); an interruption a poll saw fails the whole work.
+        let work = move || {
+            let scope: std::sync::Arc<dyn docplane_query::Interrupt + Send + Sync> =
+                std::sync::Arc::new(intr.clone());
+            match docplane_query::interrupt::scoped(scope, || f(&engine, &intr)) {
+                (_, Some(e)) => Err(e),
+                (r, None) => r,
+            }
+        };
+        match tokio::task::spawn_blocking(work).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "engine task failed");
@@ -272,6 +285,7 @@ async fn dispatch_inner(
     }
     let deadline = parse_max_time(&cmd)?;
     let wc = crate::writeconcern::parse(&name, &cmd, state.engine.is_durable())?;
+    crate::readconcern::check(&cmd)?;
     let users = conn.info.users();
     let (session, lsid) = match cmd.get("lsid") {
         Some(l) => {
@@ -408,7 +422,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::KillAllSessions => sessioncmd::kill_all_sessions(ctx, cmd),
         H::KillAllSessionsByPattern => sessioncmd::kill_all_sessions_by_pattern(ctx, cmd),
         H::Find => crud::find(ctx, cmd).await,
-        H::GetMore => crud::get_more(ctx, cmd),
+        H::GetMore => crud::get_more(ctx, cmd).await,
         H::KillCursors => crud::kill_cursors(ctx, cmd),
         H::Insert => crud::insert(ctx, cmd).await,
         H::Update => crud::update(ctx, cmd).await,

@@ -412,8 +412,40 @@ fn aggregate_needs(req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
             };
             Ok(if others { vec![Need::one(Resource::Cluster, ListSessions)] } else { Vec::new() })
         }
-        _ => Ok(vec![Need::one(db_of(req.db), Find)]),
+        _ => {
+            let mut needs = vec![Need::one(db_of(req.db), Find)];
+            needs.extend(writing_stage_needs(req));
+            Ok(needs)
+        }
     }
+}
+
+/// A final `$out` needs insert and remove on the target's database, a final `$merge` insert and
+/// update (mongod's `DocumentSourceOut` / `DocumentSourceMerge` required privileges), and
+/// bypassDocumentValidation with that flag.
+fn writing_stage_needs(req: &Request<'_>) -> Vec<Need> {
+    let last = match req.cmd.get("pipeline") {
+        Some(Bson::Array(stages)) => stages.last().and_then(Bson::as_document),
+        _ => None,
+    };
+    let Some((name, arg)) = last.and_then(|d| d.iter().next()) else { return Vec::new() };
+    let target_db = |arg: &Bson, key: &str| match arg {
+        Bson::Document(d) => match d.get(key) {
+            Some(Bson::Document(into)) => into.get_str("db").unwrap_or(req.db).to_owned(),
+            _ => d.get_str("db").unwrap_or(req.db).to_owned(),
+        },
+        _ => req.db.to_owned(),
+    };
+    let (db, actions): (String, &[Action]) = match name.as_str() {
+        "$out" => (target_db(arg, ""), &[Insert, Remove]),
+        "$merge" => (target_db(arg, "into"), &[Insert, Update]),
+        _ => return Vec::new(),
+    };
+    let mut needs: Vec<Need> = actions.iter().map(|a| Need::one(db_of(&db), *a)).collect();
+    if req.cmd.get("bypassDocumentValidation").is_some_and(util::truthy) {
+        needs.push(Need::one(db_of(&db), BypassDocumentValidation));
+    }
+    needs
 }
 
 /// renameCollection (mongod's `rename_collection_common.cpp`): within one database,

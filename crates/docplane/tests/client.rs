@@ -1,0 +1,174 @@
+//! The client commands against a real `docplane up`: login checks access keys, whoami, profile
+//! listing without secrets, logout, instances register / unregister, readable tables.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docplane"))
+        .current_dir(dir)
+        .env("DOCPLANE_CONFIG_DIR", dir.join("config"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Kills the server if the test panics before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cli(dir, args, stdin);
+    assert!(out.status.success(), "docplane {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn client_commands_against_a_real_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (api, node) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.join("up.log")).unwrap();
+    let up = Command::new(env!("CARGO_BIN_EXE_docplane"))
+        .current_dir(dir)
+        .args([
+            "up",
+            "--api-listen",
+            &format!("127.0.0.1:{api}"),
+            "--node-listen",
+            &format!("127.0.0.1:{node}"),
+        ])
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut up = KillOnDrop(up);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(dir.join("up.log")).unwrap_or_default().contains("docplane is up") {
+        assert!(
+            Instant::now() < deadline && up.0.try_wait().unwrap().is_none(),
+            "docplane up did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let boot: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("docplane-data/bootstrap.json")).unwrap())
+            .unwrap();
+    let s = |k: &str| boot[k].as_str().unwrap().to_string();
+    let (endpoint, project, ak, sk) = (s("endpoint"), s("project_id"), s("ak"), s("sk"));
+
+    // A wrong secret key is refused at login, and nothing is saved.
+    let wrong = cli(
+        dir,
+        &["login", "--profile", "keys", "--endpoint", &endpoint, "--ak", &ak, "--project-id", &project]
+            .into_iter()
+            .chain(["--password-stdin"])
+            .collect::<Vec<_>>(),
+        Some("not-the-secret\n"),
+    );
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(3), "{err}");
+    assert!(err.contains("APIGW.0301") && err.contains("request id"), "{err}");
+    assert!(!dir.join("config/profiles.toml").exists(), "a refused key was saved");
+    // The right one (from stdin, not the command line) is saved and names its user.
+    let saved = ok(
+        dir,
+        &["login", "--profile", "keys", "--endpoint", &endpoint, "--ak", &ak, "--project-id", &project]
+            .into_iter()
+            .chain(["--password-stdin"])
+            .collect::<Vec<_>>(),
+        Some(&format!("{sk}\n")),
+    );
+    assert!(saved.contains("signed in as admin"), "{saved}");
+    ok(dir, &["login", "--bootstrap", "docplane-data/bootstrap.json"], None);
+
+    let me = ok(dir, &["whoami", "-o", "json"], None);
+    let me: Value = serde_json::from_str(&me).unwrap();
+    assert_eq!((me["user_name"].as_str(), me["auth"].as_str()), (Some("admin"), Some("token")), "{me}");
+    let keys = ok(dir, &["whoami", "--profile", "keys"], None);
+    assert!(keys.contains(&ak) && !keys.contains(&sk), "{keys}");
+
+    let profiles = ok(dir, &["profiles", "list"], None);
+    assert!(
+        profiles.contains("default") && profiles.contains("keys") && profiles.contains("aksk"),
+        "{profiles}"
+    );
+    let profiles_json = ok(dir, &["profiles", "list", "-o", "json"], None);
+    for secret in [&sk, &s("password")] {
+        assert!(
+            !profiles.contains(secret.as_str()) && !profiles_json.contains(secret.as_str()),
+            "a secret listed"
+        );
+    }
+
+    // Register the embedded node a second time under another name, see it listed with its
+    // instance id and host:port, and unregister it.
+    let root_password = s("node_uri").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
+    let reg = ok(
+        dir,
+        &[
+            "instances",
+            "register",
+            "--name",
+            "again",
+            "--seed",
+            &format!("127.0.0.1:{node}"),
+            "--username",
+            "root",
+        ]
+        .into_iter()
+        .chain(["--password-stdin", "-o", "json"])
+        .collect::<Vec<_>>(),
+        Some(&format!("{root_password}\n")),
+    );
+    let reg: Value = serde_json::from_str(&reg).unwrap();
+    let id = reg["instance"]["id"].as_str().unwrap().to_string();
+    let list = ok(dir, &["instances", "list"], None);
+    assert!(list.contains(&id) && list.contains(&s("instance_id")), "{list}");
+    assert!(list.contains(&format!("127.0.0.1:{node}")), "{list}");
+    assert!(list.lines().last().unwrap().contains("2 instance(s)"), "{list}");
+    let page = ok(dir, &["instances", "list", "--limit", "1"], None);
+    assert!(page.contains("1-1 of 2 instance(s)"), "{page}");
+    ok(dir, &["instances", "unregister", &id], None);
+    let gone = cli(dir, &["instances", "unregister", &id], None);
+    assert_eq!(gone.status.code(), Some(4), "{}", String::from_utf8_lossy(&gone.stderr));
+
+    // Durations in the sessions table, and the pipe closed by `head` is no panic.
+    let sessions = ok(dir, &["sessions", "list", "--node", &s("node_id")], None);
+    assert!(sessions.starts_with("ID") && sessions.contains("RUNNING"), "{sessions}");
+
+    ok(dir, &["logout", "--profile", "keys"], None);
+    let after = ok(dir, &["profiles", "list"], None);
+    assert!(!after.contains("keys"), "{after}");
+    let out = cli(dir, &["whoami", "--profile", "keys"], None);
+    assert_eq!(out.status.code(), Some(3), "logged out");
+
+    let pid = up.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let _ = up.0.wait();
+}

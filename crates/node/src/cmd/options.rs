@@ -1,0 +1,507 @@
+//! What the data commands may carry, checked before they run: nothing is accepted and ignored.
+//!
+//! Each command's fields are those mongod's IDL parser knows for it (its `*.idl` command
+//! definition) plus mongod's generic arguments; any other field fails as mongod fails it, with
+//! 40415 "BSON field '<command>.<field>' is an unknown field." (so update's `sort`, which mongod
+//! added in 8.0, is unknown to a node that reports 7.0). Of the known fields, those the node does
+//! not implement are refused with 115 CommandNotSupported when they ask for something (a
+//! non-simple `collation`, `returnKey`, `showRecordId`, collection validators, views,
+//! time-series collections), never run as if absent. A command's `let` is
+//! parsed here into [`LetVars`].
+
+use bson::{Bson, Document};
+use docplane_query::{CommandError, LetVars};
+
+use super::util;
+
+/// mongod's generic command arguments (`generic_argument.idl`), accepted by every command; the
+/// dispatcher validates those that ask for something (`maxTimeMS`, `writeConcern`,
+/// `readConcern`, `lsid`, the transaction fields).
+pub const GENERIC: &[&str] = &[
+    "$db",
+    "$audit",
+    "$client",
+    "$clusterTime",
+    "$configServerState",
+    "$gleStats",
+    "$oplogQueryData",
+    "$queryOptions",
+    "$readPreference",
+    "$replData",
+    "$topologyTime",
+    "$traceCtx",
+    "allowImplicitCollectionCreation",
+    "apiDeprecationErrors",
+    "apiStrict",
+    "apiVersion",
+    "autocommit",
+    "clientOperationKey",
+    "comment",
+    "databaseVersion",
+    "lsid",
+    "maxTimeMS",
+    "maxTimeMSOpOnly",
+    "mayBypassWriteBlocking",
+    "readConcern",
+    "shardVersion",
+    "startTransaction",
+    "stmtId",
+    "tracking_info",
+    "txnNumber",
+    "txnRetryCounter",
+    "writeConcern",
+];
+
+fn unknown(path: &str, field: &str) -> CommandError {
+    CommandError::location(40415, format!("BSON field '{path}.{field}' is an unknown field."))
+}
+
+fn not_supported(what: &str) -> CommandError {
+    CommandError::command_not_supported(format!("{what} is not supported by docplane's node"))
+}
+
+/// Fails with 40415 on a field of `d` (the command, or one of its statements at `path`) that is
+/// neither its own (`own`, the command's name first for a command) nor, for a command, generic.
+fn known(d: &Document, path: &str, own: &[&str], generic: bool) -> Result<(), CommandError> {
+    for k in d.keys() {
+        let allowed = own.contains(&k.as_str()) || (generic && GENERIC.contains(&k.as_str()));
+        if !allowed {
+            return Err(unknown(path, k));
+        }
+    }
+    Ok(())
+}
+
+/// `collation`: absent, null, empty (mongod makes no collator of an empty spec) or the simple
+/// collation (`{locale: "simple"}`, the binary comparison the node implements); any other
+/// collation is refused.
+pub fn collation(d: &Document) -> Result<(), CommandError> {
+    match d.get("collation") {
+        None | Some(Bson::Null) => Ok(()),
+        Some(Bson::Document(c)) if c.is_empty() => Ok(()),
+        Some(Bson::Document(c)) => {
+            let simple = c.get("locale").and_then(Bson::as_str) == Some("simple")
+                && c.keys().all(|k| k == "locale" || k == "version");
+            if simple {
+                Ok(())
+            } else if c.get("locale").is_none() {
+                Err(CommandError::failed_to_parse("BSON field 'locale' is missing but a required field"))
+            } else {
+                Err(not_supported(&format!(
+                    "collation {} (only the simple collation {{locale: \"simple\"}})",
+                    Bson::Document(c.clone()).into_relaxed_extjson()
+                )))
+            }
+        }
+        Some(other) => Err(CommandError::type_mismatch(format!(
+            "BSON field 'collation' is the wrong type '{}', expected type 'object'",
+            util::type_name(other)
+        ))),
+    }
+}
+
+/// Refuses a known option the node does not implement when it asks for something (true, a
+/// non-empty document, any other value).
+fn refuse_if_set(d: &Document, key: &str, what: &str) -> Result<(), CommandError> {
+    let set = match d.get(key) {
+        None | Some(Bson::Null) => false,
+        Some(Bson::Document(x)) => !x.is_empty(),
+        Some(b @ (Bson::Boolean(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))) => util::truthy(b),
+        Some(_) => true,
+    };
+    if set { Err(not_supported(what)) } else { Ok(()) }
+}
+
+/// `find`: its fields (find_command.idl), the unimplemented ones refused; returns its `let`.
+pub fn find(cmd: &Document) -> Result<LetVars, CommandError> {
+    const OWN: &[&str] = &[
+        "find",
+        "filter",
+        "projection",
+        "sort",
+        "hint",
+        "skip",
+        "limit",
+        "batchSize",
+        "singleBatch",
+        "max",
+        "min",
+        "returnKey",
+        "showRecordId",
+        "tailable",
+        "oplogReplay",
+        "noCursorTimeout",
+        "awaitData",
+        "allowPartialResults",
+        "collation",
+        "allowDiskUse",
+        "let",
+        "readOnce",
+        "allowSpeculativeMajorityRead",
+        "term",
+        "includeQueryStatsMetrics",
+    ];
+    known(cmd, "find", OWN, true)?;
+    collation(cmd)?;
+    refuse_if_set(cmd, "returnKey", "find's returnKey")?;
+    refuse_if_set(cmd, "showRecordId", "find's showRecordId")?;
+    refuse_if_set(cmd, "term", "find's term (replication)")?;
+    LetVars::parse(cmd.get("let"))
+}
+
+/// `aggregate`: its fields (aggregate.idl); returns its `let`.
+pub fn aggregate(cmd: &Document) -> Result<LetVars, CommandError> {
+    const OWN: &[&str] = &[
+        "aggregate",
+        "pipeline",
+        "explain",
+        "allowDiskUse",
+        "cursor",
+        "bypassDocumentValidation",
+        "collation",
+        "hint",
+        "let",
+        "fromMongos",
+        "needsMerge",
+        "isMapReduceCommand",
+        "includeQueryStatsMetrics",
+    ];
+    known(cmd, "aggregate", OWN, true)?;
+    collation(cmd)?;
+    refuse_if_set(cmd, "fromMongos", "aggregate's fromMongos (sharding)")?;
+    refuse_if_set(cmd, "needsMerge", "aggregate's needsMerge (sharding)")?;
+    refuse_if_set(cmd, "isMapReduceCommand", "mapReduce")?;
+    if let Some(c) = util::opt_doc(cmd, "cursor")? {
+        known(c, "aggregate.cursor", &["batchSize"], false)?;
+    }
+    LetVars::parse(cmd.get("let"))
+}
+
+/// `count` (count_command.idl).
+pub fn count(cmd: &Document) -> Result<(), CommandError> {
+    known(cmd, "count", &["count", "query", "limit", "skip", "hint", "collation", "fields"], true)?;
+    collation(cmd)
+}
+
+/// `distinct` (distinct.idl).
+pub fn distinct(cmd: &Document) -> Result<(), CommandError> {
+    known(cmd, "distinct", &["distinct", "key", "query", "collation", "hint"], true)?;
+    collation(cmd)
+}
+
+/// `insert` (write_commands.idl).
+pub fn insert(cmd: &Document) -> Result<(), CommandError> {
+    known(cmd, "insert", &["insert", "documents", "ordered", "bypassDocumentValidation"], true)
+}
+
+/// `update` and its statements (write_commands.idl, as mongod 7.0 has them: no statement
+/// `sort`); returns the command's `let`.
+pub fn update(cmd: &Document) -> Result<LetVars, CommandError> {
+    known(cmd, "update", &["update", "updates", "ordered", "bypassDocumentValidation", "let"], true)?;
+    if let Some(Bson::Array(stmts)) = cmd.get("updates") {
+        for s in stmts {
+            if let Bson::Document(s) = s {
+                known(
+                    s,
+                    "update.updates",
+                    &[
+                        "q",
+                        "u",
+                        "c",
+                        "upsert",
+                        "multi",
+                        "arrayFilters",
+                        "hint",
+                        "collation",
+                        "upsertSupplied",
+                    ],
+                    false,
+                )?;
+                collation(s)?;
+            }
+        }
+    }
+    LetVars::parse(cmd.get("let"))
+}
+
+/// An update statement's variables: the command's `let` and the statement's `c` (constants of a
+/// pipeline update, mongod's `UpdateOpEntry.c`), which take precedence.
+pub fn statement_vars(lets: &LetVars, stmt: &Document) -> Result<LetVars, CommandError> {
+    match stmt.get("c") {
+        None | Some(Bson::Null) => Ok(lets.clone()),
+        Some(c) => {
+            if !matches!(stmt.get("u"), Some(Bson::Array(_))) {
+                return Err(CommandError::failed_to_parse(
+                    "Constant values may only be specified for pipeline updates",
+                ));
+            }
+            Ok(lets.with(LetVars::parse(Some(c))?))
+        }
+    }
+}
+
+/// `delete` and its statements; returns the command's `let`.
+pub fn delete(cmd: &Document) -> Result<LetVars, CommandError> {
+    known(cmd, "delete", &["delete", "deletes", "ordered", "let"], true)?;
+    if let Some(Bson::Array(stmts)) = cmd.get("deletes") {
+        for s in stmts {
+            if let Bson::Document(s) = s {
+                known(s, "delete.deletes", &["q", "limit", "hint", "collation"], false)?;
+                collation(s)?;
+            }
+        }
+    }
+    LetVars::parse(cmd.get("let"))
+}
+
+/// `findAndModify` / `findandmodify` (find_and_modify.idl); returns its `let`.
+pub fn find_and_modify(cmd: &Document, name: &str) -> Result<LetVars, CommandError> {
+    const OWN: &[&str] = &[
+        "query",
+        "fields",
+        "sort",
+        "hint",
+        "collation",
+        "arrayFilters",
+        "remove",
+        "update",
+        "new",
+        "upsert",
+        "bypassDocumentValidation",
+        "let",
+    ];
+    for k in cmd.keys() {
+        if k != name && !OWN.contains(&k.as_str()) && !GENERIC.contains(&k.as_str()) {
+            return Err(unknown(name, k));
+        }
+    }
+    collation(cmd)?;
+    LetVars::parse(cmd.get("let"))
+}
+
+/// `create` (create.idl): the options the node stores and honours (`capped`, `size`, `max`,
+/// `idIndex`, `storageEngine`, `indexOptionDefaults`, `autoIndexId`, `flags`, `temp`);
+/// validators, views, time-series, clustered and encrypted collections, change-stream images
+/// and non-simple collations are refused.
+pub fn create(cmd: &Document) -> Result<(), CommandError> {
+    const OWN: &[&str] = &[
+        "create",
+        "capped",
+        "size",
+        "max",
+        "autoIndexId",
+        "idIndex",
+        "storageEngine",
+        "indexOptionDefaults",
+        "flags",
+        "temp",
+        "validator",
+        "validationLevel",
+        "validationAction",
+        "viewOn",
+        "pipeline",
+        "collation",
+        "timeseries",
+        "clusteredIndex",
+        "expireAfterSeconds",
+        "changeStreamPreAndPostImages",
+        "encryptedFields",
+        "recordIdsReplicated",
+    ];
+    known(cmd, "create", OWN, true)?;
+    collation(cmd)?;
+    if cmd.contains_key("viewOn") || cmd.contains_key("pipeline") {
+        return Err(not_supported("a view (create with viewOn and pipeline)"));
+    }
+    for (k, what) in [
+        ("validator", "a collection validator"),
+        ("timeseries", "a time-series collection"),
+        ("expireAfterSeconds", "expireAfterSeconds (time-series and clustered collections)"),
+        ("encryptedFields", "queryable encryption (encryptedFields)"),
+        ("recordIdsReplicated", "recordIdsReplicated"),
+    ] {
+        refuse_if_set(cmd, k, what)?;
+    }
+    clustered_index(cmd)?;
+    // Change streams are refused (`$changeStream`), so whether pre- and post-images would be
+    // recorded for them can never be observed: the option is validated and stored.
+    match cmd.get("changeStreamPreAndPostImages") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::Document(d)) if matches!(d.get("enabled"), Some(Bson::Boolean(_))) && d.len() == 1 => {}
+        Some(_) => {
+            return Err(CommandError::failed_to_parse(
+                "BSON field 'changeStreamPreAndPostImages' must be {enabled: <bool>}",
+            ));
+        }
+    }
+    // Without a validator these only describe how one would apply: mongod's defaults are
+    // accepted, anything else would be promised and not kept.
+    match cmd.get("validationLevel") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::String(s)) if s == "strict" || s == "off" => {}
+        Some(Bson::String(s)) if s == "moderate" => {
+            return Err(not_supported("validationLevel 'moderate' (collection validators)"));
+        }
+        Some(other) => return Err(enum_error("validationLevel", other, "strict, moderate, off")),
+    }
+    match cmd.get("validationAction") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::String(s)) if s == "error" || s == "warn" => {}
+        Some(other) => return Err(enum_error("validationAction", other, "error, warn")),
+    }
+    Ok(())
+}
+
+/// `create`'s `clusteredIndex`: the engine keeps every collection as an ordered map by `_id`, which
+/// is what a clustered collection is, so the one clustered index mongod allows (`{key: {_id: 1},
+/// unique: true}`, optional `name`) is accepted; returned as mongod stores it (`v: 2`, the name
+/// defaulting to `_id_`), `None` without one.
+pub fn clustered_index(cmd: &Document) -> Result<Option<Document>, CommandError> {
+    let spec = match cmd.get("clusteredIndex") {
+        None | Some(Bson::Null) => return Ok(None),
+        Some(Bson::Document(d)) => d,
+        Some(Bson::Boolean(_)) => {
+            return Err(not_supported("clusteredIndex: <bool> (only {key: {_id: 1}, unique: true})"));
+        }
+        Some(other) => {
+            return Err(CommandError::type_mismatch(format!(
+                "BSON field 'create.clusteredIndex' is the wrong type '{}', expected type 'object'",
+                util::type_name(other)
+            )));
+        }
+    };
+    known(spec, "create.clusteredIndex", &["key", "unique", "name", "v"], false)?;
+    let key_ok = spec
+        .get_document("key")
+        .is_ok_and(|k| k.len() == 1 && k.get("_id").and_then(util::as_i64) == Some(1));
+    if !key_ok {
+        return Err(CommandError::invalid_options(
+            "The clusteredIndex option is only supported for key: {_id: 1}",
+        ));
+    }
+    if !matches!(spec.get("unique"), Some(Bson::Boolean(true))) {
+        return Err(CommandError::invalid_options("The clusteredIndex option requires unique: true"));
+    }
+    let name = match spec.get("name") {
+        None => "_id_".to_owned(),
+        Some(Bson::String(n)) => n.clone(),
+        Some(_) => return Err(CommandError::type_mismatch("clusteredIndex.name must be a string")),
+    };
+    Ok(Some(bson::doc! {"v": 2, "key": {"_id": 1}, "name": name, "unique": true}))
+}
+
+fn enum_error(field: &str, v: &Bson, allowed: &str) -> CommandError {
+    match v {
+        Bson::String(s) => CommandError::bad_value(format!(
+            "Enumeration value '{s}' for field 'create.{field}' is not a valid value (one of {allowed})."
+        )),
+        other => CommandError::type_mismatch(format!(
+            "BSON field 'create.{field}' is the wrong type '{}', expected type 'string'",
+            util::type_name(other)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use bson::doc;
+
+    use super::*;
+
+    #[test]
+    fn unknown_fields_fail_as_mongod_fails_them() {
+        let e = find(&doc! {"find": "c", "filter": {}, "bogus": 1, "$db": "d"}).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (40415, "BSON field 'find.bogus' is an unknown field."));
+        assert!(find(&doc! {"find": "c", "lsid": {}, "$db": "d", "comment": "x", "batchSize": 0}).is_ok());
+        // mongod 7.0 has no update statement `sort`.
+        let e = update(&doc! {"update": "c", "updates": [{"q": {}, "u": {}, "sort": {"a": 1}}]}).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (40415, "BSON field 'update.updates.sort' is an unknown field.")
+        );
+        assert_eq!(
+            delete(&doc! {"delete": "c", "deletes": [{"q": {}, "limit": 0, "x": 1}]}).unwrap_err().code,
+            40415
+        );
+        assert_eq!(insert(&doc! {"insert": "c", "documents": [], "x": 1}).unwrap_err().code, 40415);
+        assert_eq!(count(&doc! {"count": "c", "x": 1}).unwrap_err().code, 40415);
+        assert_eq!(distinct(&doc! {"distinct": "c", "key": "a", "x": 1}).unwrap_err().code, 40415);
+        assert_eq!(
+            find_and_modify(&doc! {"findAndModify": "c", "x": 1}, "findAndModify").unwrap_err().code,
+            40415
+        );
+        assert!(find_and_modify(&doc! {"findandmodify": "c", "remove": true}, "findandmodify").is_ok());
+        assert_eq!(
+            aggregate(&doc! {"aggregate": "c", "pipeline": [], "cursor": {"batchSize": 1, "x": 1}})
+                .unwrap_err()
+                .message,
+            "BSON field 'aggregate.cursor.x' is an unknown field."
+        );
+    }
+
+    #[test]
+    fn unimplemented_options_are_refused() {
+        for o in [
+            doc! {"returnKey": true},
+            doc! {"showRecordId": true},
+            doc! {"collation": {"locale": "en_US", "strength": 2}},
+        ] {
+            let mut cmd = doc! {"find": "c"};
+            cmd.extend(o.clone());
+            assert_eq!(find(&cmd).unwrap_err().code, 115, "{o}");
+        }
+        // What asks for nothing is accepted.
+        assert!(
+            find(&doc! {"find": "c", "min": {}, "returnKey": false, "collation": {"locale": "simple"}})
+                .is_ok()
+        );
+        assert_eq!(find(&doc! {"find": "c", "collation": 1}).unwrap_err().code, 14);
+        assert!(find(&doc! {"find": "c", "collation": {}}).is_ok());
+        assert_eq!(find(&doc! {"find": "c", "collation": {"strength": 1}}).unwrap_err().code, 9);
+        let stmt = doc! {"q": {}, "u": {}, "collation": {"locale": "fr"}};
+        assert_eq!(update(&doc! {"update": "c", "updates": [stmt]}).unwrap_err().code, 115);
+    }
+
+    #[test]
+    fn create_refuses_what_it_would_not_keep() {
+        assert!(create(&doc! {"create": "c", "capped": true, "size": 4096}).is_ok());
+        assert!(
+            create(&doc! {"create": "c", "validationLevel": "strict", "validationAction": "error"}).is_ok()
+        );
+        for o in [
+            doc! {"viewOn": "c", "pipeline": []},
+            doc! {"validator": {"a": {"$exists": true}}},
+            doc! {"validator": {"$jsonSchema": {}}},
+            doc! {"validationLevel": "moderate"},
+            doc! {"timeseries": {"timeField": "t"}},
+            doc! {"clusteredIndex": true},
+            doc! {"collation": {"locale": "de"}},
+        ] {
+            let mut cmd = doc! {"create": "v"};
+            cmd.extend(o.clone());
+            assert_eq!(create(&cmd).unwrap_err().code, 115, "{o}");
+        }
+        assert_eq!(create(&doc! {"create": "c", "validationLevel": "lax"}).unwrap_err().code, 2);
+        assert_eq!(create(&doc! {"create": "c", "nope": 1}).unwrap_err().code, 40415);
+        assert!(create(&doc! {"create": "c", "changeStreamPreAndPostImages": {"enabled": true}}).is_ok());
+        let ci = doc! {"create": "c", "clusteredIndex": {"key": {"_id": 1}, "unique": true, "name": "ci"}};
+        assert!(create(&ci).is_ok());
+        assert_eq!(
+            clustered_index(&ci).unwrap(),
+            Some(doc! {"v": 2, "key": {"_id": 1}, "name": "ci", "unique": true})
+        );
+        let bad = doc! {"create": "c", "clusteredIndex": {"key": {"a": 1}, "unique": true}};
+        assert_eq!(clustered_index(&bad).unwrap_err().code, 72);
+    }
+
+    #[test]
+    fn statement_constants_extend_the_command_let() {
+        let lets = LetVars::parse(Some(&Bson::Document(doc! {"a": 1, "b": 2}))).unwrap();
+        let s = doc! {"q": {}, "u": [{"$set": {"x": "$$b"}}], "c": {"b": 3}};
+        let v = statement_vars(&lets, &s).unwrap();
+        assert_eq!(v.names(), vec!["a".to_owned(), "b".to_owned(), "b".to_owned()]);
+        let s = doc! {"q": {}, "u": {"$set": {"x": 1}}, "c": {"b": 3}};
+        assert_eq!(statement_vars(&lets, &s).unwrap_err().code, 9);
+    }
+}
