@@ -70,7 +70,7 @@ async function routeExists(path) {
 }
 
 before(async () => {
-  browser = await chromium.launch({ executablePath: env('CONSOLE_CHROMIUM'), headless: true, args: ['--no-sandbox'] });
+  browser = await chromium.launch({ executablePath: env('CONSOLE_CHROMIUM'), headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('console', (m) => {
     // An API error answer is logged by chromium as a failed resource; the page shows it itself.
