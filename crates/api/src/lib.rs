@@ -14,6 +14,7 @@
 //!   plus the `GET /v3/{project_id}/whoami` extension.
 //! - [`dds`]: the DDS v3 routes (sessions, instances), plugged in by the DRIVER helper; read its
 //!   module docs for the three steps to add a route.
+//! - [`console`]: the web console's embedded files at `/console/` (a public-API client).
 //! - [`openapi`]: `/openapi.json` from the code, checked against docs/openapi.json.
 //!
 //! Architecture invariants:
@@ -22,6 +23,7 @@
 //! - A handler taking [`Principal`] runs only after authentication, project binding and the
 //!   route's action check; handlers still scope every lookup by `principal.project_id()`.
 
+pub mod console;
 pub mod dds;
 pub mod error;
 pub mod iam_routes;

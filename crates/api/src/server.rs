@@ -211,6 +211,7 @@ pub fn app_with_limits(
         async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response() }
     }));
     routes.extend(extra_routes);
+    routes.extend(crate::console::routes());
     let limit = state.body_limit;
     Ok(build_router(routes, state)
         .layer(DefaultBodyLimit::max(limit))
