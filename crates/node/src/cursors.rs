@@ -140,30 +140,7 @@ impl CursorStore {
         if docs.is_empty() && batch_size != 0 {
             return Ok((batch, 0));
         }
-        let mut map = self.map.lock();
-        let id = Self::fresh_id(&map);
-        let now = bson::DateTime::now();
-        map.insert(
-            id,
-            Cursor {
-                id,
-                ns: new.ns,
-                docs,
-                stream: None,
-                users: new.users,
-                session: new.session,
-                lsid: new.lsid,
-                conn_id: new.conn_id,
-                created: now,
-                last_access: Instant::now(),
-                last_access_wall: now,
-                n_returned: batch.len() as u64,
-                n_batches: 1,
-                originating_command: new.originating_command,
-                plan_summary: new.plan_summary,
-                no_timeout: new.no_timeout,
-            },
-        );
+        let id = self.open(docs, None, batch.len(), new);
         Ok((batch, id))
     }
 
@@ -200,6 +177,11 @@ impl CursorStore {
     /// Opens a cursor over a streaming find whose first batch of `returned` documents was sent;
     /// returns its id.
     pub fn open_stream(&self, stream: FindStream, returned: usize, new: NewCursor) -> i64 {
+        self.open(VecDeque::new(), Some(stream), returned, new)
+    }
+
+    /// Registers a cursor (stored documents or a stream) after a first batch of `returned`.
+    fn open(&self, docs: VecDeque<Document>, stream: Option<FindStream>, returned: usize, new: NewCursor) -> i64 {
         let mut map = self.map.lock();
         let id = Self::fresh_id(&map);
         let now = bson::DateTime::now();
@@ -208,8 +190,8 @@ impl CursorStore {
             Cursor {
                 id,
                 ns: new.ns,
-                docs: VecDeque::new(),
-                stream: Some(stream),
+                docs,
+                stream,
                 users: new.users,
                 session: new.session,
                 lsid: new.lsid,
