@@ -15,6 +15,8 @@
 //! - [`dds`]: the DDS v3 routes (sessions, instances), plugged in by the DRIVER helper; read its
 //!   module docs for the three steps to add a route.
 //! - [`openapi`]: `/openapi.json` from the code, checked against docs/openapi.json.
+//! - [`metrics`]: `GET /metrics` (Prometheus text; bounded label sets) and the request counter
+//!   layer; [`health`]: `GET /health` (liveness) and `GET /ready` (readiness: the store answers).
 //!
 //! Architecture invariants:
 //! - Only this crate knows HTTP and the vendor's JSON shapes; identity logic lives in docplane-iam.
@@ -24,8 +26,10 @@
 
 pub mod dds;
 pub mod error;
+pub mod health;
 pub mod iam_routes;
 pub mod limits;
+pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod route;
