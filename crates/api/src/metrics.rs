@@ -43,7 +43,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::ApiError;
@@ -122,14 +122,17 @@ impl StoreErrorSource {
 #[derive(Debug, Clone, Copy)]
 pub struct StoreFailure(pub &'static str);
 
+/// Latency buckets (seconds), 1-2.5-5 steps: a listing is milliseconds, a kill waits for its
+/// verification, a probe is bounded by the driver's timeouts.
+const LATENCY_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 fn latency_histogram() -> Histogram {
-    // 0.5 ms .. ~33 s: a listing is milliseconds, a kill waits for its verification.
-    Histogram::new(exponential_buckets(0.0005, 3.0, 11))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 fn probe_histogram() -> Histogram {
-    // 1 ms .. ~20 s: a probe is bounded by the driver's timeouts.
-    Histogram::new(exponential_buckets(0.001, 3.0, 10))
+    Histogram::new(LATENCY_BUCKETS[1..].iter().copied())
 }
 
 /// The server's metrics (one per [`crate::serve`]; cheap to share behind an `Arc`).
