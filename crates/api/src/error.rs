@@ -55,6 +55,10 @@ pub enum ApiError {
     InvalidNodeRole(String),
     #[error("Server error.")]
     Internal(String),
+    /// An internal error that came from the metadata store (answered as [`ApiError::Internal`];
+    /// kept apart so the metrics count it as a store error).
+    #[error("Server error.")]
+    StoreFailed(String),
     #[error("You do not have permission to perform action {action}.")]
     Forbidden { action: String },
     #[error("Unsupported operation: {0}")]
@@ -249,7 +253,7 @@ impl ApiError {
             NodeStateForbids(_) => ("DBS.200019", StatusCode::FORBIDDEN),
             InvalidDatastoreVersion(_) => ("DBS.200041", StatusCode::BAD_REQUEST),
             InvalidNodeRole(_) => ("DBS.200075", StatusCode::BAD_REQUEST),
-            Internal(_) => ("DBS.280005", StatusCode::INTERNAL_SERVER_ERROR),
+            Internal(_) | StoreFailed(_) => ("DBS.280005", StatusCode::INTERNAL_SERVER_ERROR),
             Forbidden { .. } => ("DBS.280063", StatusCode::FORBIDDEN),
             UnsupportedOperation(_) => ("DBS.280343", StatusCode::BAD_REQUEST),
             InvalidNodeId => ("DBS.280407", StatusCode::BAD_REQUEST),
@@ -309,6 +313,7 @@ impl ApiError {
         match self {
             // The Display of these variants already omits the detail.
             ApiError::Internal(_)
+            | ApiError::StoreFailed(_)
             | ApiError::QuerySessionFailed(..)
             | ApiError::KillSessionFailed(..)
             | ApiError::StoreUnavailable(_)
@@ -336,6 +341,7 @@ impl IntoResponse for ApiError {
         let (_, status) = self.code_and_status();
         match &self {
             ApiError::Internal(d) => tracing::error!(detail = %d, "internal error"),
+            ApiError::StoreFailed(d) => tracing::error!(detail = %d, "internal error (metadata store)"),
             ApiError::StoreUnavailable(d) => tracing::warn!(detail = %d, "metadata store unavailable"),
             ApiError::KillNotRecorded(d) => {
                 tracing::error!(detail = %d, "kill refused: record not committed")
@@ -346,6 +352,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut resp = (status, Json(self.body())).into_response();
+        match &self {
+            ApiError::StoreUnavailable(_) => {
+                resp.extensions_mut().insert(crate::metrics::StoreFailure("unavailable"));
+            }
+            ApiError::StoreFailed(_) => {
+                resp.extensions_mut().insert(crate::metrics::StoreFailure("other"));
+            }
+            _ => {}
+        }
         if let ApiError::TooManyRequests { retry_after } = &self {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(*retry_after)));
         }
@@ -447,7 +462,7 @@ impl From<docplane_store::StoreError> for ApiError {
         match e {
             docplane_store::StoreError::Conflict(m) => store_conflict(&m),
             e @ docplane_store::StoreError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::StoreFailed(other.to_string()),
         }
     }
 }
@@ -465,6 +480,7 @@ pub fn all_samples() -> Vec<ApiError> {
         InvalidDatastoreVersion(s()),
         InvalidNodeRole(s()),
         Internal(s()),
+        StoreFailed(s()),
         Forbidden { action: s() },
         UnsupportedOperation(s()),
         InvalidNodeId,
@@ -531,6 +547,11 @@ mod tests {
             let digits = code.strip_prefix("DBS.").or_else(|| code.strip_prefix("APIGW.")).unwrap_or("");
             assert!(code.len() == 10 && !digits.is_empty(), "{code}");
             assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{code}");
+            if let ApiError::StoreFailed(_) = e {
+                // Answered exactly as `Internal`; a variant of its own only for the metrics.
+                assert_eq!((code, status), ApiError::Internal(String::new()).code_and_status());
+                continue;
+            }
             if code.starts_with("APIGW.") {
                 // The gateway answers several conditions with one code (told apart by the message),
                 // always with the same status.

@@ -308,7 +308,9 @@ pub async fn create_token(
         (None, Some(_)) => return Err(ApiError::BadRequest("auth.scope.domain needs id or name".into())),
         (None, None) => return Err(ApiError::BadRequest("auth.scope needs project or domain".into())),
     };
-    let t = st.iam.login(&who, &pw.user.password, &scope, Utc::now(), peer).await?;
+    let t = st.iam.login(&who, &pw.user.password, &scope, Utc::now(), peer).await.map_err(ApiError::from);
+    st.metrics.login(t.as_ref().map(|_| ()));
+    let t = t?;
     let body = token_response(&t, omit_catalog);
     let mut headers = HeaderMap::new();
     let v = HeaderValue::from_str(&t.token).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -16,6 +16,8 @@
 //!   module docs for the three steps to add a route.
 //! - [`console`]: the web console's embedded files at `/console/` (a public-API client).
 //! - [`openapi`]: `/openapi.json` from the code, checked against docs/openapi.json.
+//! - [`metrics`]: `GET /metrics` (Prometheus text; bounded label sets) and the request counter
+//!   layer; [`health`]: `GET /health` (liveness) and `GET /ready` (readiness: the store answers).
 //!
 //! Architecture invariants:
 //! - Only this crate knows HTTP and the vendor's JSON shapes; identity logic lives in docplane-iam.
@@ -26,8 +28,10 @@
 pub mod console;
 pub mod dds;
 pub mod error;
+pub mod health;
 pub mod iam_routes;
 pub mod limits;
+pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod route;

@@ -210,13 +210,18 @@ pub fn app_with_limits(
         let doc = doc.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response() }
     }));
+    routes.push(Route::public(Method::GET, "/metrics", crate::metrics::metrics_handler));
+    routes.push(Route::public(Method::GET, "/health", crate::health::health));
+    routes.push(Route::public(Method::GET, "/ready", crate::health::ready));
     routes.extend(extra_routes);
     routes.extend(crate::console::routes());
     let limit = state.body_limit;
+    let metrics = state.metrics.clone();
     Ok(build_router(routes, state)
         .layer(DefaultBodyLimit::max(limit))
         .layer(from_fn_with_state((limit, limits.body_read_timeout), crate::limits::request_limits))
         .layer(from_fn(crate::error::vendor_shape))
+        .layer(from_fn_with_state(metrics, crate::metrics::track))
         .layer(from_fn(crate::observe::observe)))
 }
 
@@ -227,7 +232,16 @@ pub async fn serve(config: ApiConfig) -> Result<ServerHandle, ServeError> {
     let sync = iam.spawn_sync(config.sync_interval);
     let driver = docplane_driver::Driver::new(config.driver);
     let sessions = docplane_sessions::SessionService::new(Arc::new(driver.clone()), config.store.clone());
-    let state = AppState { store: config.store, iam, driver, sessions, body_limit: config.body_limit };
+    let metrics = Arc::new(crate::metrics::Metrics::new(iam.clone(), driver.clone()));
+    let state = AppState {
+        store: config.store,
+        iam,
+        driver,
+        sessions,
+        body_limit: config.body_limit,
+        metrics,
+        ready: Arc::default(),
+    };
     let router = app_with_limits(state.clone(), config.extra_routes, &config.limits)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

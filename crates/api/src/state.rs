@@ -20,6 +20,10 @@ pub struct AppState {
     pub sessions: SessionService,
     /// Maximum request body in bytes.
     pub body_limit: usize,
+    /// The Prometheus registry (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The single-flight of readiness checks (`GET /ready`).
+    pub ready: Arc<crate::health::ReadyGate>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -45,6 +45,8 @@ pub struct NodeHealth {
     pub version: Option<String>,
     /// Why the node is abnormal.
     pub error: Option<String>,
+    /// How long the probe took (the metrics' probe latency).
+    pub elapsed: Duration,
 }
 
 /// Where the health loop reads the nodes to probe and writes what it found.
@@ -61,19 +63,24 @@ const PROBE_CONCURRENCY: usize = 8;
 impl Driver {
     /// Probes one node.
     pub async fn probe(&self, target: &NodeTarget) -> NodeHealth {
-        match self.server_info(target).await {
+        let started = std::time::Instant::now();
+        let info = self.server_info(target).await;
+        let elapsed = started.elapsed();
+        match info {
             Ok(info) => match info.version.check_supported() {
                 Ok(()) => NodeHealth {
                     status: NodeStatus::Normal,
                     role: info.role(),
                     version: Some(info.version_text),
                     error: None,
+                    elapsed,
                 },
                 Err(e) => NodeHealth {
                     status: NodeStatus::Abnormal,
                     role: info.role(),
                     version: Some(info.version_text),
                     error: Some(e.to_string()),
+                    elapsed,
                 },
             },
             Err(e) => NodeHealth {
@@ -81,6 +88,7 @@ impl Driver {
                 role: NodeRole::Unknown,
                 version: None,
                 error: Some(e.to_string()),
+                elapsed,
             },
         }
     }

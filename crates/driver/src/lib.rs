@@ -37,4 +37,5 @@ pub use discover::{DeploymentMode, DiscoverRequest, DiscoveredNode, Topology};
 pub use error::{DriverError, Result};
 pub use health::{HealthLoop, HealthStore, NodeHealth, NodeStatus, refresh_once, spawn_health_loop};
 pub use info::{HelloInfo, NodeRole, ServerInfo, ServerVersion};
+pub use pool::PoolStats;
 pub use transport::{Driver, NodeTransport};

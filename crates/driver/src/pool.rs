@@ -14,11 +14,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use mongodb::Client;
 use mongodb::bson::{Document, doc};
+use mongodb::event::EventHandler;
+use mongodb::event::cmap::CmapEvent;
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 
 use crate::config::{ConnectionKey, Credentials, DriverConfig, NodeTarget};
@@ -37,6 +40,47 @@ struct CachedClient {
 pub struct OfficialPool {
     config: DriverConfig,
     clients: Mutex<HashMap<String, CachedClient>>,
+    counters: Arc<PoolCounters>,
+}
+
+/// What every official client's connection pools did, from the driver's CMAP events (summed over
+/// nodes: the metrics name no node).
+#[derive(Debug, Default)]
+struct PoolCounters {
+    created: AtomicU64,
+    closed: AtomicU64,
+    checked_out: AtomicU64,
+    checked_in: AtomicU64,
+    checkout_failed: AtomicU64,
+}
+
+/// A snapshot of [`OfficialPool::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Cached clients (one pool per node).
+    pub pools: usize,
+    /// Connections open now (created and not yet closed).
+    pub connections: u64,
+    /// Connections checked out now (in use by an operation).
+    pub in_use: u64,
+    /// Checkouts since start.
+    pub checkouts: u64,
+    /// Checkouts that failed since start (connect error, timeout, pool cleared).
+    pub checkout_failures: u64,
+}
+
+impl PoolCounters {
+    fn observe(&self, event: &CmapEvent) {
+        let counter = match event {
+            CmapEvent::ConnectionCreated(_) => &self.created,
+            CmapEvent::ConnectionClosed(_) => &self.closed,
+            CmapEvent::ConnectionCheckedOut(_) => &self.checked_out,
+            CmapEvent::ConnectionCheckedIn(_) => &self.checked_in,
+            CmapEvent::ConnectionCheckoutFailed(_) => &self.checkout_failed,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for OfficialPool {
@@ -48,7 +92,7 @@ impl std::fmt::Debug for OfficialPool {
 impl OfficialPool {
     /// An empty pool cache.
     pub fn new(config: DriverConfig) -> Self {
-        Self { config, clients: Mutex::new(HashMap::new()) }
+        Self { config, clients: Mutex::new(HashMap::new()), counters: Arc::default() }
     }
 
     /// Builds the driver options for one node: direct connection, our app name, bounded timeouts.
@@ -69,6 +113,8 @@ impl OfficialPool {
         options.retry_reads = Some(false);
         options.retry_writes = Some(false);
         options.credential = key.credentials.as_ref().map(to_credential);
+        let counters = self.counters.clone();
+        options.cmap_event_handler = Some(EventHandler::callback(move |e: CmapEvent| counters.observe(&e)));
         Ok(options)
     }
 
@@ -144,6 +190,20 @@ impl OfficialPool {
             && c.key == target.connection_key()
         {
             c.version = Some(version);
+        }
+    }
+
+    /// Pool use since start, summed over every node's client (including discovery's short-lived
+    /// ones), from the official driver's connection-pool events.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PoolStats {
+            pools: self.cached_pools(),
+            connections: load(&c.created).saturating_sub(load(&c.closed)),
+            in_use: load(&c.checked_out).saturating_sub(load(&c.checked_in)),
+            checkouts: load(&c.checked_out),
+            checkout_failures: load(&c.checkout_failed),
         }
     }
 

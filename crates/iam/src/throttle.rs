@@ -189,11 +189,17 @@ struct Generations {
 pub struct LoginThrottle {
     config: ThrottleConfig,
     map: Mutex<Generations>,
+    /// Attempts refused by [`LoginThrottle::begin`] since start (the metrics read it).
+    refusals: std::sync::atomic::AtomicU64,
 }
 
 impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
-        Self { config, map: Mutex::new(Generations::default()) }
+        Self {
+            config,
+            map: Mutex::new(Generations::default()),
+            refusals: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     pub fn config(&self) -> &ThrottleConfig {
@@ -208,6 +214,11 @@ impl LoginThrottle {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Attempts refused since start because a key was in its delay.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn limit(&self, key: &Key) -> Limit {
@@ -279,7 +290,12 @@ impl LoginThrottle {
             };
             self.insert(&mut m, key, entry);
         }
-        if admitted { Ok(Attempt { account, source }) } else { Err(wait) }
+        if admitted {
+            Ok(Attempt { account, source })
+        } else {
+            self.refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(wait)
+        }
     }
 
     fn insert(&self, m: &mut Generations, key: Key, entry: Entry) {
@@ -383,6 +399,8 @@ mod tests {
         }
         assert_eq!(seen, expected);
         assert_eq!(seen.last(), Some(&secs(60)), "capped");
+        // Two refusals per round (at the wait and just before its end), none for admitted attempts.
+        assert_eq!(t.refusals(), 16);
     }
 
     #[test]

@@ -181,7 +181,13 @@ impl CursorStore {
     }
 
     /// Registers a cursor (stored documents or a stream) after a first batch of `returned`.
-    fn open(&self, docs: VecDeque<Document>, stream: Option<FindStream>, returned: usize, new: NewCursor) -> i64 {
+    fn open(
+        &self,
+        docs: VecDeque<Document>,
+        stream: Option<FindStream>,
+        returned: usize,
+        new: NewCursor,
+    ) -> i64 {
         let mut map = self.map.lock();
         let id = Self::fresh_id(&map);
         let now = bson::DateTime::now();

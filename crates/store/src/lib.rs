@@ -92,6 +92,9 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 
+    /// One cheap round trip to the database (`SELECT 1`): what readiness (`GET /ready`) asks.
+    async fn ping(&self) -> Result<()>;
+
     // ---- accounts and projects
     async fn create_domain(&self, d: &Domain) -> Result<()>;
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>>;

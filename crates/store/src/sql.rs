@@ -339,6 +339,11 @@ macro_rules! impl_meta_store {
                 $backend
             }
 
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn create_domain(&self, d: &Domain) -> Result<()> {
                 let q = sqlx::query(
                     "INSERT INTO domains (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",

@@ -105,6 +105,7 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
         let work = match state.store.enforced_nodes().await {
             Ok(w) => w,
             Err(e) => {
+                state.metrics.store_error_of(crate::metrics::StoreErrorSource::Enforcer, &e);
                 tracing::warn!(error = %e, "enforcer: cannot read the rules");
                 continue;
             }
@@ -139,6 +140,7 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
                     slots.insert(id, Slot::Idle(ObserveMemory::default()));
                 }
                 Err(e) => {
+                    state.metrics.store_error_of(crate::metrics::StoreErrorSource::Enforcer, &e);
                     tracing::warn!(node_id = %id, error = %e, "enforcer: lease not renewed; node skipped");
                     slots.insert(id, Slot::Idle(memory));
                 }
@@ -165,11 +167,15 @@ async fn pass(state: AppState, w: EnforcedNode, owner: String, mut memory: Obser
     match pass_inner(&state, &w, &owner, &mut memory).await {
         Ok(actions) => {
             for a in actions {
+                state.metrics.rule_action(&a.mode, &a.outcome);
                 tracing::info!(rule_id = %a.rule_id, node_id = %w.node.id, mode = %a.mode, record_id = %a.record_id,
                     outcome = %a.outcome, sessions = ?a.session_ids, "kill-op rule applied");
             }
         }
-        Err(e) => tracing::warn!(node_id = %w.node.id, error = %e, "enforcer: pass failed"),
+        Err(e) => {
+            state.metrics.enforcer_failure();
+            tracing::warn!(node_id = %w.node.id, error = %e, "enforcer: pass failed");
+        }
     }
     memory
 }

@@ -61,6 +61,9 @@ impl HealthStore for StoreHealth {
         let nodes = match self.all_nodes().await {
             Ok(n) => n,
             Err(e) => {
+                let kind =
+                    if matches!(e, crate::ApiError::StoreUnavailable(_)) { "unavailable" } else { "other" };
+                self.state.metrics.store_error(crate::metrics::StoreErrorSource::Health, kind);
                 tracing::warn!(error = %e, "health loop cannot list nodes");
                 return Vec::new();
             }
@@ -76,6 +79,7 @@ impl HealthStore for StoreHealth {
                 Err(e) => tracing::warn!(node = %n.id, error = %e, "health loop skips node"),
             }
         }
+        self.state.metrics.retain_nodes(&|id| index.contains_key(id));
         if let Ok(mut i) = self.instances.lock() {
             *i = index;
         }
@@ -83,6 +87,7 @@ impl HealthStore for StoreHealth {
     }
 
     async fn record(&self, node_id: &str, health: &NodeHealth) {
+        self.state.metrics.probe(node_id, health.status, health.elapsed);
         let store = &self.state.store;
         let normal = health.status == NodeStatus::Normal;
         let update = NodeUpdate {
@@ -92,6 +97,7 @@ impl HealthStore for StoreHealth {
             address: None,
         };
         if let Err(e) = store.update_node(node_id, &update).await {
+            self.state.metrics.store_error_of(crate::metrics::StoreErrorSource::Health, &e);
             tracing::warn!(node = %node_id, error = %e, "health update failed");
             return;
         }

@@ -63,6 +63,12 @@ pub async fn record_refusal(st: &AppState, scope: KillScope, actor: Actor, raw_i
         .await;
 }
 
+/// The metrics' outcome of a kill request refused with `e`: `not_recorded` when its record could
+/// not be committed (nothing killed, nothing recorded), else `refused`.
+pub fn refusal_outcome(e: &ApiError) -> &'static str {
+    if matches!(e, ApiError::KillNotRecorded(_)) { "not_recorded" } else { "refused" }
+}
+
 /// Who asked, as a kill record names them: the principal's user and access key, the request id,
 /// the caller's address.
 pub fn actor_of(p: &Principal, request_id: String, source: Option<SocketAddr>) -> Actor {

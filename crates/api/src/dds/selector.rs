@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{check_state_and_version, kill_error, resolve_node};
-use super::kill_records::{SourceAddr, actor_of, record_refusal};
+use super::kill_records::{SourceAddr, actor_of, record_refusal, refusal_outcome};
 use super::sessions::NodePath;
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
@@ -190,6 +190,21 @@ fn item(m: MatchedSession) -> MatchedItem {
     }
 }
 
+/// A selector kill's outcome as its record has it: the worst status of the killed sessions
+/// (`failed` > `unknown` > `still_running` > `killed`; `killed` when nothing was to kill).
+fn selection_outcome(sessions: &[MatchedItem]) -> &'static str {
+    let any = |o: &str| sessions.iter().any(|s| s.outcome == o);
+    if any("failed") {
+        "failed"
+    } else if any("unknown") {
+        "unknown"
+    } else if any("still_running") {
+        "still_running"
+    } else {
+        "killed"
+    }
+}
+
 /// Kill the sessions a selector matches (or, with `dry_run`, say which).
 #[utoipa::path(post, path = "/v3/{project_id}/nodes/{node_id}/sessions/kill", tag = "dds",
     params(("project_id" = String, Path), ("node_id" = String, Path)),
@@ -232,6 +247,7 @@ pub async fn kill_matching(
     match result {
         Ok(r) => {
             let sessions: Vec<MatchedItem> = r.sessions.into_iter().map(item).collect();
+            st.metrics.kill("selector", if dry_run { "dry_run" } else { selection_outcome(&sessions) });
             Ok(Json(KillMatchingResponse {
                 dry_run,
                 record_id: r.record_id,
@@ -242,6 +258,7 @@ pub async fn kill_matching(
             }))
         }
         Err(e) => {
+            st.metrics.kill("selector", if dry_run { "dry_run" } else { refusal_outcome(&e) });
             // A dry run kills nothing, so its refusals are not kill records.
             if !dry_run {
                 record_refusal(&st, scope, actor, &[], &e).await;

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{check_state_and_version, kill_error, list_error, present, resolve_node};
-use super::kill_records::{SourceAddr, actor_of, record_refusal};
+use super::kill_records::{SourceAddr, actor_of, record_refusal, refusal_outcome};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::RequestId;
 use crate::route::{ApiBytes, ApiPath, ApiQuery, Principal};
@@ -289,10 +289,12 @@ pub async fn kill_sessions(
     let done = match result {
         Ok(done) => done,
         Err(e) => {
+            st.metrics.kill("ids", refusal_outcome(&e));
             record_refusal(&st, scope, actor, &raw_ids, &e).await;
             return Err(e);
         }
     };
+    st.metrics.kill("ids", crate::metrics::kill_outcome(done.outcome));
     let ids_with = |f: fn(&KillStatus) -> bool| -> Vec<String> {
         done.report.outcomes.iter().filter(|o| f(&o.status)).map(|o| o.id.clone()).collect()
     };

@@ -172,6 +172,11 @@ impl LegacyClient {
         self.cache.forget(node_id)
     }
 
+    /// Idle connections kept for reuse now, over every legacy node (for metrics).
+    pub fn idle_connections(&self) -> usize {
+        self.cache.nodes.lock().map(|nodes| nodes.values().map(|s| s.idle.len()).sum()).unwrap_or(0)
+    }
+
     /// Drops every cached connection (at shutdown).
     pub fn clear(&self) {
         if let Ok(mut nodes) = self.cache.nodes.lock() {
