@@ -450,6 +450,10 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     info!(api = %endpoint, node = %node_addr, "docplane is up");
     println!("docplane is up: API {endpoint}, embedded node {node_addr}");
     println!("credentials and ids: {} (mode 0600)", boot_path.display());
+    println!(
+        "web console: {}/console/ (sign in with the admin user of that file)",
+        endpoint.trim_end_matches('/')
+    );
     println!("try:");
     println!("  docplane login --bootstrap {}", boot_path.display());
     println!("  docplane sessions list --node \"$(jq -r .node_id {})\"", boot_path.display());
