@@ -210,34 +210,6 @@ async fn chain_verifier_detects_edit_insert_and_delete() {
     h.stop().await;
 }
 
-/// A TCP proxy to PostgreSQL that the test can cut: every connection is closed and new ones are
-/// refused while `cut` is set.
-async fn pg_proxy(cut: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
-    use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { return };
-            if cut.load(Ordering::SeqCst) {
-                continue;
-            }
-            let cut = cut.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else { return };
-                let pump = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                let watch = async {
-                    while !cut.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                tokio::select! { _ = pump => {}, () = watch => {} }
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_refuses_the_kill() {
     use std::sync::atomic::Ordering;
