@@ -57,7 +57,9 @@ fn canned(routes: Routes, delay: Duration) -> u16 {
                 out += "\r\n";
                 out += &text;
                 let mut stream = stream;
-                let _ = stream.write_all(out.as_bytes());
+                if let Err(e) = stream.write_all(out.as_bytes()) {
+                    eprintln!("stream.write_all(out.as_bytes()): {e:?}");
+                }
             });
         }
     });

@@ -37,8 +37,12 @@ struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Err(e) = self.0.kill() {
+            eprintln!("self.0.kill(): {e:?}");
+        }
+        if let Err(e) = self.0.wait() {
+            eprintln!("self.0.wait(): {e:?}");
+        }
     }
 }
 
@@ -170,5 +174,7 @@ fn client_commands_against_a_real_endpoint() {
 
     let pid = up.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let _ = up.0.wait();
+    if let Err(e) = up.0.wait() {
+        eprintln!("up.0.wait(): {e:?}");
+    }
 }

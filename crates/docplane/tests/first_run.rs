@@ -34,7 +34,9 @@ fn exits(mut child: Child, dir: &Path, log: &str) -> (std::process::ExitStatus, 
             return (status, std::fs::read_to_string(dir.join(log)).unwrap());
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            if let Err(e) = child.kill() {
+                eprintln!("child.kill(): {e:?}");
+            }
             panic!("no exit in 60 s");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -71,15 +73,21 @@ struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Err(e) = self.0.kill() {
+            eprintln!("self.0.kill(): {e:?}");
+        }
+        if let Err(e) = self.0.wait() {
+            eprintln!("self.0.wait(): {e:?}");
+        }
     }
 }
 
 fn stop(mut child: KillOnDrop) {
     let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let _ = child.0.wait();
+    if let Err(e) = child.0.wait() {
+        eprintln!("child.0.wait(): {e:?}");
+    }
 }
 
 /// Fails a first start with `busy` taken, then starts again with it free and checks that the

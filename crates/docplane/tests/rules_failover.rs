@@ -45,8 +45,12 @@ impl std::ops::DerefMut for Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            if let Err(e) = self.0.kill() {
+                eprintln!("self.0.kill(): {e:?}");
+            }
+            if let Err(e) = self.0.wait() {
+                eprintln!("self.0.wait(): {e:?}");
+            }
         }
     }
 }
@@ -151,7 +155,9 @@ fn stop(child: &mut Child) {
     if let Err(e) = child.kill() {
         eprintln!("kill {}: {e}", child.id());
     }
-    let _ = child.wait();
+    if let Err(e) = child.wait() {
+        eprintln!("child.wait(): {e:?}");
+    }
 }
 
 /// Runs a 60 s sleep tagged `tag`; answers whether it ended with 11601 and when.

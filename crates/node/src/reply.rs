@@ -66,7 +66,6 @@ fn write_doc(out: &mut String, d: &Document, limit: usize) {
 }
 
 fn write_value(out: &mut String, v: &Bson, limit: usize) {
-    use std::fmt::Write as _;
     match v {
         Bson::Document(d) => write_doc(out, d, limit),
         Bson::Array(a) if a.is_empty() => out.push_str("[]"),
@@ -90,7 +89,7 @@ fn write_value(out: &mut String, v: &Bson, limit: usize) {
                     '"' => out.push_str("\\\""),
                     '\\' => out.push_str("\\\\"),
                     c if u32::from(c) < 0x20 => {
-                        let _ = write!(out, "\\u{:04x}", u32::from(c));
+                        out.push_str(&format!("\\u{:04x}", u32::from(c)));
                     }
                     c => out.push(c),
                 }
@@ -98,40 +97,40 @@ fn write_value(out: &mut String, v: &Bson, limit: usize) {
             out.push('"');
         }
         Bson::Int32(n) => {
-            let _ = write!(out, "{n}");
+            out.push_str(&format!("{n}"));
         }
         Bson::Int64(n) => {
-            let _ = write!(out, "{n}");
+            out.push_str(&format!("{n}"));
         }
         Bson::Double(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
-            let _ = write!(out, "{f:.1}");
+            out.push_str(&format!("{f:.1}"));
         }
         Bson::Double(f) => {
-            let _ = write!(out, "{f}");
+            out.push_str(&format!("{f}"));
         }
         Bson::Boolean(b) => {
-            let _ = write!(out, "{b}");
+            out.push_str(&format!("{b}"));
         }
         Bson::Null => out.push_str("null"),
         Bson::Undefined => out.push_str("undefined"),
         Bson::ObjectId(o) => {
-            let _ = write!(out, "ObjectId('{o}')");
+            out.push_str(&format!("ObjectId('{o}')"));
         }
         Bson::DateTime(t) => {
-            let _ = write!(out, "new Date({})", t.timestamp_millis());
+            out.push_str(&format!("new Date({})", t.timestamp_millis()));
         }
         Bson::Timestamp(t) => {
-            let _ = write!(out, "Timestamp({}, {})", t.time, t.increment);
+            out.push_str(&format!("Timestamp({}, {})", t.time, t.increment));
         }
         Bson::Binary(b) => {
             let hex: String = b.bytes.iter().map(|x| format!("{x:02X}")).collect();
-            let _ = write!(out, "BinData({}, {hex})", u8::from(b.subtype));
+            out.push_str(&format!("BinData({}, {hex})", u8::from(b.subtype)));
         }
         Bson::RegularExpression(r) => {
-            let _ = write!(out, "/{}/{}", r.pattern, r.options);
+            out.push_str(&format!("/{}/{}", r.pattern, r.options));
         }
         Bson::Decimal128(d) => {
-            let _ = write!(out, "NumberDecimal(\"{d}\")");
+            out.push_str(&format!("NumberDecimal(\"{d}\")"));
         }
         Bson::MinKey => out.push_str("MinKey"),
         Bson::MaxKey => out.push_str("MaxKey"),

@@ -73,8 +73,12 @@ pub struct Enforcer {
 impl Enforcer {
     /// Stops the loop: waits for the passes in flight, then gives the leases up.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if self.stop.send(true).is_err() {
+            tracing::debug!("enforcer: the loop had already ended");
+        }
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "enforcer: the loop panicked");
+        }
     }
 }
 
@@ -113,7 +117,7 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
         let ids: HashSet<String> = work.iter().map(|w| w.node.id.clone()).collect();
         // Nodes without enabled rules any more: forget them, give their leases up.
         for gone in held.iter().filter(|id| !ids.contains(*id)).cloned().collect::<Vec<_>>() {
-            let _ = state.store.release_enforcer_lease(&gone, &config.owner).await;
+            release_lease(&state, &gone, &config.owner).await;
             held.remove(&gone);
         }
         slots.retain(|id, _| ids.contains(id));
@@ -148,12 +152,22 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
         }
     }
     for (_, slot) in slots {
-        if let Slot::Busy(h) = slot {
-            let _ = h.await;
+        if let Slot::Busy(h) = slot
+            && let Err(e) = h.await
+        {
+            tracing::error!(error = %e, "enforcer: a pass panicked");
         }
     }
     for id in held {
-        let _ = state.store.release_enforcer_lease(&id, &config.owner).await;
+        release_lease(&state, &id, &config.owner).await;
+    }
+}
+
+/// Gives a node's lease up; a failure is logged, and the lease then lapses at its expiry.
+async fn release_lease(state: &AppState, node_id: &str, owner: &str) {
+    if let Err(e) = state.store.release_enforcer_lease(node_id, owner).await {
+        state.metrics.store_error_of(crate::metrics::StoreErrorSource::Enforcer, &e);
+        tracing::warn!(node_id, error = %e, "enforcer: lease not released; it lapses at its expiry");
     }
 }
 

@@ -350,8 +350,10 @@ fn write_out(e: &Engine, t: &Target, docs: Vec<Document>, intr: &dyn Interrupt) 
         }
         e.rename_collection((&t.db, &tmp), (&t.db, &t.coll), true)
     })();
-    if filled.is_err() {
-        let _ = e.drop_collection(&t.db, &tmp);
+    if filled.is_err()
+        && let Err(err) = e.drop_collection(&t.db, &tmp)
+    {
+        tracing::warn!(db = %t.db, coll = %tmp, error = %err.message, "temporary collection not dropped");
     }
     filled
 }
@@ -422,7 +424,7 @@ fn insert_one(e: &Engine, t: &Target, doc: Document, intr: &dyn Interrupt) -> Re
     first_error(out.write_errors).map_or(Ok(()), Err)
 }
 
-#[allow(clippy::too_many_arguments, reason = "one stage's parsed fields")]
+#[expect(clippy::too_many_arguments, reason = "one stage's parsed fields")]
 fn write_merge(
     e: &Engine,
     t: &Target,
