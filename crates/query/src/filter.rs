@@ -447,17 +447,46 @@ fn match_path(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
     match pred {
         Pred::Not(ps) => !ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::And(ps) => ps.iter().all(|p| match_path(doc, parts, p)),
-        Pred::Exists(b) => {
-            let mut out = Vec::new();
-            collect_fields(doc, parts, &mut out);
-            out.iter().any(Option::is_some) == *b
-        }
-        _ => {
-            let mut out = Vec::new();
-            collect_fields(doc, parts, &mut out);
-            out.into_iter().any(|v| pred.matches_value(v))
+        _ => match lone_value(doc, parts) {
+            // The path crosses no array: it has one value (or none), read in place.
+            Some(v) => match pred {
+                Pred::Exists(b) => v.is_some() == *b,
+                _ => pred.matches_value(v),
+            },
+            None => match_path_collected(doc, parts, pred),
+        },
+    }
+}
+
+/// [`match_path`] for a leaf predicate over every value the path reaches (arrays expanded).
+fn match_path_collected(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
+    let mut out = Vec::new();
+    collect_fields(doc, parts, &mut out);
+    match pred {
+        Pred::Exists(b) => out.iter().any(Option::is_some) == *b,
+        _ => out.into_iter().any(|v| pred.matches_value(v)),
+    }
+}
+
+/// The one value `collect_fields` would find at `parts` (`Some(None)`: missing), when the path
+/// reaches its last component through documents only; `None` when it meets an array before
+/// that (the values are then collected) or is empty.
+fn lone_value<'a>(doc: &'a dyn Fields, parts: &[String]) -> Option<Option<&'a Bson>> {
+    let (first, rest) = parts.split_first()?;
+    let Some(mut cur) = doc.field(first) else {
+        return Some(None);
+    };
+    for p in rest {
+        match cur {
+            Bson::Document(d) => match d.get(p) {
+                Some(v) => cur = v,
+                None => return Some(None),
+            },
+            Bson::Array(_) => return None,
+            _ => return Some(None),
         }
     }
+    Some(Some(cur))
 }
 
 impl Node {

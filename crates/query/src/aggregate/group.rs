@@ -47,6 +47,61 @@ impl AccState {
         }
     }
 
+    /// [`AccState::add`] of a value the caller keeps: the states that only read it (`$sum`,
+    /// `$avg`, `$min`/`$max` until a value wins, `$first` after its first, `$stdDev*`) copy
+    /// nothing.
+    fn add_ref(&mut self, acc: Acc, v: &Bson) -> Result<()> {
+        match self {
+            AccState::Sum(s) => {
+                if let Some(n) = num_add(s, v) {
+                    *s = n;
+                }
+            }
+            AccState::Avg(sum, n) => {
+                if let Some(x) = as_num(v) {
+                    *sum += match x {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    };
+                    *n += 1;
+                }
+            }
+            AccState::Best(b) => {
+                if !matches!(v, Bson::Null | Bson::Undefined) {
+                    let better = match b {
+                        None => true,
+                        Some(cur) => {
+                            let o = cmp_bson(v, cur);
+                            if acc == Acc::Min { o.is_lt() } else { o.is_gt() }
+                        }
+                    };
+                    if better {
+                        *b = Some(v.clone());
+                    }
+                }
+            }
+            AccState::First(f) => {
+                if f.is_none() {
+                    *f = Some(if is_missing(v) { Bson::Null } else { v.clone() });
+                }
+            }
+            AccState::Std(xs) => {
+                if let Some(x) = as_num(v) {
+                    xs.push(match x {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    });
+                }
+            }
+            AccState::Last(_) | AccState::Push(_) | AccState::Set(..) | AccState::Merge(_) => {
+                return self.add(acc, v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `v` to the state (a copy the state may keep). [`AccState::add_ref`] agrees with
+    /// it (tested).
     fn add(&mut self, acc: Acc, v: Bson) -> Result<()> {
         match self {
             AccState::Sum(s) => {
@@ -82,6 +137,14 @@ impl AccState {
                     *f = Some(if is_missing(&v) { Bson::Null } else { v });
                 }
             }
+            AccState::Std(xs) => {
+                if let Some(x) = as_num(&v) {
+                    xs.push(match x {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    });
+                }
+            }
             AccState::Last(l) => *l = if is_missing(&v) { Bson::Null } else { v },
             AccState::Push(items) => {
                 if !is_missing(&v) {
@@ -114,14 +177,6 @@ impl AccState {
                     ));
                 }
             },
-            AccState::Std(xs) => {
-                if let Some(x) = as_num(&v) {
-                    xs.push(match x {
-                        Num::Int(i) => i as f64,
-                        Num::Float(f) => f,
-                    });
-                }
-            }
         }
         Ok(())
     }
@@ -164,30 +219,32 @@ pub(super) fn group<'a>(
     // What the groups hold, as mongod counts it against its $group limit: keys and the
     // values of accumulators that collect them.
     let mut bytes = 0usize;
+    // The key of the current document, reused: only a new group's key is allocated.
+    let mut key = String::new();
     for d in docs {
         t.tick()?;
-        let mut key_val = id.eval(d, ctx)?;
-        if is_missing(&key_val) {
-            key_val = Bson::Null;
-        }
-        let mut key = String::new();
-        canonical_key(&key_val, &mut key);
-        let gi = match index.get(&key) {
+        // Keys and accumulated values are read in place: a field or a constant is copied only
+        // when a group is created or a state keeps it.
+        let key_val = id.eval_ref(d, ctx)?;
+        let key_val: &Bson = if is_missing(&key_val) { &Bson::Null } else { &key_val };
+        key.clear();
+        canonical_key(key_val, &mut key);
+        let gi = match index.get(key.as_str()) {
             Some(i) => *i,
             None => {
-                bytes += 2 * key.len() + crate::mem::value_size(&key_val) + 64 * accs.len();
-                groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
-                index.insert(key, groups.len() - 1);
+                bytes += 2 * key.len() + crate::mem::value_size(key_val) + 64 * accs.len();
+                groups.push((key_val.clone(), accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
+                index.insert(key.clone(), groups.len() - 1);
                 groups.len() - 1
             }
         };
         for (ai, (_, acc, e)) in accs.iter().enumerate() {
-            let v = e.eval(d, ctx)?;
+            let v = e.eval_ref(d, ctx)?;
             let st = &mut groups[gi].1[ai];
-            let (held, size) = (st.held(), crate::mem::value_size(&v));
-            st.add(*acc, v)?;
+            let held = st.held();
+            st.add_ref(*acc, &v)?;
             if st.held() > held {
-                bytes += 16 + size;
+                bytes += 16 + crate::mem::value_size(&v);
             }
         }
         if bytes > crate::mem::MAX_BLOCKING_BYTES {
@@ -280,4 +337,123 @@ pub(super) fn sort_by_count(
         cmp_bson(b.get("count").unwrap_or(&Bson::Null), a.get("count").unwrap_or(&Bson::Null))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::interrupt::NeverInterrupt;
+    use proptest::prelude::*;
+
+    struct Env;
+    impl crate::interrupt::Interrupt for Env {
+        fn check(&self) -> Result<()> {
+            NeverInterrupt.check()
+        }
+    }
+    impl PipelineEnv for Env {
+        fn lookup_collection(&self, _coll: &str) -> Result<Vec<Document>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `group` as it was before keys and values were read in place: every value evaluated into
+    /// a copy and given to [`AccState::add`].
+    fn group_by_copies(id: &Expr, accs: &[(String, Acc, Expr)], docs: &[Document]) -> Vec<Document> {
+        let mut ctx = EvalCtx::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut groups: Vec<(Bson, Vec<AccState>)> = Vec::new();
+        for d in docs {
+            let mut key_val = id.eval(d, &mut ctx).unwrap();
+            if is_missing(&key_val) {
+                key_val = Bson::Null;
+            }
+            let mut key = String::new();
+            canonical_key(&key_val, &mut key);
+            let gi = *index.entry(key).or_insert_with(|| {
+                groups.push((key_val, accs.iter().map(|(_, a, _)| AccState::new(*a)).collect()));
+                groups.len() - 1
+            });
+            for (ai, (_, acc, e)) in accs.iter().enumerate() {
+                let v = e.eval(d, &mut ctx).unwrap();
+                groups[gi].1[ai].add(*acc, v).unwrap();
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(k, states)| {
+                let mut out = bson::doc! {"_id": k};
+                for ((name, acc, _), st) in accs.iter().zip(states) {
+                    out.insert(name.clone(), st.finish(*acc));
+                }
+                out
+            })
+            .collect()
+    }
+
+    fn arb_scalar() -> impl Strategy<Value = Bson> {
+        prop_oneof![
+            Just(Bson::Null),
+            (-3i32..3).prop_map(Bson::Int32),
+            (-3i64..3).prop_map(Bson::Int64),
+            (-3i64..3).prop_map(|i| Bson::Double(i as f64 / 2.0)),
+            Just(Bson::Double(f64::NAN)),
+            "[ab]{0,1}".prop_map(Bson::String),
+            any::<bool>().prop_map(Bson::Boolean),
+        ]
+    }
+
+    /// A field's value: a scalar, an array of scalars or of `{y: scalar}`, or `{y: scalar}`.
+    fn arb_value() -> impl Strategy<Value = Bson> {
+        prop_oneof![
+            4 => arb_scalar(),
+            1 => prop::collection::vec(arb_scalar(), 0..3).prop_map(Bson::Array),
+            1 => prop::collection::vec(arb_scalar().prop_map(|y| Bson::Document(bson::doc! {"y": y})), 0..3)
+                .prop_map(Bson::Array),
+            2 => arb_scalar().prop_map(|y| Bson::Document(bson::doc! {"y": y})),
+        ]
+    }
+
+    /// A document with `a` and `x` each present or missing.
+    fn arb_doc() -> impl Strategy<Value = Document> {
+        (prop::option::of(arb_value()), prop::option::of(arb_value())).prop_map(|(a, x)| {
+            let mut d = Document::new();
+            if let Some(a) = a {
+                d.insert("a", a);
+            }
+            if let Some(x) = x {
+                d.insert("x", x);
+            }
+            d
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Reading keys and values in place gives the groups copying them gave: mixed types,
+        /// arrays, missing fields, dotted paths, every accumulator.
+        #[test]
+        fn in_place_group_agrees_with_copies(
+            docs in prop::collection::vec(arb_doc(), 0..12),
+            id in prop::sample::select(vec!["$a", "$a.y", "$x", "lit"]),
+            path in prop::sample::select(vec!["$x", "$x.y", "$a", "$nope"]),
+        ) {
+            let id = Expr::parse(&Bson::String(id.to_string())).unwrap();
+            let names = ["$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$stdDevPop", "$stdDevSamp"];
+            let mut accs = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                let (acc, e) = super::super::parse::parse_acc(&format!("f{i}"), &Bson::Document(bson::doc! {*n: path})).unwrap();
+                accs.push((format!("f{i}"), acc, e));
+            }
+            accs.push(("one".to_string(), Acc::Sum, Expr::Literal(Bson::Int32(1))));
+            let mut t = Ticker { env: &Env, n: 0 };
+            let got = group(&id, &accs, docs.iter(), &mut t, &mut EvalCtx::new()).unwrap();
+            let want = group_by_copies(&id, &accs, &docs);
+            // NaN != NaN: compare the documents' canonical keys.
+            let key = |ds: &[Document]| ds.iter().map(|d| { let mut k = String::new(); canonical_key(&Bson::Document(d.clone()), &mut k); k }).collect::<Vec<_>>();
+            prop_assert_eq!(key(&got), key(&want));
+        }
+    }
 }

@@ -99,7 +99,7 @@ fn merge_add(list: &mut Vec<(String, AddSpec)>, key: &str, spec: AddSpec) {
     list.push((key.to_string(), spec));
 }
 
-fn parse_acc(field: &str, v: &Bson) -> Result<(Acc, Expr)> {
+pub(super) fn parse_acc(field: &str, v: &Bson) -> Result<(Acc, Expr)> {
     if field.contains('.') {
         return Err(CommandError::location(40235, format!("The field name '{field}' cannot contain '.'")));
     }

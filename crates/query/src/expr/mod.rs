@@ -163,7 +163,7 @@ impl Expr {
 
     /// [`Expr::eval`] without copying what it can borrow: constants, field paths that do not
     /// cross an array, and `$type`'s names. Same value.
-    fn eval_ref<'a>(&'a self, doc: &'a dyn Fields, ctx: &mut EvalCtx) -> Result<Cow<'a, Bson>> {
+    pub(crate) fn eval_ref<'a>(&'a self, doc: &'a dyn Fields, ctx: &mut EvalCtx) -> Result<Cow<'a, Bson>> {
         match self {
             Expr::Literal(v) => Ok(Cow::Borrowed(v)),
             Expr::Field(parts) => Ok(field_ref(doc, parts)),
