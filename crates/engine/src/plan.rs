@@ -613,11 +613,9 @@ impl Cursor {
         }
         let range = data.docs.range((lo, hi));
         let mut n = 0;
-        let mut last = None;
-        let mut push = |k: &KeyVal, rec: &crate::collection::Rec| {
-            out.push((k.clone(), Arc::clone(&rec.doc)));
-            last = Some(k.clone());
-        };
+        // The position is the last key pushed, which `out` holds: no second copy per document.
+        let start = out.len();
+        let mut push = |k: &KeyVal, rec: &crate::collection::Rec| out.push((k.clone(), Arc::clone(&rec.doc)));
         if self.plan.reverse {
             for (k, rec) in range.rev().take(budget) {
                 push(k, rec);
@@ -633,8 +631,8 @@ impl Cursor {
         if matches!(self.plan.access, Access::IdRange(..)) {
             self.keys_examined += n as u64;
         }
-        match last {
-            Some(k) if n == budget => self.pos = Pos::AfterId(k),
+        match out.last() {
+            Some((k, _)) if n == budget && out.len() > start => self.pos = Pos::AfterId(k.clone()),
             _ => self.done = true,
         }
     }

@@ -447,17 +447,46 @@ fn match_path(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
     match pred {
         Pred::Not(ps) => !ps.iter().all(|p| match_path(doc, parts, p)),
         Pred::And(ps) => ps.iter().all(|p| match_path(doc, parts, p)),
-        Pred::Exists(b) => {
-            let mut out = Vec::new();
-            collect_fields(doc, parts, &mut out);
-            out.iter().any(Option::is_some) == *b
-        }
-        _ => {
-            let mut out = Vec::new();
-            collect_fields(doc, parts, &mut out);
-            out.into_iter().any(|v| pred.matches_value(v))
+        _ => match lone_value(doc, parts) {
+            // The path crosses no array: it has one value (or none), read in place.
+            Some(v) => match pred {
+                Pred::Exists(b) => v.is_some() == *b,
+                _ => pred.matches_value(v),
+            },
+            None => match_path_collected(doc, parts, pred),
+        },
+    }
+}
+
+/// [`match_path`] for a leaf predicate over every value the path reaches (arrays expanded).
+fn match_path_collected(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
+    let mut out = Vec::new();
+    collect_fields(doc, parts, &mut out);
+    match pred {
+        Pred::Exists(b) => out.iter().any(Option::is_some) == *b,
+        _ => out.into_iter().any(|v| pred.matches_value(v)),
+    }
+}
+
+/// The one value `collect_fields` would find at `parts` (`Some(None)`: missing), when the path
+/// reaches its last component through documents only; `None` when it meets an array before
+/// that (the values are then collected) or is empty.
+fn lone_value<'a>(doc: &'a dyn Fields, parts: &[String]) -> Option<Option<&'a Bson>> {
+    let (first, rest) = parts.split_first()?;
+    let Some(mut cur) = doc.field(first) else {
+        return Some(None);
+    };
+    for p in rest {
+        match cur {
+            Bson::Document(d) => match d.get(p) {
+                Some(v) => cur = v,
+                None => return Some(None),
+            },
+            Bson::Array(_) => return None,
+            _ => return Some(None),
         }
     }
+    Some(Some(cur))
 }
 
 impl Node {
@@ -635,102 +664,12 @@ pub(crate) fn parse_operator_doc(d: &Document) -> Result<Pred> {
                 }
                 other => Pred::Type(vec![parse_type_sel(other)?]),
             },
-            "$regex" => {
-                let opts = match options {
-                    Some(Bson::String(s)) => Some(s.as_str()),
-                    Some(_) => return Err(CommandError::bad_value("$options has to be a string")),
-                    None => None,
-                };
-                match arg {
-                    Bson::String(p) => Pred::Regex(Re::new(p, opts.unwrap_or(""))?),
-                    Bson::RegularExpression(r) => {
-                        if opts.is_some() && !r.options.is_empty() {
-                            return Err(CommandError::bad_value("options set in both $regex and $options"));
-                        }
-                        Pred::Regex(Re::new(&r.pattern, opts.unwrap_or(&r.options))?)
-                    }
-                    _ => return Err(CommandError::bad_value("$regex has to be a string")),
-                }
-            }
+            "$regex" => parse_regex(arg, options)?,
             "$options" => continue,
-            "$elemMatch" => {
-                let Bson::Document(sub) = arg else {
-                    return Err(CommandError::bad_value("$elemMatch needs an Object"));
-                };
-                let value_form = sub.keys().next().is_some_and(|k| {
-                    k.starts_with('$') && !matches!(k.as_str(), "$and" | "$or" | "$nor" | "$expr")
-                });
-                if value_form {
-                    match parse_operator_doc(sub)? {
-                        Pred::And(ps) => Pred::ElemMatchValue(ps),
-                        p => Pred::ElemMatchValue(vec![p]),
-                    }
-                } else {
-                    Pred::ElemMatchDoc(Box::new(parse_node(sub)?))
-                }
-            }
-            "$size" => {
-                let n = match number_arg(arg, "$size")? {
-                    Num::Int(i) => i,
-                    Num::Float(f) if f.fract() == 0.0 => f as i64,
-                    Num::Float(_) => {
-                        return Err(CommandError::bad_value("$size must be a whole number"));
-                    }
-                };
-                if n < 0 {
-                    return Err(CommandError::bad_value("$size may not be negative"));
-                }
-                Pred::Size(n)
-            }
-            "$all" => {
-                let Bson::Array(items) = arg else {
-                    return Err(CommandError::bad_value("$all needs an array"));
-                };
-                if items.is_empty() {
-                    Pred::Never
-                } else {
-                    let mut ps = Vec::new();
-                    for it in items {
-                        ps.push(match it {
-                            Bson::Document(sd) if sd.keys().next().is_some_and(|k| k == "$elemMatch") => {
-                                parse_operator_doc(sd)?
-                            }
-                            Bson::Document(sd) if is_operator_doc(sd) => {
-                                return Err(CommandError::bad_value("no $ expressions in $all"));
-                            }
-                            Bson::RegularExpression(r) => Pred::Regex(Re::new(&r.pattern, &r.options)?),
-                            other => Pred::Eq(other.clone()),
-                        });
-                    }
-                    Pred::And(ps)
-                }
-            }
-            "$mod" => {
-                let Bson::Array(items) = arg else {
-                    return Err(CommandError::bad_value("malformed mod, needs to be an array"));
-                };
-                if items.len() < 2 {
-                    return Err(CommandError::bad_value("malformed mod, not enough elements"));
-                }
-                if items.len() > 2 {
-                    return Err(CommandError::bad_value("malformed mod, too many elements"));
-                }
-                let to_i = |v: &Bson| -> Result<i64> {
-                    match number_arg(v, "$mod")? {
-                        Num::Int(i) => Ok(i),
-                        Num::Float(f) if f.is_finite() => Ok(f.trunc() as i64),
-                        Num::Float(_) => Err(CommandError::bad_value(
-                            "malformed mod, divisor and remainder must be finite",
-                        )),
-                    }
-                };
-                let d = to_i(&items[0])?;
-                let r = to_i(&items[1])?;
-                if d == 0 {
-                    return Err(CommandError::bad_value("divisor cannot be 0"));
-                }
-                Pred::Mod(d, r)
-            }
+            "$elemMatch" => parse_elem_match(arg)?,
+            "$size" => parse_size(arg)?,
+            "$all" => parse_all(arg)?,
+            "$mod" => parse_mod(arg)?,
             "$not" => match arg {
                 Bson::RegularExpression(r) => Pred::Not(vec![Pred::Regex(Re::new(&r.pattern, &r.options)?)]),
                 Bson::Document(sub) if sub.is_empty() => {
@@ -759,6 +698,112 @@ pub(crate) fn parse_operator_doc(d: &Document) -> Result<Pred> {
         preds.push(p);
     }
     Ok(one_or_and(preds))
+}
+
+/// `$regex`'s predicate.
+fn parse_regex(arg: &Bson, options: Option<&Bson>) -> Result<Pred> {
+    let opts = match options {
+        Some(Bson::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(CommandError::bad_value("$options has to be a string")),
+        None => None,
+    };
+    Ok(match arg {
+        Bson::String(p) => Pred::Regex(Re::new(p, opts.unwrap_or(""))?),
+        Bson::RegularExpression(r) => {
+            if opts.is_some() && !r.options.is_empty() {
+                return Err(CommandError::bad_value("options set in both $regex and $options"));
+            }
+            Pred::Regex(Re::new(&r.pattern, opts.unwrap_or(&r.options))?)
+        }
+        _ => return Err(CommandError::bad_value("$regex has to be a string")),
+    })
+}
+
+/// `$elemMatch`'s predicate.
+fn parse_elem_match(arg: &Bson) -> Result<Pred> {
+    let Bson::Document(sub) = arg else {
+        return Err(CommandError::bad_value("$elemMatch needs an Object"));
+    };
+    let value_form = sub
+        .keys()
+        .next()
+        .is_some_and(|k| k.starts_with('$') && !matches!(k.as_str(), "$and" | "$or" | "$nor" | "$expr"));
+    Ok(if value_form {
+        match parse_operator_doc(sub)? {
+            Pred::And(ps) => Pred::ElemMatchValue(ps),
+            p => Pred::ElemMatchValue(vec![p]),
+        }
+    } else {
+        Pred::ElemMatchDoc(Box::new(parse_node(sub)?))
+    })
+}
+
+/// `$size`'s predicate.
+fn parse_size(arg: &Bson) -> Result<Pred> {
+    let n = match number_arg(arg, "$size")? {
+        Num::Int(i) => i,
+        Num::Float(f) if f.fract() == 0.0 => f as i64,
+        Num::Float(_) => {
+            return Err(CommandError::bad_value("$size must be a whole number"));
+        }
+    };
+    if n < 0 {
+        return Err(CommandError::bad_value("$size may not be negative"));
+    }
+    Ok(Pred::Size(n))
+}
+
+/// `$all`'s predicate.
+fn parse_all(arg: &Bson) -> Result<Pred> {
+    let Bson::Array(items) = arg else {
+        return Err(CommandError::bad_value("$all needs an array"));
+    };
+    Ok(if items.is_empty() {
+        Pred::Never
+    } else {
+        let mut ps = Vec::new();
+        for it in items {
+            ps.push(match it {
+                Bson::Document(sd) if sd.keys().next().is_some_and(|k| k == "$elemMatch") => {
+                    parse_operator_doc(sd)?
+                }
+                Bson::Document(sd) if is_operator_doc(sd) => {
+                    return Err(CommandError::bad_value("no $ expressions in $all"));
+                }
+                Bson::RegularExpression(r) => Pred::Regex(Re::new(&r.pattern, &r.options)?),
+                other => Pred::Eq(other.clone()),
+            });
+        }
+        Pred::And(ps)
+    })
+}
+
+/// `$mod`'s predicate.
+fn parse_mod(arg: &Bson) -> Result<Pred> {
+    let Bson::Array(items) = arg else {
+        return Err(CommandError::bad_value("malformed mod, needs to be an array"));
+    };
+    if items.len() < 2 {
+        return Err(CommandError::bad_value("malformed mod, not enough elements"));
+    }
+    if items.len() > 2 {
+        return Err(CommandError::bad_value("malformed mod, too many elements"));
+    }
+    let to_i = |v: &Bson| -> Result<i64> {
+        match number_arg(v, "$mod")? {
+            Num::Int(i) => Ok(i),
+            Num::Float(f) if f.is_finite() => Ok(f.trunc() as i64),
+            Num::Float(_) => {
+                Err(CommandError::bad_value("malformed mod, divisor and remainder must be finite"))
+            }
+        }
+    };
+    let d = to_i(&items[0])?;
+    let r = to_i(&items[1])?;
+    if d == 0 {
+        return Err(CommandError::bad_value("divisor cannot be 0"));
+    }
+    Ok(Pred::Mod(d, r))
 }
 
 fn parse_bitmask(op: &str, arg: &Bson) -> Result<u64> {

@@ -8,6 +8,7 @@ fn m(filter: Document, d: &Document) -> bool {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a table of cases, one line each")]
 fn table_of_matches() {
     let d = doc! {
         "_id": 1,
@@ -414,4 +415,60 @@ fn let_variables_reach_expr_and_undefined_ones_fail_at_parse() {
     assert!(
         Filter::parse(&doc! {"$expr": {"$lt": ["$$NOW", 1]}}).unwrap().with_let(&LetVars::none()).is_ok()
     );
+}
+
+/// Values nested up to three levels: scalars, arrays and documents with fields `a`, `b`, `0`.
+fn arb_nested() -> impl Strategy<Value = Bson> {
+    arb_value().prop_recursive(3, 24, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Bson::Array),
+            prop::collection::vec((prop::sample::select(vec!["a", "b", "0"]), inner), 0..3).prop_map(|kvs| {
+                let mut d = Document::new();
+                for (k, v) in kvs {
+                    d.insert(k, v);
+                }
+                Bson::Document(d)
+            }),
+        ]
+    })
+}
+
+/// `match_path` reading every leaf predicate through the collected values, as it did before
+/// paths that cross no array were read in place.
+fn match_path_general(doc: &dyn Fields, parts: &[String], pred: &Pred) -> bool {
+    match pred {
+        Pred::Not(ps) => !ps.iter().all(|p| match_path_general(doc, parts, p)),
+        Pred::And(ps) => ps.iter().all(|p| match_path_general(doc, parts, p)),
+        _ => match_path_collected(doc, parts, pred),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Reading a path in place agrees with collecting its values: mixed types, arrays at any
+    /// level, missing fields, dotted and numeric components, every kind of leaf predicate.
+    #[test]
+    fn in_place_paths_agree_with_collected(
+        root in prop::collection::vec((prop::sample::select(vec!["a", "b"]), arb_nested()), 0..3),
+        path in prop::sample::select(vec!["a", "b", "a.b", "a.0", "a.b.a", "a.0.b", "b.a.0"]),
+        x in arb_scalar(),
+        op in prop::sample::select(vec!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$size", "$not"]),
+    ) {
+        let mut d = Document::new();
+        for (k, v) in root {
+            d.insert(k, v);
+        }
+        let arg = match op {
+            "$in" | "$nin" => Bson::Array(vec![x.clone(), Bson::Int32(1)]),
+            "$exists" => Bson::Boolean(matches!(x, Bson::Boolean(true) | Bson::Int32(1..))),
+            "$type" => Bson::String(["double", "string", "array", "object", "null", "bool", "int"][(d.len() + path.len()) % 7].to_string()),
+            "$size" => Bson::Int32(1),
+            "$not" => Bson::Document(doc! {"$gt": x.clone()}),
+            _ => x.clone(),
+        };
+        let pred = parse_field_value(&Bson::Document(doc! {op: arg})).unwrap();
+        let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+        prop_assert_eq!(match_path(&d, &parts, &pred), match_path_general(&d, &parts, &pred), "{} {:?} on {}", path, pred, d);
+    }
 }

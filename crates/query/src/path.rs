@@ -22,8 +22,15 @@ pub trait Fields {
     fn to_document(&self) -> Document;
 }
 
+/// Up to this many fields, a field is found by comparing names rather than hashing the key
+/// (stored documents are mostly this small; the answer is the same).
+const SCAN_FIELDS: usize = 16;
+
 impl Fields for Document {
     fn field(&self, key: &str) -> Option<&Bson> {
+        if self.len() <= SCAN_FIELDS {
+            return self.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v);
+        }
         self.get(key)
     }
     fn to_document(&self) -> Document {

@@ -227,89 +227,99 @@ fn parse_op(op: &str, path: &str, arg: &Bson) -> Result<Op> {
                 )));
             }
         },
-        "$rename" => {
-            let Bson::String(to) = arg else {
-                return Err(CommandError::bad_value(format!(
-                    "The 'to' field for $rename must be a string: {path}: {arg}"
-                )));
-            };
-            let to_parts = split_parts(to)?;
-            if path.split('.').any(is_positional) {
-                return Err(CommandError::bad_value(format!(
-                    "The source field for $rename may not be dynamic: {path}"
-                )));
-            }
-            if to_parts.iter().any(|p| is_positional(p)) {
-                return Err(CommandError::bad_value(format!(
-                    "The destination field for $rename may not be dynamic: {to}"
-                )));
-            }
-            if to == path {
-                return Err(CommandError::bad_value(format!(
-                    "The source and target field for $rename must differ: {path}: \"{to}\""
-                )));
-            }
-            let from_parts: Vec<&str> = path.split('.').collect();
-            let prefix =
-                |a: &[&str], b: &[String]| a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| *x == y);
-            let to_refs: Vec<&str> = to_parts.iter().map(String::as_str).collect();
-            let from_owned: Vec<String> = from_parts.iter().map(|s| s.to_string()).collect();
-            if prefix(&from_parts, &to_parts) || prefix(&to_refs, &from_owned) {
-                return Err(CommandError::bad_value(format!(
-                    "The source and target field for $rename must not be on the same path: {path}: \"{to}\""
-                )));
-            }
-            Op::Rename(to_parts)
-        }
-        "$currentDate" => match arg {
-            Bson::Boolean(_) => Op::CurrentDate(false),
-            Bson::Document(d) => match d.get("$type") {
-                Some(Bson::String(t)) if t == "date" && d.len() == 1 => Op::CurrentDate(false),
-                Some(Bson::String(t)) if t == "timestamp" && d.len() == 1 => Op::CurrentDate(true),
-                _ => {
-                    return Err(CommandError::bad_value(
-                        "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}",
-                    ));
-                }
-            },
-            other => {
-                return Err(CommandError::bad_value(format!(
-                    "{} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({{$type: 'timestamp/date'}}).",
-                    type_name(other)
-                )));
-            }
-        },
-        "$bit" => {
-            let Bson::Document(d) = arg else {
-                return Err(CommandError::bad_value(format!(
-                    "The $bit modifier is not compatible with a {}. You must pass in an embedded document: {{$bit: {{field: {{and/or/xor: #}}}}",
-                    type_name(arg)
-                )));
-            };
-            let mut ops = Vec::new();
-            for (k, v) in d {
-                if !matches!(k.as_str(), "and" | "or" | "xor") {
-                    return Err(CommandError::bad_value(format!(
-                        "The $bit modifier only supports 'and', 'or', and 'xor', not '{k}' which is an unknown operator"
-                    )));
-                }
-                let n = match v {
-                    Bson::Int32(i) => i64::from(*i),
-                    Bson::Int64(i) => *i,
-                    _ => {
-                        return Err(CommandError::bad_value(format!(
-                            "The $bit modifier field must be an Integer(32/64 bit); a '{}' is not supported here",
-                            type_name(v)
-                        )));
-                    }
-                };
-                ops.push((k.clone(), n));
-            }
-            Op::Bit(ops)
-        }
+        "$rename" => parse_rename(path, arg)?,
+        "$currentDate" => parse_current_date(arg)?,
+        "$bit" => parse_bit(arg)?,
         other => {
             return Err(CommandError::failed_to_parse(format!(
                 "Unknown modifier: {other}. Expected a valid update modifier or pipeline-style update specified as an array"
+            )));
+        }
+    })
+}
+
+/// Parses `$rename`'s argument.
+fn parse_rename(path: &str, arg: &Bson) -> Result<Op> {
+    let Bson::String(to) = arg else {
+        return Err(CommandError::bad_value(format!(
+            "The 'to' field for $rename must be a string: {path}: {arg}"
+        )));
+    };
+    let to_parts = split_parts(to)?;
+    if path.split('.').any(is_positional) {
+        return Err(CommandError::bad_value(format!(
+            "The source field for $rename may not be dynamic: {path}"
+        )));
+    }
+    if to_parts.iter().any(|p| is_positional(p)) {
+        return Err(CommandError::bad_value(format!(
+            "The destination field for $rename may not be dynamic: {to}"
+        )));
+    }
+    if to == path {
+        return Err(CommandError::bad_value(format!(
+            "The source and target field for $rename must differ: {path}: \"{to}\""
+        )));
+    }
+    let from_parts: Vec<&str> = path.split('.').collect();
+    let prefix = |a: &[&str], b: &[String]| a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| *x == y);
+    let to_refs: Vec<&str> = to_parts.iter().map(String::as_str).collect();
+    let from_owned: Vec<String> = from_parts.iter().map(|s| s.to_string()).collect();
+    if prefix(&from_parts, &to_parts) || prefix(&to_refs, &from_owned) {
+        return Err(CommandError::bad_value(format!(
+            "The source and target field for $rename must not be on the same path: {path}: \"{to}\""
+        )));
+    }
+    Ok(Op::Rename(to_parts))
+}
+
+/// Parses `$bit`'s argument.
+fn parse_bit(arg: &Bson) -> Result<Op> {
+    let Bson::Document(d) = arg else {
+        return Err(CommandError::bad_value(format!(
+            "The $bit modifier is not compatible with a {}. You must pass in an embedded document: {{$bit: {{field: {{and/or/xor: #}}}}",
+            type_name(arg)
+        )));
+    };
+    let mut ops = Vec::new();
+    for (k, v) in d {
+        if !matches!(k.as_str(), "and" | "or" | "xor") {
+            return Err(CommandError::bad_value(format!(
+                "The $bit modifier only supports 'and', 'or', and 'xor', not '{k}' which is an unknown operator"
+            )));
+        }
+        let n = match v {
+            Bson::Int32(i) => i64::from(*i),
+            Bson::Int64(i) => *i,
+            _ => {
+                return Err(CommandError::bad_value(format!(
+                    "The $bit modifier field must be an Integer(32/64 bit); a '{}' is not supported here",
+                    type_name(v)
+                )));
+            }
+        };
+        ops.push((k.clone(), n));
+    }
+    Ok(Op::Bit(ops))
+}
+
+/// Parses `$currentDate`'s argument.
+fn parse_current_date(arg: &Bson) -> Result<Op> {
+    Ok(match arg {
+        Bson::Boolean(_) => Op::CurrentDate(false),
+        Bson::Document(d) => match d.get("$type") {
+            Some(Bson::String(t)) if t == "date" && d.len() == 1 => Op::CurrentDate(false),
+            Some(Bson::String(t)) if t == "timestamp" && d.len() == 1 => Op::CurrentDate(true),
+            _ => {
+                return Err(CommandError::bad_value(
+                    "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}",
+                ));
+            }
+        },
+        other => {
+            return Err(CommandError::bad_value(format!(
+                "{} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({{$type: 'timestamp/date'}}).",
+                type_name(other)
             )));
         }
     })
@@ -749,34 +759,7 @@ fn apply_op(doc: &mut Document, op: &Op, parts: &[String], path: &str, _upsert: 
         Op::Unset => {
             remove_parts(doc, parts);
         }
-        Op::Inc(n) | Op::Mul(n) => {
-            let is_inc = matches!(op, Op::Inc(_));
-            let new = match &current {
-                None => {
-                    if is_inc {
-                        n.clone()
-                    } else {
-                        // $mul on a missing field sets 0 of the operand's type.
-                        num_mul(n, &Bson::Int32(0)).unwrap_or(Bson::Int32(0))
-                    }
-                }
-                Some(cur) => {
-                    let r = if is_inc { num_add(cur, n) } else { num_mul(cur, n) };
-                    r.ok_or_else(|| {
-                        CommandError::type_mismatch(format!(
-                            "Cannot apply {} to a value of non-numeric type. {id} has the field '{}' of non-numeric type {}",
-                            op_name(op),
-                            parts.last().cloned().unwrap_or_default(),
-                            type_name(cur),
-                            id = id_of(doc)
-                        ))
-                    })?
-                }
-            };
-            if current.as_ref() != Some(&new) {
-                set_parts(doc, parts, new)?;
-            }
-        }
+        Op::Inc(n) | Op::Mul(n) => apply_inc_mul(Target { doc, op, parts, path, current }, n)?,
         Op::Min(v) | Op::Max(v) => {
             let want = if matches!(op, Op::Min(_)) { Ordering::Less } else { Ordering::Greater };
             let replace = match &current {
@@ -788,89 +771,10 @@ fn apply_op(doc: &mut Document, op: &Op, parts: &[String], path: &str, _upsert: 
             }
         }
         Op::Push { each, position, slice, sort } => {
-            let mut arr = match current {
-                None => Vec::new(),
-                Some(Bson::Array(a)) => a,
-                Some(other) => {
-                    return Err(CommandError::bad_value(format!(
-                        "The field '{path}' must be an array but is of type {} in document {id}",
-                        type_name(&other),
-                        id = id_of(doc)
-                    )));
-                }
-            };
-            let at = match position {
-                None => arr.len(),
-                Some(p) if *p < 0 => (arr.len() as i64 + p).max(0) as usize,
-                Some(p) => (*p as usize).min(arr.len()),
-            };
-            arr.splice(at..at, each.iter().cloned());
-            match sort {
-                Some(PushSort::Value(dir)) => arr.sort_by(|a, b| {
-                    let o = cmp_bson(a, b);
-                    if *dir < 0 { o.reverse() } else { o }
-                }),
-                Some(PushSort::Spec(s)) => {
-                    let empty = Document::new();
-                    arr.sort_by(|a, b| {
-                        let da = if let Bson::Document(d) = a { d } else { &empty };
-                        let db = if let Bson::Document(d) = b { d } else { &empty };
-                        s.compare(da, db)
-                    });
-                }
-                None => {}
-            }
-            if let Some(n) = slice {
-                let len = arr.len() as i64;
-                if *n >= 0 {
-                    arr.truncate((*n).min(len) as usize);
-                } else {
-                    let drop = (len + n).max(0) as usize;
-                    arr.drain(..drop);
-                }
-            }
-            set_parts(doc, parts, Bson::Array(arr))?;
+            apply_push(Target { doc, op, parts, path, current }, each, position, slice, sort)?
         }
-        Op::AddToSet(vals) => {
-            let mut arr = match current {
-                None => Vec::new(),
-                Some(Bson::Array(a)) => a,
-                Some(other) => {
-                    return Err(CommandError::bad_value(format!(
-                        "Cannot apply $addToSet to non-array field. Field named '{}' has non-array type {}",
-                        parts.last().cloned().unwrap_or_default(),
-                        type_name(&other)
-                    )));
-                }
-            };
-            let before = arr.len();
-            for v in vals {
-                if !arr.iter().any(|e| bson_eq(e, v)) {
-                    arr.push(v.clone());
-                }
-            }
-            if arr.len() != before || get_parts_exact(doc, parts).is_none() {
-                set_parts(doc, parts, Bson::Array(arr))?;
-            }
-        }
-        Op::Pop(first) => match current {
-            None => {}
-            Some(Bson::Array(mut a)) if !a.is_empty() => {
-                if *first {
-                    a.remove(0);
-                } else {
-                    a.pop();
-                }
-                set_parts(doc, parts, Bson::Array(a))?;
-            }
-            Some(Bson::Array(_)) => {}
-            Some(other) => {
-                return Err(CommandError::type_mismatch(format!(
-                    "Path '{path}' contains an element of non-array type '{}'",
-                    type_name(&other)
-                )));
-            }
-        },
+        Op::AddToSet(vals) => apply_add_to_set(Target { doc, op, parts, path, current }, vals)?,
+        Op::Pop(first) => apply_pop(Target { doc, op, parts, path, current }, first)?,
         Op::Pull(f) => match current {
             None => {}
             Some(Bson::Array(a)) => {
@@ -892,32 +796,7 @@ fn apply_op(doc: &mut Document, op: &Op, parts: &[String], path: &str, _upsert: 
             }
             Some(_) => return Err(CommandError::bad_value("Cannot apply $pullAll to a non-array value")),
         },
-        Op::Rename(to) => {
-            let Some(v) = current else {
-                return Ok(());
-            };
-            // Neither side may go through an array.
-            let through_array = |d: &Document, ps: &[String]| -> bool {
-                (1..ps.len()).any(|n| matches!(get_parts_exact(d, &ps[..n]), Some(Bson::Array(_))))
-            };
-            if through_array(doc, parts) {
-                return Err(CommandError::bad_value(format!(
-                    "The source field cannot be an array element, '{path}' in doc with {id} has an array field called '{}'",
-                    parts[0],
-                    id = id_of(doc)
-                )));
-            }
-            if through_array(doc, to) {
-                return Err(CommandError::bad_value(format!(
-                    "The destination field cannot be an array element, '{}' in doc with {id} has an array field called '{}'",
-                    to.join("."),
-                    to[0],
-                    id = id_of(doc)
-                )));
-            }
-            remove_parts(doc, parts);
-            set_parts(doc, to, v)?;
-        }
+        Op::Rename(to) => apply_rename(Target { doc, op, parts, path, current }, to)?,
         Op::CurrentDate(ts) => {
             let now = bson::DateTime::now();
             let v = if *ts {
@@ -927,34 +806,215 @@ fn apply_op(doc: &mut Document, op: &Op, parts: &[String], path: &str, _upsert: 
             };
             set_parts(doc, parts, v)?;
         }
-        Op::Bit(ops) => {
-            let (mut val, is32) = match &current {
-                None => (0i64, true),
-                Some(Bson::Int32(i)) => (i64::from(*i), true),
-                Some(Bson::Int64(i)) => (*i, false),
-                Some(other) => {
-                    return Err(CommandError::bad_value(format!(
-                        "Cannot apply $bit to a value of non-integral type.{id} has the field {path} of non-integer type {}",
-                        type_name(other),
-                        id = id_of(doc)
-                    )));
-                }
-            };
-            let mut wide = !is32;
-            for (k, n) in ops {
-                if i32::try_from(*n).is_err() {
-                    wide = true;
-                }
-                val = match k.as_str() {
-                    "and" => val & n,
-                    "or" => val | n,
-                    _ => val ^ n,
-                };
+        Op::Bit(ops) => apply_bit(Target { doc, op, parts, path, current }, ops)?,
+    }
+    Ok(())
+}
+
+/// What an update operator applies to: the document, the operator, the path and the value
+/// there before.
+struct Target<'a> {
+    doc: &'a mut Document,
+    op: &'a Op,
+    parts: &'a [String],
+    path: &'a str,
+    current: Option<Bson>,
+}
+
+/// Applies `$inc` / `$mul`.
+fn apply_inc_mul(t: Target<'_>, n: &Bson) -> Result<()> {
+    let Target { doc, op, parts, current, .. } = t;
+    let is_inc = matches!(op, Op::Inc(_));
+    let new = match &current {
+        None => {
+            if is_inc {
+                n.clone()
+            } else {
+                // $mul on a missing field sets 0 of the operand's type.
+                num_mul(n, &Bson::Int32(0)).unwrap_or(Bson::Int32(0))
             }
-            let new = if wide { Bson::Int64(val) } else { Bson::Int32(val as i32) };
-            if current.as_ref() != Some(&new) {
-                set_parts(doc, parts, new)?;
+        }
+        Some(cur) => {
+            let r = if is_inc { num_add(cur, n) } else { num_mul(cur, n) };
+            r.ok_or_else(|| {
+                CommandError::type_mismatch(format!(
+                    "Cannot apply {} to a value of non-numeric type. {id} has the field '{}' of non-numeric type {}",
+                    op_name(op),
+                    parts.last().cloned().unwrap_or_default(),
+                    type_name(cur),
+                    id = id_of(doc)
+                ))
+            })?
+        }
+    };
+    if current.as_ref() != Some(&new) {
+        set_parts(doc, parts, new)?;
+    }
+    Ok(())
+}
+
+/// Applies `$push` with its modifiers.
+fn apply_push(
+    t: Target<'_>,
+    each: &[Bson],
+    position: &Option<i64>,
+    slice: &Option<i64>,
+    sort: &Option<PushSort>,
+) -> Result<()> {
+    let Target { doc, parts, path, current, .. } = t;
+    let mut arr = match current {
+        None => Vec::new(),
+        Some(Bson::Array(a)) => a,
+        Some(other) => {
+            return Err(CommandError::bad_value(format!(
+                "The field '{path}' must be an array but is of type {} in document {id}",
+                type_name(&other),
+                id = id_of(doc)
+            )));
+        }
+    };
+    let at = match position {
+        None => arr.len(),
+        Some(p) if *p < 0 => (arr.len() as i64 + p).max(0) as usize,
+        Some(p) => (*p as usize).min(arr.len()),
+    };
+    arr.splice(at..at, each.iter().cloned());
+    match sort {
+        Some(PushSort::Value(dir)) => arr.sort_by(|a, b| {
+            let o = cmp_bson(a, b);
+            if *dir < 0 { o.reverse() } else { o }
+        }),
+        Some(PushSort::Spec(s)) => {
+            let empty = Document::new();
+            arr.sort_by(|a, b| {
+                let da = if let Bson::Document(d) = a { d } else { &empty };
+                let db = if let Bson::Document(d) = b { d } else { &empty };
+                s.compare(da, db)
+            });
+        }
+        None => {}
+    }
+    if let Some(n) = slice {
+        let len = arr.len() as i64;
+        if *n >= 0 {
+            arr.truncate((*n).min(len) as usize);
+        } else {
+            let drop = (len + n).max(0) as usize;
+            arr.drain(..drop);
+        }
+    }
+    set_parts(doc, parts, Bson::Array(arr))?;
+    Ok(())
+}
+
+/// Applies `$addToSet`.
+fn apply_add_to_set(t: Target<'_>, vals: &[Bson]) -> Result<()> {
+    let Target { doc, parts, current, .. } = t;
+    let mut arr = match current {
+        None => Vec::new(),
+        Some(Bson::Array(a)) => a,
+        Some(other) => {
+            return Err(CommandError::bad_value(format!(
+                "Cannot apply $addToSet to non-array field. Field named '{}' has non-array type {}",
+                parts.last().cloned().unwrap_or_default(),
+                type_name(&other)
+            )));
+        }
+    };
+    let before = arr.len();
+    for v in vals {
+        if !arr.iter().any(|e| bson_eq(e, v)) {
+            arr.push(v.clone());
+        }
+    }
+    if arr.len() != before || get_parts_exact(doc, parts).is_none() {
+        set_parts(doc, parts, Bson::Array(arr))?;
+    }
+    Ok(())
+}
+
+/// Applies `$rename`.
+fn apply_rename(t: Target<'_>, to: &[String]) -> Result<()> {
+    let Target { doc, parts, path, current, .. } = t;
+    let Some(v) = current else {
+        return Ok(());
+    };
+    // Neither side may go through an array.
+    let through_array = |d: &Document, ps: &[String]| -> bool {
+        (1..ps.len()).any(|n| matches!(get_parts_exact(d, &ps[..n]), Some(Bson::Array(_))))
+    };
+    if through_array(doc, parts) {
+        return Err(CommandError::bad_value(format!(
+            "The source field cannot be an array element, '{path}' in doc with {id} has an array field called '{}'",
+            parts[0],
+            id = id_of(doc)
+        )));
+    }
+    if through_array(doc, to) {
+        return Err(CommandError::bad_value(format!(
+            "The destination field cannot be an array element, '{}' in doc with {id} has an array field called '{}'",
+            to.join("."),
+            to[0],
+            id = id_of(doc)
+        )));
+    }
+    remove_parts(doc, parts);
+    set_parts(doc, to, v)?;
+    Ok(())
+}
+
+/// Applies `$bit`.
+fn apply_bit(t: Target<'_>, ops: &[(String, i64)]) -> Result<()> {
+    let Target { doc, parts, path, current, .. } = t;
+    let (mut val, is32) = match &current {
+        None => (0i64, true),
+        Some(Bson::Int32(i)) => (i64::from(*i), true),
+        Some(Bson::Int64(i)) => (*i, false),
+        Some(other) => {
+            return Err(CommandError::bad_value(format!(
+                "Cannot apply $bit to a value of non-integral type.{id} has the field {path} of non-integer type {}",
+                type_name(other),
+                id = id_of(doc)
+            )));
+        }
+    };
+    let mut wide = !is32;
+    for (k, n) in ops {
+        if i32::try_from(*n).is_err() {
+            wide = true;
+        }
+        val = match k.as_str() {
+            "and" => val & n,
+            "or" => val | n,
+            _ => val ^ n,
+        };
+    }
+    let new = if wide { Bson::Int64(val) } else { Bson::Int32(val as i32) };
+    if current.as_ref() != Some(&new) {
+        set_parts(doc, parts, new)?;
+    }
+    Ok(())
+}
+
+/// Applies `$pop`.
+fn apply_pop(t: Target<'_>, first: &bool) -> Result<()> {
+    let Target { doc, parts, path, current, .. } = t;
+    match current {
+        None => {}
+        Some(Bson::Array(mut a)) if !a.is_empty() => {
+            if *first {
+                a.remove(0);
+            } else {
+                a.pop();
             }
+            set_parts(doc, parts, Bson::Array(a))?;
+        }
+        Some(Bson::Array(_)) => {}
+        Some(other) => {
+            return Err(CommandError::type_mismatch(format!(
+                "Path '{path}' contains an element of non-array type '{}'",
+                type_name(&other)
+            )));
         }
     }
     Ok(())

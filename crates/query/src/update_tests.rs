@@ -17,6 +17,7 @@ fn up_err(update: Document, mut d: Document) -> CommandError {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a table of cases, one line each")]
 fn operator_table() {
     let base = doc! {"_id": 1, "a": 1, "s": "x", "arr": [1, 2, 3], "o": {"p": 1}};
     let table: Vec<(Document, Document, bool)> = vec![

@@ -2,7 +2,7 @@
 //! expressions, nested pipelines included): `$lookup`'s `let` names are in scope in its
 //! pipeline, the command's `let` names everywhere.
 
-use super::{AddSpec, Pipeline, Stage};
+use super::{AddSpec, Lookup, Pipeline, Stage};
 use crate::error::Result;
 use crate::vars::check_expr;
 
@@ -32,7 +32,7 @@ impl Pipeline {
                     }
                 }
                 Stage::ReplaceRoot(e) | Stage::SortByCount(e) | Stage::Documents(e) => check_expr(e, scope)?,
-                Stage::Lookup { lets, pipeline, .. } => {
+                Stage::Lookup(Lookup { lets, pipeline, .. }) => {
                     for (_, e) in lets {
                         check_expr(e, scope)?;
                     }

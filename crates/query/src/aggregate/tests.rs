@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::error::CommandError;
 use bson::doc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 

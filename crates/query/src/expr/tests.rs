@@ -12,6 +12,7 @@ fn b(d: Document) -> Bson {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a table of cases, one line each")]
 fn expression_table() {
     let d = doc! {
         "a": 5, "b": 2, "f": 2.5, "l": 7i64, "s": "Hello", "n": null,
@@ -331,4 +332,24 @@ fn rand_is_a_fresh_double_in_the_unit_interval() {
     assert!(vals.iter().all(|f| (0.0..1.0).contains(f)));
     assert!(vals.windows(2).any(|w| w[0] != w[1]));
     assert_eq!(Expr::parse(&b(doc! {"$rand": {"x": 1}})).unwrap_err().code, 3040501);
+}
+
+/// Every operator the parser accepts has a function in the dispatch tables (the short-circuiting
+/// ones `eval_op` evaluates itself excepted), and no name has two.
+#[test]
+fn every_parsed_operator_has_a_function() {
+    let lazy = ["$and", "$or", "$cond", "$ifNull"];
+    for (n, ..) in super::parse::POSITIONAL.iter().filter(|(n, ..)| !lazy.contains(n)) {
+        assert!(dispatch(&POSITIONAL_OPS, n).is_ok(), "{n}");
+    }
+    for n in super::parse::NAMED.iter().map(|(n, ..)| *n).chain(super::parse::DATE_PARTS.iter().copied()) {
+        assert!(dispatch(&NAMED_OPS, n).is_ok(), "{n}");
+    }
+    for table in [
+        POSITIONAL_OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        NAMED_OPS.iter().map(|(n, _)| *n).collect(),
+    ] {
+        assert!(table.windows(2).all(|w| w[0] != w[1]), "{table:?}");
+    }
+    assert!(dispatch(&POSITIONAL_OPS, "$noSuchOperator").is_err());
 }
