@@ -2000,7 +2000,9 @@ fn run_stage(
     })
 }
 
+mod stream;
 mod vars_check;
+pub use stream::StreamState;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]
