@@ -17,11 +17,47 @@ use parking_lot::RwLock;
 use crate::index::{DocKeys, Index};
 use crate::keys::{self, KeyVal};
 
-/// A stored document and its BSON size.
+/// A stored document, its BSON size and its place in insertion order.
 #[derive(Debug, Clone)]
 pub(crate) struct Rec {
     pub doc: Arc<Document>,
     pub size: u64,
+    /// Insertion sequence number (a capped collection's natural order); an update keeps it.
+    pub seq: u64,
+}
+
+/// A capped collection's limits (mongod's `cappedSize`, rounded up to 256 bytes, and
+/// `cappedMaxDocs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cap {
+    pub size: u64,
+    pub max: Option<u64>,
+}
+
+impl Cap {
+    /// The limits of a collection created with `options` (`capped: true`, `size`, `max`);
+    /// `None` for an uncapped one.
+    pub(crate) fn of(options: &Document) -> Option<Cap> {
+        let num = |k: &str| match options.get(k) {
+            Some(Bson::Int32(i)) => Some(i64::from(*i)),
+            Some(Bson::Int64(i)) => Some(*i),
+            Some(Bson::Double(f)) => Some(*f as i64),
+            _ => None,
+        };
+        let capped = match options.get("capped") {
+            Some(Bson::Boolean(b)) => *b,
+            Some(Bson::Double(f)) => *f != 0.0,
+            Some(Bson::Int32(_) | Bson::Int64(_)) => num("capped") != Some(0),
+            _ => false,
+        };
+        if !capped {
+            return None;
+        }
+        let size = num("size").unwrap_or(0).max(0) as u64;
+        let size = size.saturating_add(0xff) & !0xff;
+        let max = num("max").filter(|m| *m > 0).map(|m| m as u64);
+        Some(Cap { size, max })
+    }
 }
 
 /// A collection in the catalog. Renaming creates a new `Collection` and marks the old one
@@ -32,18 +68,16 @@ pub(crate) struct Collection {
     pub name: String,
     pub uuid: [u8; 16],
     pub options: Document,
+    /// Set for a capped collection.
+    pub cap: Option<Cap>,
     pub data: RwLock<CollData>,
 }
 
 impl Collection {
     pub(crate) fn new(db: &str, name: &str, uuid: [u8; 16], options: Document) -> Collection {
-        Collection {
-            db: db.to_string(),
-            name: name.to_string(),
-            uuid,
-            options,
-            data: RwLock::new(CollData::default()),
-        }
+        let cap = Cap::of(&options);
+        let data = CollData { natural: cap.map(|_| BTreeMap::new()), ..CollData::default() };
+        Collection { db: db.to_string(), name: name.to_string(), uuid, options, cap, data: RwLock::new(data) }
     }
     pub(crate) fn ns(&self) -> String {
         format!("{}.{}", self.db, self.name)
@@ -72,6 +106,11 @@ pub(crate) struct CollData {
     pub docs: BTreeMap<KeyVal, Rec>,
     pub indexes: Vec<Index>,
     pub data_bytes: u64,
+    /// A capped collection's documents in insertion order (by [`Rec::seq`]); `None` for an
+    /// uncapped collection, whose scans follow `_id` order.
+    pub natural: Option<BTreeMap<u64, KeyVal>>,
+    /// The next insertion's [`Rec::seq`].
+    pub next_seq: u64,
 }
 
 /// mongod's DuplicateKey: the message, and `keyPattern` / `keyValue` beside the code (4.2+).
@@ -102,13 +141,28 @@ impl CollData {
 
     /// Stores a new document (after [`CollData::prepare`]).
     pub(crate) fn insert(&mut self, id: KeyVal, doc: Arc<Document>, size: u64, prepared: Prepared) -> Undo {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.insert_at(id, doc, size, prepared, seq)
+    }
+
+    /// Stores a document at insertion position `seq` (a new one, or one put back).
+    fn insert_at(&mut self, id: KeyVal, doc: Arc<Document>, size: u64, prepared: Prepared, seq: u64) -> Undo {
         for (ix, (k, mk)) in self.indexes.iter_mut().zip(&prepared.keys) {
             ix.add(k, *mk, &id.0);
         }
         self.data_bytes += size;
         let undo = Undo::Inserted(id.0.clone());
-        self.docs.insert(id, Rec { doc, size });
+        if let Some(n) = &mut self.natural {
+            n.insert(seq, id.clone());
+        }
+        self.docs.insert(id, Rec { doc, size, seq });
         undo
+    }
+
+    /// The oldest document of a capped collection (its `_id`), for eviction.
+    pub(crate) fn oldest(&self) -> Option<KeyVal> {
+        self.natural.as_ref()?.values().next().cloned()
     }
 
     fn unindex(&mut self, id: &Bson, doc: &Document) {
@@ -131,7 +185,8 @@ impl CollData {
         let old = self.docs.remove(&id)?;
         self.unindex(&id.0, &old.doc);
         self.data_bytes = self.data_bytes.saturating_sub(old.size);
-        self.insert(id, doc, size, prepared);
+        // An update keeps the document's place in insertion order, as mongod's does.
+        self.insert_at(id, doc, size, prepared, old.seq);
         Some(Undo::Replaced(old))
     }
 
@@ -140,6 +195,9 @@ impl CollData {
         let old = self.docs.remove(id)?;
         self.unindex(&id.0, &old.doc);
         self.data_bytes = self.data_bytes.saturating_sub(old.size);
+        if let Some(n) = &mut self.natural {
+            n.remove(&old.seq);
+        }
         Some(Undo::Removed(old))
     }
 
@@ -155,7 +213,7 @@ impl CollData {
                     let id = KeyVal(id);
                     self.remove(&id);
                     if let Ok(p) = self.prepare("", &rec.doc, &id, true) {
-                        self.insert(id, rec.doc, rec.size, p);
+                        self.insert_at(id, rec.doc, rec.size, p, rec.seq);
                     }
                 }
             }

@@ -19,7 +19,7 @@ use crate::plan::{self, Cursor, Hit, Plan};
 
 #[path = "stream.rs"]
 mod stream;
-pub use stream::FindStream;
+pub use stream::{AggStream, FindStream};
 
 /// Puts `_id` first, adding an ObjectId when missing; rejects unusable `_id` types.
 fn normalize_id(mut doc: Document) -> Result<(KeyVal, Document)> {
@@ -97,6 +97,26 @@ fn sort_hits(hits: &mut Vec<Hit>, spec: &SortSpec, keep: Option<usize>, intr: &d
     docplane_query::mem::check_sort(hits.iter().map(|h| &*h.1))
 }
 
+/// Removes a capped collection's oldest documents while it is over its size or count (mongod's
+/// `cappedDeleteAsNeeded` after an insert, never the document just inserted), journaling each
+/// removal as a delete into `buf` so that recovery replays the same state.
+fn evict_capped(
+    c: &Collection,
+    g: &mut CollData,
+    cap: crate::collection::Cap,
+    undo: &mut Vec<Undo>,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    while g.docs.len() > 1 && (g.data_bytes > cap.size || cap.max.is_some_and(|m| g.docs.len() as u64 > m)) {
+        let Some(id) = g.oldest() else { break };
+        journal::frame_record(buf, RecordRef::Delete { db: &c.db, coll: &c.name, id: &id.0 })?;
+        if let Some(u) = g.remove(&id) {
+            undo.push(u);
+        }
+    }
+    Ok(())
+}
+
 fn project(doc: &Document, p: Option<&Projection>) -> Result<Document> {
     match p {
         Some(p) => p.apply(doc),
@@ -124,7 +144,7 @@ impl PipelineEnv for Env<'_> {
     fn lookup_collection(&self, coll: &str) -> Result<Vec<Document>> {
         let Some(c) = self.engine.get_coll(self.db, coll) else { return Ok(Vec::new()) };
         let mut cursor =
-            Cursor::new(plan::choose(Some(&c.data.read()), &plan::Predicates::default(), None, None)?);
+            Cursor::reading(plan::choose(Some(&c.data.read()), &plan::Predicates::default(), None, None)?);
         let hits = self.engine.scan(&c, &mut cursor, None, None, self.intr)?;
         Ok(hits.into_iter().map(|(_, d)| (*d).clone()).collect())
     }
@@ -226,6 +246,20 @@ impl Engine {
         }
     }
 
+    /// [`Engine::plan_summary`], failing as the query would (a hint naming no index: 2
+    /// BadValue), for explain.
+    pub fn plan_summary_checked(
+        &self,
+        db: &str,
+        coll: &str,
+        filter: &Filter,
+        sort: Option<&SortSpec>,
+        hint: Option<&Bson>,
+    ) -> Result<String> {
+        let c = self.get_coll(db, coll);
+        Ok(self.make_plan(c.as_deref(), filter, sort, hint)?.summary)
+    }
+
     /// Finds matching hits in sort order with skip/limit applied (no projection).
     fn find_hits(
         &self,
@@ -236,7 +270,7 @@ impl Engine {
         let HitQuery { filter, sort, skip, limit, hint } = q;
         let plan = self.make_plan(c.map(|c| &**c), filter, sort, hint)?;
         let need_sort = sort.is_some_and(|s| !s.fields().is_empty()) && !plan.sorted;
-        let mut cursor = Cursor::new(plan);
+        let mut cursor = Cursor::reading(plan);
         let Some(c) = c else { return Ok((Vec::new(), cursor)) };
         let stop_after =
             if need_sort || limit == 0 { None } else { Some(skip.saturating_add(limit) as usize) };
@@ -293,11 +327,28 @@ impl Engine {
         limit: u64,
         intr: &dyn Interrupt,
     ) -> Result<u64> {
+        self.count_hinted(db, coll, filter, skip, limit, None, intr)
+    }
+
+    /// [`Engine::count`] with the command's `hint` (the index the scan uses; 2 BadValue when
+    /// it names none, even where no scan is needed).
+    #[expect(clippy::too_many_arguments, reason = "count's own arguments")]
+    pub fn count_hinted(
+        &self,
+        db: &str,
+        coll: &str,
+        filter: &Filter,
+        skip: u64,
+        limit: u64,
+        hint: Option<&Bson>,
+        intr: &dyn Interrupt,
+    ) -> Result<u64> {
         let Some(c) = self.get_coll(db, coll) else { return Ok(0) };
-        let n = if filter.is_empty() {
+        let n = if filter.is_empty() && hint.is_none() {
             c.data.read().docs.len() as u64
         } else {
-            let (hits, _) = self.find_hits(Some(&c), HitQuery::filter(filter), intr)?;
+            let q = HitQuery { hint, ..HitQuery::filter(filter) };
+            let (hits, _) = self.find_hits(Some(&c), q, intr)?;
             hits.len() as u64
         };
         let n = n.saturating_sub(skip);
@@ -314,8 +365,21 @@ impl Engine {
         filter: &Filter,
         intr: &dyn Interrupt,
     ) -> Result<Vec<Bson>> {
+        self.distinct_hinted(db, coll, key, filter, None, intr)
+    }
+
+    /// [`Engine::distinct`] with the command's `hint`.
+    pub fn distinct_hinted(
+        &self,
+        db: &str,
+        coll: &str,
+        key: &str,
+        filter: &Filter,
+        hint: Option<&Bson>,
+        intr: &dyn Interrupt,
+    ) -> Result<Vec<Bson>> {
         let Some(c) = self.get_coll(db, coll) else { return Ok(Vec::new()) };
-        let (hits, _) = self.find_hits(Some(&c), HitQuery::filter(filter), intr)?;
+        let (hits, _) = self.find_hits(Some(&c), HitQuery { hint, ..HitQuery::filter(filter) }, intr)?;
         let mut set = BTreeSet::new();
         for (i, (_, d)) in hits.iter().enumerate() {
             if i % CHUNK == 0 {
@@ -340,10 +404,23 @@ impl Engine {
         pipeline: &Pipeline,
         intr: &dyn Interrupt,
     ) -> Result<QueryOutput> {
+        self.aggregate_hinted(db, coll, pipeline, None, intr)
+    }
+
+    /// [`Engine::aggregate`] with the command's `hint` (the index the collection read uses).
+    pub fn aggregate_hinted(
+        &self,
+        db: &str,
+        coll: &str,
+        pipeline: &Pipeline,
+        hint: Option<&Bson>,
+        intr: &dyn Interrupt,
+    ) -> Result<QueryOutput> {
         let c = self.get_coll(db, coll);
         let all = Filter::match_all();
         let filter = pipeline.leading_match().unwrap_or(&all);
-        let (hits, cursor) = self.find_hits(c.as_ref(), HitQuery::filter(filter), intr)?;
+        let (hits, cursor) =
+            self.find_hits(c.as_ref(), HitQuery { hint, ..HitQuery::filter(filter) }, intr)?;
         // The stored documents themselves: the pipeline copies only what its first stage that
         // does not just select, order, count or group lets through.
         let docs: Vec<&Document> = hits.iter().map(|(_, d)| d.as_ref()).collect();
@@ -425,11 +502,32 @@ impl Engine {
                 let mut errors = Vec::new();
                 let mut halted = false;
                 for (i, id, d, f) in ready {
+                    if let Some(cap) = c.cap
+                        && f.size > cap.size
+                    {
+                        // mongod's WiredTiger record store refuses it before anything is evicted.
+                        errors.push(WriteError::new(
+                            i,
+                            CommandError::bad_value("object to insert exceeds cappedMaxSize"),
+                        ));
+                        if ordered {
+                            halted = true;
+                            break;
+                        }
+                        continue;
+                    }
                     match g.prepare(&ns, &d, &id, true) {
                         Ok(p) => {
                             undo.push(g.insert(id, Arc::new(d), f.size, p));
                             buf.extend_from_slice(&f.bytes);
                             applied.push(i);
+                            if let Some(cap) = c.cap
+                                && let Err(e) = evict_capped(c, g, cap, &mut undo, &mut buf)
+                            {
+                                g.undo(undo);
+                                errors.extend(applied.iter().map(|i| WriteError::new(*i, e.clone())));
+                                return (0, errors, true);
+                            }
                         }
                         Err(e) => {
                             errors.push(WriteError::new(i, e));
@@ -449,6 +547,9 @@ impl Engine {
             });
             match res {
                 Ok(Some((n, errors, halted))) => {
+                    if n > 0 {
+                        self.notify_capped_insert(db, coll);
+                    }
                     out.n += n;
                     out.write_errors.extend(errors);
                     stop |= halted;
@@ -619,9 +720,10 @@ impl Engine {
         c: &Arc<Collection>,
         filter: &Filter,
         limit_one: bool,
+        hint: Option<&Bson>,
         intr: &dyn Interrupt,
     ) -> Result<u64> {
-        let plan = self.make_plan(Some(c), filter, None, None)?;
+        let plan = self.make_plan(Some(c), filter, None, hint)?;
         let mut cursor = Cursor::new(plan);
         let mut n = 0;
         let mut hits = Vec::with_capacity(CHUNK);
@@ -676,7 +778,7 @@ impl Engine {
         let mut out = WriteOutcome::default();
         let Some(c) = self.get_coll(db, coll) else { return out };
         for (i, st) in stmts.iter().enumerate() {
-            match self.delete_matches(&c, &st.filter, st.limit_one, intr) {
+            match self.delete_matches(&c, &st.filter, st.limit_one, st.hint.as_ref(), intr) {
                 Ok(n) => out.n += n,
                 Err(e) if e.is_interruption() => {
                     out.interrupted = Some(e);

@@ -35,7 +35,7 @@ const MAX_DOC: u64 = 16 * 1024 * 1024;
 
 #[path = "crud.rs"]
 mod crud;
-pub use crud::FindStream;
+pub use crud::{AggStream, FindStream};
 
 type Catalog = BTreeMap<String, BTreeMap<String, Arc<Collection>>>;
 
@@ -63,8 +63,14 @@ struct Inner {
     opts: EngineOptions,
     compact_lock: Mutex<()>,
     next_index_id: AtomicU64,
+    /// Called after documents were inserted into a capped collection (tailable cursors wait
+    /// for it; [`Engine::on_capped_insert`]).
+    capped_listener: RwLock<Option<CappedListener>>,
     _lock_file: Option<File>,
 }
+
+/// What [`Engine::on_capped_insert`] registers: called with the database and collection names.
+pub type CappedListener = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -429,6 +435,7 @@ impl Engine {
             opts,
             compact_lock: Mutex::new(()),
             next_index_id,
+            capped_listener: RwLock::new(None),
             _lock_file: Some(lock),
         });
         spawn_flusher(Arc::downgrade(&inner), interval);
@@ -448,6 +455,7 @@ impl Engine {
                 opts: EngineOptions::default(),
                 compact_lock: Mutex::new(()),
                 next_index_id: AtomicU64::new(1),
+                capped_listener: RwLock::new(None),
                 _lock_file: None,
             }),
         }
@@ -550,6 +558,22 @@ impl Engine {
             journal::frame_record(&mut buf, *r)?;
         }
         self.append(&buf)
+    }
+
+    /// Registers the function called after every insert into a capped collection (replacing
+    /// any earlier one); the node wakes its awaitData cursors with it.
+    pub fn on_capped_insert(&self, f: CappedListener) {
+        *self.inner.capped_listener.write() = Some(f);
+    }
+
+    /// Calls the capped-insert listener if `db.coll` is capped (no lock is held).
+    fn notify_capped_insert(&self, db: &str, coll: &str) {
+        if self.get_coll(db, coll).is_some_and(|c| c.cap.is_some()) {
+            let f = self.inner.capped_listener.read().clone();
+            if let Some(f) = f {
+                f(db, coll);
+            }
+        }
     }
 
     fn get_coll(&self, db: &str, coll: &str) -> Option<Arc<Collection>> {
@@ -899,6 +923,7 @@ impl Engine {
             nindexes: index_sizes.len() as u32,
             total_index_size: index_sizes.iter().map(|(_, s)| s).sum(),
             index_sizes,
+            capped: c.cap.map(|cap| (cap.size, cap.max)),
         })
     }
 
@@ -956,7 +981,13 @@ impl Engine {
                     uuid: c.uuid,
                     options: c.options.clone(),
                     specs: g.indexes.iter().map(|ix| ix.spec.listed.clone()).collect(),
-                    docs: g.docs.values().map(|r| Arc::clone(&r.doc)).collect(),
+                    // A capped collection in insertion order, which replaying restores.
+                    docs: match &g.natural {
+                        Some(n) => {
+                            n.values().filter_map(|id| g.docs.get(id)).map(|r| Arc::clone(&r.doc)).collect()
+                        }
+                        None => g.docs.values().map(|r| Arc::clone(&r.doc)).collect(),
+                    },
                 })
                 .collect();
             let mut j = journal.lock();

@@ -40,7 +40,7 @@ mod record;
 mod types;
 
 pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
-pub use engine::{Engine, FindStream};
+pub use engine::{AggStream, CappedListener, Engine, FindStream};
 pub use internal::internal_error;
 pub use journal::StorageError;
 pub use types::*;

@@ -420,13 +420,30 @@ pub(crate) fn choose(
     if let [(natural, dir)] = sort_fields
         && natural == "$natural"
     {
-        // Insertion order is approximated by `_id` order.
+        // A capped collection scans in insertion order; another approximates it by `_id` order.
         return Ok(Plan::collscan(Some(*dir < 0)));
     }
     let id_sort = sort_direction(&[("_id".to_string(), false)], 0, sort_fields);
+    // A capped collection's scan follows insertion order, not `_id`'s: a sort on `_id` is then
+    // the `_id` index's, as mongod's.
+    let collscan = |id_sort: Option<bool>| {
+        if data.natural.is_some()
+            && let Some(reverse) = id_sort
+        {
+            Plan {
+                access: Access::IdRange(Box::new((Bound::Unbounded, Bound::Unbounded))),
+                reverse,
+                sorted: true,
+                summary: "IXSCAN { _id: 1 }".into(),
+            }
+        } else {
+            Plan::collscan(id_sort)
+        }
+    };
 
     if let Some(h) = hint {
         return match resolve_hint(data, h)? {
+            None if data.natural.is_some() => Ok(Plan::collscan(None)),
             None => Ok(Plan::collscan(id_sort)),
             Some(None) => {
                 let access = id_bounds(&preds.single)
@@ -489,7 +506,7 @@ pub(crate) fn choose(
             }
         }
     }
-    Ok(Plan::collscan(id_sort))
+    Ok(collscan(id_sort))
 }
 
 fn index_plan(ix: &Index, intervals: Vec<(Entry, Entry)>, skip: usize, sort: &[(String, i32)]) -> Plan {
@@ -510,6 +527,8 @@ enum Pos {
     AfterId(KeyVal),
     AfterEntry(usize, Entry),
     Point(usize),
+    /// After this insertion sequence number (a capped collection's natural order).
+    AfterSeq(u64),
 }
 
 /// A resumable execution of a [`Plan`].
@@ -520,12 +539,26 @@ pub(crate) struct Cursor {
     done: bool,
     /// `_id`s already returned by an index scan (multikey entries, updated documents).
     seen: BTreeSet<KeyVal>,
+    /// A read's scan of a capped collection, which dies when its position is deleted (136
+    /// CappedPositionLost). A write's scan deletes behind itself and reads on.
+    read_only: bool,
     pub keys_examined: u64,
     pub docs_examined: u64,
 }
 
 /// A scan result: the `_id` key and the document.
 pub(crate) type Hit = (KeyVal, Arc<Document>);
+
+/// mongod's error for a capped collection scan whose last record was deleted under it.
+pub(crate) fn position_lost(last: &str) -> CommandError {
+    CommandError::new(
+        136,
+        "CappedPositionLost",
+        format!(
+            "CollectionScan died due to position in capped collection being deleted. Last seen record id: {last}"
+        ),
+    )
+}
 
 fn killed(what: &str) -> CommandError {
     CommandError::new(175, "QueryPlanKilled", format!("query plan killed :: caused by :: {what}"))
@@ -534,7 +567,20 @@ fn killed(what: &str) -> CommandError {
 impl Cursor {
     pub(crate) fn new(plan: Plan) -> Cursor {
         let done = matches!(plan.access, Access::Eof);
-        Cursor { plan, pos: Pos::Start, done, seen: BTreeSet::new(), keys_examined: 0, docs_examined: 0 }
+        Cursor {
+            plan,
+            pos: Pos::Start,
+            done,
+            seen: BTreeSet::new(),
+            read_only: false,
+            keys_examined: 0,
+            docs_examined: 0,
+        }
+    }
+
+    /// A cursor for a read (see `read_only`).
+    pub(crate) fn reading(plan: Plan) -> Cursor {
+        Cursor { read_only: true, ..Cursor::new(plan) }
     }
 
     pub(crate) fn plan(&self) -> &Plan {
@@ -556,6 +602,7 @@ impl Cursor {
         let start_len = out.len();
         match &self.plan.access {
             Access::Eof => self.done = true,
+            Access::CollScan if data.natural.is_some() => self.natural_scan(data, budget, out)?,
             Access::CollScan => {
                 let (lo, hi) = (Bound::Unbounded, Bound::Unbounded);
                 self.id_range(data, lo, hi, budget, out);
@@ -590,6 +637,66 @@ impl Cursor {
                 let intervals = intervals.clone();
                 self.index_scan(data, ix, &intervals, budget, out);
             }
+        }
+        Ok(())
+    }
+
+    /// Whether this is a collection scan (in insertion order on a capped collection).
+    pub(crate) fn is_collscan(&self) -> bool {
+        matches!(self.plan.access, Access::CollScan)
+    }
+
+    /// Whether this scan follows a capped collection's insertion order forwards, so that it
+    /// can wait at its end for newer documents (a tailable cursor).
+    pub(crate) fn can_tail(&self) -> bool {
+        matches!(self.plan.access, Access::CollScan) && !self.plan.reverse
+    }
+
+    /// A tailable cursor's scan at its end: the next chunk reads what was inserted since.
+    pub(crate) fn resume_tail(&mut self) {
+        if self.can_tail() {
+            self.done = false;
+        }
+    }
+
+    /// A capped collection in insertion order. The last document read must still be there when
+    /// the scan resumes: mongod's collection scan dies with 136 CappedPositionLost when the
+    /// collection rolled over (or a delete removed it) in between.
+    fn natural_scan(&mut self, data: &CollData, budget: usize, out: &mut Vec<Hit>) -> Result<()> {
+        let Some(natural) = &data.natural else { return Ok(()) };
+        let range = match self.pos {
+            Pos::AfterSeq(k) => {
+                if self.read_only && !natural.contains_key(&k) {
+                    return Err(position_lost(&format!("RecordId({k})")));
+                }
+                if self.plan.reverse {
+                    (Bound::Unbounded, Bound::Excluded(k))
+                } else {
+                    (Bound::Excluded(k), Bound::Unbounded)
+                }
+            }
+            _ => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut n = 0;
+        let mut last = None;
+        let iter: Box<dyn Iterator<Item = (&u64, &KeyVal)>> = if self.plan.reverse {
+            Box::new(natural.range(range).rev())
+        } else {
+            Box::new(natural.range(range))
+        };
+        for (seq, id) in iter.take(budget) {
+            if let Some(rec) = data.docs.get(id) {
+                out.push((id.clone(), Arc::clone(&rec.doc)));
+            }
+            last = Some(*seq);
+            n += 1;
+        }
+        self.docs_examined += n as u64;
+        if let Some(k) = last {
+            self.pos = Pos::AfterSeq(k);
+        }
+        if n < budget {
+            self.done = true;
         }
         Ok(())
     }

@@ -28,6 +28,12 @@ pub struct FindStream {
     /// Documents still to return (`None`: no limit).
     limit_left: Option<u64>,
     plan_summary: String,
+    /// The `_id` of the last candidate examined: a capped collection's scan dies when it is
+    /// deleted before the next batch (136 CappedPositionLost, as mongod's).
+    examined: Option<KeyVal>,
+    /// A tailable cursor's stream: at the end of the collection it waits for newer documents
+    /// instead of ending ([`Engine::find_tail`]).
+    tailable: bool,
 }
 
 impl std::fmt::Debug for FindStream {
@@ -50,6 +56,9 @@ impl FindStream {
     pub fn is_done(&self) -> bool {
         if self.limit_left == Some(0) {
             return true;
+        }
+        if self.tailable {
+            return self.coll.is_none();
         }
         match &self.ready {
             Some(r) => r.is_empty(),
@@ -79,13 +88,15 @@ impl Engine {
             coll: c,
             filter: q.filter,
             projection: q.projection,
-            cursor: Cursor::new(plan),
+            cursor: Cursor::reading(plan),
             pending: VecDeque::new(),
             carry: None,
             ready: None,
             skip_left: q.skip,
             limit_left: (q.limit > 0).then_some(q.limit),
             plan_summary,
+            examined: None,
+            tailable: false,
         };
         if need_sort && let Some(c) = s.coll.clone() {
             let query = HitQuery {
@@ -108,6 +119,46 @@ impl Engine {
             s.skip_left = 0;
         }
         Ok(s)
+    }
+
+    /// Opens a tailable find on a capped collection: a scan in insertion order (no sort, no
+    /// index) that, at the end of the collection, stays where it is and returns what was
+    /// inserted since at the next [`Engine::find_next`]. A collection that does not exist gives a
+    /// stream that is done at once (mongod opens no cursor); an uncapped one fails with mongod's
+    /// 2 BadValue.
+    pub fn find_tail(&self, db: &str, coll: &str, q: FindQuery) -> Result<FindStream> {
+        let c = self.get_coll(db, coll);
+        if let Some(c) = &c
+            && c.cap.is_none()
+        {
+            return Err(CommandError::bad_value(format!(
+                "error processing query: ns={db}.{coll} tailable cursor requested on non capped collection"
+            )));
+        }
+        let plan = match &c {
+            Some(c) => plan::choose(Some(&c.data.read()), &plan::Predicates::default(), None, None)?,
+            None => plan::choose(None, &plan::Predicates::default(), None, None)?,
+        };
+        Ok(FindStream {
+            plan_summary: plan.summary.clone(),
+            coll: c,
+            filter: q.filter,
+            projection: q.projection,
+            cursor: Cursor::reading(plan),
+            pending: VecDeque::new(),
+            carry: None,
+            ready: None,
+            skip_left: q.skip,
+            limit_left: (q.limit > 0).then_some(q.limit),
+            examined: None,
+            tailable: true,
+        })
+    }
+
+    /// Whether the collection a stream reads holds no document (mongod opens no tailable
+    /// cursor on an empty capped collection).
+    pub fn stream_collection_empty(&self, s: &FindStream) -> bool {
+        s.coll.as_ref().is_none_or(|c| c.data.read().docs.is_empty())
     }
 
     /// The next batch of `s`: at most `max_docs` documents (0: no count limit) and, past the first
@@ -151,6 +202,13 @@ impl Engine {
                     "query plan killed :: caused by :: collection dropped",
                 ));
             }
+            if g.natural.is_some()
+                && s.cursor.is_collscan()
+                && let Some(k) = &s.examined
+                && !g.docs.contains_key(k)
+            {
+                return Err(plan::position_lost(&format!("{}", k.0)));
+            }
             s.pending.retain_mut(|(id, d)| match g.docs.get(id) {
                 Some(rec) => {
                     *d = Arc::clone(&rec.doc);
@@ -159,12 +217,16 @@ impl Engine {
                 None => false,
             });
         }
+        if s.tailable && s.cursor.is_done() && s.pending.is_empty() && s.carry.is_none() {
+            // A tailable scan at its end: read on from where it stopped.
+            s.cursor.resume_tail();
+        }
         let mut chunk = Vec::with_capacity(CHUNK);
         while room(&out, bytes, s.limit_left) {
             let d = match s.carry.take() {
                 Some(d) => d,
                 None => {
-                    let Some((_, d)) = s.pending.pop_front() else {
+                    let Some((id, d)) = s.pending.pop_front() else {
                         if s.cursor.is_done() {
                             break;
                         }
@@ -177,6 +239,7 @@ impl Engine {
                         s.pending.extend(chunk.drain(..));
                         continue;
                     };
+                    s.examined = Some(id);
                     docplane_query::interrupt::poll()?;
                     if !s.filter.is_empty() && !s.filter.matches(&d) {
                         continue;
@@ -209,5 +272,106 @@ impl Engine {
             out.push(d);
         }
         Ok(out)
+    }
+}
+
+/// A streaming aggregate's state between batches: the find reading the collection (the leading
+/// `$match` as its filter, so an index may serve it), the rest of the pipeline with its
+/// counters, and output computed beyond the last batch.
+pub struct AggStream {
+    db: String,
+    find: FindStream,
+    pipeline: Pipeline,
+    state: docplane_query::StreamState,
+    out: VecDeque<Document>,
+}
+
+impl std::fmt::Debug for AggStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggStream")
+            .field("find", &self.find)
+            .field("out", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AggStream {
+    /// The plan summary of the collection read.
+    pub fn plan_summary(&self) -> &str {
+        self.find.plan_summary()
+    }
+
+    /// Whether every result has been returned.
+    pub fn is_done(&self) -> bool {
+        self.out.is_empty() && (self.find.is_done() || self.state.exhausted(&self.pipeline))
+    }
+}
+
+impl Engine {
+    /// Opens a streaming aggregate over `db.coll` when every stage of `pipeline` works document
+    /// by document ([`Pipeline::is_streaming`]); `None` otherwise (run it whole with
+    /// [`Engine::aggregate`]). Reads nothing.
+    pub fn aggregate_stream(
+        &self,
+        db: &str,
+        coll: &str,
+        pipeline: &Pipeline,
+        hint: Option<Bson>,
+        intr: &dyn Interrupt,
+    ) -> Result<Option<AggStream>> {
+        if !pipeline.is_streaming() {
+            return Ok(None);
+        }
+        let (filter, rest) = match pipeline.leading_match() {
+            Some(f) => (f.clone(), pipeline.clone().without_first()),
+            None => (Filter::match_all(), pipeline.clone()),
+        };
+        let find = self.find_stream(db, coll, FindQuery { hint, ..FindQuery::new(filter) }, intr)?;
+        let state = rest.stream_state();
+        Ok(Some(AggStream { db: db.to_owned(), find, pipeline: rest, state, out: VecDeque::new() }))
+    }
+
+    /// The next batch of a streaming aggregate: at most `max_docs` documents (0: no count
+    /// limit) and, past the first, at most `max_bytes` of BSON. Reads the collection only as
+    /// far as the batch needs (in chunks of at most 128 documents), holding no lock between
+    /// chunks; a result document over 16 MiB fails with 10334.
+    pub fn aggregate_next(
+        &self,
+        s: &mut AggStream,
+        max_docs: usize,
+        max_bytes: usize,
+        intr: &dyn Interrupt,
+    ) -> Result<Vec<Document>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            while max_docs == 0 || out.len() < max_docs {
+                let Some(d) = s.out.front() else { break };
+                let size = docplane_query::mem::doc_size(d);
+                if size as u64 > MAX_DOC {
+                    return Err(CommandError::new(
+                        10334,
+                        "BSONObjectTooLarge",
+                        format!(
+                            "BSONObj size: {size} (0x{size:X}) is invalid. Size must be between 0 and {MAX_DOC}(16MB)"
+                        ),
+                    ));
+                }
+                if !out.is_empty() && bytes + size > max_bytes {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.extend(s.out.pop_front());
+            }
+            if (max_docs != 0 && out.len() >= max_docs) || s.find.is_done() || s.state.exhausted(&s.pipeline)
+            {
+                return Ok(out);
+            }
+            let want = if max_docs == 0 { CHUNK } else { (max_docs - out.len()).min(CHUNK) };
+            let input = self.find_next(&mut s.find, want, max_bytes, intr)?;
+            let env = Env { engine: self, db: &s.db, intr };
+            let produced = s.pipeline.stream_chunk(&mut s.state, input, &env)?;
+            s.out.extend(produced);
+        }
     }
 }

@@ -92,12 +92,14 @@ pub struct DeleteStatement {
     pub filter: Filter,
     /// `limit: 1`: delete at most one document.
     pub limit_one: bool,
+    /// The statement's `hint`: the index its scan uses (2 BadValue when it names none).
+    pub hint: Option<Bson>,
 }
 
 impl DeleteStatement {
     /// A statement.
     pub fn new(filter: Filter, limit_one: bool) -> DeleteStatement {
-        DeleteStatement { filter, limit_one }
+        DeleteStatement { filter, limit_one, hint: None }
     }
 }
 
@@ -191,6 +193,8 @@ pub struct CollStats {
     pub nindexes: u32,
     pub total_index_size: u64,
     pub index_sizes: Vec<(String, u64)>,
+    /// A capped collection's `maxSize` (bytes) and `max` (documents, if set).
+    pub capped: Option<(u64, Option<u64>)>,
 }
 
 /// dbStats figures.

@@ -624,3 +624,27 @@ fn documents_nested_over_100_levels_are_refused_by_every_write_path() {
         x
     });
 }
+
+#[test]
+fn capped_collections_reopen_with_their_limits_and_insertion_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = doc! {"capped": true, "size": 4096, "max": 3};
+    {
+        let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        e.create_collection("db", "cap", cap.clone()).unwrap();
+        for i in [5, 1, 9, 2, 7] {
+            assert_eq!(e.insert("db", "cap", vec![doc! {"_id": i}], true, &NeverInterrupt).n, 1);
+        }
+        assert_eq!(ids(&e, "db", "cap"), vec![9, 2, 7]);
+    }
+    // The journal replays the evictions; insertion order survives.
+    let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    assert_eq!(ids(&e, "db", "cap"), vec![9, 2, 7]);
+    // A snapshot keeps insertion order too, and the limits still hold afterwards.
+    e.compact().unwrap();
+    drop(e);
+    let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    assert_eq!(ids(&e, "db", "cap"), vec![9, 2, 7]);
+    assert_eq!(e.insert("db", "cap", vec![doc! {"_id": 0}], true, &NeverInterrupt).n, 1);
+    assert_eq!(ids(&e, "db", "cap"), vec![2, 7, 0]);
+}

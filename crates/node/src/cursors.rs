@@ -1,16 +1,20 @@
 //! Cursors: what remains of a find/aggregate/listCollections/listIndexes, served in batches by
-//! getMore. A find's cursor holds a [`FindStream`] (getMore reads the collection from where the
-//! last batch stopped, on a blocking thread, as a killable `getmore` op); the others hold their
-//! remaining documents.
+//! getMore. A find's cursor holds a [`FindStream`], a streaming aggregate's an [`AggStream`]
+//! (getMore reads the collection from where the last batch stopped, on a blocking thread, as a
+//! killable `getmore` op); the others hold their remaining documents. A tailable cursor (a
+//! find on a capped collection) stays open at the end of the data; an awaitData one's getMore
+//! waits for inserts.
 //!
 //! Invariants: cursor ids are random positive `i64` (never 0, which means "exhausted"); a cursor is
 //! removed when exhausted, killed (killCursors, its session killed or ended), idle past the timeout,
 //! or when a getMore on it fails (mongod destroys a cursor whose getMore was interrupted). While a
-//! getMore runs the cursor is checked out of the store (pinned): killCursors does not find it and
-//! `$currentOp` lists the running getmore instead of an idle cursor.
+//! getMore runs the cursor is checked out of the store (pinned): killCursors then kills the
+//! getMore's op (which destroys the cursor), and `$currentOp` lists the running getmore instead
+//! of an idle cursor.
 //! Batches respect both `batchSize` and a 16 MiB byte budget (at least one document per batch).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, doc};
@@ -18,14 +22,40 @@ use docplane_query::CommandError;
 use parking_lot::Mutex;
 use rand::Rng;
 
-use docplane_engine::FindStream;
+use docplane_engine::{AggStream, FindStream};
 
 use crate::auth::UserName;
+use crate::ops::OpState;
 
 /// Default first batch size (mongod: 101).
 pub const DEFAULT_FIRST_BATCH: usize = 101;
 /// Byte budget of one batch.
 pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a streaming cursor reads from.
+#[derive(Debug)]
+pub enum Stream {
+    Find(FindStream),
+    Aggregate(AggStream),
+}
+
+impl Stream {
+    /// Whether every result has been returned.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Stream::Find(s) => s.is_done(),
+            Stream::Aggregate(s) => s.is_done(),
+        }
+    }
+
+    /// The plan summary of the collection read.
+    pub fn plan_summary(&self) -> &str {
+        match self {
+            Stream::Find(s) => s.plan_summary(),
+            Stream::Aggregate(s) => s.plan_summary(),
+        }
+    }
+}
 
 /// An open cursor.
 #[derive(Debug)]
@@ -33,8 +63,10 @@ pub struct Cursor {
     pub id: i64,
     pub ns: String,
     pub docs: VecDeque<Document>,
-    /// A streaming find's position (then `docs` is empty).
-    pub stream: Option<FindStream>,
+    /// A streaming find's or aggregate's position (then `docs` is empty).
+    pub stream: Option<Stream>,
+    pub tailable: bool,
+    pub await_data: bool,
     pub users: Vec<UserName>,
     pub session: Option<Vec<u8>>,
     pub lsid: Option<Document>,
@@ -110,6 +142,29 @@ pub fn parse_batch_size(v: Option<&Bson>) -> Result<Option<usize>, CommandError>
 #[derive(Debug, Default)]
 pub struct CursorStore {
     map: Mutex<HashMap<i64, Cursor>>,
+    /// Cursors checked out by a running getMore: namespace, owners and the getMore's op state
+    /// (killCursors kills it).
+    pinned: Mutex<HashMap<i64, Pinned>>,
+}
+
+#[derive(Debug)]
+struct Pinned {
+    ns: String,
+    users: Vec<UserName>,
+    op: Arc<OpState>,
+}
+
+/// Unpins a checked-out cursor when its getMore ends, however it ends.
+#[derive(Debug)]
+pub struct PinGuard<'a> {
+    store: &'a CursorStore,
+    id: i64,
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        self.store.pinned.lock().remove(&self.id);
+    }
 }
 
 /// What a cursor needs at creation.
@@ -123,6 +178,8 @@ pub struct NewCursor {
     pub originating_command: Document,
     pub plan_summary: Option<String>,
     pub no_timeout: bool,
+    pub tailable: bool,
+    pub await_data: bool,
 }
 
 impl CursorStore {
@@ -174,20 +231,20 @@ impl CursorStore {
         Ok((batch, id))
     }
 
-    /// Opens a cursor over a streaming find whose first batch of `returned` documents was sent;
-    /// returns its id.
-    pub fn open_stream(&self, stream: FindStream, returned: usize, new: NewCursor) -> i64 {
+    /// Opens a cursor over a streaming find or aggregate whose first batch of `returned`
+    /// documents was sent; returns its id.
+    pub fn open_stream(&self, stream: Stream, returned: usize, new: NewCursor) -> i64 {
         self.open(VecDeque::new(), Some(stream), returned, new)
     }
 
+    /// Whether cursor `id` is open and awaitData (its getMore's `maxTimeMS` is the wait for new
+    /// data, not a deadline).
+    pub fn is_await_data(&self, id: i64) -> bool {
+        self.map.lock().get(&id).is_some_and(|c| c.await_data)
+    }
+
     /// Registers a cursor (stored documents or a stream) after a first batch of `returned`.
-    fn open(
-        &self,
-        docs: VecDeque<Document>,
-        stream: Option<FindStream>,
-        returned: usize,
-        new: NewCursor,
-    ) -> i64 {
+    fn open(&self, docs: VecDeque<Document>, stream: Option<Stream>, returned: usize, new: NewCursor) -> i64 {
         let mut map = self.map.lock();
         let id = Self::fresh_id(&map);
         let now = bson::DateTime::now();
@@ -198,6 +255,8 @@ impl CursorStore {
                 ns: new.ns,
                 docs,
                 stream,
+                tailable: new.tailable,
+                await_data: new.await_data,
                 users: new.users,
                 session: new.session,
                 lsid: new.lsid,
@@ -228,28 +287,40 @@ impl CursorStore {
     /// Takes a streaming cursor out of the store for a getMore (see [`CursorStore::get_more`] for
     /// the checks and errors); `Ok(None)` when the cursor holds documents, not a stream (then serve
     /// it with [`CursorStore::get_more`]).
+    /// The cursor stays pinned to `op` (killCursors kills it) until the guard drops.
     pub fn checkout_stream(
         &self,
         id: i64,
         ns: &str,
         users: &[UserName],
         check_owner: bool,
-    ) -> Result<Option<Cursor>, CommandError> {
+        op: &Arc<OpState>,
+    ) -> Result<Option<(Cursor, PinGuard<'_>)>, CommandError> {
         let mut map = self.map.lock();
         let c = Self::owned(&mut map, id, ns, users, check_owner)?;
         if c.stream.is_none() {
             return Ok(None);
         }
-        Ok(map.remove(&id))
+        let Some(c) = map.remove(&id) else { return Ok(None) };
+        self.pinned
+            .lock()
+            .insert(id, Pinned { ns: c.ns.clone(), users: c.users.clone(), op: Arc::clone(op) });
+        Ok(Some((c, PinGuard { store: self, id })))
     }
 
-    /// Puts a cursor back after a getMore served `returned` documents from it.
-    pub fn checkin(&self, mut c: Cursor, returned: usize) {
+    /// Puts a cursor back after a getMore served `returned` documents from it; false (the cursor
+    /// dropped) when killCursors killed it meanwhile.
+    pub fn checkin(&self, mut c: Cursor, returned: usize) -> bool {
         c.n_returned += returned as u64;
         c.n_batches += 1;
         c.last_access = Instant::now();
         c.last_access_wall = bson::DateTime::now();
-        self.map.lock().insert(c.id, c);
+        let mut map = self.map.lock();
+        if self.pinned.lock().get(&c.id).is_some_and(|p| p.op.killed()) {
+            return false;
+        }
+        map.insert(c.id, c);
+        true
     }
 
     fn owned<'m>(
@@ -276,19 +347,31 @@ impl CursorStore {
         Ok(c)
     }
 
-    /// Kills cursors by id; returns (killed, not found).
+    /// Kills cursors by id; returns (killed, not found). A cursor a getMore has checked out is
+    /// killed by interrupting that getMore, which then destroys it.
     pub fn kill(&self, ids: &[i64]) -> (Vec<i64>, Vec<i64>) {
         let mut map = self.map.lock();
+        let pinned = self.pinned.lock();
         let (mut killed, mut missing) = (Vec::new(), Vec::new());
         for id in ids {
-            if map.remove(id).is_some() { killed.push(*id) } else { missing.push(*id) }
+            if map.remove(id).is_some() {
+                killed.push(*id);
+            } else if let Some(p) = pinned.get(id) {
+                p.op.kill(crate::ops::KILL_INTERRUPTED);
+                killed.push(*id);
+            } else {
+                missing.push(*id);
+            }
         }
         (killed, missing)
     }
 
-    /// The namespace and owners of a cursor.
+    /// The namespace and owners of a cursor (open or checked out by a getMore).
     pub fn owner(&self, id: i64) -> Option<(String, Vec<UserName>)> {
-        self.map.lock().get(&id).map(|c| (c.ns.clone(), c.users.clone()))
+        if let Some(c) = self.map.lock().get(&id) {
+            return Some((c.ns.clone(), c.users.clone()));
+        }
+        self.pinned.lock().get(&id).map(|p| (p.ns.clone(), p.users.clone()))
     }
 
     /// Closes all cursors of the given sessions; returns how many.
@@ -333,8 +416,8 @@ impl CursorStore {
                     "nDocsReturned": c.n_returned as i64,
                     "nBatchesReturned": c.n_batches as i64,
                     "noCursorTimeout": c.no_timeout,
-                    "tailable": false,
-                    "awaitData": false,
+                    "tailable": c.tailable,
+                    "awaitData": c.await_data,
                     "originatingCommand": c.originating_command.clone(),
                 };
                 if let Some(p) = &c.plan_summary {
@@ -363,6 +446,8 @@ mod tests {
             originating_command: doc! {},
             plan_summary: None,
             no_timeout: false,
+            tailable: false,
+            await_data: false,
         }
     }
 

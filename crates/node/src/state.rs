@@ -66,6 +66,9 @@ pub struct NodeState {
     pub process_id: bson::oid::ObjectId,
     /// `configureFailPoint`'s fail points (test commands only).
     pub failpoints: crate::failpoint::FailPoints,
+    /// Counts inserts into capped collections (the engine's [`Engine::on_capped_insert`]);
+    /// awaitData getMores wait on it for new data.
+    pub capped_inserts: tokio::sync::watch::Sender<u64>,
 }
 
 impl NodeState {
@@ -77,7 +80,11 @@ impl NodeState {
         local_addr: SocketAddr,
         startup_warnings: Vec<String>,
     ) -> NodeState {
+        let capped_inserts = tokio::sync::watch::Sender::new(0u64);
+        let tx = capped_inserts.clone();
+        engine.on_capped_insert(Arc::new(move |_, _| tx.send_modify(|n| *n = n.wrapping_add(1))));
         NodeState {
+            capped_inserts,
             host: format!("{}:{}", hostname(), local_addr.port()),
             config,
             engine,

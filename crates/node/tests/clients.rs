@@ -42,6 +42,14 @@ async fn pymongo_core_scenario() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pymongo_capped_tailable_streaming_and_hints() {
+    let root = repo_root();
+    let script = root.join("tests/clients/node_pymongo_streams.py").display().to_string();
+    let out = run_client(root.join(".venv/bin/python"), ".ci/setup-python", |uri| vec![script, uri]).await;
+    assert!(out.contains("OK pymongo streams"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mongosh_core_scenario() {
     let root = repo_root();
     let script = root.join("tests/clients/node_mongosh.js").display().to_string();

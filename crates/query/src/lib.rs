@@ -39,7 +39,7 @@ pub mod sort;
 pub mod update;
 pub mod vars;
 
-pub use aggregate::{DocSource, Pipeline, PipelineEnv};
+pub use aggregate::{DocSource, Pipeline, PipelineEnv, StreamState};
 pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
 pub use error::{CommandError, Result};
 pub use filter::{Filter, IndexPredicate};

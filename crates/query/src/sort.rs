@@ -42,7 +42,9 @@ impl SortSpec {
             if k.is_empty() || k.split('.').any(str::is_empty) {
                 return Err(CommandError::bad_value(format!("bad sort key: '{k}'")));
             }
-            if k.starts_with('$') {
+            // `{$natural: 1 | -1}` alone is the collection's natural order, which the engine's
+            // planner serves (a scan in insertion order); any other `$` key is refused.
+            if k.starts_with('$') && !(k == "$natural" && spec.len() == 1) {
                 return Err(CommandError::bad_value(format!("bad sort key: '{k}' may not start with '$'")));
             }
             if let Bson::Document(d) = v

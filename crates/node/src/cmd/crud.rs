@@ -13,7 +13,7 @@ use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSp
 
 use super::{CmdResult, Ctx, currentop, minmax, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
-use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, parse_batch_size};
+use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, Stream, parse_batch_size};
 
 /// The filter at `key`, its `$expr` seeing `lets` (and failing on any other user variable).
 fn filter_of(cmd: &Document, key: &str, lets: &LetVars) -> Result<Filter, CommandError> {
@@ -31,11 +31,18 @@ fn projection_of(cmd: &Document, key: &str) -> Result<Option<Projection>, Comman
     util::opt_doc(cmd, key)?.filter(|d| !d.is_empty()).map(Projection::parse).transpose()
 }
 
-fn hint_of(cmd: &Document) -> Option<Bson> {
+/// A command's (or statement's) `hint`: an index name or key pattern, the empty ones meaning
+/// none as in mongod; any other type fails as mongod's IDL fails it (14 TypeMismatch), never
+/// ignored. A hint naming no index fails later, at planning (2 BadValue).
+fn hint_of(cmd: &Document) -> Result<Option<Bson>, CommandError> {
     match cmd.get("hint") {
-        Some(Bson::String(s)) if !s.is_empty() => Some(Bson::String(s.clone())),
-        Some(Bson::Document(d)) if !d.is_empty() => Some(Bson::Document(d.clone())),
-        _ => None,
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(s)) => Ok((!s.is_empty()).then(|| Bson::String(s.clone()))),
+        Some(Bson::Document(d)) => Ok((!d.is_empty()).then(|| Bson::Document(d.clone()))),
+        Some(other) => Err(CommandError::type_mismatch(format!(
+            "BSON field 'hint' is the wrong type '{}', expected types '[string, object]'",
+            util::type_name(other)
+        ))),
     }
 }
 
@@ -115,17 +122,16 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let batch_size = parse_batch_size(cmd.get("batchSize"))?;
     let tailable = util::opt_bool(cmd, "tailable")?.unwrap_or(false);
-    if util::opt_bool(cmd, "awaitData")?.unwrap_or(false) && !tailable {
+    let await_data = util::opt_bool(cmd, "awaitData")?.unwrap_or(false);
+    if await_data && !tailable {
         return Err(CommandError::failed_to_parse("Cannot set 'awaitData' without also setting 'tailable'"));
     }
+    let hint = hint_of(cmd)?;
     if tailable {
-        // Capped collections are stored but not enforced (no insertion order, no size cap), so
-        // a tailable cursor could not follow one as mongod's does.
-        return Err(CommandError::command_not_supported(
-            "tailable cursors are not supported by this server: it does not implement capped collections",
-        ));
+        check_tailable(cmd, single_batch, hint.as_ref())?;
+        let q = FindQuery { filter, projection, sort: None, skip, limit, hint: None };
+        return find_tailable(ctx, coll, q, batch_size, await_data, cmd).await;
     }
-    let hint = hint_of(cmd);
     let spill = disk_use_refused(cmd)?;
     let bounds = minmax::parse(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
@@ -162,7 +168,64 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         return Ok(cursor_reply(&ns, batch, 0, true));
     }
     let returned = batch.len();
-    let id = ctx.state.cursors.open_stream(stream, returned, new_cursor(ctx, ns.clone(), cmd));
+    let id = ctx.state.cursors.open_stream(Stream::Find(stream), returned, new_cursor(ctx, ns.clone(), cmd));
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    Ok(cursor_reply(&ns, batch, id, true))
+}
+
+/// mongod's checks of a tailable find (`query_request_helper::validateFindCommandRequest`): no
+/// sort but `{$natural: 1}`, no `singleBatch`; a tailable cursor always scans the collection
+/// in insertion order, so a hint naming an index is refused rather than ignored.
+fn check_tailable(cmd: &Document, single_batch: bool, hint: Option<&Bson>) -> Result<(), CommandError> {
+    let natural_forward = |d: &Document| d.len() == 1 && d.get("$natural").and_then(util::as_i64) == Some(1);
+    if let Some(s) = util::opt_doc(cmd, "sort")?
+        && !s.is_empty()
+        && !natural_forward(s)
+    {
+        return Err(CommandError::bad_value(
+            "cannot use tailable option with a sort other than {$natural: 1}",
+        ));
+    }
+    if single_batch {
+        return Err(CommandError::bad_value("cannot use tailable option with the 'singleBatch' option"));
+    }
+    match hint {
+        None => Ok(()),
+        Some(Bson::Document(h)) if natural_forward(h) => Ok(()),
+        Some(_) => Err(CommandError::bad_value(
+            "a tailable cursor always scans the collection in insertion order: it cannot use a hint",
+        )),
+    }
+}
+
+/// A tailable find on a capped collection: the first batch, and a cursor that stays open at
+/// the end of the data (mongod opens none on a missing or empty collection).
+async fn find_tailable(
+    ctx: &mut Ctx<'_>,
+    coll: String,
+    q: FindQuery,
+    batch_size: Option<usize>,
+    await_data: bool,
+    cmd: &Document,
+) -> CmdResult {
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
+    let db = ctx.db.clone();
+    let (stream, batch, empty) = ctx
+        .blocking(move |e, intr| {
+            let mut s = e.find_tail(&db, &coll, q)?;
+            let empty = e.stream_collection_empty(&s);
+            let batch =
+                if first == 0 || empty { Vec::new() } else { e.find_next(&mut s, first, BATCH_BYTES, intr)? };
+            Ok((s, batch, empty))
+        })
+        .await?;
+    ctx.op.set_plan_summary(stream.plan_summary().to_owned());
+    let ns = ctx.op.ns.clone();
+    if empty || stream.is_done() {
+        return Ok(cursor_reply(&ns, batch, 0, true));
+    }
+    let new = NewCursor { tailable: true, await_data, ..new_cursor(ctx, ns.clone(), cmd) };
+    let id = ctx.state.cursors.open_stream(Stream::Find(stream), batch.len(), new);
     ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
     Ok(cursor_reply(&ns, batch, id, true))
 }
@@ -177,6 +240,8 @@ fn new_cursor(ctx: &Ctx<'_>, ns: String, cmd: &Document) -> NewCursor {
         originating_command: (*ctx.op.command).clone(),
         plan_summary: ctx.op.plan_summary.lock().clone(),
         no_timeout: cmd.get("noCursorTimeout").is_some_and(util::truthy),
+        tailable: false,
+        await_data: false,
     }
 }
 
@@ -195,29 +260,62 @@ pub(super) async fn get_more(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         return Err(e);
     }
     let (users, check_owner) = (ctx.users(), ctx.state.auth_enabled());
-    let Some(mut cursor) = ctx.state.cursors.checkout_stream(id, &ns, &users, check_owner)? else {
+    let checked_out = ctx.state.cursors.checkout_stream(id, &ns, &users, check_owner, &ctx.op.state)?;
+    let Some((mut cursor, _pin)) = checked_out else {
         let (batch, next) = ctx.state.cursors.get_more(id, &ns, batch_size, &users, check_owner)?;
         return Ok(cursor_reply(&ns, batch, next, false));
     };
-    // A streaming find: this getMore reads the next batch, as a killable op with the find's plan.
-    // On any error the cursor is gone (it is checked out), as mongod destroys it.
+    // A streaming cursor: this getMore reads the next batch, as a killable op with the cursor's
+    // plan. On any error the cursor is gone (it is checked out), as mongod destroys it.
     if let Some(p) = cursor.plan_summary.clone() {
         ctx.op.set_plan_summary(p);
     }
     let Some(mut stream) = cursor.stream.take() else {
         return Err(CommandError::new(1, "InternalError", "streaming cursor without a stream"));
     };
-    let (stream, batch) = ctx
-        .blocking(move |e, intr| {
-            let batch = e.find_next(&mut stream, batch_size, BATCH_BYTES, intr)?;
-            Ok((stream, batch))
-        })
-        .await?;
+    // An awaitData cursor's getMore waits up to its maxTimeMS (default 1 s) for new data when
+    // there is none; the dispatcher did not make that a deadline.
+    let await_until = cursor.await_data.then(|| {
+        let ms = cmd.get("maxTimeMS").and_then(util::as_i64).filter(|n| *n > 0).unwrap_or(1000);
+        std::time::Instant::now() + std::time::Duration::from_millis(ms.unsigned_abs())
+    });
+    let mut inserts = ctx.state.capped_inserts.subscribe();
+    let batch = loop {
+        inserts.mark_unchanged();
+        let (s, batch) = ctx
+            .blocking(move |e, intr| {
+                let batch = match &mut stream {
+                    Stream::Find(f) => e.find_next(f, batch_size, BATCH_BYTES, intr)?,
+                    Stream::Aggregate(a) => e.aggregate_next(a, batch_size, BATCH_BYTES, intr)?,
+                };
+                Ok((stream, batch))
+            })
+            .await?;
+        stream = s;
+        let Some(until) = await_until else { break batch };
+        if !batch.is_empty() || stream.is_done() || std::time::Instant::now() >= until {
+            break batch;
+        }
+        // Woken by an insert into a capped collection, a kill (killOp, killCursors) or the end
+        // of the wait.
+        tokio::select! {
+            changed = inserts.changed() => {
+                if changed.is_err() {
+                    break batch;
+                }
+            }
+            e = ctx.op.state.killed_wait() => return Err(e),
+            _ = tokio::time::sleep_until(until.into()) => break batch,
+        }
+    };
     if stream.is_done() {
         return Ok(cursor_reply(&ns, batch, 0, false));
     }
     cursor.stream = Some(stream);
-    ctx.state.cursors.checkin(cursor, batch.len());
+    if !ctx.state.cursors.checkin(cursor, batch.len()) {
+        // killCursors came while the batch was computed: the cursor is gone, as mongod's.
+        return Err(ctx.op.state.error().unwrap_or_else(CommandError::interrupted));
+    }
     Ok(cursor_reply(&ns, batch, id, false))
 }
 
@@ -357,7 +455,7 @@ fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, Co
         update,
         upsert: util::opt_bool(d, "upsert")?.unwrap_or(false),
         multi,
-        hint: hint_of(d),
+        hint: hint_of(d)?,
     })
 }
 
@@ -431,7 +529,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
                     "The limit field in delete objects must be 0 or 1. Got {limit}"
                 )));
             }
-            Ok(DeleteStatement { filter, limit_one: limit == 1 })
+            Ok(DeleteStatement { filter, limit_one: limit == 1, hint: hint_of(d)? })
         })();
         match parsed {
             Ok(s) => {
@@ -447,7 +545,7 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let out = ctx
         .blocking(move |e, intr| {
             if let Some(s) = good.first() {
-                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, None));
+                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref()));
             }
             Ok(e.delete(&db, &coll, &good, ordered, intr))
         })
@@ -485,7 +583,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         new: util::opt_bool(cmd, "new")?.unwrap_or(false),
         fields: projection_of(cmd, "fields")?.map(|p| p.checked_let(&lets)).transpose()?,
         upsert: util::opt_bool(cmd, "upsert")?.unwrap_or(false),
-        hint: hint_of(cmd),
+        hint: hint_of(cmd)?,
     };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let out = ctx
@@ -517,12 +615,12 @@ pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let filter = filter_of(cmd, "query", &LetVars::none())?;
     let skip = util::opt_u64(cmd, "skip")?.unwrap_or(0);
     let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
-    let hint = hint_of(cmd);
+    let hint = hint_of(cmd)?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let n = ctx
         .blocking(move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, hint.as_ref()));
-            e.count(&db, &coll, &filter, skip, limit, intr)
+            e.count_hinted(&db, &coll, &filter, skip, limit, hint.as_ref(), intr)
         })
         .await?;
     Ok(doc! {"n": i64::try_from(n).unwrap_or(i64::MAX) as i32})
@@ -533,11 +631,12 @@ pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     options::distinct(cmd)?;
     let key = util::req_str(cmd, "key")?.to_owned();
     let filter = filter_of(cmd, "query", &LetVars::none())?;
+    let hint = hint_of(cmd)?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let values = ctx
         .blocking(move |e, intr| {
-            op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, None));
-            e.distinct(&db, &coll, &key, &filter, intr)
+            op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, hint.as_ref()));
+            e.distinct_hinted(&db, &coll, &key, &filter, hint.as_ref(), intr)
         })
         .await?;
     Ok(doc! {"values": values})
@@ -617,15 +716,24 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     }
     let pipeline = Pipeline::parse(&stages)?.checked_let(&lets)?;
     let spill = disk_use_refused(cmd)?;
+    let hint = hint_of(cmd)?;
+    if hint.is_some() && coll.is_none() {
+        return Err(CommandError::failed_to_parse(
+            "hint is not supported for an aggregate that reads no collection ({aggregate: 1})",
+        ));
+    }
     let op = ctx.op.clone();
+    if let Some(c) = coll.clone().filter(|_| sink.is_none() && !explain && pipeline.is_streaming()) {
+        return aggregate_streaming(ctx, c, pipeline, hint, batch_size, cmd).await.map_err(spill);
+    }
     let out = ctx
         .blocking(move |e, intr| match coll {
             Some(c) => {
                 // Planned before it runs, so that currentOp shows the plan while it runs.
                 let all = docplane_query::Filter::match_all();
                 let first = pipeline.leading_match().unwrap_or(&all);
-                op.set_plan_summary(e.plan_summary(&db, &c, first, None, None));
-                let out = e.aggregate(&db, &c, &pipeline, intr)?;
+                op.set_plan_summary(e.plan_summary(&db, &c, first, None, hint.as_ref()));
+                let out = e.aggregate_hinted(&db, &c, &pipeline, hint.as_ref(), intr)?;
                 op.set_plan_summary(out.plan_summary.clone());
                 Ok(out.docs)
             }
@@ -644,6 +752,47 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         );
     }
     open_cursor(ctx, ns, out, batch_size, false, cmd)
+}
+
+/// An aggregate whose stages all work document by document: the first batch is computed now,
+/// reading the collection only as far as it needs; the rest by getMore (a `getmore` op, killable),
+/// from a cursor holding the engine's [`docplane_engine::AggStream`].
+async fn aggregate_streaming(
+    ctx: &mut Ctx<'_>,
+    coll: String,
+    pipeline: Pipeline,
+    hint: Option<Bson>,
+    batch_size: Option<usize>,
+    cmd: &Document,
+) -> CmdResult {
+    let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
+    let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let (stream, batch) = ctx
+        .blocking(move |e, intr| {
+            let all = docplane_query::Filter::match_all();
+            let f = pipeline.leading_match().unwrap_or(&all);
+            op.set_plan_summary(e.plan_summary(&db, &coll, f, None, hint.as_ref()));
+            let Some(mut s) = e.aggregate_stream(&db, &coll, &pipeline, hint, intr)? else {
+                return Err(CommandError::new(1, "InternalError", "streaming pipeline did not stream"));
+            };
+            // batchSize 0: nothing computed yet, the cursor open.
+            let batch =
+                if first == 0 { Vec::new() } else { e.aggregate_next(&mut s, first, BATCH_BYTES, intr)? };
+            Ok((s, batch))
+        })
+        .await?;
+    ctx.op.set_plan_summary(stream.plan_summary().to_owned());
+    let ns = ctx.op.ns.clone();
+    if stream.is_done() && first != 0 {
+        return Ok(cursor_reply(&ns, batch, 0, true));
+    }
+    let id = ctx.state.cursors.open_stream(
+        Stream::Aggregate(stream),
+        batch.len(),
+        new_cursor(ctx, ns.clone(), cmd),
+    );
+    ctx.op.cursor_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    Ok(cursor_reply(&ns, batch, id, true))
 }
 
 fn strip_generic(cmd: &Document, first: &str) -> Document {
@@ -675,6 +824,13 @@ pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let mut options = strip_generic(cmd, "create");
     if let Some(ci) = options::clustered_index(cmd)? {
         options.insert("clusteredIndex", ci);
+    }
+    // As mongod stores them: a capped collection's limits normalized, an uncapped one's dropped.
+    for k in ["capped", "size", "max"] {
+        options.remove(k);
+    }
+    if let Some(c) = options::capped(cmd)? {
+        options.extend(c);
     }
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
@@ -861,11 +1017,16 @@ pub(super) async fn coll_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     for (n, v) in &s.index_sizes {
         sizes.insert(n.clone(), sc(*v));
     }
-    Ok(doc! {
+    let mut reply = doc! {
         "ns": s.ns, "count": s.count as i64, "size": sc(s.size), "avgObjSize": s.avg_obj_size as i64,
         "storageSize": sc(s.storage_size), "nindexes": s.nindexes as i32, "totalIndexSize": sc(s.total_index_size),
-        "totalSize": sc(s.storage_size + s.total_index_size), "indexSizes": sizes, "scaleFactor": scale as i64, "capped": false,
-    })
+        "totalSize": sc(s.storage_size + s.total_index_size), "indexSizes": sizes, "scaleFactor": scale as i64, "capped": s.capped.is_some(),
+    };
+    if let Some((max_size, max)) = s.capped {
+        reply.insert("maxSize", sc(max_size));
+        reply.insert("max", max.map(|m| m as i64).unwrap_or(0));
+    }
+    Ok(reply)
 }
 
 pub(super) async fn db_stats(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
@@ -953,11 +1114,11 @@ pub(super) async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     };
     let filter = Filter::parse(&filter_doc)?;
     let sort = if sort_key.is_empty() { None } else { sort_of(&inner, sort_key)? };
-    let hint = hint_of(&inner);
+    let hint = hint_of(&inner)?;
     let db = ctx.db.clone();
     let ns = format!("{db}.{coll}");
     let summary = ctx
-        .blocking(move |e, _| Ok(e.plan_summary(&db, &coll, &filter, sort.as_ref(), hint.as_ref())))
+        .blocking(move |e, _| e.plan_summary_checked(&db, &coll, &filter, sort.as_ref(), hint.as_ref()))
         .await?;
     ctx.op.set_plan_summary(summary.clone());
     Ok(doc! {

@@ -812,6 +812,7 @@ mod tests {
             startup_warnings: Vec::new(),
             process_id: bson::oid::ObjectId::new(),
             failpoints: Default::default(),
+            capped_inserts: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -284,6 +284,11 @@ async fn dispatch_inner(
         }
     }
     let deadline = parse_max_time(&cmd)?;
+    // An awaitData cursor's getMore takes maxTimeMS as how long to wait for new data (mongod's
+    // getMore), not as a deadline: the handler waits that long at most.
+    let await_data_get_more = spec.handler == table::Handler::GetMore
+        && cmd.get("getMore").and_then(util::as_i64).is_some_and(|id| state.cursors.is_await_data(id));
+    let deadline = if await_data_get_more { None } else { deadline };
     let wc = crate::writeconcern::parse(&name, &cmd, state.engine.is_durable())?;
     crate::readconcern::check(&cmd)?;
     let users = conn.info.users();

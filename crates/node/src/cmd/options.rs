@@ -146,6 +146,13 @@ pub fn find(cmd: &Document) -> Result<LetVars, CommandError> {
     refuse_if_set(cmd, "returnKey", "find's returnKey")?;
     refuse_if_set(cmd, "showRecordId", "find's showRecordId")?;
     refuse_if_set(cmd, "term", "find's term (replication)")?;
+    refuse_if_set(cmd, "includeQueryStatsMetrics", "includeQueryStatsMetrics (query stats)")?;
+    // Accepted because they change nothing a client can observe on this node, as on a
+    // standalone mongod: `readOnce` only tells mongod's storage engine not to keep what it reads
+    // in its cache (the node's documents are all in memory, there is no cache to spare);
+    // `allowPartialResults` is mongos's (a standalone has every document); `oplogReplay` is
+    // ignored by mongod since 4.4. `tailable`, `awaitData`, `noCursorTimeout`, `hint`, `min`/`max`
+    // and `allowDiskUse` are implemented.
     LetVars::parse(cmd.get("let"))
 }
 
@@ -171,6 +178,11 @@ pub fn aggregate(cmd: &Document) -> Result<LetVars, CommandError> {
     refuse_if_set(cmd, "fromMongos", "aggregate's fromMongos (sharding)")?;
     refuse_if_set(cmd, "needsMerge", "aggregate's needsMerge (sharding)")?;
     refuse_if_set(cmd, "isMapReduceCommand", "mapReduce")?;
+    refuse_if_set(cmd, "includeQueryStatsMetrics", "includeQueryStatsMetrics (query stats)")?;
+    // `bypassDocumentValidation` is a semantic no-op here: the node has no collection
+    // validators (`create` refuses them), so there is never a validation to bypass. `hint` is
+    // honoured by the collection read (2 BadValue when it names no index).
+    no_validation_to_bypass(cmd)?;
     if let Some(c) = util::opt_doc(cmd, "cursor")? {
         known(c, "aggregate.cursor", &["batchSize"], false)?;
     }
@@ -189,15 +201,32 @@ pub fn distinct(cmd: &Document) -> Result<(), CommandError> {
     collation(cmd)
 }
 
+/// `bypassDocumentValidation` (insert, update, findAndModify, aggregate): a bool (14 otherwise,
+/// as mongod's IDL), which changes nothing because the node has no collection validators
+/// (`create` refuses them): there is never a validation to bypass.
+fn no_validation_to_bypass(cmd: &Document) -> Result<(), CommandError> {
+    match cmd.get("bypassDocumentValidation") {
+        None | Some(Bson::Null | Bson::Boolean(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_)) => {
+            Ok(())
+        }
+        Some(other) => Err(CommandError::type_mismatch(format!(
+            "BSON field 'bypassDocumentValidation' is the wrong type '{}', expected types '[bool, long, int, decimal, double]'",
+            util::type_name(other)
+        ))),
+    }
+}
+
 /// `insert` (write_commands.idl).
 pub fn insert(cmd: &Document) -> Result<(), CommandError> {
-    known(cmd, "insert", &["insert", "documents", "ordered", "bypassDocumentValidation"], true)
+    known(cmd, "insert", &["insert", "documents", "ordered", "bypassDocumentValidation"], true)?;
+    no_validation_to_bypass(cmd)
 }
 
 /// `update` and its statements (write_commands.idl, as mongod 7.0 has them: no statement
 /// `sort`); returns the command's `let`.
 pub fn update(cmd: &Document) -> Result<LetVars, CommandError> {
     known(cmd, "update", &["update", "updates", "ordered", "bypassDocumentValidation", "let"], true)?;
+    no_validation_to_bypass(cmd)?;
     if let Some(Bson::Array(stmts)) = cmd.get("updates") {
         for s in stmts {
             if let Bson::Document(s) = s {
@@ -276,10 +305,12 @@ pub fn find_and_modify(cmd: &Document, name: &str) -> Result<LetVars, CommandErr
         }
     }
     collation(cmd)?;
+    no_validation_to_bypass(cmd)?;
     LetVars::parse(cmd.get("let"))
 }
 
-/// `create` (create.idl): the options the node stores and honours (`capped`, `size`, `max`,
+/// `create` (create.idl): the options the node stores and honours (`capped`, `size`, `max`: a
+/// capped collection, enforced by the engine;
 /// `idIndex`, `storageEngine`, `indexOptionDefaults`, `autoIndexId`, `flags`, `temp`);
 /// validators, views, time-series, clustered and encrypted collections, change-stream images
 /// and non-simple collations are refused.
@@ -323,6 +354,7 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
         refuse_if_set(cmd, k, what)?;
     }
     clustered_index(cmd)?;
+    capped(cmd)?;
     // Change streams are refused (`$changeStream`), so whether pre- and post-images would be
     // recorded for them can never be observed: the option is validated and stored.
     match cmd.get("changeStreamPreAndPostImages") {
@@ -350,6 +382,71 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
         Some(other) => return Err(enum_error("validationAction", other, "error, warn")),
     }
     Ok(())
+}
+
+/// `create`'s `capped`, `size` and `max` as mongod 7.0's IDL and `create` check them (`size` in
+/// [1, 1 PB], required when capped; `max` < 2^31), returned as mongod stores them: for a capped
+/// collection `{capped: true, size: <rounded up to a multiple of 256>, max}` (`max` only when
+/// positive), nothing for another.
+pub fn capped(cmd: &Document) -> Result<Option<Document>, CommandError> {
+    const PB: i64 = 1 << 50;
+    let num = |k: &str| -> Result<Option<i64>, CommandError> {
+        match cmd.get(k) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(b @ (Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_))) => {
+                util::as_i64(b).map(Some).ok_or_else(|| {
+                    CommandError::bad_value(format!("BSON field 'create.{k}' must be a whole number"))
+                })
+            }
+            Some(other) => Err(CommandError::type_mismatch(format!(
+                "BSON field 'create.{k}' is the wrong type '{}', expected types '[long, int, decimal, double]'",
+                util::type_name(other)
+            ))),
+        }
+    };
+    let size = num("size")?;
+    let max = num("max")?;
+    if let Some(n) = size
+        && !(1..=PB).contains(&n)
+    {
+        let bound = if n < 1 { "value must be >= 1" } else { "value must be <= 1125899906842624" };
+        return Err(CommandError::location(
+            51024,
+            format!("BSON field 'create.size' {bound}, actual value '{n}'"),
+        ));
+    }
+    if let Some(n) = max
+        && n >= 1 << 31
+    {
+        return Err(CommandError::location(
+            51024,
+            format!("BSON field 'create.max' value must be < 2147483648, actual value '{n}'"),
+        ));
+    }
+    let is_capped = match cmd.get("capped") {
+        None | Some(Bson::Null) => false,
+        Some(Bson::Boolean(b)) => *b,
+        Some(b @ (Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))) => util::truthy(b),
+        Some(other) => {
+            return Err(CommandError::type_mismatch(format!(
+                "BSON field 'create.capped' is the wrong type '{}', expected type 'bool'",
+                util::type_name(other)
+            )));
+        }
+    };
+    if !is_capped {
+        return Ok(None);
+    }
+    let Some(size) = size else {
+        return Err(CommandError::invalid_options("the 'size' field is required when 'capped' is true"));
+    };
+    let rounded = (size + 0xff) & !0xff;
+    let number = |n: i64| i32::try_from(n).map(Bson::Int32).unwrap_or(Bson::Int64(n));
+    let mut d = bson::doc! {"capped": true, "size": number(rounded)};
+    if let Some(m) = max.filter(|m| *m > 0) {
+        d.insert("max", number(m));
+    }
+    Ok(Some(d))
 }
 
 /// `create`'s `clusteredIndex`: the engine keeps every collection as an ordered map by `_id`, which
@@ -493,6 +590,40 @@ mod tests {
         );
         let bad = doc! {"create": "c", "clusteredIndex": {"key": {"a": 1}, "unique": true}};
         assert_eq!(clustered_index(&bad).unwrap_err().code, 72);
+    }
+
+    #[test]
+    fn capped_options_are_checked_and_normalized_as_mongod_stores_them() {
+        assert_eq!(
+            capped(&doc! {"create": "c", "capped": true, "size": 1000, "max": 5}).unwrap(),
+            Some(doc! {"capped": true, "size": 1024, "max": 5})
+        );
+        assert_eq!(
+            capped(&doc! {"create": "c", "capped": true, "size": 4096, "max": 0}).unwrap(),
+            Some(doc! {"capped": true, "size": 4096})
+        );
+        assert_eq!(capped(&doc! {"create": "c", "capped": false, "size": 4096}).unwrap(), None);
+        assert_eq!(capped(&doc! {"create": "c", "capped": true}).unwrap_err().code, 72);
+        assert_eq!(capped(&doc! {"create": "c", "capped": true, "size": 0}).unwrap_err().code, 51024);
+        assert_eq!(
+            capped(&doc! {"create": "c", "capped": true, "size": 10, "max": 1i64 << 31}).unwrap_err().code,
+            51024
+        );
+        assert_eq!(capped(&doc! {"create": "c", "capped": "yes", "size": 10}).unwrap_err().code, 14);
+        assert_eq!(create(&doc! {"create": "c", "capped": true}).unwrap_err().code, 72);
+    }
+
+    #[test]
+    fn options_without_effect_are_typed_and_the_unimplemented_refused() {
+        assert!(insert(&doc! {"insert": "c", "documents": [], "bypassDocumentValidation": true}).is_ok());
+        let e = insert(&doc! {"insert": "c", "documents": [], "bypassDocumentValidation": "x"}).unwrap_err();
+        assert_eq!(e.code, 14);
+        let e = update(&doc! {"update": "c", "updates": [], "bypassDocumentValidation": {}}).unwrap_err();
+        assert_eq!(e.code, 14);
+        assert!(find(&doc! {"find": "c", "readOnce": true, "allowPartialResults": true}).is_ok());
+        assert_eq!(find(&doc! {"find": "c", "includeQueryStatsMetrics": true}).unwrap_err().code, 115);
+        let agg = doc! {"aggregate": "c", "pipeline": [], "cursor": {}, "includeQueryStatsMetrics": true};
+        assert_eq!(aggregate(&agg).unwrap_err().code, 115);
     }
 
     #[test]
