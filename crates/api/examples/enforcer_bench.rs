@@ -682,6 +682,11 @@ fn node_cpu_is_ours() -> bool {
 }
 static NODE_CPU_IS_OURS: AtomicU64 = AtomicU64::new(0);
 
+/// The transport, the nodes' addresses and their CPU clock.
+type Setup = (Arc<dyn NodeTransport>, Vec<String>, Box<dyn Fn() -> f64>);
+/// A result row: its label and what it reads of a window.
+type Row = (String, Box<dyn Fn(&Window) -> f64>);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -722,41 +727,40 @@ async fn run(args: Vec<String>) {
     let counts = Arc::new(Counts::default());
 
     let mut child = None;
-    let (transport, addresses, node_cpu): (Arc<dyn NodeTransport>, Vec<String>, Box<dyn Fn() -> f64>) =
-        if embedded {
-            let mut c = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["__nodes", &nodes.to_string(), &ops.to_string()])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
-            let addresses: Vec<String> = line
-                .trim()
-                .strip_prefix("READY ")
-                .expect("the child's READY line")
-                .split(' ')
-                .map(str::to_owned)
-                .collect();
-            let pid = c.id();
-            child = Some(c);
-            let driver = docplane_driver::Driver::new(DriverConfig::default());
-            let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: driver, counts: counts.clone() });
-            (t, addresses, Box::new(move || cpu_of(&pid.to_string(), ticks)))
-        } else {
-            let (asks, tid, bytes) = spawn_nodes(nodes, ops);
-            println!("scripted entries: {bytes} bytes each on average (BSON)");
-            NODE_CPU_IS_OURS.store(1, Ordering::Relaxed);
-            let addresses: Vec<String> = (0..nodes).map(|i| format!("db{i}.example:27017")).collect();
-            let mut index = HashMap::new();
-            for i in 0..nodes {
-                index.insert(format!("inst{:03}-no{:02}", i / NODES_PER_INSTANCE, i % NODES_PER_INSTANCE), i);
-            }
-            let scripted = Scripted { config: DriverConfig::default(), asks, index };
-            let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: scripted, counts: counts.clone() });
-            (t, addresses, Box::new(move || cpu_of(&tid, ticks)))
-        };
+    let (transport, addresses, node_cpu): Setup = if embedded {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["__nodes", &nodes.to_string(), &ops.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addresses: Vec<String> = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("the child's READY line")
+            .split(' ')
+            .map(str::to_owned)
+            .collect();
+        let pid = c.id();
+        child = Some(c);
+        let driver = docplane_driver::Driver::new(DriverConfig::default());
+        let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: driver, counts: counts.clone() });
+        (t, addresses, Box::new(move || cpu_of(&pid.to_string(), ticks)))
+    } else {
+        let (asks, tid, bytes) = spawn_nodes(nodes, ops);
+        println!("scripted entries: {bytes} bytes each on average (BSON)");
+        NODE_CPU_IS_OURS.store(1, Ordering::Relaxed);
+        let addresses: Vec<String> = (0..nodes).map(|i| format!("db{i}.example:27017")).collect();
+        let mut index = HashMap::new();
+        for i in 0..nodes {
+            index.insert(format!("inst{:03}-no{:02}", i / NODES_PER_INSTANCE, i % NODES_PER_INSTANCE), i);
+        }
+        let scripted = Scripted { config: DriverConfig::default(), asks, index };
+        let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: scripted, counts: counts.clone() });
+        (t, addresses, Box::new(move || cpu_of(&tid, ticks)))
+    };
     let instances = seed(&store, &addresses).await;
 
     // Warm-up: one short window per setting, not reported.
@@ -791,8 +795,8 @@ async fn run(args: Vec<String>) {
         println!("| measurement | pushdown off | pushdown on | on / off |");
         println!("|---|---|---|---|");
         let m = |on: bool, f: &dyn Fn(&Window) -> f64| median(results[&on].iter().map(f).collect());
-        let rows: Vec<(String, Box<dyn Fn(&Window) -> f64>)> = {
-            let mut rows: Vec<(String, Box<dyn Fn(&Window) -> f64>)> = vec![
+        let rows: Vec<Row> = {
+            let mut rows: Vec<Row> = vec![
                 ("control-plane CPU s per s".into(), Box::new(|w: &Window| w.cpu_per_s)),
                 // Independent of how many passes the machine let run in the window.
                 (
