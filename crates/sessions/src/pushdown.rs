@@ -44,7 +44,7 @@ fn clamp_i64(n: u64) -> i64 {
 /// word, ASCII case ignored. Not the `i` option: PCRE's caseless matching also folds non-ASCII
 /// characters (the Kelvin sign matches `k`), `eq_ignore_ascii_case` does not. `None` if `word` is
 /// not made of [A-Za-z0-9_] (the API accepts only stage names).
-fn word_pattern(word: &str) -> Option<String> {
+pub(crate) fn word_pattern(word: &str) -> Option<String> {
     if word.is_empty() || !word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return None;
     }

@@ -17,11 +17,22 @@
 //! `max_concurrency` oldest (when set): the newest are the surplus, as the vendor's console
 //! describes a concurrency cap; the oldest keep running. Protected operations are neither killed
 //! nor counted.
+//!
+//! On MongoDB 3.6+ the enforcer asks the node only for the entries a pass can need
+//! ([`candidate_predicate`], a `$match` after `$currentOp`): every active operation with an opid
+//! that matches at least one rule's criteria (for a rule with `secs_running` and no
+//! `max_concurrency`, only those running longer than the limit: the others can neither be its
+//! victims nor count), and every entry that makes a connection docplane's (a tagged read under
+//! docplane's application name, which the rails need). The predicate may let through more than
+//! that (it is a superset wherever an exact form would be costly or version-dependent); the pass
+//! then applies the same rails and [`victims`] to what it got as it would to every entry, so the
+//! victims are the same. MongoDB 3.4 is read whole and selected here.
 
 use std::collections::HashSet;
 
+use docplane_driver::ops::OWN_TAG_PREFIX;
 use docplane_store::{GroupType, InstanceMode, KillOpRule};
-use mongodb::bson::Document;
+use mongodb::bson::{Bson, Document, doc};
 
 use crate::record::SessionRecord;
 use crate::select;
@@ -165,8 +176,116 @@ pub fn victims(rule: &KillOpRule, ops: &[RuleOp<'_>], skip: &HashSet<usize>) -> 
     out
 }
 
+/// `{path: {$gte: prefix, $lt: <prefix with its last byte + 1>}}`: the strings that start with
+/// `prefix` (BSON orders strings bytewise), without a regex. `prefix` must end in an ASCII byte
+/// below 0x7f (every caller's ends in `.`, `:`).
+fn starts_with(path: &str, prefix: &str) -> Document {
+    let mut upper = prefix.to_owned();
+    let last = upper.pop().map_or(0, |c| c as u32 + 1);
+    upper.push(char::from_u32(last).unwrap_or('\u{7f}'));
+    doc! {path: {"$gte": prefix, "$lt": upper}}
+}
+
+fn one_or_all(mut conjuncts: Vec<Document>) -> Document {
+    match conjuncts.len() {
+        0 => Document::new(),
+        1 => conjuncts.remove(0),
+        _ => doc! {"$and": conjuncts.into_iter().map(Bson::Document).collect::<Vec<_>>()},
+    }
+}
+
+fn any_of(alternatives: Vec<Document>) -> Document {
+    doc! {"$or": alternatives.into_iter().map(Bson::Document).collect::<Vec<_>>()}
+}
+
+/// A predicate every operation [`matches`] `rule` satisfies, and, when the rule has
+/// `secs_running` but no `max_concurrency`, every operation it can kill (running longer than
+/// the limit). A criterion the rule spells in a way the vocabulary does not allow (an empty
+/// namespace or address, a `none` type, a plan summary that is not one word) is left out: the
+/// predicate then lets more through, never less.
+pub fn rule_predicate(rule: &KillOpRule) -> Document {
+    let mut all = Vec::new();
+    let types = &rule.operation_types;
+    // `op` missing or not a string is `none` to the record: only `{op: {$in}}` for real types.
+    if !types.is_empty() && !types.iter().any(|t| t == "none") {
+        all.push(doc! {"op": {"$in": types.clone()}});
+    }
+    if !rule.namespaces.is_empty() && !rule.namespaces.iter().any(String::is_empty) {
+        let mut alternatives = Vec::new();
+        for n in &rule.namespaces {
+            alternatives.push(doc! {"ns": n});
+            if !n.contains('.') {
+                alternatives.push(starts_with("ns", &format!("{n}.")));
+            }
+        }
+        all.push(any_of(alternatives));
+    }
+    if !rule.client_ips.is_empty() && !rule.client_ips.iter().any(String::is_empty) {
+        // `host_of` of `client` (or `client_s`): the address alone, or followed by `:port`.
+        let mut alternatives = Vec::new();
+        for field in ["client", "client_s"] {
+            alternatives.push(doc! {field: {"$in": rule.client_ips.clone()}});
+            for ip in &rule.client_ips {
+                alternatives.push(starts_with(field, &format!("{ip}:")));
+            }
+        }
+        all.push(any_of(alternatives));
+    }
+    if !rule.plan_summary.is_empty()
+        && let Some(word) = crate::pushdown::word_pattern(&rule.plan_summary)
+    {
+        let in_plan = doc! {"planSummary": {"$regex": word}};
+        if rule.plan_summary == "AGGREGATE" {
+            all.push(any_of(vec![doc! {"command.aggregate": {"$exists": true}}, in_plan]));
+        } else {
+            all.push(in_plan);
+        }
+    }
+    // Without a cap, an operation under the limit is neither killed nor counted. The running
+    // time is `microsecs_running`, else `secs_running` (`SessionRecord::summary`): either above
+    // the limit lets the entry through.
+    if rule.max_concurrency <= 0
+        && rule.secs_running > 0
+        && let Some(limit_us) = rule.secs_running.checked_mul(1_000_000)
+    {
+        all.push(any_of(vec![
+            doc! {"microsecs_running": {"$gt": limit_us}},
+            doc! {"secs_running": {"$gt": rule.secs_running}},
+        ]));
+    }
+    one_or_all(all)
+}
+
+/// The `$match` predicate of an enforcement pass of `rules` (module doc): active operations with
+/// an opid matching at least one rule's [`rule_predicate`], and the entries that make a
+/// connection docplane's (`app_name`'s tagged reads, as `service::own_connections` finds them).
+pub fn candidate_predicate(rules: &[KillOpRule], app_name: &str) -> Document {
+    let tag_fields = [
+        "command.comment",
+        "command.$comment",
+        "query.comment",
+        "query.$comment",
+        "cursor.originatingCommand.comment",
+        "cursor.originatingCommand.$comment",
+    ];
+    let tagged = any_of(tag_fields.iter().map(|f| starts_with(f, OWN_TAG_PREFIX)).collect());
+    let under_app =
+        any_of(vec![doc! {"appName": app_name}, doc! {"clientMetadata.application.name": app_name}]);
+    let own = doc! {"$and": [tagged, under_app]};
+    if rules.is_empty() {
+        return own;
+    }
+    let ops = doc! {
+        "active": true,
+        "opid": {"$exists": true},
+        "$or": rules.iter().map(|r| Bson::Document(rule_predicate(r))).collect::<Vec<_>>(),
+    };
+    any_of(vec![ops, own])
+}
+
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     fn rec(id: &str, op: &str, ns: &str, client: &str, plan: &str, us: u64) -> SessionRecord {
@@ -286,6 +405,39 @@ mod tests {
         got.sort_unstable();
         // 4 runs longer than 3 s; of 3, 2, 1 the oldest (3) stays.
         assert_eq!(got, ["1", "2", "4"]);
+    }
+
+    #[test]
+    fn predicates_take_only_what_a_pass_can_need() {
+        assert_eq!(starts_with("ns", "shop."), doc! {"ns": {"$gte": "shop.", "$lt": "shop/"}});
+        assert_eq!(
+            starts_with("client", "10.0.0.5:"),
+            doc! {"client": {"$gte": "10.0.0.5:", "$lt": "10.0.0.5;"}}
+        );
+        let time =
+            doc! {"$or": [{"microsecs_running": {"$gt": 5_000_000_i64}}, {"secs_running": {"$gt": 5_i64}}]};
+        // Types only, and the time limit (no cap: the rest can neither be killed nor counted).
+        assert_eq!(rule_predicate(&rule(5, 0)), doc! {"$and": [{"op": {"$in": ["query", "command"]}}, time]});
+        // With a cap every matching operation counts: no time condition.
+        assert_eq!(rule_predicate(&rule(5, 2)), doc! {"op": {"$in": ["query", "command"]}});
+        let mut k = rule(0, 2);
+        k.namespaces = vec!["shop".into()];
+        k.plan_summary = "AGGREGATE".into();
+        let p = rule_predicate(&k);
+        let all = p.get_array("$and").unwrap();
+        assert_eq!(
+            all[1],
+            Bson::Document(doc! {"$or": [{"ns": "shop"}, {"ns": {"$gte": "shop.", "$lt": "shop/"}}]})
+        );
+        assert!(all[2].as_document().unwrap().to_string().contains("command.aggregate"), "{p}");
+        // Outside the vocabulary a criterion is dropped (more is read, never less).
+        k.operation_types = vec!["none".into()];
+        k.namespaces = vec![String::new()];
+        k.plan_summary = "IX SCAN".into();
+        assert_eq!(rule_predicate(&k), Document::new());
+        // No rules: only the entries the rails need.
+        let own = candidate_predicate(&[], "docplane-control");
+        assert!(own.contains_key("$and") && own.to_string().contains("docplane;"), "{own}");
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct KillResult {
 pub struct SessionService {
     transport: Arc<dyn NodeTransport>,
     store: Arc<dyn MetaStore>,
+    /// Whether an enforcement pass asks a 3.6+ node only for its candidates
+    /// ([`crate::rules::candidate_predicate`]); off, it reads every entry, as on 3.4.
+    rule_pushdown: bool,
 }
 
 impl std::fmt::Debug for SessionService {
@@ -128,7 +131,16 @@ struct Candidate {
 impl SessionService {
     /// A service over `transport` (the node driver) recording in `store`.
     pub fn new(transport: Arc<dyn NodeTransport>, store: Arc<dyn MetaStore>) -> Self {
-        Self { transport, store }
+        Self { transport, store, rule_pushdown: true }
+    }
+
+    /// The same service with the enforcement pass's pushdown on (the default) or off (every
+    /// pass reads the node's whole `$currentOp`, as it does on MongoDB 3.4). The victims are the
+    /// same either way; off only costs more (the enforcer benchmark compares the two).
+    #[must_use]
+    pub fn with_rule_pushdown(mut self, enabled: bool) -> Self {
+        self.rule_pushdown = enabled;
+        self
     }
 
     /// The transport.
@@ -211,6 +223,16 @@ impl SessionService {
             Some(ids) if !ids.iter().any(|id| matches!(id, SessionId::Idle(_))) => Some(opid_predicate(ids)),
             _ => None,
         };
+        self.candidates_where(node, predicate).await
+    }
+
+    /// [`SessionService::candidates`] of the entries `predicate` selects on the node (all when
+    /// `None`).
+    async fn candidates_where(
+        &self,
+        node: NodeRef<'_>,
+        predicate: Option<Document>,
+    ) -> Result<(SessionSettings, Vec<Candidate>)> {
         let (settings, entries) = tokio::join!(
             self.settings(node),
             ops::current_op_entries(self.transport(), node.target, predicate)
@@ -401,7 +423,9 @@ pub struct ObserveMemory {
 
 impl SessionService {
     /// One enforcement pass of `rules` (the enabled rules that apply to this node) on one node:
-    /// one `$currentOp` read with the instance's settings, the rails applied to every entry, then
+    /// one `$currentOp` read with the instance's settings (on MongoDB 3.6+ only the entries
+    /// [`crate::rules::candidate_predicate`] selects: the operations some rule matches and
+    /// docplane's own connections), the rails applied to every entry read, then
     /// per rule (in order; an operation claimed by an earlier rule is not matched again) the
     /// [`crate::rules::victims`]. A killing rule commits a kill record naming it (principal
     /// `rule:<id>`, `rule_id`, the rule, `mode`) before its killOps, then kills, verifies and
@@ -417,7 +441,13 @@ impl SessionService {
         source: &str,
         memory: &mut ObserveMemory,
     ) -> Result<Vec<RuleAction>> {
-        let (settings, candidates) = self.candidates(node, None).await?;
+        let predicate =
+            if self.rule_pushdown && self.transport.version(node.target).await?.has_current_op_stage() {
+                Some(crate::rules::candidate_predicate(rules, &self.transport.config().app_name))
+            } else {
+                None
+            };
+        let (settings, candidates) = self.candidates_where(node, predicate).await?;
         let eligible: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| c.record.active && c.record.has_opid && c.protection.is_none())
