@@ -349,7 +349,10 @@ async fn a_plan_summary_rule_refuses_when_the_plan_is_known() {
 #[ignore = "benchmark: prints figures"]
 async fn bench_native_rule_kill_latency() {
     let n = start().await;
-    let (control, app) = clients(&n).await;
+    let control = n.root(CONTROL).await;
+    // One connection per sleep: none waits for the pool before it reaches the node.
+    let uri = format!("{}&appName=bench&maxPoolSize=100&serverSelectionTimeoutMS=5000", n.root_uri());
+    let app = Client::with_uri_str(uri).await.unwrap();
     install(&control, vec![rule("limit", "bench", 2, 0, "kill")], &[]).await;
     let mut sleeps = Vec::new();
     for _ in 0..60 {
