@@ -148,7 +148,8 @@ fn plan_matches(rule: &NodeRule, op: &OpView<'_>) -> bool {
 
 /// Whether `rule` can decide on the operation only once its plan summary is known.
 pub fn needs_plan(rule: &NodeRule, op: &OpView<'_>) -> bool {
-    !rule.plan_summary.is_empty() && !(rule.plan_summary == "AGGREGATE" && op.is_aggregate)
+    let decided_by_command = rule.plan_summary == "AGGREGATE" && op.is_aggregate;
+    !(rule.plan_summary.is_empty() || decided_by_command)
 }
 
 /// Whether `rule` matches the operation: each set criterion "any of" its values (the port of
