@@ -118,9 +118,11 @@ fn killed_by_interrupt(r: &(mongodb::error::Result<Document>, Duration)) -> bool
     matches!(&r.0, Err(e) if error_code(e) == Some(11601))
 }
 
+/// The polling enforcer (a node without `docplaneKillOpRules`, as any MongoDB); the embedded
+/// node's native enforcement is `tests/rules_native.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforcer_applies_rules_to_a_registered_node() {
-    let h = Harness::start().await;
+    let h = Harness::start_polled().await;
     let app = client_as(h.node_addr, "shop-app");
     let guarded = client_as(h.node_addr, "nightly-backup");
     // The instance protects one application: no rule may touch it.
@@ -234,7 +236,7 @@ async fn enforcer_applies_rules_to_a_registered_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: prints figures"]
 async fn bench_rule_kill_latency() {
-    let h = Harness::start().await;
+    let h = Harness::start_polled().await;
     let app = client_as(h.node_addr, "bench-app");
     enabled_rule(
         &h,

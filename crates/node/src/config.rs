@@ -42,6 +42,10 @@ pub struct NodeConfig {
     pub cursor_timeout: Duration,
     /// Maximum number of simultaneous connections; further ones are closed at accept.
     pub max_connections: usize,
+    /// Runs `docplaneKillOpRules` (the control plane's native kill-op rule enforcement,
+    /// [`crate::rules`]). Off, the node answers it 59 CommandNotFound, as any MongoDB does, and
+    /// the control plane polls it instead. Default on.
+    pub native_kill_op_rules: bool,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +63,7 @@ impl Default for NodeConfig {
             sync_every_write: false,
             cursor_timeout: Duration::from_secs(600),
             max_connections: 1_000_000,
+            native_kill_op_rules: true,
         }
     }
 }

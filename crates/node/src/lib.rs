@@ -21,6 +21,7 @@ pub mod ops;
 pub mod readconcern;
 pub mod redact;
 pub mod reply;
+pub mod rules;
 pub mod server;
 pub mod sessions;
 pub mod state;

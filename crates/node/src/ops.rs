@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bson::Document;
@@ -29,6 +29,9 @@ use crate::conn::ConnInfo;
 pub const KILL_INTERRUPTED: i32 = 11601;
 /// Killed because the node shuts down.
 pub const KILL_SHUTDOWN: i32 = 11600;
+/// Refused by a kill-op rule's `max_concurrency` once its plan summary was known
+/// ([`crate::rules`]): the check fails with the refusal [`OpState::refuse`] stored.
+pub const KILL_REFUSED: i32 = crate::rules::REFUSED_CODE;
 
 /// Kill state and counters shared by an op and its interrupt handles.
 #[derive(Debug)]
@@ -40,6 +43,8 @@ pub struct OpState {
     /// Set when the deadline passed (by the timer [`OpState::arm_deadline`] starts).
     expired: AtomicBool,
     timer: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The error of a refusal ([`KILL_REFUSED`]).
+    refusal: OnceLock<CommandError>,
 }
 
 impl Drop for OpState {
@@ -61,6 +66,7 @@ impl OpState {
             yields: AtomicU64::new(0),
             expired: AtomicBool::new(false),
             timer: Mutex::new(None),
+            refusal: OnceLock::new(),
         }
     }
     /// Starts the timer that marks the state expired at its deadline (on the current runtime;
@@ -87,6 +93,20 @@ impl OpState {
             self.tx.send_replace(code);
         }
     }
+    /// Refuses the op with `error` (a kill-op rule's admission refusal): its checks fail with
+    /// it from now on (unless it was killed before).
+    pub fn refuse(&self, error: CommandError) {
+        if self.refusal.set(error).is_ok() {
+            self.kill(KILL_REFUSED);
+        }
+    }
+    /// The refusal, when the op was refused rather than killed.
+    pub fn refused(&self) -> Option<CommandError> {
+        match self.kill.load(Ordering::Acquire) {
+            KILL_REFUSED => self.refusal.get().cloned(),
+            _ => None,
+        }
+    }
     /// Whether a kill is pending.
     pub fn killed(&self) -> bool {
         self.kill.load(Ordering::Acquire) != 0
@@ -96,6 +116,9 @@ impl OpState {
         match self.kill.load(Ordering::Acquire) {
             0 => {}
             KILL_SHUTDOWN => return Some(CommandError::interrupted_at_shutdown()),
+            KILL_REFUSED => {
+                return Some(self.refusal.get().cloned().unwrap_or_else(CommandError::interrupted));
+            }
             _ => return Some(CommandError::interrupted()),
         }
         match self.deadline {
@@ -183,6 +206,14 @@ pub struct OpEntry {
     /// first time an op on a connection with known client metadata is reported; a connection runs
     /// one command at a time, so its metadata cannot change while the op lives).
     pub current_op_template: OnceLock<Document>,
+    /// The registry (for the kill-op rules waiting for the plan summary).
+    registry: Weak<OpRegistry>,
+    /// Its state under the installed kill-op rules ([`crate::rules`]).
+    pub rules: Mutex<crate::rules::OpRules>,
+    /// Whether its admission ran (rules installed later evaluate it then).
+    pub admitted: AtomicBool,
+    /// Whether a rule waits for its plan summary.
+    pub awaiting_plan: AtomicBool,
 }
 
 impl OpEntry {
@@ -190,9 +221,16 @@ impl OpEntry {
     pub fn interrupt(&self) -> OpInterrupt {
         OpInterrupt(self.state.clone())
     }
-    /// Records the plan summary (`COLLSCAN`, `IXSCAN { a: 1 }`).
+    /// Records the plan summary (`COLLSCAN`, `IXSCAN { a: 1 }`). The first time, the kill-op
+    /// rules waiting for it decide: a refusal fails the op's next check (before the plan runs).
     pub fn set_plan_summary(&self, s: String) {
         *self.plan_summary.lock() = Some(s);
+        if self.awaiting_plan.swap(false, Ordering::AcqRel)
+            && let Some(reg) = self.registry.upgrade()
+            && let Some(me) = reg.get(self.opid)
+        {
+            reg.rules.on_plan(&reg, &me);
+        }
     }
     /// Time since start.
     pub fn elapsed(&self) -> Duration {
@@ -224,11 +262,17 @@ pub struct NewOp {
 pub struct OpRegistry {
     next: AtomicI32,
     ops: Mutex<BTreeMap<i32, Arc<OpEntry>>>,
+    /// The kill-op rules the control plane installed.
+    pub rules: crate::rules::NativeRules,
 }
 
 impl Default for OpRegistry {
     fn default() -> Self {
-        OpRegistry { next: AtomicI32::new(1), ops: Mutex::new(BTreeMap::new()) }
+        OpRegistry {
+            next: AtomicI32::new(1),
+            ops: Mutex::new(BTreeMap::new()),
+            rules: crate::rules::NativeRules::default(),
+        }
     }
 }
 
@@ -242,11 +286,13 @@ pub struct OpGuard {
 impl Drop for OpGuard {
     fn drop(&mut self) {
         self.registry.ops.lock().remove(&self.entry.opid);
+        self.registry.rules.release(&self.entry);
     }
 }
 
 impl OpRegistry {
-    /// Registers an op; fails only when 2^31-1 opids have been used.
+    /// Registers an op; fails when 2^31-1 opids have been used, or with the refusal of a
+    /// kill-op rule's `max_concurrency` ([`crate::rules`]; the op is then gone again).
     pub fn register(self: &Arc<Self>, new: NewOp) -> Result<OpGuard, CommandError> {
         let opid =
             self.next
@@ -274,9 +320,15 @@ impl OpRegistry {
                 st
             },
             current_op_template: OnceLock::new(),
+            registry: Arc::downgrade(self),
+            rules: Mutex::new(crate::rules::OpRules::default()),
+            admitted: AtomicBool::new(false),
+            awaiting_plan: AtomicBool::new(false),
         });
         self.ops.lock().insert(opid, entry.clone());
-        Ok(OpGuard { registry: self.clone(), entry })
+        let guard = OpGuard { registry: self.clone(), entry };
+        self.rules.admit(self, &guard.entry)?;
+        Ok(guard)
     }
     /// The op with this id.
     pub fn get(&self, opid: i32) -> Option<Arc<OpEntry>> {

@@ -61,6 +61,12 @@ impl KillRecorder {
         KillRecorder { record_id: uuid::Uuid::new_v4().simple().to_string(), scope, actor }
     }
 
+    /// A record with a chosen id (a node's rule event: derived from the event, so recording it
+    /// twice is refused by the store's one intent per record id).
+    pub fn with_id(record_id: String, scope: KillScope, actor: Actor) -> Self {
+        KillRecorder { record_id, scope, actor }
+    }
+
     /// The scope.
     pub fn scope(&self) -> &KillScope {
         &self.scope

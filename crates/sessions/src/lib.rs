@@ -13,7 +13,9 @@
 //! - [`kill`]: prepare (check all-or-nothing), send, verify;
 //! - [`privacy`], [`rails`]: the placeholder for literal values, the operations never killed;
 //! - [`rules`]: kill-op rules (matching, victims, node types), enforced by
-//!   [`SessionService::enforce`]; [`conns`]: connection statistics;
+//!   [`SessionService::enforce`], or by the node itself ([`native`]:
+//!   [`SessionService::enforce_native`] installs them and records the node's events);
+//!   [`conns`]: connection statistics;
 //! - [`audit`]: kill records (intent before killOp, outcome after) in the project's hash chain;
 //! - [`service`]: [`SessionService`], the one sequence every list and kill path runs.
 
@@ -22,6 +24,7 @@ pub mod conns;
 pub mod error;
 pub mod ids;
 pub mod kill;
+pub mod native;
 pub mod privacy;
 pub mod pushdown;
 pub mod rails;
@@ -34,6 +37,7 @@ pub use audit::{Actor, KillRecorder, KillScope};
 pub use error::{Result, SessionError};
 pub use ids::{MAX_KILL_IDS, SessionId, parse_session_ids};
 pub use kill::{KillOutcome, KillReport, KillStatus, PreparedKill};
+pub use native::{NativeMemory, NativeMode};
 pub use record::{KillTarget, SessionRecord};
 pub use select::{SessionFilter, SessionPage, SessionQuery};
 pub use service::{

@@ -457,6 +457,94 @@ mod tests {
         );
     }
 
+    /// The embedded node applies rules itself with a port of [`matches`]
+    /// (`docplane_node::rules`, which cannot depend on this crate): the two agree on every
+    /// combination of criteria and operation here, and on the vocabulary and the user rail.
+    #[test]
+    fn the_nodes_port_matches_alike() {
+        use docplane_node::auth::UserName;
+        use docplane_node::rules as node;
+        assert_eq!(node::RULE_OP_TYPES, RULE_OP_TYPES);
+        assert_eq!(node::RULE_PLAN_SUMMARIES, RULE_PLAN_SUMMARIES);
+        let types: [&[&str]; 3] = [&[], &["query"], &["insert", "command"]];
+        let namespaces: [&[&str]; 5] = [&[], &["shop"], &["shop.orders"], &["sho"], &["shop.orders.x"]];
+        let ips: [&[&str]; 3] = [&[], &["10.0.0.5"], &["10.0.0.50", "127.0.0.1"]];
+        let plans = ["", "COLLSCAN", "IXSCAN", "AGGREGATE", "sort_key_generator", "OR"];
+        let op_types = ["query", "command", "insert", "getmore"];
+        let op_namespaces = ["shop.orders", "shop.$cmd", "shop", "shopping.x", "admin.$cmd"];
+        let clients = ["10.0.0.5:41000", "127.0.0.1:1", "[::1]:5", "10.0.0.5"];
+        let op_plans = ["", "COLLSCAN", "IXSCAN { a: 1 }", "SORT_KEY_GENERATOR", "OR IXSCAN { b: 1 }"];
+        let mut checked = 0;
+        for t in types {
+            for n in namespaces {
+                for ip in ips {
+                    for plan in plans {
+                        let mut ours = rule(0, 0);
+                        ours.operation_types = t.iter().map(|s| (*s).to_owned()).collect();
+                        ours.namespaces = n.iter().map(|s| (*s).to_owned()).collect();
+                        ours.client_ips = ip.iter().map(|s| (*s).to_owned()).collect();
+                        ours.plan_summary = plan.to_owned();
+                        let theirs = node::NodeRule {
+                            id: "r".into(),
+                            operation_types: ours.operation_types.clone(),
+                            namespaces: ours.namespaces.clone(),
+                            client_ips: ours.client_ips.clone(),
+                            plan_summary: ours.plan_summary.clone(),
+                            max_concurrency: 0,
+                            secs_running: 0,
+                            observe: false,
+                        };
+                        for op in op_types {
+                            for ns in op_namespaces {
+                                for client in clients {
+                                    for op_plan in op_plans {
+                                        for aggregate in [false, true] {
+                                            let r = rec("1", op, ns, client, op_plan, 0);
+                                            let view = node::OpView {
+                                                op_type: op,
+                                                namespace: ns,
+                                                client,
+                                                plan_summary: op_plan,
+                                                is_aggregate: aggregate,
+                                            };
+                                            assert_eq!(
+                                                matches(
+                                                    &ours,
+                                                    RuleOp { record: &r, is_aggregate: aggregate }
+                                                ),
+                                                node::matches(&theirs, &view),
+                                                "{ours:?} on {view:?}"
+                                            );
+                                            checked += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000);
+        for (entry, user, db) in [
+            ("app", "app", "admin"),
+            ("app@admin", "app", "admin"),
+            ("app@shop", "app", "admin"),
+            ("a@b", "a@b", "x"),
+            ("a@b@x", "a@b", "x"),
+            ("app@", "app", ""),
+            ("ap", "app", "admin"),
+        ] {
+            let ours = crate::rails::OpUser { user: user.into(), db: db.into() };
+            assert_eq!(
+                crate::rails::user_matches(entry, &ours),
+                node::user_matches(entry, &UserName::new(user, db)),
+                "{entry} {user}@{db}"
+            );
+        }
+        assert_eq!(node::CLUSTER_USER, crate::rails::CLUSTER_USER);
+    }
+
     #[test]
     fn vocabulary() {
         assert!(is_valid_rule_namespace("shop") && is_valid_rule_namespace("shop.orders"));

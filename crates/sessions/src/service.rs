@@ -148,6 +148,11 @@ impl SessionService {
         self.transport.as_ref()
     }
 
+    /// The store kill records go to.
+    pub(crate) fn store_ref(&self) -> &dyn MetaStore {
+        self.store.as_ref()
+    }
+
     /// The instance's session settings (defaults when none are stored or the instance is gone).
     /// A store failure is [`SessionError::NotRecorded`]: a kill cannot be recorded then either.
     pub async fn settings(&self, node: NodeRef<'_>) -> Result<SessionSettings> {

@@ -16,12 +16,20 @@
 //!
 //! A node's pass runs as its own task: a slow node (a kill waiting for its verification) delays
 //! only itself; a node whose previous pass is still running is skipped for that interval.
+//!
+//! Native enforcement: a node that runs docplane's `docplaneKillOpRules` (the embedded node)
+//! gets its applicable rules installed and enforces them itself (admission and deadlines, no
+//! polling); each pass then checks the installed generation (re-installing after a change or a
+//! node restart) and drains the node's events into kill records
+//! ([`docplane_sessions::SessionService::enforce_native`]). A node answering 59 CommandNotFound
+//! (any MongoDB) is polled as above. When a natively enforced node has no enabled rule any more,
+//! its passes go on with an empty rule set until the node holds it, so it stops enforcing.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use docplane_sessions::rules::applies_to;
-use docplane_sessions::{NodeRef, ObserveMemory, RuleAction};
+use docplane_sessions::{NativeMemory, NativeMode, NodeRef, ObserveMemory, RuleAction};
 use docplane_store::{EnforcedNode, GroupType, InstanceMode, KillOpRule, now_millis};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -89,15 +97,28 @@ pub fn spawn_enforcer(state: &AppState, config: EnforcerConfig) -> Enforcer {
     Enforcer { stop, task }
 }
 
+/// What the enforcer remembers of one node between passes.
+#[derive(Debug, Clone, Default)]
+struct NodeMemory {
+    /// Observed (rule, operation) pairs, when polled.
+    observe: ObserveMemory,
+    /// Native enforcement's state.
+    native: NativeMemory,
+    /// A natively enforced node that holds the empty rule set (nothing left to clear).
+    cleared: bool,
+}
+
 /// One node's slot between passes: its memory, or the pass holding it.
 enum Slot {
-    Idle(ObserveMemory),
-    Busy(JoinHandle<ObserveMemory>),
+    Idle(NodeMemory),
+    Busy(JoinHandle<NodeMemory>),
 }
 
 async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<bool>) {
     let mut slots: HashMap<String, Slot> = HashMap::new();
     let mut held: HashSet<String> = HashSet::new();
+    // Natively enforced nodes as last seen, to clear their rules once none is enabled.
+    let mut native: HashMap<String, EnforcedNode> = HashMap::new();
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl = i64::try_from(config.lease_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -106,7 +127,7 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let work = match state.store.enforced_nodes().await {
+        let mut work = match state.store.enforced_nodes().await {
             Ok(w) => w,
             Err(e) => {
                 state.metrics.store_error_of(crate::metrics::StoreErrorSource::Enforcer, &e);
@@ -114,6 +135,16 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
                 continue;
             }
         };
+        let listed: HashSet<String> = work.iter().map(|w| w.node.id.clone()).collect();
+        // A natively enforced node without enabled rules: passes with none, until it holds none.
+        native.retain(|id, _| {
+            listed.contains(id) || !slots.get(id).is_some_and(|s| matches!(s, Slot::Idle(m) if m.cleared))
+        });
+        for (id, last) in &native {
+            if !listed.contains(id) {
+                work.push(EnforcedNode { rules: Vec::new(), ..last.clone() });
+            }
+        }
         let ids: HashSet<String> = work.iter().map(|w| w.node.id.clone()).collect();
         // Nodes without enabled rules any more: forget them, give their leases up.
         for gone in held.iter().filter(|id| !ids.contains(*id)).cloned().collect::<Vec<_>>() {
@@ -130,8 +161,15 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
                 }
                 Some(Slot::Busy(h)) => h.await.unwrap_or_default(),
                 Some(Slot::Idle(m)) => m,
-                None => ObserveMemory::default(),
+                None => NodeMemory::default(),
             };
+            if matches!(memory.native.mode, NativeMode::Native) {
+                native.insert(id.clone(), EnforcedNode { rules: Vec::new(), ..w.clone() });
+            }
+            if memory.cleared && w.rules.is_empty() {
+                slots.insert(id, Slot::Idle(memory));
+                continue;
+            }
             match state.store.acquire_enforcer_lease(&id, &config.owner, now_millis(), ttl).await {
                 Ok(true) => {
                     held.insert(id.clone());
@@ -141,7 +179,7 @@ async fn run(state: AppState, config: EnforcerConfig, mut stop: watch::Receiver<
                 }
                 Ok(false) => {
                     held.remove(&id);
-                    slots.insert(id, Slot::Idle(ObserveMemory::default()));
+                    slots.insert(id, Slot::Idle(NodeMemory::default()));
                 }
                 Err(e) => {
                     state.metrics.store_error_of(crate::metrics::StoreErrorSource::Enforcer, &e);
@@ -177,7 +215,7 @@ pub fn applicable(rules: &[KillOpRule], mode: InstanceMode, group: GroupType) ->
 }
 
 /// One pass on one node; answers the node's memory for the next.
-async fn pass(state: AppState, w: EnforcedNode, owner: String, mut memory: ObserveMemory) -> ObserveMemory {
+async fn pass(state: AppState, w: EnforcedNode, owner: String, mut memory: NodeMemory) -> NodeMemory {
     match pass_inner(&state, &w, &owner, &mut memory).await {
         Ok(actions) => {
             for a in actions {
@@ -198,7 +236,7 @@ async fn pass_inner(
     state: &AppState,
     w: &EnforcedNode,
     owner: &str,
-    memory: &mut ObserveMemory,
+    memory: &mut NodeMemory,
 ) -> Result<Vec<RuleAction>, String> {
     let group = match w.instance.mode {
         InstanceMode::Single => GroupType::Single,
@@ -212,7 +250,10 @@ async fn pass_inner(
         }
     };
     let rules = applicable(&w.rules, w.instance.mode, group);
-    if rules.is_empty() {
+    // A natively enforced node is told when no rule applies any more.
+    memory.cleared = false;
+    if rules.is_empty() && !matches!(memory.native.mode, NativeMode::Native) {
+        memory.cleared = true;
         return Ok(Vec::new());
     }
     let target = target_of(state, &w.node).await.map_err(|e| e.to_string())?;
@@ -226,5 +267,19 @@ async fn pass_inner(
         instance_id: &resolved.instance.id,
         target: &resolved.target,
     };
-    state.sessions.enforce(node, &rules, owner, memory).await.map_err(|e| e.to_string())
+    if memory.native.try_native() {
+        match state.sessions.enforce_native(node, &rules, owner, &mut memory.native).await {
+            Ok(Some(actions)) => {
+                memory.cleared = rules.is_empty();
+                return Ok(actions);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if rules.is_empty() {
+        memory.cleared = true;
+        return Ok(Vec::new());
+    }
+    state.sessions.enforce(node, &rules, owner, &mut memory.observe).await.map_err(|e| e.to_string())
 }

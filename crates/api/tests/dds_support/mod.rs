@@ -34,11 +34,18 @@ pub struct Harness {
 }
 
 pub async fn start_node() -> NodeHandle {
+    start_node_at(SocketAddr::from(([127, 0, 0, 1], 0)), true).await
+}
+
+/// An embedded node on `bind`; without `native_rules` it lacks `docplaneKillOpRules`, as any
+/// MongoDB does, so the enforcer polls it.
+pub async fn start_node_at(bind: SocketAddr, native_rules: bool) -> NodeHandle {
     Node::start(NodeConfig {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bind,
         enable_test_commands: true,
         auth: true,
         root_user: Some((NODE_USER.into(), NODE_PASSWORD.into())),
+        native_kill_op_rules: native_rules,
         ..NodeConfig::default()
     })
     .await
@@ -47,13 +54,7 @@ pub async fn start_node() -> NodeHandle {
 
 impl Harness {
     pub async fn start() -> Harness {
-        Self::start_with(DriverConfig {
-            connect_timeout: Duration::from_millis(500),
-            server_selection_timeout: Duration::from_millis(1000),
-            operation_timeout: Duration::from_secs(5),
-            ..DriverConfig::default()
-        })
-        .await
+        Self::start_with(Self::test_driver_config()).await
     }
 
     pub async fn start_with(driver_config: DriverConfig) -> Harness {
@@ -63,7 +64,25 @@ impl Harness {
     /// Like [`Harness::start_with`], on the store at `location` (default: an SQLite file
     /// `meta.db` in the harness's directory).
     pub async fn start_with_store(driver_config: DriverConfig, location: Option<&str>) -> Harness {
-        let node = start_node().await;
+        Self::start_full(driver_config, location, true).await
+    }
+
+    /// [`Harness::start`] on a node without native rule enforcement (the enforcer polls it).
+    pub async fn start_polled() -> Harness {
+        Self::start_full(Self::test_driver_config(), None, false).await
+    }
+
+    fn test_driver_config() -> DriverConfig {
+        DriverConfig {
+            connect_timeout: Duration::from_millis(500),
+            server_selection_timeout: Duration::from_millis(1000),
+            operation_timeout: Duration::from_secs(5),
+            ..DriverConfig::default()
+        }
+    }
+
+    async fn start_full(driver_config: DriverConfig, location: Option<&str>, native_rules: bool) -> Harness {
+        let node = start_node_at(SocketAddr::from(([127, 0, 0, 1], 0)), native_rules).await;
         let node_addr = node.local_addr();
         let dir = tempfile::tempdir().unwrap();
         let default = dir.path().join("meta.db");

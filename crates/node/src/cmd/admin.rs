@@ -300,11 +300,11 @@ pub fn host_info(ctx: &Ctx<'_>) -> Document {
 }
 
 /// listCommands: every command of the table available on this node, aliases included.
-pub fn list_commands(test_commands: bool) -> Document {
+pub fn list_commands(config: &crate::NodeConfig) -> Document {
     let mut cmds = Document::new();
     let mut names: Vec<(&str, &super::table::Command)> = super::table::COMMANDS
         .iter()
-        .filter(|c| c.available(test_commands))
+        .filter(|c| c.available_on(config))
         .flat_map(|c| c.names().map(move |n| (n, c)))
         .collect();
     names.sort_by_key(|(n, _)| *n);

@@ -13,6 +13,7 @@ pub mod currentop;
 pub mod minmax;
 pub mod options;
 pub mod out_merge;
+pub mod rulescmd;
 pub mod sessioncmd;
 pub mod table;
 pub mod util;
@@ -53,6 +54,7 @@ impl Ctx<'_> {
         if let Some(e) = intr.0.error() {
             return Err(e);
         }
+        let state = self.op.state.clone();
         let engine = self.state.engine.clone();
         // The op's interrupt is this thread's for the query crate's fine-grained polls
         // (expressions, matching, sorts); an interruption a poll saw fails the whole work.
@@ -65,6 +67,12 @@ impl Ctx<'_> {
             }
         };
         match tokio::task::spawn_blocking(work).await {
+            // A kill-op rule refused the op when its plan summary was set (inside `f`): whatever
+            // `f` made of the failed checks (write errors, an empty result), it fails whole.
+            Ok(Ok(v)) => match state.refused() {
+                Some(e) => Err(e),
+                None => Ok(v),
+            },
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "engine task failed");
@@ -267,7 +275,7 @@ async fn dispatch_inner(
     };
     util::check_db_name(&db)?;
     let spec = match table::lookup(&name) {
-        Some(s) if s.available(state.config.enable_test_commands) => s,
+        Some(s) if s.available_on(&state.config) => s,
         _ => return Err(command_not_found(&name)),
     };
     if spec.admin_only && db != "admin" {
@@ -383,7 +391,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::ConnectionStatus => admin::connection_status(ctx, cmd),
         H::ServerStatus => Ok(admin::server_status(ctx)),
         H::HostInfo => Ok(admin::host_info(ctx)),
-        H::ListCommands => Ok(admin::list_commands(ctx.state.config.enable_test_commands)),
+        H::ListCommands => Ok(admin::list_commands(&ctx.state.config)),
         H::GetLog => admin::get_log(ctx, cmd),
         H::GetFreeMonitoringStatus => {
             Ok(doc! {"state": "disabled", "message": "", "url": "", "userReminder": ""})
@@ -420,6 +428,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::RevokeRolesFromUser => authcmd::grant_roles(ctx, cmd, false),
         H::CurrentOp => currentop::current_op_command(ctx, cmd).await,
         H::KillOp => currentop::kill_op(ctx, cmd),
+        H::DocplaneKillOpRules => rulescmd::kill_op_rules(ctx, cmd),
         H::StartSession => sessioncmd::start_session(ctx),
         H::EndSessions => sessioncmd::end_sessions(ctx, cmd),
         H::RefreshSessions => sessioncmd::refresh_sessions(ctx, cmd),

@@ -56,6 +56,7 @@ pub enum Handler {
     RevokeRolesFromUser,
     CurrentOp,
     KillOp,
+    DocplaneKillOpRules,
     StartSession,
     EndSessions,
     RefreshSessions,
@@ -157,6 +158,13 @@ impl Command {
         !self.test_only || test_commands
     }
 
+    /// Whether it exists on a node with `config` (test commands; `docplaneKillOpRules` only
+    /// with [`crate::NodeConfig::native_kill_op_rules`]).
+    pub fn available_on(&self, config: &crate::NodeConfig) -> bool {
+        self.available(config.enable_test_commands)
+            && (self.handler != Handler::DocplaneKillOpRules || config.native_kill_op_rules)
+    }
+
     /// The privileges the command needs for these arguments (empty for public and
     /// authenticated-only commands).
     pub fn needs(&self, req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
@@ -251,6 +259,9 @@ pub const COMMANDS: &[Command] = &[
     // operations; killOp: killop, or the caller's own operation (the handler checks)
     c("currentOp", Custom(current_op_needs), Handler::CurrentOp).admin(),
     c("killOp", Authenticated, Handler::KillOp).admin(),
+    // docplane's extension: the control plane installs its kill-op rules and reads their events
+    // (`crate::rules`); it can see and kill every operation, so it needs both privileges.
+    c("docplaneKillOpRules", Cluster(&[Inprog, Killop]), Handler::DocplaneKillOpRules).admin(),
     // logical sessions: own sessions; others' with killAnySession (the handlers check)
     c("startSession", Authenticated, Handler::StartSession),
     c("endSessions", Authenticated, Handler::EndSessions),
