@@ -744,7 +744,8 @@ const NODE_COLUMNS: [(&str, &str); 8] = [
     ("ADDRESS", "address"),
 ];
 
-/// One row per node of an instance (the vendor shape has the port on the instance).
+/// One row per node of an instance: the vendor shape has the port on the instance, docplane also
+/// on each node (nodes of a registered deployment may listen on different ports).
 fn node_rows(inst: &Value) -> Vec<Value> {
     let port = match &inst["port"] {
         Value::String(s) => s.clone(),
@@ -758,7 +759,11 @@ fn node_rows(inst: &Value) -> Vec<Value> {
                 "instance_id": inst["id"], "instance": inst["name"], "mode": inst["mode"],
                 "version": inst["datastore"]["version"], "group": group["type"], "node_id": node["id"],
                 "node": node["name"], "role": node["role"], "status": node["status"],
-                "address": format::host_port(node["private_ip"].as_str().unwrap_or_default(), &port),
+                "address": format::host_port(
+                    node["private_ip"].as_str().unwrap_or_default(),
+                    // The node's own port (docplane's extension), else the instance's.
+                    node["port"].as_str().filter(|p| !p.is_empty()).unwrap_or(&port),
+                ),
             }));
         }
     }
@@ -803,6 +808,19 @@ fn print_sessions(body: &Value, output: Output, offset: u32) -> Result<()> {
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_rows_use_each_nodes_port() {
+        let inst = json!({"id": "i1", "name": "rs", "mode": "ReplicaSet", "port": "27017",
+            "datastore": {"version": "7.0"},
+            "groups": [{"type": "replica", "nodes": [
+                {"id": "n1", "name": "a", "role": "Primary", "status": "normal", "private_ip": "10.0.0.5", "port": "27017"},
+                {"id": "n2", "name": "b", "role": "Secondary", "status": "normal", "private_ip": "10.0.0.5", "port": "27018"},
+                {"id": "n3", "name": "c", "role": "Secondary", "status": "normal", "private_ip": "::1"}]}]});
+        let addresses: Vec<Value> = node_rows(&inst).iter().map(|r| r["address"].clone()).collect();
+        // A node without its own port (a vendor server's answer) takes the instance's.
+        assert_eq!(addresses, vec![json!("10.0.0.5:27017"), json!("10.0.0.5:27018"), json!("[::1]:27017")]);
+    }
 
     #[test]
     fn where_criteria() {

@@ -102,6 +102,10 @@ pub struct NodeItem {
     pub public_ip: String,
     pub spec_code: String,
     pub availability_zone: String,
+    /// The node's own port (a docplane extension: the vendor's nodes all listen on the
+    /// instance's `port`; a registered deployment's nodes may not, e.g. a local replica set on
+    /// 27017-27019). A string, like the instance's `port`.
+    pub port: String,
 }
 
 /// `groups[]`.
@@ -170,11 +174,17 @@ fn vendor_time(millis: i64) -> String {
 }
 
 fn host_of(address: &str) -> String {
+    split_address(address).0
+}
+
+/// `host:port` (or `[v6]:port`) as (host, port); an address without a numeric port keeps its
+/// whole text as the host and has an empty port.
+fn split_address(address: &str) -> (String, String) {
     match address.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.to_owned())
         }
-        _ => address.to_owned(),
+        _ => (address.to_owned(), String::new()),
     }
 }
 
@@ -207,6 +217,7 @@ pub fn instance_item(i: &Instance, groups: &[InstanceGroup], nodes: &[Node]) -> 
                     public_ip: String::new(),
                     spec_code: String::new(),
                     availability_zone: String::new(),
+                    port: split_address(&n.address).1,
                 })
                 .collect(),
         })
@@ -620,6 +631,10 @@ mod tests {
         assert_eq!(v["groups"][0]["type"], "replica");
         assert_eq!(v["groups"][0]["nodes"][0]["private_ip"], "10.0.0.5");
         assert_eq!(v["groups"][0]["nodes"][0]["role"], "Primary");
+        assert_eq!(v["groups"][0]["nodes"][0]["port"], "27017");
         assert_eq!(host_of("[::1]:27017"), "::1");
+        assert_eq!(split_address("[::1]:27018"), ("::1".to_owned(), "27018".to_owned()));
+        assert_eq!(split_address("db.example:27019"), ("db.example".to_owned(), "27019".to_owned()));
+        assert_eq!(split_address("db.example"), ("db.example".to_owned(), String::new()));
     }
 }

@@ -32,6 +32,14 @@ export function render(ctx) {
     }
   }
 
+  // host:port of a node: its own port (docplane's extension) or the instance's; IPv6 bracketed.
+  function address(n, inst) {
+    const host = n.private_ip || n.public_ip || '';
+    const port = n.port || inst.port || '';
+    if (!host || !port) return host;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+
   function instance(inst) {
     const body = h('tbody');
     for (const g of inst.groups || []) {
@@ -43,7 +51,7 @@ export function render(ctx) {
             h('td', {}, g.type),
             h('td', {}, n.role),
             h('td', { class: statusClass(n.status) }, n.status),
-            h('td', {}, n.private_ip || n.public_ip || ''),
+            h('td', {}, address(n, inst)),
             h('td', {},
               h('a', { href: `#/nodes/${encodeURIComponent(n.id)}/sessions?instance=${encodeURIComponent(inst.id)}`, class: 'sessions-link' }, 'Sessions'),
               ' · ',
