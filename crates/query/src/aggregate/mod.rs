@@ -463,7 +463,9 @@ fn run_stage(
     }
 }
 
+mod stream;
 mod vars_check;
+pub use stream::StreamState;
 
 #[cfg(test)]
 mod tests;
