@@ -18,6 +18,11 @@
 //! with levels comma-separated (defaults `0,100,1000,5000 200 100`). Everything is in process on
 //! 127.0.0.1: the embedded node (auth on), the API (SQLite store, X-Auth-Token), and the clients.
 //! At levels above 1,000 the list iterations are scaled down (at least 40).
+//!
+//! `DDS_BENCH_LOAD=process` runs the background operations' clients in a child process (this
+//! binary again, in load mode), as applications are in production: the API, the embedded node
+//! and the measuring clients stay in this process, the 1,000 waiting clients do not share its
+//! runtime. The default (`inprocess`) keeps them here, as the figures before 2026-12-01 20:00 were.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../tests/dds_support/mod.rs"]
@@ -161,8 +166,54 @@ async fn running_sleeps(client: &mongodb::Client) -> usize {
     out.first().and_then(|d| d.get_i32("n").ok()).map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
+/// Load mode (the child of `DDS_BENCH_LOAD=process`): each line `N` on stdin brings the sleeps
+/// it keeps running on the node at `addr` to `N`; it exits at EOF.
+async fn load_child(addr: &str) {
+    use tokio::io::AsyncBufReadExt;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut load: Option<mongodb::Client> = None;
+    let mut sleeps = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let n: usize = line.trim().parse().unwrap();
+        let client = load.get_or_insert_with(|| app_client(addr, 20_000));
+        while sleeps.len() < n {
+            sleeps.push(spawn_sleep(client, 3_600_000));
+        }
+    }
+}
+
+/// The background load's owner: clients here, or a child process.
+enum Load {
+    Here(mongodb::Client, Vec<tokio::task::JoinHandle<mongodb::error::Result<Document>>>),
+    Child(tokio::process::Child),
+}
+
+impl Load {
+    /// Brings the number of background sleeps to `ops`.
+    async fn top_up(&mut self, ops: usize) {
+        match self {
+            Load::Here(client, tasks) => {
+                while tasks.len() < ops {
+                    tasks.push(spawn_sleep(client, 3_600_000));
+                }
+            }
+            Load::Child(child) => {
+                use tokio::io::AsyncWriteExt;
+                let stdin = child.stdin.as_mut().unwrap();
+                stdin.write_all(format!("{ops}\n").as_bytes()).await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if let Ok(addr) = std::env::var("DDS_BENCH_LOAD_CHILD") {
+        load_child(&addr).await;
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let levels: Vec<usize> = args
         .first()
@@ -173,22 +224,32 @@ async fn main() {
     let max_ops = levels.iter().copied().max().unwrap_or(0);
 
     let h = Harness::start().await;
-    let load = app_client(h.node_addr, u32::try_from(max_ops + 16).unwrap());
+    let in_child = std::env::var("DDS_BENCH_LOAD").is_ok_and(|v| v == "process");
+    let mut load = if in_child {
+        Load::Child(
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .env("DDS_BENCH_LOAD_CHILD", h.node_addr.to_string())
+                .stdin(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        )
+    } else {
+        Load::Here(app_client(h.node_addr, u32::try_from(max_ops + 16).unwrap()), Vec::new())
+    };
     let direct = app_client(h.node_addr, 8);
     let victims = app_client(h.node_addr, 8);
     println!(
-        "docplane dds_bench: levels {levels:?} concurrent ops, {list_iters} list and {kill_iters} kill iterations per measurement"
+        "docplane dds_bench: levels {levels:?} concurrent ops, {list_iters} list and {kill_iters} kill iterations per measurement, load clients {}",
+        if in_child { "in a child process" } else { "in this process" }
     );
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
-    let mut background = Vec::new();
     let mut results = Vec::new();
     for &ops in &levels {
         // Top up to `ops` concurrent operations.
-        while background.len() < ops {
-            background.push(spawn_sleep(&load, 3_600_000));
-        }
+        load.top_up(ops).await;
         let started = Instant::now();
         loop {
             let n = running_sleeps(&direct).await;
@@ -302,11 +363,20 @@ async fn main() {
         let (status, _) = h.post(&h.kill_path(), &json!({ "sessions": chunk })).await;
         assert_eq!(status, 200);
     }
-    let stop = background.len();
-    for b in background {
-        let _ = tokio::time::timeout(Duration::from_secs(10), b).await;
+    match load {
+        Load::Here(_, background) => {
+            let stop = background.len();
+            for b in background {
+                let _ = tokio::time::timeout(Duration::from_secs(10), b).await;
+            }
+            println!("cleaned up {stop} background ops");
+        }
+        Load::Child(mut child) => {
+            drop(child.stdin.take());
+            let _ = child.wait().await;
+            println!("cleaned up the load process");
+        }
     }
-    println!("cleaned up {stop} background ops");
     h.stop().await;
 }
 
