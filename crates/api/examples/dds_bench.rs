@@ -135,7 +135,9 @@ fn victim(client: &mongodb::Client, millis: i64) -> oneshot::Receiver<(Instant, 
     tokio::spawn(async move {
         let r = db.run_command(doc! {"sleep": 1, "millis": millis}).await;
         let seen = Instant::now();
-        let _ = tx.send((seen, r.err().as_ref().and_then(error_code)));
+        if tx.send((seen, r.err().as_ref().and_then(error_code))).is_err() {
+            eprintln!("a victim ended after its measurement gave up on it");
+        }
     });
     rx
 }
@@ -366,15 +368,21 @@ async fn main() {
     match load {
         Load::Here(_, background) => {
             let stop = background.len();
+            let mut lingering = 0;
             for b in background {
-                let _ = tokio::time::timeout(Duration::from_secs(10), b).await;
+                // Each ends with its kill's error; only one still running after 10 s is news.
+                if tokio::time::timeout(Duration::from_secs(10), b).await.is_err() {
+                    lingering += 1;
+                }
             }
-            println!("cleaned up {stop} background ops");
+            println!("cleaned up {stop} background ops ({lingering} still running after 10 s)");
         }
         Load::Child(mut child) => {
             drop(child.stdin.take());
-            let _ = child.wait().await;
-            println!("cleaned up the load process");
+            match child.wait().await {
+                Ok(status) => println!("cleaned up the load process ({status})"),
+                Err(e) => eprintln!("the load process could not be waited for: {e}"),
+            }
         }
     }
     h.stop().await;

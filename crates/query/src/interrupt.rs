@@ -69,8 +69,9 @@ struct Restore(Option<Scope>);
 impl Drop for Restore {
     fn drop(&mut self) {
         let prev = self.0.take();
-        // A thread being torn down has no scope to restore.
-        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+        // An error means the thread is being torn down: its scope went with it, there is
+        // nothing to restore (and no logger to tell: tracing needs thread-locals too).
+        CURRENT.try_with(|c| *c.borrow_mut() = prev).unwrap_or(());
     }
 }
 
