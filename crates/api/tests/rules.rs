@@ -8,15 +8,12 @@
 
 mod dds_support;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dds_support::*;
 use mongodb::bson::{Document, doc};
-use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vendor_sdk_drives_rules_and_connection_statistics() {
@@ -52,60 +49,6 @@ async fn vendor_sdk_drives_rules_and_connection_statistics() {
     assert!(rule_kill["principal"].as_str().unwrap().starts_with("rule:"), "{rule_kill}");
     assert_eq!(rule_kill["access_key"], "", "{rule_kill}");
     h.stop().await;
-}
-
-/// A client of the node under `app`, authenticated as its root user.
-fn client_as(addr: SocketAddr, app: &str) -> mongodb::Client {
-    let mut o = ClientOptions::default();
-    o.hosts = vec![ServerAddress::Tcp { host: addr.ip().to_string(), port: Some(addr.port()) }];
-    o.direct_connection = Some(true);
-    o.app_name = Some(app.into());
-    o.max_pool_size = Some(20);
-    let mut c = Credential::default();
-    c.username = Some(NODE_USER.into());
-    c.password = Some(NODE_PASSWORD.into());
-    c.source = Some("admin".into());
-    o.credential = Some(c);
-    mongodb::Client::with_options(o).unwrap()
-}
-
-/// A `sleep` of `millis` on database `db`; answers how it ended and after how long.
-fn sleep_on(
-    client: &mongodb::Client,
-    db: &str,
-    millis: i64,
-) -> JoinHandle<(mongodb::error::Result<Document>, Duration)> {
-    let db = client.database(db);
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let r = db.run_command(doc! {"sleep": 1, "millis": millis}).await;
-        (r, started.elapsed())
-    })
-}
-
-async fn send(h: &Harness, method: reqwest::Method, rest: &str, body: Value) -> (u16, Value) {
-    let r = h
-        .http
-        .request(method, h.url(rest))
-        .header("X-Auth-Token", &h.token)
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates and enables a rule; answers its id.
-async fn enabled_rule(h: &Harness, body: Value) -> String {
-    let path = format!("/instances/{}/kill-op-rule", h.instance_id);
-    let (status, created) = h.post(&path, &body).await;
-    assert_eq!(status, 200, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
-    let (status, b) = send(h, reqwest::Method::PUT, &path, json!({"ids": [id], "action": "enable"})).await;
-    assert_eq!(status, 200, "{b}");
-    id
 }
 
 async fn rule_records(h: &Harness, rule_id: &str) -> Vec<Value> {

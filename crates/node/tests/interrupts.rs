@@ -8,22 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{code, start};
+use common::{PROMPT, code, heavy, start};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Client, Collection};
-
-/// Generous bound for a kill or an expired deadline to reach the client (the goal is 20 ms).
-const PROMPT: Duration = Duration::from_millis(500);
-
-/// A `$expr`-able expression costing milliseconds per document (reads `$n`, so nothing folds it).
-fn heavy() -> Document {
-    doc! {"$reduce": {
-        "input": {"$range": [0, {"$add": ["$n", 30_000]}]},
-        "initialValue": 0,
-        "in": {"$add": ["$$value", "$$this"]},
-    }}
-}
 
 async fn seeded(c: &Client, name: &str, n: i32) -> Collection<Document> {
     let coll = c.database("intr").collection::<Document>(name);

@@ -6,22 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{code, start};
+use common::{PROMPT, code, heavy, start};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::CursorType;
-
-/// Generous bound for a kill or a wake-up to reach the client.
-const PROMPT: Duration = Duration::from_millis(500);
-
-/// An expression costing milliseconds per document (reads `$n`, so nothing folds it).
-fn heavy() -> Document {
-    doc! {"$reduce": {
-        "input": {"$range": [0, {"$add": ["$n", 30_000]}]},
-        "initialValue": 0,
-        "in": {"$add": ["$$value", "$$this"]},
-    }}
-}
 
 async fn cursor_cmd(db: &mongodb::Database, cmd: Document, first: bool) -> (i64, Vec<Document>) {
     let r = db.run_command(cmd).await.unwrap();

@@ -9,6 +9,20 @@ use mongodb::error::{ErrorKind, WriteFailure};
 
 pub const ROOT: (&str, &str) = ("root", "root-pw-123");
 
+/// Generous bound for a kill, an expired deadline or a wake-up to reach the client (the goal
+/// is 20 ms; the bound leaves room for a loaded CI machine).
+pub const PROMPT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// An expression costing milliseconds per document (`$expr`-able; reads `$n`, so nothing
+/// folds it): a `$reduce` over a `$range` of 30,000.
+pub fn heavy() -> mongodb::bson::Document {
+    mongodb::bson::doc! {"$reduce": {
+        "input": {"$range": [0, {"$add": ["$n", 30_000]}]},
+        "initialValue": 0,
+        "in": {"$add": ["$$value", "$$this"]},
+    }}
+}
+
 pub struct TestNode {
     pub handle: NodeHandle,
     pub dir: tempfile::TempDir,
