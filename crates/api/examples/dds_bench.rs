@@ -192,6 +192,23 @@ enum Load {
 }
 
 impl Load {
+    /// The load's clients: in this process (a pool large enough for `max_ops` sleeps), or in a
+    /// child process (this binary in load mode) when `in_child`.
+    fn start(h: &Harness, in_child: bool, max_ops: usize) -> Self {
+        if in_child {
+            Load::Child(
+                tokio::process::Command::new(std::env::current_exe().unwrap())
+                    .env("DDS_BENCH_LOAD_CHILD", h.node_addr.to_string())
+                    .stdin(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap(),
+            )
+        } else {
+            Load::Here(app_client(h.node_addr, u32::try_from(max_ops + 16).unwrap()), Vec::new())
+        }
+    }
+
     /// Brings the number of background sleeps to `ops`.
     async fn top_up(&mut self, ops: usize) {
         match self {
@@ -210,137 +227,168 @@ impl Load {
     }
 }
 
+/// The command line: levels of concurrent operations and iterations per measurement.
+struct BenchArgs {
+    levels: Vec<usize>,
+    list_iters: usize,
+    kill_iters: usize,
+}
+
+impl BenchArgs {
+    /// `[<levels> <list-iters> <kill-iters>]`, each defaulted when absent.
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let levels: Vec<usize> = args
+            .first()
+            .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_else(|| vec![0, 100, 1000, 5000]);
+        let list_iters: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+        let kill_iters: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
+        BenchArgs { levels, list_iters, kill_iters }
+    }
+}
+
+/// The measuring clients: one for the driver's reads and kills, one for the victims.
+struct Clients {
+    direct: mongodb::Client,
+    victims: mongodb::Client,
+}
+
 #[tokio::main]
 async fn main() {
     if let Ok(addr) = std::env::var("DDS_BENCH_LOAD_CHILD") {
         load_child(&addr).await;
         return;
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let levels: Vec<usize> = args
-        .first()
-        .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![0, 100, 1000, 5000]);
-    let list_iters: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let kill_iters: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
-    let max_ops = levels.iter().copied().max().unwrap_or(0);
+    let args = BenchArgs::from_args();
+    let max_ops = args.levels.iter().copied().max().unwrap_or(0);
 
     let h = Harness::start().await;
     let in_child = std::env::var("DDS_BENCH_LOAD").is_ok_and(|v| v == "process");
-    let mut load = if in_child {
-        Load::Child(
-            tokio::process::Command::new(std::env::current_exe().unwrap())
-                .env("DDS_BENCH_LOAD_CHILD", h.node_addr.to_string())
-                .stdin(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap(),
-        )
-    } else {
-        Load::Here(app_client(h.node_addr, u32::try_from(max_ops + 16).unwrap()), Vec::new())
-    };
-    let direct = app_client(h.node_addr, 8);
-    let victims = app_client(h.node_addr, 8);
+    let mut load = Load::start(&h, in_child, max_ops);
+    let clients = Clients { direct: app_client(h.node_addr, 8), victims: app_client(h.node_addr, 8) };
     println!(
-        "docplane dds_bench: levels {levels:?} concurrent ops, {list_iters} list and {kill_iters} kill iterations per measurement, load clients {}",
+        "docplane dds_bench: levels {:?} concurrent ops, {} list and {} kill iterations per measurement, load clients {}",
+        args.levels,
+        args.list_iters,
+        args.kill_iters,
         if in_child { "in a child process" } else { "in this process" }
     );
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
     let mut results = Vec::new();
-    for &ops in &levels {
-        // Top up to `ops` concurrent operations.
+    for &ops in &args.levels {
         load.top_up(ops).await;
-        let started = Instant::now();
-        loop {
-            let n = running_sleeps(&direct).await;
-            if n >= ops {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(300), "only {n} of {ops} ops running");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut level = Level::new(ops);
-        let (_, page) = h.get(&h.sessions_path("?limit=10")).await;
-        let (total, _) = pushdown_page(&direct, 10).await;
-        level.notes.push(format!(
-            "{ops} ops ready in {:.1} s; API total_count = {}, pushdown total = {total}",
-            started.elapsed().as_secs_f64(),
-            page["total_count"]
-        ));
-        let iters = if ops > 1000 { (list_iters * 1000 / ops).max(40) } else { list_iters };
-
-        // ---- lists, interleaved.
-        for i in 0..iters + 10 {
-            let t = Instant::now();
-            let (status, _) = h.get(&h.sessions_path("?limit=10")).await;
-            let a10 = t.elapsed();
-            assert_eq!(status, 200);
-            let t = Instant::now();
-            let (status, body) = h.get(&h.sessions_path("?limit=100")).await;
-            let a100 = t.elapsed();
-            assert_eq!(status, 200, "{body}");
-            let t = Instant::now();
-            let n = current_ops(&direct, None).await.len();
-            let all = t.elapsed();
-            assert!(n >= ops);
-            let t = Instant::now();
-            let (total, p10) = pushdown_page(&direct, 10).await;
-            let d10 = t.elapsed();
-            assert!(total >= ops as u64 && p10.len() == 10.min(total as usize), "{total} {}", p10.len());
-            let t = Instant::now();
-            let (_, p100) = pushdown_page(&direct, 100).await;
-            let d100 = t.elapsed();
-            assert_eq!(p100.len(), 100.min(total as usize));
-            let t = Instant::now();
-            let built = aggregate(
-                &direct,
-                vec![stage(), doc! {"$group": {"_id": Bson::Null, "n": {"$sum": 1}}}],
-                None,
-            )
-            .await;
-            let node = t.elapsed();
-            assert_eq!(built.len(), 1);
-            if i >= 10 {
-                for (k, d) in [a10, a100, all, d10, d100, node].into_iter().enumerate() {
-                    level.push(k, d);
-                }
-            }
-        }
-
-        // ---- kill one operation: API vs driver, interleaved.
-        for i in 0..kill_iters {
-            for via_api in [true, false] {
-                let millis = 7_000_000 + (ops as i64) * 1_000 + (i as i64) * 2 + i64::from(via_api);
-                let done = victim(&victims, millis);
-                let opid = opid_of(&direct, millis).await;
-                let t = Instant::now();
-                if via_api {
-                    let (status, body) =
-                        h.post(&h.kill_path(), &json!({"sessions": [opid.to_string()]})).await;
-                    assert_eq!(status, 200, "{body}");
-                    level.push(6, t.elapsed());
-                } else {
-                    let found = current_ops(&direct, Some(doc! {"opid": {"$in": [opid]}})).await;
-                    assert_eq!(found.len(), 1);
-                    assert_eq!(found[0].get_bool("active").ok(), Some(true));
-                    direct.database("admin").run_command(doc! {"killOp": 1, "op": opid}).await.unwrap();
-                }
-                let (seen, code) =
-                    tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
-                assert_eq!(code, Some(11601));
-                level.push(if via_api { 7 } else { 8 }, seen.saturating_duration_since(t));
-            }
-        }
+        let mut level = measure_level(&h, &clients, ops, &args).await;
         print_level(&mut level);
         results.push(level);
     }
 
-    // ---- the growth curve, side by side.
+    print_growth_curve(&mut results);
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+
+    clean_up(&h, &clients.direct, load).await;
+    h.stop().await;
+}
+
+/// Every measurement at `ops` concurrent operations, once the background load has reached it.
+async fn measure_level(h: &Harness, clients: &Clients, ops: usize, args: &BenchArgs) -> Level {
+    let started = Instant::now();
+    loop {
+        let n = running_sleeps(&clients.direct).await;
+        if n >= ops {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "only {n} of {ops} ops running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut level = Level::new(ops);
+    let (_, page) = h.get(&h.sessions_path("?limit=10")).await;
+    let (total, _) = pushdown_page(&clients.direct, 10).await;
+    level.notes.push(format!(
+        "{ops} ops ready in {:.1} s; API total_count = {}, pushdown total = {total}",
+        started.elapsed().as_secs_f64(),
+        page["total_count"]
+    ));
+    let iters = if ops > 1000 { (args.list_iters * 1000 / ops).max(40) } else { args.list_iters };
+    measure_lists(h, &clients.direct, iters, &mut level).await;
+    measure_kills(h, clients, args.kill_iters, &mut level).await;
+    level
+}
+
+/// The six list measurements (0..=5 of [`NAMES`]), interleaved; the first 10 rounds are warm-up.
+async fn measure_lists(h: &Harness, direct: &mongodb::Client, iters: usize, level: &mut Level) {
+    let ops = level.ops;
+    for i in 0..iters + 10 {
+        let t = Instant::now();
+        let (status, _) = h.get(&h.sessions_path("?limit=10")).await;
+        let a10 = t.elapsed();
+        assert_eq!(status, 200);
+        let t = Instant::now();
+        let (status, body) = h.get(&h.sessions_path("?limit=100")).await;
+        let a100 = t.elapsed();
+        assert_eq!(status, 200, "{body}");
+        let t = Instant::now();
+        let n = current_ops(direct, None).await.len();
+        let all = t.elapsed();
+        assert!(n >= ops);
+        let t = Instant::now();
+        let (total, p10) = pushdown_page(direct, 10).await;
+        let d10 = t.elapsed();
+        assert!(total >= ops as u64 && p10.len() == 10.min(total as usize), "{total} {}", p10.len());
+        let t = Instant::now();
+        let (_, p100) = pushdown_page(direct, 100).await;
+        let d100 = t.elapsed();
+        assert_eq!(p100.len(), 100.min(total as usize));
+        let t = Instant::now();
+        let built =
+            aggregate(direct, vec![stage(), doc! {"$group": {"_id": Bson::Null, "n": {"$sum": 1}}}], None)
+                .await;
+        let node = t.elapsed();
+        assert_eq!(built.len(), 1);
+        if i >= 10 {
+            for (k, d) in [a10, a100, all, d10, d100, node].into_iter().enumerate() {
+                level.push(k, d);
+            }
+        }
+    }
+}
+
+/// Killing one operation (6..=8 of [`NAMES`]): via the API and via the driver, interleaved, each
+/// timed until the killed client sees 11601.
+async fn measure_kills(h: &Harness, clients: &Clients, kill_iters: usize, level: &mut Level) {
+    let ops = level.ops;
+    let direct = &clients.direct;
+    for i in 0..kill_iters {
+        for via_api in [true, false] {
+            let millis = 7_000_000 + (ops as i64) * 1_000 + (i as i64) * 2 + i64::from(via_api);
+            let done = victim(&clients.victims, millis);
+            let opid = opid_of(direct, millis).await;
+            let t = Instant::now();
+            if via_api {
+                let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [opid.to_string()]})).await;
+                assert_eq!(status, 200, "{body}");
+                level.push(6, t.elapsed());
+            } else {
+                let found = current_ops(direct, Some(doc! {"opid": {"$in": [opid]}})).await;
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].get_bool("active").ok(), Some(true));
+                direct.database("admin").run_command(doc! {"killOp": 1, "op": opid}).await.unwrap();
+            }
+            let (seen, code) = tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
+            assert_eq!(code, Some(11601));
+            level.push(if via_api { 7 } else { 8 }, seen.saturating_duration_since(t));
+        }
+    }
+}
+
+/// The growth curve: every measurement's p50 / p99 side by side, one column per level.
+fn print_growth_curve(results: &mut [Level]) {
     println!("\n== growth curve: p50 / p99 in ms, by concurrent operations ==");
     let mut header = format!("{:<46}", "measurement");
-    for l in &results {
+    for l in results.iter() {
         header.push_str(&format!(" | {:>17}", format!("{} ops", l.ops)));
     }
     println!("{header}");
@@ -352,11 +400,12 @@ async fn main() {
         }
         println!("{line}");
     }
-    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at end: {}", load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+}
 
-    // ---- clean up: kill the background operations through the API, 1,000 ids per request.
-    let ids: Vec<String> = current_ops(&direct, Some(doc! {"command.millis": 3_600_000_i64}))
+/// Kills the background operations through the API, 1,000 ids per request, and waits for their
+/// clients (or the load process) to end.
+async fn clean_up(h: &Harness, direct: &mongodb::Client, load: Load) {
+    let ids: Vec<String> = current_ops(direct, Some(doc! {"command.millis": 3_600_000_i64}))
         .await
         .iter()
         .filter_map(|d| d.get_i32("opid").ok().map(|n| n.to_string()))
@@ -385,7 +434,6 @@ async fn main() {
             }
         }
     }
-    h.stop().await;
 }
 
 fn print_level(level: &mut Level) {

@@ -726,40 +726,11 @@ async fn run(args: Vec<String>) {
     let iam = docplane_iam::Iam::new(store.clone(), &MasterKey::generate()).await.unwrap();
     let counts = Arc::new(Counts::default());
 
-    let mut child = None;
-    let (transport, addresses, node_cpu): Setup = if embedded {
-        let mut c = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["__nodes", &nodes.to_string(), &ops.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addresses: Vec<String> = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("the child's READY line")
-            .split(' ')
-            .map(str::to_owned)
-            .collect();
-        let pid = c.id();
-        child = Some(c);
-        let driver = docplane_driver::Driver::new(DriverConfig::default());
-        let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: driver, counts: counts.clone() });
-        (t, addresses, Box::new(move || cpu_of(&pid.to_string(), ticks)))
+    let (child, (transport, addresses, node_cpu)) = if embedded {
+        let (child, setup) = embedded_setup(nodes, ops, &counts, ticks);
+        (Some(child), setup)
     } else {
-        let (asks, tid, bytes) = spawn_nodes(nodes, ops);
-        println!("scripted entries: {bytes} bytes each on average (BSON)");
-        NODE_CPU_IS_OURS.store(1, Ordering::Relaxed);
-        let addresses: Vec<String> = (0..nodes).map(|i| format!("db{i}.example:27017")).collect();
-        let mut index = HashMap::new();
-        for i in 0..nodes {
-            index.insert(format!("inst{:03}-no{:02}", i / NODES_PER_INSTANCE, i % NODES_PER_INSTANCE), i);
-        }
-        let scripted = Scripted { config: DriverConfig::default(), asks, index };
-        let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: scripted, counts: counts.clone() });
-        (t, addresses, Box::new(move || cpu_of(&tid, ticks)))
+        (None, scripted_setup(nodes, ops, &counts, ticks))
     };
     let instances = seed(&store, &addresses).await;
 
@@ -768,7 +739,6 @@ async fn run(args: Vec<String>) {
     for pushdown in [false, true] {
         window(&store, &iam, transport.clone(), &counts, nodes, 2, pushdown, &*node_cpu).await;
     }
-    let kinds = ["version", "server_info", "whole read", "rule read", "verify read", "killOp", "other"];
     for killing in [false, true] {
         scenario_rules(&store, &instances, killing).await;
         let name = if killing { "killing" } else { "quiet" };
@@ -791,35 +761,7 @@ async fn run(args: Vec<String>) {
                 results.entry(pushdown).or_default().push(w);
             }
         }
-        println!("\n{name}: medians over {rounds} windows");
-        println!("| measurement | pushdown off | pushdown on | on / off |");
-        println!("|---|---|---|---|");
-        let m = |on: bool, f: &dyn Fn(&Window) -> f64| median(results[&on].iter().map(f).collect());
-        let rows: Vec<Row> = {
-            let mut rows: Vec<Row> = vec![
-                ("control-plane CPU s per s".into(), Box::new(|w: &Window| w.cpu_per_s)),
-                // Independent of how many passes the machine let run in the window.
-                (
-                    "control-plane CPU ms per node pass".into(),
-                    Box::new(move |w: &Window| {
-                        1000.0 * w.cpu_per_s / (w.passes_per_node_s * nodes as f64).max(f64::MIN_POSITIVE)
-                    }),
-                ),
-                ("node CPU s per s".into(), Box::new(|w: &Window| w.node_cpu_per_s)),
-                ("passes per node per s".into(), Box::new(|w: &Window| w.passes_per_node_s)),
-                ("entries decoded per pass".into(), Box::new(|w: &Window| w.entries_per_pass)),
-            ];
-            for (k, kind) in kinds.iter().enumerate() {
-                rows.push((format!("calls per pass: {kind}"), Box::new(move |w: &Window| w.per_pass[k])));
-            }
-            rows
-        };
-        for (label, f) in &rows {
-            let (off, on) = (m(false, f.as_ref()), m(true, f.as_ref()));
-            let ratio = if off > 0.0 { format!("{:.3}", on / off) } else { "-".into() };
-            println!("| {label} | {off:.3} | {on:.3} | {ratio} |");
-        }
-        println!();
+        print_medians(name, rounds, nodes, &results);
     }
     println!("load average at end: {}", load_average());
     if let Some(mut c) = child {
@@ -828,4 +770,83 @@ async fn run(args: Vec<String>) {
             eprintln!("child: {e}");
         }
     }
+}
+
+/// `embedded`: real nodes in a child process (this binary with `__nodes`), reached through the
+/// official driver; their CPU is the child's.
+fn embedded_setup(
+    nodes: usize,
+    ops: usize,
+    counts: &Arc<Counts>,
+    ticks: f64,
+) -> (std::process::Child, Setup) {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["__nodes", &nodes.to_string(), &ops.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addresses: Vec<String> = line
+        .trim()
+        .strip_prefix("READY ")
+        .expect("the child's READY line")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let pid = c.id();
+    let driver = docplane_driver::Driver::new(DriverConfig::default());
+    let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: driver, counts: counts.clone() });
+    (c, (t, addresses, Box::new(move || cpu_of(&pid.to_string(), ticks))))
+}
+
+/// `scripted`: nodes answered by a thread of this process from scripted `$currentOp` entries;
+/// their CPU is that thread's (subtracted from the control plane's).
+fn scripted_setup(nodes: usize, ops: usize, counts: &Arc<Counts>, ticks: f64) -> Setup {
+    let (asks, tid, bytes) = spawn_nodes(nodes, ops);
+    println!("scripted entries: {bytes} bytes each on average (BSON)");
+    NODE_CPU_IS_OURS.store(1, Ordering::Relaxed);
+    let addresses: Vec<String> = (0..nodes).map(|i| format!("db{i}.example:27017")).collect();
+    let mut index = HashMap::new();
+    for i in 0..nodes {
+        index.insert(format!("inst{:03}-no{:02}", i / NODES_PER_INSTANCE, i % NODES_PER_INSTANCE), i);
+    }
+    let scripted = Scripted { config: DriverConfig::default(), asks, index };
+    let t: Arc<dyn NodeTransport> = Arc::new(Counting { inner: scripted, counts: counts.clone() });
+    (t, addresses, Box::new(move || cpu_of(&tid, ticks)))
+}
+
+/// A scenario's table: every measurement's median over the rounds, pushdown off and on.
+fn print_medians(name: &str, rounds: usize, nodes: usize, results: &HashMap<bool, Vec<Window>>) {
+    let kinds = ["version", "server_info", "whole read", "rule read", "verify read", "killOp", "other"];
+    println!("\n{name}: medians over {rounds} windows");
+    println!("| measurement | pushdown off | pushdown on | on / off |");
+    println!("|---|---|---|---|");
+    let m = |on: bool, f: &dyn Fn(&Window) -> f64| median(results[&on].iter().map(f).collect());
+    let rows: Vec<Row> = {
+        let mut rows: Vec<Row> = vec![
+            ("control-plane CPU s per s".into(), Box::new(|w: &Window| w.cpu_per_s)),
+            // Independent of how many passes the machine let run in the window.
+            (
+                "control-plane CPU ms per node pass".into(),
+                Box::new(move |w: &Window| {
+                    1000.0 * w.cpu_per_s / (w.passes_per_node_s * nodes as f64).max(f64::MIN_POSITIVE)
+                }),
+            ),
+            ("node CPU s per s".into(), Box::new(|w: &Window| w.node_cpu_per_s)),
+            ("passes per node per s".into(), Box::new(|w: &Window| w.passes_per_node_s)),
+            ("entries decoded per pass".into(), Box::new(|w: &Window| w.entries_per_pass)),
+        ];
+        for (k, kind) in kinds.iter().enumerate() {
+            rows.push((format!("calls per pass: {kind}"), Box::new(move |w: &Window| w.per_pass[k])));
+        }
+        rows
+    };
+    for (label, f) in &rows {
+        let (off, on) = (m(false, f.as_ref()), m(true, f.as_ref()));
+        let ratio = if off > 0.0 { format!("{:.3}", on / off) } else { "-".into() };
+        println!("| {label} | {off:.3} | {on:.3} | {ratio} |");
+    }
+    println!();
 }

@@ -134,7 +134,30 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     let sleep = h.wait_session(is_sleep).await;
     let sleep_id = sleep["id"].as_str().unwrap().to_owned();
 
-    // List parameters, each with its own vendor code.
+    list_parameters_are_refused(&h).await;
+    kill_bodies_are_refused(&h, &sleep_id).await;
+    unknown_and_inactive_ids_are_refused(&h, &sleep_id).await;
+    old_versions_and_frozen_nodes_are_refused(&h, &sleep_id).await;
+    another_projects_node_is_not_found(&h).await;
+
+    // Nothing was killed by any refused request.
+    assert!(!sleeper.is_finished());
+    let again = h.wait_session(is_sleep).await;
+    assert_eq!(again["id"], sleep["id"]);
+    // Every attempt that reached the handler is audited as refused.
+    let audit = wait_audit(&h, "refused").await;
+    assert!(audit.len() >= 12, "{}", audit.len());
+    assert!(audit.iter().all(|a| a["outcome"] == "refused"), "{audit:?}");
+    assert!(audit.iter().all(|a| a["detail"]["error_code"].as_str().unwrap().starts_with("DBS.")));
+
+    let (status, _) = h.post(&h.kill_path(), &json!({"sessions": [sleep_id]})).await;
+    assert_eq!(status, 200);
+    assert_eq!(error_code(&sleeper.await.unwrap().unwrap_err()), Some(11601));
+    h.stop().await;
+}
+
+/// List parameters, each with its own vendor code; an unknown node is 404.
+async fn list_parameters_are_refused(h: &Harness) {
     for (query, want) in [
         ("?limit=0", "DBS.280439"),
         ("?limit=101", "DBS.280439"),
@@ -152,8 +175,11 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     }
     let (status, body) = h.get("/nodes/0123456789abcdef0123456789abcdefno02/sessions").await;
     assert_eq!((status, code(&body)), (404, "DBS.200013"));
+}
 
-    // Kill body validation.
+/// Kill body validation: malformed bodies, too many ids, an id that is no number; an unknown
+/// node is 404.
+async fn kill_bodies_are_refused(h: &Harness, sleep_id: &str) {
     let kill = h.kill_path();
     for raw in [
         &b"not json"[..],
@@ -175,13 +201,16 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     let (status, body) =
         h.post("/nodes/0123456789abcdef0123456789abcdefno02/session", &json!({"sessions": ["1"]})).await;
     assert_eq!((status, code(&body)), (404, "DBS.200013"));
+}
 
-    // Unknown id next to a real one: refused naming it.
+/// An unknown id next to a real one, and inactive sessions (an idle connection, an idle
+/// session): refused naming them.
+async fn unknown_and_inactive_ids_are_refused(h: &Harness, sleep_id: &str) {
+    let kill = h.kill_path();
     let (status, body) = h.post(&kill, &json!({"sessions": [sleep_id, "987654"]})).await;
     assert_eq!((status, code(&body)), (400, "DBS.301071"), "{body}");
     let msg = body["error_msg"].as_str().unwrap();
-    assert!(msg.contains("987654") && !msg.contains(&sleep_id), "{msg}");
-    // Inactive sessions (an idle connection, an idle session): refused naming them.
+    assert!(msg.contains("987654") && !msg.contains(sleep_id), "{msg}");
     let idle_client = app_client(h.node_addr, 2);
     idle_client.database("admin").run_command(mongodb::bson::doc! {"ping": 1}).await.unwrap();
     let (_, all) = h.get(&h.sessions_path("?limit=100")).await;
@@ -197,8 +226,12 @@ async fn every_validation_error_and_refusals_kill_nothing() {
     assert_eq!((status, code(&body)), (400, "DBS.301071"), "{body}");
     let msg = body["error_msg"].as_str().unwrap();
     assert!(msg.contains("Inactive sessions cannot be terminated") && msg.contains(&inactive[0]), "{msg}");
+}
 
-    // Version and state refusals.
+/// Version and state refusals: a node below 3.4, a frozen instance (DBS.200011), a frozen node
+/// (DBS.200019); each put back afterwards.
+async fn old_versions_and_frozen_nodes_are_refused(h: &Harness, sleep_id: &str) {
+    let kill = h.kill_path();
     let store = h.api.state().store.clone();
     store
         .update_node(&h.node_id, &NodeUpdate { version: Some("3.2.22".into()), ..Default::default() })
@@ -231,8 +264,12 @@ async fn every_validation_error_and_refusals_kill_nothing() {
         .update_node(&h.node_id, &NodeUpdate { status: Some("normal".into()), ..Default::default() })
         .await
         .unwrap();
+}
 
-    // A node of another project is a plain 404.
+/// A node of another project (registered in the store directly, at the same address) is a
+/// plain 404.
+async fn another_projects_node_is_not_found(h: &Harness) {
+    let store = h.api.state().store.clone();
     let other = Instance {
         id: "ffffffffffffffffffffffffffffffffin02".into(),
         project_id: "0123456789abcdef0123456789abcdef".into(),
@@ -272,21 +309,6 @@ async fn every_validation_error_and_refusals_kill_nothing() {
         .unwrap();
     let (status, body) = h.get("/nodes/ffffffffffffffffffffffffffffffffno02/sessions").await;
     assert_eq!((status, code(&body)), (404, "DBS.200013"));
-
-    // Nothing was killed by any refused request.
-    assert!(!sleeper.is_finished());
-    let again = h.wait_session(is_sleep).await;
-    assert_eq!(again["id"], sleep["id"]);
-    // Every attempt that reached the handler is audited as refused.
-    let audit = wait_audit(&h, "refused").await;
-    assert!(audit.len() >= 12, "{}", audit.len());
-    assert!(audit.iter().all(|a| a["outcome"] == "refused"), "{audit:?}");
-    assert!(audit.iter().all(|a| a["detail"]["error_code"].as_str().unwrap().starts_with("DBS.")));
-
-    let (status, _) = h.post(&kill, &json!({"sessions": [sleep_id]})).await;
-    assert_eq!(status, 200);
-    assert_eq!(error_code(&sleeper.await.unwrap().unwrap_err()), Some(11601));
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

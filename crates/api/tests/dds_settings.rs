@@ -53,8 +53,24 @@ async fn settings_default_put_read_back_and_refusals() {
     let h = Harness::start().await;
     let path = settings_path(&h.instance_id);
 
-    // Never configured: the defaults.
-    let (status, body) = h.get(&path).await;
+    let put_body = defaults_then_a_whole_put_read_back(&h, &path).await;
+    refusals_change_nothing(&h, &path, &put_body).await;
+    another_projects_instance_is_not_found(&h).await;
+
+    // The settings go with their instance.
+    let store = h.api.state().store.clone();
+    let (status, _) = h.delete(&format!("/instances/{}", h.instance_id)).await;
+    assert_eq!(status, 200);
+    let (status, b) = h.get(&path).await;
+    assert_eq!((status, code(&b)), (404, "DBS.200002"), "{b}");
+    assert_eq!(store.get_session_settings(&h.project_id, &h.instance_id).await.unwrap(), None);
+    h.stop().await;
+}
+
+/// Never configured: the defaults. Then a whole object (repeats collapse, order is kept), read
+/// back as stored; answers what the put stored.
+async fn defaults_then_a_whole_put_read_back(h: &Harness, path: &str) -> Value {
+    let (status, body) = h.get(path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
@@ -62,10 +78,9 @@ async fn settings_default_put_read_back_and_refusals() {
                "protected_app_names": [], "updated_at": null, "updated_by": null})
     );
 
-    // A whole object; repeats collapse, order is kept.
     let (status, put_body) = put(
-        &h,
-        &path,
+        h,
+        path,
         &json!({"redact_operations": true, "protected_users": ["backup", "app@admin", "backup"],
                 "protected_app_names": ["nightly-report"]}),
     )
@@ -75,12 +90,18 @@ async fn settings_default_put_read_back_and_refusals() {
     assert_eq!(put_body["redact_operations"], true);
     assert_eq!(put_body["updated_by"], "admin");
     assert!(put_body["updated_at"].as_i64().is_some_and(|t| t > 0), "{put_body}");
-    let (status, got) = h.get(&path).await;
+    let (status, got) = h.get(path).await;
     assert_eq!((status, &got), (200, &put_body), "read back as stored");
+    put_body
+}
 
-    // Refusals, each with its code; none changes what is stored.
-    let ok = r#""redact_operations": false, "protected_users": [], "protected_app_names": []"#;
-    for (body, want, says) in [
+/// The fields every refused body below would otherwise get right.
+const VALID_FIELDS: &str = r#""redact_operations": false, "protected_users": [], "protected_app_names": []"#;
+
+/// Bodies the put refuses: (body, vendor code, what the message says).
+fn refused_bodies() -> Vec<(String, &'static str, &'static str)> {
+    let ok = VALID_FIELDS;
+    vec![
         ("{not json".to_owned(), "DBS.200001", "not valid JSON"),
         ("[true]".to_owned(), "DBS.200001", "JSON object"),
         (r#"{"redact_operations": false}"#.to_owned(), "DBS.200001", "protected_users is required"),
@@ -125,33 +146,41 @@ async fn settings_default_put_read_back_and_refusals() {
             "DBS.900031",
             "more than 100 distinct names",
         ),
-    ] {
-        let (status, b) = put_raw(&h, &path, body.clone().into_bytes()).await;
+    ]
+}
+
+/// Refusals, each with its code, and a body not declared JSON (refused before anything reads
+/// it): none changes what is stored (`stored`).
+async fn refusals_change_nothing(h: &Harness, path: &str, stored: &Value) {
+    for (body, want, says) in refused_bodies() {
+        let (status, b) = put_raw(h, path, body.clone().into_bytes()).await;
         assert_eq!((status, code(&b)), (400, want), "{body}: {b}");
         assert!(b["error_msg"].as_str().unwrap().contains(says), "{body}: {b}");
     }
-    // A body that is not declared JSON is refused before anything reads it.
     let r = h
         .http
-        .put(h.url(&path))
+        .put(h.url(path))
         .header("X-Auth-Token", &h.token)
         .header("Content-Type", "text/plain")
-        .body(format!("{{{ok}}}"))
+        .body(format!("{{{VALID_FIELDS}}}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
-    let (_, after) = h.get(&path).await;
-    assert_eq!(after, put_body, "no refusal changed the settings");
+    let (_, after) = h.get(path).await;
+    assert_eq!(&after, stored, "no refusal changed the settings");
+}
 
-    // Another project's instance, or none: a plain 404, and nothing is written there.
+/// Another project's instance, or none: a plain 404, and nothing is written there. A
+/// structurally bad body for a missing instance is still a parameter error (body first).
+async fn another_projects_instance_is_not_found(h: &Harness) {
     let store = h.api.state().store.clone();
     let other = other_project_instance();
     store.create_instance(&other).await.unwrap();
     let (status, b) = h.get(&settings_path(&other.id)).await;
     assert_eq!((status, code(&b)), (404, "DBS.200002"), "{b}");
     let (status, b) = put(
-        &h,
+        h,
         &settings_path(&other.id),
         &json!({"redact_operations": true,
         "protected_users": [], "protected_app_names": []}),
@@ -162,17 +191,8 @@ async fn settings_default_put_read_back_and_refusals() {
     assert!(!theirs.redact_operations && theirs.updated_at == 0, "{theirs:?}");
     let (status, b) = h.get(&settings_path("ffffffffffffffffffffffffffffffffin02")).await;
     assert_eq!((status, code(&b)), (404, "DBS.200002"), "{b}");
-    // A structurally bad body for a missing instance is still a parameter error (body first).
-    let (status, b) = put_raw(&h, &settings_path(&other.id), b"{}".to_vec()).await;
+    let (status, b) = put_raw(h, &settings_path(&other.id), b"{}".to_vec()).await;
     assert_eq!((status, code(&b)), (400, "DBS.200001"), "{b}");
-
-    // The settings go with their instance.
-    let (status, _) = h.delete(&format!("/instances/{}", h.instance_id)).await;
-    assert_eq!(status, 200);
-    let (status, b) = h.get(&path).await;
-    assert_eq!((status, code(&b)), (404, "DBS.200002"), "{b}");
-    assert_eq!(store.get_session_settings(&h.project_id, &h.instance_id).await.unwrap(), None);
-    h.stop().await;
 }
 
 /// A group holding one policy of `effect` on `actions`, granted on the bootstrap project, with

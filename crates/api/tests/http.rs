@@ -73,7 +73,29 @@ async fn err(r: reqwest::Response) -> (u16, String, Value) {
 #[tokio::test]
 async fn request_ids_errors_and_limits() {
     let e = start(false).await;
-    // Caller's request id is echoed; otherwise one is made.
+    request_ids_are_echoed_or_made(&e).await;
+    unknown_routes_and_credentials_are_json_errors(&e).await;
+    bad_bodies_are_json_errors(&e).await;
+    let token = admin_token(&e, &e.boot.project_id).await;
+    an_oversized_kill_body_is_413(&e, &token).await;
+    undecodable_path_segments_are_400(&e, &token).await;
+    // Wrong password: 401 without saying which part was wrong.
+    let r = e
+        .http
+        .post(format!("{}/v3/auth/tokens", e.base))
+        .json(&json!({"auth":{"identity":{"methods":["password"],"password":{"user":{
+            "name":"admin","password":"Wrong-pass-1","domain":{"name":"docplane"}}}},"scope":{"project":{"name":"local"}}}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, c, body) = err(r).await;
+    assert_eq!((s, c.as_str()), (401, "DBS.900002"));
+    assert!(!body.to_string().contains("admin"));
+    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// The caller's request id is echoed; otherwise one is made.
+async fn request_ids_are_echoed_or_made(e: &Env) {
     let r = e
         .http
         .get(format!("{}/openapi.json", e.base))
@@ -86,7 +108,10 @@ async fn request_ids_errors_and_limits() {
     assert!(doc["paths"]["/v3/auth/tokens"].is_object());
     let r = e.http.get(format!("{}/openapi.json", e.base)).send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"].len(), 32);
-    // JSON 404 / 405 / 401.
+}
+
+/// JSON 404 / 405 / 401 (no token, a junk token).
+async fn unknown_routes_and_credentials_are_json_errors(e: &Env) {
     let (s, c, _) = err(e.http.get(format!("{}/nope", e.base)).send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (404, "DBS.900404"));
     let (s, c, _) = err(e.http.delete(format!("{}/v3/auth/tokens", e.base)).send().await.unwrap()).await;
@@ -103,7 +128,10 @@ async fn request_ids_errors_and_limits() {
         .unwrap())
     .await;
     assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
-    // Bad JSON, wrong content type, body too large.
+}
+
+/// Bad JSON, wrong content type, body too large.
+async fn bad_bodies_are_json_errors(e: &Env) {
     let (s, c, _) = err(e
         .http
         .post(format!("{}/v3/auth/tokens", e.base))
@@ -128,15 +156,17 @@ async fn request_ids_errors_and_limits() {
         .unwrap())
     .await;
     assert_eq!((s, c.as_str()), (413, "DBS.900413"));
-    // The kill route reads its body raw: over the limit it is the same JSON 413.
-    let token = admin_token(&e, &e.boot.project_id).await;
+}
+
+/// The kill route reads its body raw: over the limit it is the same JSON 413.
+async fn an_oversized_kill_body_is_413(e: &Env, token: &str) {
     let r = e
         .http
         .post(format!(
             "{}/v3/{}/nodes/0123456789abcdef0123456789abcdefno02/session",
             e.base, e.boot.project_id
         ))
-        .header("x-auth-token", &token)
+        .header("x-auth-token", token)
         .header("x-request-id", "rid-big-kill")
         .header("content-type", "application/json")
         .body(format!("{{\"sessions\":[\"{}\"]}}", "1".repeat(70 * 1024)))
@@ -147,8 +177,11 @@ async fn request_ids_errors_and_limits() {
     assert_eq!(r.headers()["content-type"], "application/json");
     let (s, c, body) = err(r).await;
     assert_eq!((s, c.as_str()), (413, "DBS.900413"), "{body}");
-    // A path segment that is not UTF-8 once decoded: JSON 400, with or without a credential.
-    for token in [None, Some(token.as_str())] {
+}
+
+/// A path segment that is not UTF-8 once decoded: JSON 400, with or without a credential.
+async fn undecodable_path_segments_are_400(e: &Env, token: &str) {
+    for token in [None, Some(token)] {
         let mut req = e.http.get(format!("{}/v3/%FF/nodes/x/sessions", e.base));
         if let Some(t) = token {
             req = req.header("x-auth-token", t);
@@ -160,32 +193,48 @@ async fn request_ids_errors_and_limits() {
     let (s, c, body) = err(e
         .http
         .get(format!("{}/v3/{}/nodes/%C3%28/sessions", e.base, e.boot.project_id))
-        .header("x-auth-token", &token)
+        .header("x-auth-token", token)
         .send()
         .await
         .unwrap())
     .await;
     assert_eq!((s, c.as_str()), (400, "DBS.200001"), "{body}");
-    // Wrong password: 401 without saying which part was wrong.
-    let r = e
-        .http
-        .post(format!("{}/v3/auth/tokens", e.base))
-        .json(&json!({"auth":{"identity":{"methods":["password"],"password":{"user":{
-            "name":"admin","password":"Wrong-pass-1","domain":{"name":"docplane"}}}},"scope":{"project":{"name":"local"}}}}))
-        .send()
-        .await
-        .unwrap();
-    let (s, c, body) = err(r).await;
-    assert_eq!((s, c.as_str()), (401, "DBS.900002"));
-    assert!(!body.to_string().contains("admin"));
-    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test]
 async fn tenant_isolation() {
     let e = start(false).await;
+    let (pb, pc) = other_projects(&e).await;
+    let ta = admin_token(&e, &e.boot.project_id).await;
+    let ok = e
+        .http
+        .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
+        .header("x-auth-token", &ta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // Token of A on B's path, on another account's project, on a project that does not exist.
+    for p in [&pb, &pc, &"e".repeat(32)] {
+        let (s, c, _) = err(e
+            .http
+            .get(format!("{}/v3/{p}/whoami", e.base))
+            .header("x-auth-token", &ta)
+            .send()
+            .await
+            .unwrap())
+        .await;
+        assert_eq!((s, c.as_str()), (403, "DBS.900004"), "{p}");
+    }
+    signatures_are_scoped_to_the_path_project(&e, &pb, &pc).await;
+    tampered_and_replayed_signatures_are_401(&e, &pb).await;
+    iam_writes_to_another_domain_are_refused(&e).await;
+    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// Project B in the same account as the bootstrap's, project C in another account; their ids.
+async fn other_projects(e: &Env) -> (String, String) {
     let store = e.server.state().store.clone();
-    // Project B in the same account, project C in another account.
     let pb = "b".repeat(32);
     let pc = "c".repeat(32);
     store
@@ -214,57 +263,46 @@ async fn tenant_isolation() {
         })
         .await
         .unwrap();
-    let ta = admin_token(&e, &e.boot.project_id).await;
-    let ok = e
-        .http
-        .get(format!("{}/v3/{}/whoami", e.base, e.boot.project_id))
-        .header("x-auth-token", &ta)
+    (pb, pc)
+}
+
+/// A GET of `path` signed with the admin's AK/SK, with `X-Project-Id` when given.
+fn signed_get(e: &Env, path: &str, project_header: Option<String>) -> reqwest::RequestBuilder {
+    let host = e.server.local_addr().to_string();
+    let mut h = vec![("host".to_owned(), host), ("x-sdk-date".to_owned(), sign::format_sdk_date(Utc::now()))];
+    if let Some(p) = project_header {
+        h.push(("x-project-id".to_owned(), p));
+    }
+    let auth =
+        sign::sign("GET", path, "", &h, b"", &e.boot.access_key, e.boot.secret_key.as_bytes()).unwrap();
+    let mut rb = e.http.get(format!("{}{path}", e.base)).header("authorization", auth);
+    for (k, v) in h.iter().filter(|(k, _)| k != "host") {
+        rb = rb.header(k, v);
+    }
+    rb
+}
+
+/// AK/SK: the path's project decides; X-Project-Id must agree; other account's project refused.
+async fn signatures_are_scoped_to_the_path_project(e: &Env, pb: &str, pc: &str) {
+    let r = signed_get(e, &format!("/v3/{pb}/whoami"), None).send().await.unwrap();
+    assert_eq!(r.status(), 200, "admin key works on any project of its account");
+    let (s, c, _) = err(signed_get(e, &format!("/v3/{pb}/whoami"), Some(e.boot.project_id.clone()))
         .send()
         .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
-    // Token of A on B's path, on another account's project, on a project that does not exist.
-    for p in [&pb, &pc, &"e".repeat(32)] {
-        let (s, c, _) = err(e
-            .http
-            .get(format!("{}/v3/{p}/whoami", e.base))
-            .header("x-auth-token", &ta)
-            .send()
-            .await
-            .unwrap())
-        .await;
-        assert_eq!((s, c.as_str()), (403, "DBS.900004"), "{p}");
-    }
-    // AK/SK: the path's project decides; X-Project-Id must agree; other account's project refused.
-    let signed = |path: String, project_header: Option<String>| {
-        let host = e.server.local_addr().to_string();
-        let mut h =
-            vec![("host".to_owned(), host), ("x-sdk-date".to_owned(), sign::format_sdk_date(Utc::now()))];
-        if let Some(p) = project_header {
-            h.push(("x-project-id".to_owned(), p));
-        }
-        let auth =
-            sign::sign("GET", &path, "", &h, b"", &e.boot.access_key, e.boot.secret_key.as_bytes()).unwrap();
-        let mut rb = e.http.get(format!("{}{path}", e.base)).header("authorization", auth);
-        for (k, v) in h.iter().filter(|(k, _)| k != "host") {
-            rb = rb.header(k, v);
-        }
-        rb
-    };
-    let r = signed(format!("/v3/{pb}/whoami"), None).send().await.unwrap();
-    assert_eq!(r.status(), 200, "admin key works on any project of its account");
-    let (s, c, _) =
-        err(signed(format!("/v3/{pb}/whoami"), Some(e.boot.project_id.clone())).send().await.unwrap()).await;
+        .unwrap())
+    .await;
     assert_eq!((s, c.as_str()), (403, "DBS.900004"));
-    let (s, c, _) = err(signed(format!("/v3/{pc}/whoami"), None).send().await.unwrap()).await;
+    let (s, c, _) = err(signed_get(e, &format!("/v3/{pc}/whoami"), None).send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (403, "DBS.900004"));
-    // Tampering after signing: path changed.
-    let rb = signed(format!("/v3/{}/whoami", e.boot.project_id), None);
+}
+
+/// Tampering after signing (the path changed to project B's) and a replayed (old) signature.
+async fn tampered_and_replayed_signatures_are_401(e: &Env, pb: &str) {
+    let rb = signed_get(e, &format!("/v3/{}/whoami", e.boot.project_id), None);
     let mut req = rb.build().unwrap();
     *req.url_mut() = format!("{}/v3/{pb}/whoami", e.base).parse().unwrap();
     let (s, c, _) = err(e.http.execute(req).await.unwrap()).await;
     assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
-    // A replayed (old) signature.
     let host = e.server.local_addr().to_string();
     let old = sign::format_sdk_date(Utc::now() - chrono::Duration::minutes(16));
     let path = format!("/v3/{}/whoami", e.boot.project_id);
@@ -281,7 +319,10 @@ async fn tenant_isolation() {
         .unwrap())
     .await;
     assert_eq!((s, c.as_str()), (401, "APIGW.0301"));
-    // IAM writes from another account's domain header are refused.
+}
+
+/// IAM writes from another account's domain header are refused.
+async fn iam_writes_to_another_domain_are_refused(e: &Env) {
     let path = "/v3/groups";
     let body = br#"{"group":{"name":"g1"}}"#;
     let host = e.server.local_addr().to_string();
@@ -299,7 +340,6 @@ async fn tenant_isolation() {
     }
     let (s, c, _) = err(rb.send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (403, "DBS.900004"));
-    e.server.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test]

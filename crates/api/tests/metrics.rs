@@ -139,93 +139,9 @@ const KILL_ROUTE: &str = "/v3/{project_id}/nodes/{node_id}/session";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_with_route_templates_and_no_ids() {
     let h = Harness::start().await;
-    // The harness logged in once; a wrong password is a second, failed attempt.
-    let r = h
-        .http
-        .post(format!("{}/v3/auth/tokens", h.base))
-        .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "id": "no-such-user", "password": "wrong"}}}, "scope": {"project": {"id": h.project_id}}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-
-    let (status, body) = h.get(&h.sessions_path("")).await;
-    assert_eq!(status, 200, "{body}");
-    let client = app_client(h.node_addr, 4);
-    let sleeper = spawn_sleep(&client, 30_000);
-    let sleep = h.wait_session(is_sleep).await;
-    let id = sleep["id"].as_str().unwrap().to_owned();
-    let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [id]})).await;
-    assert_eq!((status, &body), (200, &json!({})));
-    if let Err(e) = sleeper.await {
-        eprintln!("sleeper.await: {e:?}");
-    }
-    // A refused kill (unknown id) is counted as refused.
-    let (status, _) = h.post(&h.kill_path(), &json!({"sessions": ["999999999"]})).await;
-    assert_eq!(status, 400);
-
-    let (text, s) = scrape(&h).await;
-    let req = "docplane_http_requests_total";
-    assert!(
-        value(&s, req, &[("method", "GET"), ("route", SESSIONS_ROUTE), ("status", "200")]) >= 1.0,
-        "{text}"
-    );
-    assert!(value(&s, req, &[("method", "POST"), ("route", KILL_ROUTE), ("status", "200")]) == 1.0, "{text}");
-    assert!(value(&s, req, &[("method", "POST"), ("route", KILL_ROUTE), ("status", "400")]) == 1.0, "{text}");
-    assert_eq!(value(&s, req, &[("route", "/v3/auth/tokens"), ("status", "201")]), 1.0, "{text}");
-    assert_eq!(value(&s, req, &[("route", "/v3/auth/tokens"), ("status", "401")]), 1.0, "{text}");
-    let count = "docplane_http_request_duration_seconds_count";
-    assert!(value(&s, count, &[("method", "GET"), ("route", SESSIONS_ROUTE)]) >= 1.0, "{text}");
-    assert!(
-        value(&s, "docplane_http_request_duration_seconds_bucket", &[("route", KILL_ROUTE), ("le", "+Inf")])
-            >= 2.0
-    );
-    assert_eq!(value(&s, "docplane_kill_requests_total", &[("source", "ids"), ("outcome", "killed")]), 1.0);
-    assert_eq!(value(&s, "docplane_kill_requests_total", &[("source", "ids"), ("outcome", "refused")]), 1.0);
-    assert_eq!(value(&s, "docplane_login_attempts_total", &[("result", "success")]), 1.0, "{text}");
-    assert_eq!(value(&s, "docplane_login_attempts_total", &[("result", "invalid_credentials")]), 1.0);
-    assert!(value(&s, "docplane_driver_checkouts_total", &[]) >= 1.0, "{text}");
-    assert!(value(&s, "docplane_driver_pools", &[]) >= 1.0, "{text}");
-    assert_eq!(value(&s, "docplane_store_errors_total", &[]), 0.0, "{text}");
-    // No id, token or address anywhere in the exposition.
-    for secret in [&h.project_id, &h.node_id, &h.instance_id, &h.token, &h.access_key] {
-        assert!(!text.contains(secret.as_str()), "{secret} in the metrics:\n{text}");
-    }
-    // The opid is a small number that sample values can contain: no label value may be it.
-    assert!(!text.contains(&format!("\"{id}\"")), "opid {id} as a label value:\n{text}");
-    assert!(!text.contains(&h.node_addr.to_string()));
-
-    // Arbitrary paths fold into one `unmatched` route: the series do not grow with them.
-    let series = |s: &[Sample]| s.iter().filter(|x| x.name == req).count();
-    let before = series(&s);
-    for i in 0..3 {
-        let r = h
-            .http
-            .get(format!("{}/v3/{}/nodes/n-{i}/nothing-here", h.base, h.project_id))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404);
-    }
-    let (_, s1) = scrape(&h).await;
-    let unmatched_404 = value(&s1, req, &[("route", "unmatched"), ("status", "404")]);
-    assert_eq!(unmatched_404, 3.0);
-    for i in 3..50 {
-        let r = h
-            .http
-            .get(format!("{}/v3/{}/nodes/n-{i}/nothing-here", h.base, h.project_id))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404);
-    }
-    let (text2, s2) = scrape(&h).await;
-    assert_eq!(value(&s2, req, &[("route", "unmatched"), ("status", "404")]), 50.0);
-    // The scrape itself added its own series once; 47 more odd paths added none.
-    assert_eq!(series(&s2), series(&s1), "{text2}");
-    assert!(series(&s1) <= before + 2);
-    assert!(!text2.contains("nothing-here"));
+    let id = login_list_and_kill(&h).await;
+    let s = the_counters_moved_without_ids(&h, &id).await;
+    arbitrary_paths_fold_into_one_route(&h, &s).await;
 
     // The health loop probed the node (its first round at start may precede the registration).
     let deadline = Instant::now() + Duration::from_secs(25);
@@ -259,6 +175,106 @@ async fn counters_move_with_route_templates_and_no_ids() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready", "store": "sqlite"}));
     h.stop().await;
+}
+
+/// The traffic the counters must show: a failed login (the harness logged in once already), a
+/// listing, a kill of a sleep and a refused kill (unknown id). Answers the killed session's id.
+async fn login_list_and_kill(h: &Harness) -> String {
+    let r = h
+        .http
+        .post(format!("{}/v3/auth/tokens", h.base))
+        .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "id": "no-such-user", "password": "wrong"}}}, "scope": {"project": {"id": h.project_id}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (status, body) = h.get(&h.sessions_path("")).await;
+    assert_eq!(status, 200, "{body}");
+    let client = app_client(h.node_addr, 4);
+    let sleeper = spawn_sleep(&client, 30_000);
+    let sleep = h.wait_session(is_sleep).await;
+    let id = sleep["id"].as_str().unwrap().to_owned();
+    let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [id]})).await;
+    assert_eq!((status, &body), (200, &json!({})));
+    if let Err(e) = sleeper.await {
+        eprintln!("sleeper.await: {e:?}");
+    }
+    let (status, _) = h.post(&h.kill_path(), &json!({"sessions": ["999999999"]})).await;
+    assert_eq!(status, 400);
+    id
+}
+
+/// One scrape after that traffic: each request counted under its route template and status,
+/// kills and logins by outcome, the driver's and store's counters; no id, token or address
+/// (`id`: the killed session) anywhere. Answers the scrape's samples.
+async fn the_counters_moved_without_ids(h: &Harness, id: &str) -> Vec<Sample> {
+    let (text, s) = scrape(h).await;
+    let req = "docplane_http_requests_total";
+    assert!(
+        value(&s, req, &[("method", "GET"), ("route", SESSIONS_ROUTE), ("status", "200")]) >= 1.0,
+        "{text}"
+    );
+    assert!(value(&s, req, &[("method", "POST"), ("route", KILL_ROUTE), ("status", "200")]) == 1.0, "{text}");
+    assert!(value(&s, req, &[("method", "POST"), ("route", KILL_ROUTE), ("status", "400")]) == 1.0, "{text}");
+    assert_eq!(value(&s, req, &[("route", "/v3/auth/tokens"), ("status", "201")]), 1.0, "{text}");
+    assert_eq!(value(&s, req, &[("route", "/v3/auth/tokens"), ("status", "401")]), 1.0, "{text}");
+    let count = "docplane_http_request_duration_seconds_count";
+    assert!(value(&s, count, &[("method", "GET"), ("route", SESSIONS_ROUTE)]) >= 1.0, "{text}");
+    assert!(
+        value(&s, "docplane_http_request_duration_seconds_bucket", &[("route", KILL_ROUTE), ("le", "+Inf")])
+            >= 2.0
+    );
+    assert_eq!(value(&s, "docplane_kill_requests_total", &[("source", "ids"), ("outcome", "killed")]), 1.0);
+    assert_eq!(value(&s, "docplane_kill_requests_total", &[("source", "ids"), ("outcome", "refused")]), 1.0);
+    assert_eq!(value(&s, "docplane_login_attempts_total", &[("result", "success")]), 1.0, "{text}");
+    assert_eq!(value(&s, "docplane_login_attempts_total", &[("result", "invalid_credentials")]), 1.0);
+    assert!(value(&s, "docplane_driver_checkouts_total", &[]) >= 1.0, "{text}");
+    assert!(value(&s, "docplane_driver_pools", &[]) >= 1.0, "{text}");
+    assert_eq!(value(&s, "docplane_store_errors_total", &[]), 0.0, "{text}");
+    for secret in [&h.project_id, &h.node_id, &h.instance_id, &h.token, &h.access_key] {
+        assert!(!text.contains(secret.as_str()), "{secret} in the metrics:\n{text}");
+    }
+    // The opid is a small number that sample values can contain: no label value may be it.
+    assert!(!text.contains(&format!("\"{id}\"")), "opid {id} as a label value:\n{text}");
+    assert!(!text.contains(&h.node_addr.to_string()));
+    s
+}
+
+/// Arbitrary paths fold into one `unmatched` route: the series do not grow with them (`s`: the
+/// samples of a scrape before any).
+async fn arbitrary_paths_fold_into_one_route(h: &Harness, s: &[Sample]) {
+    let req = "docplane_http_requests_total";
+    let series = |s: &[Sample]| s.iter().filter(|x| x.name == req).count();
+    let before = series(s);
+    for i in 0..3 {
+        let r = h
+            .http
+            .get(format!("{}/v3/{}/nodes/n-{i}/nothing-here", h.base, h.project_id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let (_, s1) = scrape(h).await;
+    let unmatched_404 = value(&s1, req, &[("route", "unmatched"), ("status", "404")]);
+    assert_eq!(unmatched_404, 3.0);
+    for i in 3..50 {
+        let r = h
+            .http
+            .get(format!("{}/v3/{}/nodes/n-{i}/nothing-here", h.base, h.project_id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let (text2, s2) = scrape(h).await;
+    assert_eq!(value(&s2, req, &[("route", "unmatched"), ("status", "404")]), 50.0);
+    // The scrape itself added its own series once; 47 more odd paths added none.
+    assert_eq!(series(&s2), series(&s1), "{text2}");
+    assert!(series(&s1) <= before + 2);
+    assert!(!text2.contains("nothing-here"));
 }
 
 async fn get_json(h: &Harness, path: &str) -> (u16, Value) {

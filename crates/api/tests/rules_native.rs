@@ -51,6 +51,18 @@ fn code_of(r: &(mongodb::error::Result<Document>, Duration)) -> Option<i32> {
     r.0.as_ref().err().and_then(error_code)
 }
 
+/// The test's four rules, by id.
+struct Rules {
+    /// Kills a command on `limited` at 2 s.
+    limit: String,
+    /// The same on `watched`, in observe mode.
+    observe: String,
+    /// At most two commands on `capped`.
+    cap: String,
+    /// At most one command on `admin`.
+    admin_cap: String,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_node_enforces_rules_natively() {
     let h = Harness::start().await;
@@ -58,8 +70,32 @@ async fn the_embedded_node_enforces_rules_natively() {
     let guarded = client_as(h.node_addr, "nightly-backup");
     // docplane's own application name and user: what the control plane's connections are.
     let control = client_as(h.node_addr, docplane_driver::DEFAULT_APP_NAME);
+    let rules = create_rules(&h).await;
+    wait_installed(&control, &[&rules.limit, &rules.observe, &rules.cap, &rules.admin_cap]).await;
+
+    the_rules_are_enforced(&h, &app, &guarded).await;
+    every_rule_action_is_recorded(&h, &rules).await;
+
+    // Disabled, the rules leave the node: nothing is enforced any more.
+    let path = format!("/instances/{}/kill-op-rule", h.instance_id);
     let (status, b) = send(
         &h,
+        reqwest::Method::PUT,
+        &path,
+        json!({"ids": [rules.limit, rules.observe, rules.cap, rules.admin_cap], "action": "disable"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    wait_installed(&control, &[]).await;
+    let late = sleep_on(&app, "limited", 2_500).await.unwrap();
+    assert!(late.0.is_ok(), "a disabled rule killed: {:?}", late.0);
+    h.stop().await;
+}
+
+/// Protects the application `nightly-backup`, then creates the four rules, enabled.
+async fn create_rules(h: &Harness) -> Rules {
+    let (status, b) = send(
+        h,
         reqwest::Method::PUT,
         &format!("/instances/{}/session-settings", h.instance_id),
         json!({"redact_operations": false, "protected_users": [], "protected_app_names": ["nightly-backup"]}),
@@ -67,45 +103,51 @@ async fn the_embedded_node_enforces_rules_natively() {
     .await;
     assert_eq!(status, 200, "{b}");
     let limit = enabled_rule(
-        &h,
+        h,
         json!({"operation_types": ["command"], "namespaces": ["limited"], "secs_running": 2, "node_type": "replica"}),
     )
     .await;
     let observe = enabled_rule(
-        &h,
+        h,
         json!({"operation_types": ["command"], "namespaces": ["watched"], "secs_running": 2,
                "node_type": "replica", "mode": "observe"}),
     )
     .await;
     let cap = enabled_rule(
-        &h,
+        h,
         json!({"operation_types": ["command"], "namespaces": ["capped"], "max_concurrency": 2, "node_type": "replica"}),
     )
     .await;
     // At most one command on `admin`: docplane's own reads there (listing, verification, the
     // rules command) must not count.
     let admin_cap = enabled_rule(
-        &h,
+        h,
         json!({"operation_types": ["command"], "namespaces": ["admin"], "max_concurrency": 1, "node_type": "replica"}),
     )
     .await;
-    wait_installed(&control, &[&limit, &observe, &cap, &admin_cap]).await;
+    Rules { limit, observe, cap, admin_cap }
+}
 
-    let victim = sleep_on(&app, "limited", 20_000);
-    let other_db = sleep_on(&app, "elsewhere", 3_000);
-    let protected = sleep_on(&guarded, "limited", 3_000);
-    let observed = sleep_on(&app, "watched", 3_000);
-    let capped = [sleep_on(&app, "capped", 3_000), sleep_on(&app, "capped", 3_000)];
-    let admin_hold = sleep_on(&app, "admin", 3_000);
+/// The node applies the rules: the matching sleep ends with 11601 right at 2 s; sleeps on
+/// another database, of the protected application or under observe mode run their course; the
+/// third on `capped` and the second user command on `admin` are refused at admission (365),
+/// while docplane's own work on `admin` runs.
+async fn the_rules_are_enforced(h: &Harness, app: &mongodb::Client, guarded: &mongodb::Client) {
+    let victim = sleep_on(app, "limited", 20_000);
+    let other_db = sleep_on(app, "elsewhere", 3_000);
+    let protected = sleep_on(guarded, "limited", 3_000);
+    let observed = sleep_on(app, "watched", 3_000);
+    let capped = [sleep_on(app, "capped", 3_000), sleep_on(app, "capped", 3_000)];
+    let admin_hold = sleep_on(app, "admin", 3_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // N are running: the next is refused at once.
-    let refused = sleep_on(&app, "capped", 3_000).await.unwrap();
+    let refused = sleep_on(app, "capped", 3_000).await.unwrap();
     assert_eq!(code_of(&refused), Some(365), "{:?}", refused.0);
     assert!(refused.1 < Duration::from_millis(300), "refused after {:?}", refused.1);
     // docplane's own work on admin runs while the user's sleep holds the one slot.
     let (status, body) = h.get(&h.sessions_path("?limit=100")).await;
     assert_eq!(status, 200, "{body}");
-    let second = sleep_on(&app, "admin", 10).await.unwrap();
+    let second = sleep_on(app, "admin", 10).await.unwrap();
     assert_eq!(code_of(&second), Some(365), "a second admin command was admitted: {:?}", second.0);
 
     let v = victim.await.unwrap();
@@ -124,23 +166,26 @@ async fn the_embedded_node_enforces_rules_natively() {
     for s in capped {
         assert!(s.await.unwrap().0.is_ok());
     }
+}
 
-    // Every rule kill and refusal has its record, naming the rule; observe mode recorded.
-    let records = rule_records(&h, &limit, 1).await;
+/// Every rule kill and refusal has its record, naming the rule; observe mode recorded; nothing
+/// protected, docplane's own or on another database has one; the chain verifies.
+async fn every_rule_action_is_recorded(h: &Harness, rules: &Rules) {
+    let records = rule_records(h, &rules.limit, 1).await;
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["outcome"], "killed", "{:#}", records[0]);
-    assert_eq!(records[0]["rule"]["id"], limit.as_str());
+    assert_eq!(records[0]["rule"]["id"], rules.limit.as_str());
     assert_eq!(records[0]["rule"]["mode"], "kill");
     assert_eq!(records[0]["rule"]["secs_running"], 2);
     assert_eq!(records[0]["targets"][0]["namespace"], "limited.$cmd");
     assert_eq!(records[0]["targets"][0]["app_name"], "shop-app");
-    let records = rule_records(&h, &cap, 1).await;
+    let records = rule_records(h, &rules.cap, 1).await;
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["outcome"], "refused", "{:#}", records[0]);
     assert_eq!(records[0]["detail"]["error_code"], 365, "{:#}", records[0]);
-    let records = rule_records(&h, &admin_cap, 1).await;
+    let records = rule_records(h, &rules.admin_cap, 1).await;
     assert_eq!(records.len(), 1, "only the user's second admin command: {records:#?}");
-    let records = rule_records(&h, &observe, 1).await;
+    let records = rule_records(h, &rules.observe, 1).await;
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["outcome"], "observed");
     assert_eq!(records[0]["rule"]["mode"], "observe");
@@ -155,21 +200,6 @@ async fn the_embedded_node_enforces_rules_natively() {
     }
     let (_, verify) = h.get("/kill-records/verify").await;
     assert_eq!(verify["ok"], true, "{verify}");
-
-    // Disabled, the rules leave the node: nothing is enforced any more.
-    let path = format!("/instances/{}/kill-op-rule", h.instance_id);
-    let (status, b) = send(
-        &h,
-        reqwest::Method::PUT,
-        &path,
-        json!({"ids": [limit, observe, cap, admin_cap], "action": "disable"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{b}");
-    wait_installed(&control, &[]).await;
-    let late = sleep_on(&app, "limited", 2_500).await.unwrap();
-    assert!(late.0.is_ok(), "a disabled rule killed: {:?}", late.0);
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,13 @@ use crate::client::output::{self, Output, table};
 use crate::client::profiles::{self, Credentials, Profile, ProfileFile};
 use crate::client::{ApiClient, ApiFailure, NotSignedIn, decode, format, usage};
 use crate::{
-    AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, OnOff, ProfilesCommand, SessionsCommand,
+    AuditCommand, ClientCommon, Command, InstancesCommand, LoginArgs, OnOff, ProfilesCommand, RegisterArgs,
+    SessionsCommand, SettingsArgs,
 };
 use crate::{outln, outp};
 
+/// Runs one subcommand: server commands start the servers, client commands call the API and print
+/// its answer. One line per command; each command's steps live in its own function.
 pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Up(args) => crate::servers::up(args).await,
@@ -27,15 +30,31 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Logout { common } => logout(&common),
         Command::Whoami { common } => whoami(&common).await,
         Command::Profiles(ProfilesCommand::List { output }) => list_profiles(output),
-        Command::Completion { shell } => {
-            let mut cmd = <crate::Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "docplane", &mut buf);
-            output::out(&String::from_utf8_lossy(&buf))?;
-            Ok(())
-        }
+        Command::Completion { shell } => completion(shell),
         Command::Man { out_dir } => man(out_dir.as_deref()),
-        Command::Instances(InstancesCommand::List { common, id, name, mode, offset, limit }) => {
+        Command::Instances(cmd) => instances(cmd).await,
+        Command::Sessions(cmd) => sessions(cmd).await,
+        Command::Audit(cmd) => audit(cmd).await,
+        Command::Rules(cmd) => crate::client::rules::run(cmd, client_for).await,
+        Command::Connections { common, instance, node } => {
+            crate::client::rules::connections(client_for(&common)?, common.output, &instance, node).await
+        }
+    }
+}
+
+/// `completion SHELL`: the shell's completion script on stdout.
+fn completion(shell: clap_complete::Shell) -> Result<()> {
+    let mut cmd = <crate::Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "docplane", &mut buf);
+    output::out(&String::from_utf8_lossy(&buf))?;
+    Ok(())
+}
+
+/// `instances list | register | unregister | settings`.
+async fn instances(command: InstancesCommand) -> Result<()> {
+    match command {
+        InstancesCommand::List { common, id, name, mode, offset, limit } => {
             let client = client_for(&common)?;
             let mut query = Vec::new();
             push(&mut query, "id", id);
@@ -47,58 +66,8 @@ pub async fn run(command: Command) -> Result<()> {
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_instances(&body, common.output, offset.unwrap_or(0))
         }
-        Command::Instances(InstancesCommand::Register {
-            common,
-            name,
-            seeds,
-            mode,
-            mongos,
-            username,
-            password,
-            password_stdin,
-            auth_source,
-        }) => {
-            let client = client_for(&common)?;
-            let password = match &username {
-                Some(user) => Some(read_secret(
-                    password,
-                    password_stdin,
-                    &format!("MongoDB password for {user}: "),
-                    "give the password with DOCPLANE_REGISTER_PASSWORD, --password or --password-stdin",
-                )?),
-                None => None,
-            };
-            let mut body = json!({"name": name, "seeds": seeds});
-            if let Some(m) = mode {
-                body["mode"] = json!(m);
-            }
-            if !mongos.is_empty() {
-                body["mongos"] = json!(mongos);
-            }
-            if let (Some(u), Some(p)) = (username, password) {
-                body["username"] = json!(u);
-                body["password"] = json!(p);
-            }
-            if let Some(a) = auth_source {
-                body["auth_source"] = json!(a);
-            }
-            let path = format!("/v3/{}/instances/register", client.project_id());
-            let answer = client.call(Method::POST, &path, &[], Some(&body)).await?;
-            if common.output == Output::Json {
-                return output::json(&answer);
-            }
-            let inst = &answer["instance"];
-            outln!(
-                "registered instance {} ({}, {}) with {} node(s):",
-                inst["id"].as_str().unwrap_or("?"),
-                inst["name"].as_str().unwrap_or("?"),
-                inst["mode"].as_str().unwrap_or("?"),
-                node_rows(inst).len()
-            );
-            outp!("{}", table(&NODE_COLUMNS, &node_rows(inst), 48));
-            Ok(())
-        }
-        Command::Instances(InstancesCommand::Unregister { common, instance }) => {
+        InstancesCommand::Register(args) => register_instance(args).await,
+        InstancesCommand::Unregister { common, instance } => {
             let client = client_for(&common)?;
             let path = format!("/v3/{}/instances/{instance}", client.project_id());
             let answer = client.call(Method::DELETE, &path, &[], None).await?;
@@ -110,36 +79,94 @@ pub async fn run(command: Command) -> Result<()> {
                 }
             }
         }
-        Command::Instances(InstancesCommand::Settings {
-            common,
-            instance,
-            redact_operations,
-            protect_user,
-            unprotect_user,
-            protect_app,
-            unprotect_app,
-            clear_protected,
-        }) => {
-            let client = client_for(&common)?;
-            let path = format!("/v3/{}/instances/{instance}/session-settings", client.project_id());
-            let current = client.call(Method::GET, &path, &[], None).await?;
-            let change = SettingsChange {
-                redact_operations: redact_operations.map(|v| v == OnOff::On),
-                protect_users: protect_user,
-                unprotect_users: unprotect_user,
-                protect_apps: protect_app,
-                unprotect_apps: unprotect_app,
-                clear_protected,
-            };
-            let shown = if change.is_empty() {
-                current
-            } else {
-                let body = change.apply(&current)?;
-                client.call(Method::PUT, &path, &[], Some(&body)).await?
-            };
-            print_settings(&shown, common.output)
-        }
-        Command::Sessions(SessionsCommand::List {
+        InstancesCommand::Settings(args) => instance_settings(args).await,
+    }
+}
+
+/// `instances register`: asks for the MongoDB password when a user is given without one, posts
+/// the registration and prints the nodes docplane discovered.
+async fn register_instance(args: RegisterArgs) -> Result<()> {
+    let RegisterArgs { common, name, seeds, mode, mongos, username, password, password_stdin, auth_source } =
+        args;
+    let client = client_for(&common)?;
+    let password = match &username {
+        Some(user) => Some(read_secret(
+            password,
+            password_stdin,
+            &format!("MongoDB password for {user}: "),
+            "give the password with DOCPLANE_REGISTER_PASSWORD, --password or --password-stdin",
+        )?),
+        None => None,
+    };
+    let mut body = json!({"name": name, "seeds": seeds});
+    if let Some(m) = mode {
+        body["mode"] = json!(m);
+    }
+    if !mongos.is_empty() {
+        body["mongos"] = json!(mongos);
+    }
+    if let (Some(u), Some(p)) = (username, password) {
+        body["username"] = json!(u);
+        body["password"] = json!(p);
+    }
+    if let Some(a) = auth_source {
+        body["auth_source"] = json!(a);
+    }
+    let path = format!("/v3/{}/instances/register", client.project_id());
+    let answer = client.call(Method::POST, &path, &[], Some(&body)).await?;
+    if common.output == Output::Json {
+        return output::json(&answer);
+    }
+    let inst = &answer["instance"];
+    outln!(
+        "registered instance {} ({}, {}) with {} node(s):",
+        inst["id"].as_str().unwrap_or("?"),
+        inst["name"].as_str().unwrap_or("?"),
+        inst["mode"].as_str().unwrap_or("?"),
+        node_rows(inst).len()
+    );
+    outp!("{}", table(&NODE_COLUMNS, &node_rows(inst), 48));
+    Ok(())
+}
+
+/// `instances settings`: reads the instance's session settings and, when a change flag is given,
+/// puts back the whole object with the change applied; prints what the endpoint holds afterwards.
+async fn instance_settings(args: SettingsArgs) -> Result<()> {
+    let SettingsArgs {
+        common,
+        instance,
+        redact_operations,
+        protect_user,
+        unprotect_user,
+        protect_app,
+        unprotect_app,
+        clear_protected,
+    } = args;
+    let client = client_for(&common)?;
+    let path = format!("/v3/{}/instances/{instance}/session-settings", client.project_id());
+    let current = client.call(Method::GET, &path, &[], None).await?;
+    let change = SettingsChange {
+        redact_operations: redact_operations.map(|v| v == OnOff::On),
+        protect_users: protect_user,
+        unprotect_users: unprotect_user,
+        protect_apps: protect_app,
+        unprotect_apps: unprotect_app,
+        clear_protected,
+    };
+    let shown = if change.is_empty() {
+        current
+    } else {
+        let body = change.apply(&current)?;
+        client.call(Method::PUT, &path, &[], Some(&body)).await?
+    };
+    print_settings(&shown, common.output)
+}
+
+/// `sessions list | kill`: a kill with `--where` goes to the selector route, one with session
+/// ids to the vendor's kill route.
+async fn sessions(command: SessionsCommand) -> Result<()> {
+    match command {
+        SessionsCommand::List {
             common,
             node,
             op_type,
@@ -148,7 +175,7 @@ pub async fn run(command: Command) -> Result<()> {
             min_cost_time,
             limit,
             offset,
-        }) => {
+        } => {
             let client = client_for(&common)?;
             let mut query = Vec::new();
             push(&mut query, "offset", offset);
@@ -161,9 +188,7 @@ pub async fn run(command: Command) -> Result<()> {
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_sessions(&body, common.output, offset.unwrap_or(0))
         }
-        Command::Sessions(SessionsCommand::Kill { common, node, selector, dry_run, max, .. })
-            if !selector.is_empty() =>
-        {
+        SessionsCommand::Kill { common, node, selector, dry_run, max, .. } if !selector.is_empty() => {
             let filter = parse_where(&selector).map_err(|e| usage(format!("{e:#}")))?;
             let client = client_for(&common)?;
             let path = format!("/v3/{}/nodes/{}/sessions/kill", client.project_id(), node);
@@ -171,7 +196,7 @@ pub async fn run(command: Command) -> Result<()> {
             let answer = client.call(Method::POST, &path, &[], Some(&body)).await?;
             print_selection(&answer, common.output)
         }
-        Command::Sessions(SessionsCommand::Kill { common, node, sessions, .. }) => {
+        SessionsCommand::Kill { common, node, sessions, .. } => {
             let client = client_for(&common)?;
             let path = format!("/v3/{}/nodes/{}/session", client.project_id(), node);
             let body = client.call(Method::POST, &path, &[], Some(&json!({ "sessions": sessions }))).await?;
@@ -183,7 +208,13 @@ pub async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Audit(AuditCommand::List { common, from, to, node, principal, outcome, limit, offset }) => {
+    }
+}
+
+/// `audit list | verify`.
+async fn audit(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::List { common, from, to, node, principal, outcome, limit, offset } => {
             let client = client_for(&common)?;
             let mut query = Vec::new();
             push(&mut query, "from", from);
@@ -197,32 +228,32 @@ pub async fn run(command: Command) -> Result<()> {
             let body = client.call(Method::GET, &path, &query, None).await?;
             print_kill_records(&body, common.output, offset.unwrap_or(0))
         }
-        Command::Rules(cmd) => crate::client::rules::run(cmd, client_for).await,
-        Command::Connections { common, instance, node } => {
-            crate::client::rules::connections(client_for(&common)?, common.output, &instance, node).await
-        }
-        Command::Audit(AuditCommand::Verify { common }) => {
-            let client = client_for(&common)?;
-            let path = format!("/v3/{}/kill-records/verify", client.project_id());
-            let body = client.call(Method::GET, &path, &[], None).await?;
-            if common.output == Output::Json {
-                output::json(&body)?;
-            } else {
-                for p in body["problems"].as_array().into_iter().flatten() {
-                    outln!("seq {}: {}", p["seq"], p["problem"].as_str().unwrap_or(""));
-                }
-                outln!(
-                    "{} entries checked (head {}, pruned through {}): {}",
-                    body["entries"],
-                    body["head_seq"],
-                    body["base_seq"],
-                    if body["ok"] == true { "chain intact" } else { "CHAIN BROKEN" }
-                );
-            }
-            anyhow::ensure!(body["ok"] == true, "the kill-record chain does not verify");
-            Ok(())
-        }
+        AuditCommand::Verify { common } => verify_audit(&common).await,
     }
+}
+
+/// `audit verify`: the server recomputes the kill-record hash chain; prints each problem and the
+/// summary, and fails (exit code 1) when the chain does not verify.
+async fn verify_audit(common: &ClientCommon) -> Result<()> {
+    let client = client_for(common)?;
+    let path = format!("/v3/{}/kill-records/verify", client.project_id());
+    let body = client.call(Method::GET, &path, &[], None).await?;
+    if common.output == Output::Json {
+        output::json(&body)?;
+    } else {
+        for p in body["problems"].as_array().into_iter().flatten() {
+            outln!("seq {}: {}", p["seq"], p["problem"].as_str().unwrap_or(""));
+        }
+        outln!(
+            "{} entries checked (head {}, pruned through {}): {}",
+            body["entries"],
+            body["head_seq"],
+            body["base_seq"],
+            if body["ok"] == true { "chain intact" } else { "CHAIN BROKEN" }
+        );
+    }
+    anyhow::ensure!(body["ok"] == true, "the kill-record chain does not verify");
+    Ok(())
 }
 
 /// The man pages: `docplane.1` on stdout, or every command's page into `dir`.

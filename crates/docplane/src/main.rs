@@ -492,40 +492,7 @@ Examples:
 
 Without --password, DOCPLANE_REGISTER_PASSWORD or --password-stdin, the password is asked on the
 terminal when --username is given.")]
-    Register {
-        #[command(flatten)]
-        common: ClientCommon,
-        /// Instance name: 4 to 64 characters, a letter first, then letters, digits, - and _.
-        #[arg(long, env = "DOCPLANE_REGISTER_NAME")]
-        name: String,
-        /// host:port of a member, tried in order; repeatable (the variable: comma-separated).
-        #[arg(
-            long = "seed",
-            env = "DOCPLANE_REGISTER_SEEDS",
-            value_name = "HOST:PORT",
-            required = true,
-            value_delimiter = ','
-        )]
-        seeds: Vec<String>,
-        /// Single, ReplicaSet or Sharding [default: what the seed shows].
-        #[arg(long, env = "DOCPLANE_REGISTER_MODE")]
-        mode: Option<String>,
-        /// Further mongos routers of a sharded cluster; repeatable (the variable: comma-separated).
-        #[arg(long, env = "DOCPLANE_REGISTER_MONGOS", value_name = "HOST:PORT", value_delimiter = ',')]
-        mongos: Vec<String>,
-        /// MongoDB user docplane signs in as (needs inprog and killop).
-        #[arg(long, env = "DOCPLANE_REGISTER_USERNAME", value_name = "NAME")]
-        username: Option<String>,
-        /// Its password (prefer the variable, --password-stdin or the prompt).
-        #[arg(long, env = "DOCPLANE_REGISTER_PASSWORD", hide_env_values = true, requires = "username")]
-        password: Option<String>,
-        /// Read the password from standard input.
-        #[arg(long, env = "DOCPLANE_REGISTER_PASSWORD_STDIN", requires = "username")]
-        password_stdin: bool,
-        /// Authentication database [default: admin].
-        #[arg(long, env = "DOCPLANE_REGISTER_AUTH_SOURCE", value_name = "DB", requires = "username")]
-        auth_source: Option<String>,
-    },
+    Register(RegisterArgs),
     /// Unregister an instance: docplane forgets it and its nodes (the deployment is not touched).
     #[command(after_help = "\
 Examples:
@@ -544,31 +511,72 @@ Examples:
   docplane instances settings --instance INSTANCE_ID
   docplane instances settings --instance INSTANCE_ID --redact-operations on --protect-user backup
   docplane instances settings --instance INSTANCE_ID --clear-protected")]
-    Settings {
-        #[command(flatten)]
-        common: ClientCommon,
-        /// Instance ID (`instances list -o json`: `.instances[].id`).
-        #[arg(long, env = "DOCPLANE_INSTANCE", value_name = "INSTANCE_ID")]
-        instance: String,
-        /// List operations with their literals replaced by placeholders (on) or as they are (off).
-        #[arg(long, env = "DOCPLANE_REDACT_OPERATIONS", value_enum, value_name = "on|off")]
-        redact_operations: Option<OnOff>,
-        /// Never kill this MongoDB user's operations: NAME (any database) or NAME@DB; repeatable.
-        #[arg(long, env = "DOCPLANE_PROTECT_USER", value_name = "NAME", value_delimiter = ',')]
-        protect_user: Vec<String>,
-        /// Remove a protected user (it must be in the list); repeatable.
-        #[arg(long, env = "DOCPLANE_UNPROTECT_USER", value_name = "NAME", value_delimiter = ',')]
-        unprotect_user: Vec<String>,
-        /// Never kill operations of this client application (exact appName); repeatable.
-        #[arg(long, env = "DOCPLANE_PROTECT_APP", value_name = "APP_NAME", value_delimiter = ',')]
-        protect_app: Vec<String>,
-        /// Remove a protected application (it must be in the list); repeatable.
-        #[arg(long, env = "DOCPLANE_UNPROTECT_APP", value_name = "APP_NAME", value_delimiter = ',')]
-        unprotect_app: Vec<String>,
-        /// Empty both protected lists first (--protect-user / --protect-app then add to them).
-        #[arg(long, env = "DOCPLANE_CLEAR_PROTECTED", conflicts_with_all = ["unprotect_user", "unprotect_app"])]
-        clear_protected: bool,
-    },
+    Settings(SettingsArgs),
+}
+
+// The arguments of `instances register` (its help is the variant's doc comment).
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    common: ClientCommon,
+    /// Instance name: 4 to 64 characters, a letter first, then letters, digits, - and _.
+    #[arg(long, env = "DOCPLANE_REGISTER_NAME")]
+    name: String,
+    /// host:port of a member, tried in order; repeatable (the variable: comma-separated).
+    #[arg(
+        long = "seed",
+        env = "DOCPLANE_REGISTER_SEEDS",
+        value_name = "HOST:PORT",
+        required = true,
+        value_delimiter = ','
+    )]
+    seeds: Vec<String>,
+    /// Single, ReplicaSet or Sharding [default: what the seed shows].
+    #[arg(long, env = "DOCPLANE_REGISTER_MODE")]
+    mode: Option<String>,
+    /// Further mongos routers of a sharded cluster; repeatable (the variable: comma-separated).
+    #[arg(long, env = "DOCPLANE_REGISTER_MONGOS", value_name = "HOST:PORT", value_delimiter = ',')]
+    mongos: Vec<String>,
+    /// MongoDB user docplane signs in as (needs inprog and killop).
+    #[arg(long, env = "DOCPLANE_REGISTER_USERNAME", value_name = "NAME")]
+    username: Option<String>,
+    /// Its password (prefer the variable, --password-stdin or the prompt).
+    #[arg(long, env = "DOCPLANE_REGISTER_PASSWORD", hide_env_values = true, requires = "username")]
+    password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, env = "DOCPLANE_REGISTER_PASSWORD_STDIN", requires = "username")]
+    password_stdin: bool,
+    /// Authentication database [default: admin].
+    #[arg(long, env = "DOCPLANE_REGISTER_AUTH_SOURCE", value_name = "DB", requires = "username")]
+    auth_source: Option<String>,
+}
+
+// The arguments of `instances settings` (its help is the variant's doc comment).
+#[derive(Debug, Args)]
+struct SettingsArgs {
+    #[command(flatten)]
+    common: ClientCommon,
+    /// Instance ID (`instances list -o json`: `.instances[].id`).
+    #[arg(long, env = "DOCPLANE_INSTANCE", value_name = "INSTANCE_ID")]
+    instance: String,
+    /// List operations with their literals replaced by placeholders (on) or as they are (off).
+    #[arg(long, env = "DOCPLANE_REDACT_OPERATIONS", value_enum, value_name = "on|off")]
+    redact_operations: Option<OnOff>,
+    /// Never kill this MongoDB user's operations: NAME (any database) or NAME@DB; repeatable.
+    #[arg(long, env = "DOCPLANE_PROTECT_USER", value_name = "NAME", value_delimiter = ',')]
+    protect_user: Vec<String>,
+    /// Remove a protected user (it must be in the list); repeatable.
+    #[arg(long, env = "DOCPLANE_UNPROTECT_USER", value_name = "NAME", value_delimiter = ',')]
+    unprotect_user: Vec<String>,
+    /// Never kill operations of this client application (exact appName); repeatable.
+    #[arg(long, env = "DOCPLANE_PROTECT_APP", value_name = "APP_NAME", value_delimiter = ',')]
+    protect_app: Vec<String>,
+    /// Remove a protected application (it must be in the list); repeatable.
+    #[arg(long, env = "DOCPLANE_UNPROTECT_APP", value_name = "APP_NAME", value_delimiter = ',')]
+    unprotect_app: Vec<String>,
+    /// Empty both protected lists first (--protect-user / --protect-app then add to them).
+    #[arg(long, env = "DOCPLANE_CLEAR_PROTECTED", conflicts_with_all = ["unprotect_user", "unprotect_app"])]
+    clear_protected: bool,
 }
 
 /// A switch given as `on` or `off`.

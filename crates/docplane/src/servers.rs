@@ -314,30 +314,26 @@ fn uri_credentials(uri: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// `up`: the embedded node and the control plane in one process. On the first start it bootstraps
+/// the account, registers the node and writes bootstrap.json; later starts reuse that file. Then it
+/// waits for Ctrl-C or SIGTERM and stops both.
 pub async fn up(args: crate::UpArgs) -> Result<()> {
     init_tracing(&args.common);
     let file = FileConfig::load(args.common.config.as_deref())?;
     let dir = data_dir(&args.common, &file)?;
     let api_listen = config::addr(args.api_listen, file.api.listen, config::DEFAULT_API_LISTEN)?;
     let node_listen = config::addr(args.node_listen, file.node.listen, config::DEFAULT_NODE_LISTEN)?;
-    let boot_path = dir.join("bootstrap.json");
-    let existing: Option<BootstrapFile> = match std::fs::read_to_string(&boot_path) {
-        Ok(text) => {
-            Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", boot_path.display()))?)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", boot_path.display())),
-    };
+    let files = UpFiles { boot: dir.join("bootstrap.json"), pending: dir.join(PENDING_FILE) };
+    let existing = read_bootstrap(&files.boot)?;
 
     // The node's root user: generated on first start; later starts pass the same one again, which the
     // node creates only if it is missing (e.g. a wiped node directory). Until the first start has
     // completed, its secrets live in bootstrap.pending.json, written before anything else, so a
     // first start that fails anywhere (a busy port, a crash) is resumed by the next one with the
     // same secrets instead of leaving a node and a store whose passwords nobody knows.
-    let pending_path = dir.join(PENDING_FILE);
     let pending = match &existing {
         Some(_) => None,
-        None => Some(PendingBootstrap::load_or_create(&pending_path)?),
+        None => Some(PendingBootstrap::load_or_create(&files.pending)?),
     };
     let root = match (&existing, &pending) {
         (Some(b), _) => {
@@ -346,25 +342,7 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
         (None, Some(p)) => (EMBEDDED_ROOT_USER.to_string(), p.root_password.clone()),
         (None, None) => unreachable!("a pending bootstrap is loaded whenever bootstrap.json is absent"),
     };
-    let tuning = config::node_tuning(args.sync_every_write, &file.node);
-    let node = docplane_node::Node::start(docplane_node::NodeConfig {
-        bind: node_listen,
-        data_dir: Some(dir.join("node")),
-        enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
-        auth: true,
-        root_user: Some(root.clone()),
-        sync_every_write: tuning.sync_every_write,
-        unauthenticated_idle_timeout: tuning.unauthenticated_idle_timeout,
-        idle_timeout: tuning.idle_timeout,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "starting the embedded node on {node_listen} (choose another with --node-listen){}",
-            resume_hint(existing.is_none())
-        )
-    })?;
+    let node = start_embedded_node(&args, &file, &dir, node_listen, &root, existing.is_none()).await?;
     let node_addr = connectable(node.local_addr());
 
     let store = store_location(None, &file, &dir);
@@ -386,60 +364,9 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     };
     let endpoint = format!("http://{}", connectable(api.local_addr()));
 
-    let first_start = async {
-        let pending = pending.as_ref().context("first start without a pending bootstrap")?;
-        let opts = docplane_api::BootstrapOptions {
-            admin_password: Some(pending.admin_password.clone()),
-            ..Default::default()
-        };
-        let boot = docplane_api::bootstrap(meta.clone(), &master_key, &opts)
-            .await
-            .context("bootstrapping the account")?;
-        // Created now, or by an earlier attempt of this same first start: either way with the
-        // pending password (a store bootstrapped without one is refused at the login below).
-        let password = boot.admin_password.clone().unwrap_or_else(|| pending.admin_password.clone());
-        let (token, _, _) = crate::commands::password_token(
-            &endpoint,
-            &boot.domain_name,
-            &boot.admin_name,
-            &password,
-            serde_json::json!({ "id": boot.project_id }),
-            Duration::from_secs(30),
-        )
-        .await
-        .context(
-            "signing in as the bootstrap admin failed: the metadata store was bootstrapped by something \
-             other than this first start, and its admin password is unknown; move the data directory \
-             away to start afresh",
-        )?;
-        let registered = register_embedded(&endpoint, &token, &boot.project_id, node_addr, &root).await?;
-        // A registration reused from an earlier attempt may name the address that attempt used.
-        let update =
-            docplane_store::NodeUpdate { address: Some(node_addr.to_string()), ..Default::default() };
-        meta.update_node(&registered.1, &update).await.context("updating the embedded node's address")?;
-        let file = BootstrapFile {
-            endpoint: endpoint.clone(),
-            project_id: boot.project_id,
-            project_name: boot.project_name,
-            domain_id: boot.domain_id,
-            domain_name: boot.domain_name,
-            user_name: boot.admin_name,
-            password,
-            ak: boot.access_key,
-            sk: boot.secret_key,
-            instance_id: registered.0,
-            node_id: registered.1,
-            node_uri: format!("mongodb://{}:{}@{node_addr}/?authSource=admin", root.0, root.1),
-        };
-        write_private_json(&boot_path, &file)?;
-        // bootstrap.json now holds every secret of the pending file.
-        std::fs::remove_file(&pending_path)
-            .with_context(|| format!("removing {}", pending_path.display()))?;
-        anyhow::Ok(())
-    };
     let started = match existing {
-        None => first_start.await,
-        Some(boot) => follow_moved_addresses(&meta, &boot_path, boot, &endpoint, node_addr, &root).await,
+        None => first_start(&meta, &master_key, pending.as_ref(), &endpoint, node_addr, &root, &files).await,
+        Some(boot) => follow_moved_addresses(&meta, &files.boot, boot, &endpoint, node_addr, &root).await,
     };
     if let Err(e) = started {
         let _ = api.shutdown(Duration::from_secs(1)).await;
@@ -448,6 +375,129 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     }
 
     info!(api = %endpoint, node = %node_addr, "docplane is up");
+    print_up_banner(&endpoint, node_addr, &files.boot);
+
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down");
+    let api_result = api.shutdown(Duration::from_secs(3)).await;
+    let node_result = node.shutdown().await;
+    api_result.context("stopping the API")?;
+    node_result.context("stopping the node")?;
+    Ok(())
+}
+
+/// The two files `up` keeps in the data directory.
+struct UpFiles {
+    /// bootstrap.json: ids, endpoint and secrets, written when the first start has completed.
+    boot: PathBuf,
+    /// bootstrap.pending.json: the secrets a first start chose, until bootstrap.json holds them.
+    pending: PathBuf,
+}
+
+/// bootstrap.json as an earlier, completed first start wrote it; `None` before that.
+fn read_bootstrap(path: &Path) -> Result<Option<BootstrapFile>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Starts `up`'s embedded node (authentication on, `root` as its root user) in `dir`/node.
+async fn start_embedded_node(
+    args: &crate::UpArgs,
+    file: &FileConfig,
+    dir: &Path,
+    node_listen: std::net::SocketAddr,
+    root: &(String, String),
+    first_start: bool,
+) -> Result<docplane_node::NodeHandle> {
+    let tuning = config::node_tuning(args.sync_every_write, &file.node);
+    docplane_node::Node::start(docplane_node::NodeConfig {
+        bind: node_listen,
+        data_dir: Some(dir.join("node")),
+        enable_test_commands: args.enable_test_commands || file.node.enable_test_commands.unwrap_or(false),
+        auth: true,
+        root_user: Some(root.clone()),
+        sync_every_write: tuning.sync_every_write,
+        unauthenticated_idle_timeout: tuning.unauthenticated_idle_timeout,
+        idle_timeout: tuning.idle_timeout,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the embedded node on {node_listen} (choose another with --node-listen){}",
+            resume_hint(first_start)
+        )
+    })
+}
+
+/// The first start, once node and API run: bootstraps the account with the pending admin password,
+/// signs in as that admin, registers the embedded node and writes bootstrap.json; then removes the
+/// pending file. Every step can be redone by the next `up` if this one fails half-way.
+async fn first_start(
+    meta: &std::sync::Arc<dyn docplane_store::MetaStore>,
+    master_key: &docplane_api::MasterKey,
+    pending: Option<&PendingBootstrap>,
+    endpoint: &str,
+    node_addr: std::net::SocketAddr,
+    root: &(String, String),
+    files: &UpFiles,
+) -> Result<()> {
+    let pending = pending.context("first start without a pending bootstrap")?;
+    let opts = docplane_api::BootstrapOptions {
+        admin_password: Some(pending.admin_password.clone()),
+        ..Default::default()
+    };
+    let boot = docplane_api::bootstrap(meta.clone(), master_key, &opts)
+        .await
+        .context("bootstrapping the account")?;
+    // Created now, or by an earlier attempt of this same first start: either way with the
+    // pending password (a store bootstrapped without one is refused at the login below).
+    let password = boot.admin_password.clone().unwrap_or_else(|| pending.admin_password.clone());
+    let (token, _, _) = crate::commands::password_token(
+        endpoint,
+        &boot.domain_name,
+        &boot.admin_name,
+        &password,
+        serde_json::json!({ "id": boot.project_id }),
+        Duration::from_secs(30),
+    )
+    .await
+    .context(
+        "signing in as the bootstrap admin failed: the metadata store was bootstrapped by something \
+         other than this first start, and its admin password is unknown; move the data directory \
+         away to start afresh",
+    )?;
+    let registered = register_embedded(endpoint, &token, &boot.project_id, node_addr, root).await?;
+    // A registration reused from an earlier attempt may name the address that attempt used.
+    let update = docplane_store::NodeUpdate { address: Some(node_addr.to_string()), ..Default::default() };
+    meta.update_node(&registered.1, &update).await.context("updating the embedded node's address")?;
+    let file = BootstrapFile {
+        endpoint: endpoint.to_string(),
+        project_id: boot.project_id,
+        project_name: boot.project_name,
+        domain_id: boot.domain_id,
+        domain_name: boot.domain_name,
+        user_name: boot.admin_name,
+        password,
+        ak: boot.access_key,
+        sk: boot.secret_key,
+        instance_id: registered.0,
+        node_id: registered.1,
+        node_uri: format!("mongodb://{}:{}@{node_addr}/?authSource=admin", root.0, root.1),
+    };
+    write_private_json(&files.boot, &file)?;
+    // bootstrap.json now holds every secret of the pending file.
+    std::fs::remove_file(&files.pending).with_context(|| format!("removing {}", files.pending.display()))?;
+    Ok(())
+}
+
+/// What `up` prints once both servers run: where they are and how to start using them.
+fn print_up_banner(endpoint: &str, node_addr: std::net::SocketAddr, boot_path: &Path) {
     println!("docplane is up: API {endpoint}, embedded node {node_addr}");
     println!("credentials and ids: {} (mode 0600)", boot_path.display());
     println!(
@@ -457,14 +507,6 @@ pub async fn up(args: crate::UpArgs) -> Result<()> {
     println!("try:");
     println!("  docplane login --bootstrap {}", boot_path.display());
     println!("  docplane sessions list --node \"$(jq -r .node_id {})\"", boot_path.display());
-
-    let signal = shutdown_signal().await?;
-    info!(signal, "shutting down");
-    let api_result = api.shutdown(Duration::from_secs(3)).await;
-    let node_result = node.shutdown().await;
-    api_result.context("stopping the API")?;
-    node_result.context("stopping the node")?;
-    Ok(())
 }
 
 /// A later start may listen elsewhere (other `--api-listen` / `--node-listen`): point the registered

@@ -56,7 +56,36 @@ fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
 fn client_commands_against_a_real_endpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (api, node) = (free_port(), free_port());
+    let node = free_port();
+    let mut up = start_up(dir, node);
+    let boot: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("docplane-data/bootstrap.json")).unwrap())
+            .unwrap();
+
+    login_checks_the_secret_key(dir, &boot);
+    whoami_and_profiles_show_no_secrets(dir, &boot);
+    instances_register_list_and_unregister(dir, &boot, node);
+
+    // Durations in the sessions table, and the pipe closed by `head` is no panic.
+    let sessions = ok(dir, &["sessions", "list", "--node", &field(&boot, "node_id")], None);
+    assert!(sessions.starts_with("ID") && sessions.contains("RUNNING"), "{sessions}");
+
+    ok(dir, &["logout", "--profile", "keys"], None);
+    let after = ok(dir, &["profiles", "list"], None);
+    assert!(!after.contains("keys"), "{after}");
+    let out = cli(dir, &["whoami", "--profile", "keys"], None);
+    assert_eq!(out.status.code(), Some(3), "logged out");
+
+    let pid = up.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    if let Err(e) = up.0.wait() {
+        eprintln!("up.0.wait(): {e:?}");
+    }
+}
+
+/// `docplane up` in `dir` (the embedded node on port `node`), once its log says it is up.
+fn start_up(dir: &Path, node: u16) -> KillOnDrop {
+    let api = free_port();
     let log = std::fs::File::create(dir.join("up.log")).unwrap();
     let up = Command::new(env!("CARGO_BIN_EXE_docplane"))
         .current_dir(dir)
@@ -80,13 +109,19 @@ fn client_commands_against_a_real_endpoint() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let boot: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("docplane-data/bootstrap.json")).unwrap())
-            .unwrap();
-    let s = |k: &str| boot[k].as_str().unwrap().to_string();
-    let (endpoint, project, ak, sk) = (s("endpoint"), s("project_id"), s("ak"), s("sk"));
+    up
+}
 
-    // A wrong secret key is refused at login, and nothing is saved.
+/// A string field of bootstrap.json.
+fn field(boot: &Value, k: &str) -> String {
+    boot[k].as_str().unwrap().to_string()
+}
+
+/// A wrong secret key is refused at login and nothing is saved; the right one (from stdin, not
+/// the command line) is saved as profile `keys`. Then the bootstrap admin signs in as `default`.
+fn login_checks_the_secret_key(dir: &Path, boot: &Value) {
+    let (endpoint, project, ak, sk) =
+        (field(boot, "endpoint"), field(boot, "project_id"), field(boot, "ak"), field(boot, "sk"));
     let wrong = cli(
         dir,
         &["login", "--profile", "keys", "--endpoint", &endpoint, "--ak", &ak, "--project-id", &project]
@@ -99,7 +134,6 @@ fn client_commands_against_a_real_endpoint() {
     assert_eq!(wrong.status.code(), Some(3), "{err}");
     assert!(err.contains("APIGW.0301") && err.contains("request id"), "{err}");
     assert!(!dir.join("config/profiles.toml").exists(), "a refused key was saved");
-    // The right one (from stdin, not the command line) is saved and names its user.
     let saved = ok(
         dir,
         &["login", "--profile", "keys", "--endpoint", &endpoint, "--ak", &ak, "--project-id", &project]
@@ -110,7 +144,12 @@ fn client_commands_against_a_real_endpoint() {
     );
     assert!(saved.contains("signed in as admin"), "{saved}");
     ok(dir, &["login", "--bootstrap", "docplane-data/bootstrap.json"], None);
+}
 
+/// whoami names the user and the kind of credentials (the access key, never the secret); the
+/// profile listing holds no secret, in either format.
+fn whoami_and_profiles_show_no_secrets(dir: &Path, boot: &Value) {
+    let (ak, sk) = (field(boot, "ak"), field(boot, "sk"));
     let me = ok(dir, &["whoami", "-o", "json"], None);
     let me: Value = serde_json::from_str(&me).unwrap();
     assert_eq!((me["user_name"].as_str(), me["auth"].as_str()), (Some("admin"), Some("token")), "{me}");
@@ -123,16 +162,19 @@ fn client_commands_against_a_real_endpoint() {
         "{profiles}"
     );
     let profiles_json = ok(dir, &["profiles", "list", "-o", "json"], None);
-    for secret in [&sk, &s("password")] {
+    for secret in [&sk, &field(boot, "password")] {
         assert!(
             !profiles.contains(secret.as_str()) && !profiles_json.contains(secret.as_str()),
             "a secret listed"
         );
     }
+}
 
-    // Register the embedded node a second time under another name, see it listed with its
-    // instance id and host:port, and unregister it.
-    let root_password = s("node_uri").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
+/// Registers the embedded node (port `node`) a second time under another name, sees it listed
+/// with its instance id and host:port, and unregisters it (a second time: exit code 4).
+fn instances_register_list_and_unregister(dir: &Path, boot: &Value, node: u16) {
+    let root_password =
+        field(boot, "node_uri").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     let reg = ok(
         dir,
         &[
@@ -153,7 +195,7 @@ fn client_commands_against_a_real_endpoint() {
     let reg: Value = serde_json::from_str(&reg).unwrap();
     let id = reg["instance"]["id"].as_str().unwrap().to_string();
     let list = ok(dir, &["instances", "list"], None);
-    assert!(list.contains(&id) && list.contains(&s("instance_id")), "{list}");
+    assert!(list.contains(&id) && list.contains(&field(boot, "instance_id")), "{list}");
     assert!(list.contains(&format!("127.0.0.1:{node}")), "{list}");
     assert!(list.lines().last().unwrap().contains("2 instance(s)"), "{list}");
     let page = ok(dir, &["instances", "list", "--limit", "1"], None);
@@ -161,20 +203,4 @@ fn client_commands_against_a_real_endpoint() {
     ok(dir, &["instances", "unregister", &id], None);
     let gone = cli(dir, &["instances", "unregister", &id], None);
     assert_eq!(gone.status.code(), Some(4), "{}", String::from_utf8_lossy(&gone.stderr));
-
-    // Durations in the sessions table, and the pipe closed by `head` is no panic.
-    let sessions = ok(dir, &["sessions", "list", "--node", &s("node_id")], None);
-    assert!(sessions.starts_with("ID") && sessions.contains("RUNNING"), "{sessions}");
-
-    ok(dir, &["logout", "--profile", "keys"], None);
-    let after = ok(dir, &["profiles", "list"], None);
-    assert!(!after.contains("keys"), "{after}");
-    let out = cli(dir, &["whoami", "--profile", "keys"], None);
-    assert_eq!(out.status.code(), Some(3), "logged out");
-
-    let pid = up.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    if let Err(e) = up.0.wait() {
-        eprintln!("up.0.wait(): {e:?}");
-    }
 }

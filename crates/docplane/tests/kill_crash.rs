@@ -111,44 +111,21 @@ async fn node_client(port: u16) -> mongodb::Client {
     mongodb::Client::with_uri_str(uri).await.unwrap()
 }
 
+/// One crash: a node process with twelve sleeping operations, `docplane serve` on `store` killed
+/// with `signal` right after the first of twelve concurrent kills is answered 200, then restarted;
+/// every answered kill and every operation really killed must have its record.
 async fn crash_case(store: &str, signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let node_port = free_port();
-    let mut node = spawn(
-        dir.path(),
-        "node.log",
-        &[
-            "node",
-            "--data-dir",
-            "node-data",
-            "--port",
-            &node_port.to_string(),
-            "--enable-test-commands",
-            "--root-user",
-            "root",
-        ],
-        &[("DOCPLANE_ROOT_PASSWORD", ROOT_PASSWORD)],
-    );
-    wait_port(node_port, "docplane node");
+    let (mut node, node_port) = start_node(dir.path());
     let api_port = free_port();
-    let mut serve = start_serve(dir.path(), api_port, store);
+    let serve = start_serve(dir.path(), api_port, store);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.path().join("data/admin.json").exists() {
         assert!(Instant::now() < deadline, "no admin.json");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let api = Api::login(dir.path(), api_port).await;
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            "/instances/register",
-            Some(json!({"name": "crash-node", "seeds": [format!("127.0.0.1:{node_port}")],
-                        "username": "root", "password": ROOT_PASSWORD})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let node_id = body["instance"]["groups"][0]["nodes"][0]["id"].as_str().unwrap().to_owned();
+    let node_id = register_node(&api, node_port).await;
 
     // Twelve sleeping operations, each remembering whether it was killed (11601).
     let client = node_client(node_port).await;
@@ -161,76 +138,13 @@ async fn crash_case(store: &str, signal: &str) {
             })
         })
         .collect();
-    let ids = loop {
-        let (_, body) = api
-            .call(reqwest::Method::GET, &format!("/nodes/{node_id}/sessions?limit=100&type=command"), None)
-            .await
-            .unwrap();
-        let ids: Vec<(String, String)> = body["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["operation"].as_str().unwrap_or("").contains("crash-"))
-            .map(|s| {
-                let op: Value = serde_json::from_str(s["operation"].as_str().unwrap()).unwrap();
-                (s["id"].as_str().unwrap().to_owned(), op["comment"].as_str().unwrap().to_owned())
-            })
-            .collect();
-        if ids.len() == 12 {
-            break ids;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-
-    // Kill them one request each, concurrently; signal right after the first 200.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let api = std::sync::Arc::new(api);
-    for (id, _) in &ids {
-        let (api, id, tx, node_id) = (api.clone(), id.clone(), tx.clone(), node_id.clone());
-        tokio::spawn(async move {
-            let r = api
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/nodes/{node_id}/session"),
-                    Some(json!({"sessions": [id]})),
-                )
-                .await;
-            if tx.send((id, r.ok().map(|(s, _)| s))).is_err() {
-                eprintln!("a kill answered after the test stopped listening");
-            }
-        });
-    }
-    drop(tx);
-    let mut answered = Vec::new();
-    let mut signalled = false;
-    while let Some((id, status)) = rx.recv().await {
-        if status == Some(200) {
-            answered.push(id);
-            if !signalled {
-                signalled = true;
-                assert!(
-                    Command::new("kill").args([signal, &serve.id().to_string()]).status().unwrap().success()
-                );
-            }
-        }
-    }
-    assert!(signalled, "no kill was answered 200");
-    serve.wait().expect("reaping the signalled server");
+    let ids = listed_sleepers(&api, &node_id).await;
+    let answered = kill_and_crash(api, &node_id, &ids, serve, signal).await;
 
     // Restart; every record gets resolved.
     let mut serve = start_serve(dir.path(), api_port, store);
     let api = Api::login(dir.path(), api_port).await;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let records = loop {
-        let (status, body) = api.call(reqwest::Method::GET, "/kill-records?limit=100", None).await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        let records = body["records"].as_array().unwrap().clone();
-        if records.iter().all(|r| r["outcome"] != "pending") {
-            break records;
-        }
-        assert!(Instant::now() < deadline, "records still pending: {records:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let records = resolved_records(&api).await;
     let record_of =
         |id: &str| records.iter().find(|r| r["session_ids"].as_array().unwrap().iter().any(|s| s == id));
     for id in &answered {
@@ -263,6 +177,128 @@ async fn crash_case(store: &str, signal: &str) {
     );
     stop(&mut serve);
     stop(&mut node);
+}
+
+/// A `docplane node` process (auth on, test commands enabled) and its port, once it listens.
+fn start_node(dir: &Path) -> (Child, u16) {
+    let node_port = free_port();
+    let node = spawn(
+        dir,
+        "node.log",
+        &[
+            "node",
+            "--data-dir",
+            "node-data",
+            "--port",
+            &node_port.to_string(),
+            "--enable-test-commands",
+            "--root-user",
+            "root",
+        ],
+        &[("DOCPLANE_ROOT_PASSWORD", ROOT_PASSWORD)],
+    );
+    wait_port(node_port, "docplane node");
+    (node, node_port)
+}
+
+/// Registers the node process as an instance; its node id.
+async fn register_node(api: &Api, node_port: u16) -> String {
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/instances/register",
+            Some(json!({"name": "crash-node", "seeds": [format!("127.0.0.1:{node_port}")],
+                        "username": "root", "password": ROOT_PASSWORD})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["instance"]["groups"][0]["nodes"][0]["id"].as_str().unwrap().to_owned()
+}
+
+/// The twelve sleepers as the API lists them, once it lists them all: (session id, comment).
+async fn listed_sleepers(api: &Api, node_id: &str) -> Vec<(String, String)> {
+    loop {
+        let (_, body) = api
+            .call(reqwest::Method::GET, &format!("/nodes/{node_id}/sessions?limit=100&type=command"), None)
+            .await
+            .unwrap();
+        let ids: Vec<(String, String)> = body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["operation"].as_str().unwrap_or("").contains("crash-"))
+            .map(|s| {
+                let op: Value = serde_json::from_str(s["operation"].as_str().unwrap()).unwrap();
+                (s["id"].as_str().unwrap().to_owned(), op["comment"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        if ids.len() == 12 {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills the sessions `ids`, one request each, concurrently, and sends `signal` to `serve` right
+/// after the first 200; the ids whose kill was answered 200.
+async fn kill_and_crash(
+    api: Api,
+    node_id: &str,
+    ids: &[(String, String)],
+    mut serve: Child,
+    signal: &str,
+) -> Vec<String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let api = std::sync::Arc::new(api);
+    for (id, _) in ids {
+        let (api, id, tx, node_id) = (api.clone(), id.clone(), tx.clone(), node_id.to_owned());
+        tokio::spawn(async move {
+            let r = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/nodes/{node_id}/session"),
+                    Some(json!({"sessions": [id]})),
+                )
+                .await;
+            if tx.send((id, r.ok().map(|(s, _)| s))).is_err() {
+                eprintln!("a kill answered after the test stopped listening");
+            }
+        });
+    }
+    drop(tx);
+    let mut answered = Vec::new();
+    let mut signalled = false;
+    while let Some((id, status)) = rx.recv().await {
+        if status == Some(200) {
+            answered.push(id);
+            if !signalled {
+                signalled = true;
+                assert!(
+                    Command::new("kill").args([signal, &serve.id().to_string()]).status().unwrap().success()
+                );
+            }
+        }
+    }
+    assert!(signalled, "no kill was answered 200");
+    serve.wait().expect("reaping the signalled server");
+    answered
+}
+
+/// The kill records, once none is pending (the restarted server's sweeper resolves those the
+/// crash cut off).
+async fn resolved_records(api: &Api) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (status, body) = api.call(reqwest::Method::GET, "/kill-records?limit=100", None).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let records = body["records"].as_array().unwrap().clone();
+        if records.iter().all(|r| r["outcome"] != "pending") {
+            return records;
+        }
+        assert!(Instant::now() < deadline, "records still pending: {records:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 struct PgDb(String);

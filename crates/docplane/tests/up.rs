@@ -117,22 +117,8 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     let (api, node) = (free_port(), free_port());
     let up = Up::start(dir, api, node);
 
-    // bootstrap.json: exactly the documented keys, private to the owner.
     let boot_path = dir.join("docplane-data/bootstrap.json");
-    let mode = std::fs::metadata(&boot_path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "bootstrap.json mode");
-    let boot: Value = serde_json::from_str(&std::fs::read_to_string(&boot_path).unwrap()).unwrap();
-    let mut keys: Vec<&str> = boot.as_object().unwrap().keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    let mut want = BOOTSTRAP_KEYS.to_vec();
-    want.sort_unstable();
-    assert_eq!(keys, want);
-    // The secrets are in the file, never in the log.
-    let log = up.log();
-    for secret in ["password", "sk"] {
-        let value = boot[secret].as_str().unwrap();
-        assert!(!log.contains(value), "{secret} leaked into the log");
-    }
+    let boot = bootstrap_file_is_private(&boot_path, &up);
 
     // The CLI signs in with the bootstrap file and finds the embedded node.
     cli_ok(dir, &["login", "--bootstrap", boot_path.to_str().unwrap()]);
@@ -140,9 +126,47 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     let instances = cli_ok(dir, &["instances", "list", "-o", "json"]);
     assert!(instances.contains(node_id), "{instances}");
 
-    // Session settings: shown, changed flag by flag (each a whole-object put), refused with the
-    // API's code or locally before any put.
-    let instance_id = boot["instance_id"].as_str().unwrap();
+    session_settings_flag_by_flag(dir, boot["instance_id"].as_str().unwrap());
+    the_cli_lists_and_kills_a_session(dir, &boot).await;
+
+    // SIGTERM stops both parts cleanly.
+    let status = up.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    // A second start reuses the data: same project, same node, the old password still works.
+    let up = Up::start(dir, api, node);
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&boot_path).unwrap()).unwrap();
+    assert_eq!(again, boot);
+    cli_ok(dir, &["login", "--bootstrap", boot_path.to_str().unwrap()]);
+    let instances: Value = serde_json::from_str(&cli_ok(dir, &["instances", "list", "-o", "json"])).unwrap();
+    assert_eq!(instances["total_count"], 1, "no duplicate instance after restart: {instances}");
+    assert!(up.terminate().success());
+
+    a_start_on_other_ports_follows_the_move(dir, &boot_path, &boot);
+}
+
+/// bootstrap.json: exactly the documented keys, private to the owner; its secrets are never in
+/// the log. Answers its contents.
+fn bootstrap_file_is_private(boot_path: &Path, up: &Up) -> Value {
+    let mode = std::fs::metadata(boot_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "bootstrap.json mode");
+    let boot: Value = serde_json::from_str(&std::fs::read_to_string(boot_path).unwrap()).unwrap();
+    let mut keys: Vec<&str> = boot.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut want = BOOTSTRAP_KEYS.to_vec();
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    let log = up.log();
+    for secret in ["password", "sk"] {
+        let value = boot[secret].as_str().unwrap();
+        assert!(!log.contains(value), "{secret} leaked into the log");
+    }
+    boot
+}
+
+/// Session settings: shown, changed flag by flag (each a whole-object put), refused with the
+/// API's code or locally before any put.
+fn session_settings_flag_by_flag(dir: &Path, instance_id: &str) {
     let settings = |extra: &[&str]| -> Value {
         let mut args = vec!["instances", "settings", "--instance", instance_id, "-o", "json"];
         args.extend_from_slice(extra);
@@ -166,15 +190,19 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a protected user"));
     let bad = cli(dir, &["instances", "settings", "--instance", "ffffffffffffffffffffffffffffffffin02"]);
     assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: DBS.200002"), "{bad:?}");
+}
 
-    // An application runs a long operation on the node.
+/// An application runs a long operation on the node; the CLI lists it (JSON, so the test can
+/// find its id, and as a table) and kills it, and the client sees 11601. A bad id is an API error
+/// printed as `DBS.xxxxxx: message` with a non-zero exit.
+async fn the_cli_lists_and_kills_a_session(dir: &Path, boot: &Value) {
+    let node_id = boot["node_id"].as_str().unwrap();
     let client = mongodb::Client::with_uri_str(boot["node_uri"].as_str().unwrap()).await.unwrap();
     let app = client.clone();
     let sleeper = tokio::spawn(async move {
         app.database("admin").run_command(doc! { "sleep": 1, "millis": 60_000 }).await
     });
 
-    // The CLI lists it (JSON, so the test can find its id) and kills it.
     let mut opid = None;
     for _ in 0..100 {
         let listed: Value =
@@ -200,37 +228,26 @@ async fn up_bootstraps_lists_kills_and_restarts() {
     };
     assert_eq!(code, 11601, "the killed client sees Interrupted");
 
-    // A bad id is an API error printed as `DBS.xxxxxx: message` with a non-zero exit.
     let bad = cli(dir, &["sessions", "kill", "--node", node_id, "not-a-number"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: DBS.301071"), "{bad:?}");
+}
 
-    // SIGTERM stops both parts cleanly.
-    let status = up.terminate();
-    assert!(status.success(), "exit status {status}");
-
-    // A second start reuses the data: same project, same node, the old password still works.
-    let up = Up::start(dir, api, node);
-    let again: Value = serde_json::from_str(&std::fs::read_to_string(&boot_path).unwrap()).unwrap();
-    assert_eq!(again, boot);
-    cli_ok(dir, &["login", "--bootstrap", boot_path.to_str().unwrap()]);
-    let instances: Value = serde_json::from_str(&cli_ok(dir, &["instances", "list", "-o", "json"])).unwrap();
-    assert_eq!(instances["total_count"], 1, "no duplicate instance after restart: {instances}");
-    assert!(up.terminate().success());
-
-    // A start on other ports keeps the ids and secrets and follows the move: bootstrap.json and the
-    // registered node address are updated, so login and the session API keep working.
+/// A start on other ports keeps the ids and secrets and follows the move: bootstrap.json (still
+/// 0600) and the registered node address are updated, so login and the session API keep working.
+fn a_start_on_other_ports_follows_the_move(dir: &Path, boot_path: &Path, boot: &Value) {
     let (api2, node2) = (free_port(), free_port());
     let up = Up::start(dir, api2, node2);
-    let moved: Value = serde_json::from_str(&std::fs::read_to_string(&boot_path).unwrap()).unwrap();
+    let moved: Value = serde_json::from_str(&std::fs::read_to_string(boot_path).unwrap()).unwrap();
     assert_eq!(moved["endpoint"], format!("http://127.0.0.1:{api2}"));
     assert!(moved["node_uri"].as_str().unwrap().contains(&format!("@127.0.0.1:{node2}/")), "{moved}");
     for key in ["project_id", "node_id", "ak", "sk", "password"] {
         assert_eq!(moved[key], boot[key], "{key} must survive a move");
     }
-    let mode = std::fs::metadata(&boot_path).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(boot_path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "rewritten bootstrap.json mode");
     cli_ok(dir, &["login", "--bootstrap", boot_path.to_str().unwrap()]);
+    let node_id = boot["node_id"].as_str().unwrap();
     let listed: Value =
         serde_json::from_str(&cli_ok(dir, &["sessions", "list", "--node", node_id, "-o", "json"])).unwrap();
     assert!(listed["total_count"].is_number(), "{listed}");

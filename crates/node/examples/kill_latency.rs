@@ -80,6 +80,7 @@ fn report(name: &str, mut lat: Vec<Duration>) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let kills: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let iters: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(100);
     let config = NodeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         enable_test_commands: true,
@@ -92,16 +93,31 @@ async fn main() {
     let admin = Client::with_uri_str(format!("{uri}&appName=admin")).await.unwrap();
     admin.database("admin").run_command(doc! {"ping": 1}).await.unwrap();
 
-    // 1. sleep
+    kill_sleeps(kills, &admin, &victim).await;
+    kill_scans(kills, &admin, &victim).await;
+    let tasks = start_sleeps(&admin, &victim, 1000).await;
+    current_op_costs(iters, &admin).await;
+    admin.database("admin").run_command(doc! {"killAllSessions": []}).await.unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    node.shutdown().await.unwrap();
+}
+
+/// The first measurement: killing a running `sleep`.
+async fn kill_sleeps(kills: usize, admin: &Client, victim: &Client) {
     let v = victim.clone();
-    let lat = measure(kills, &admin, doc! {"command.sleep": {"$exists": true}}, move || {
+    let lat = measure(kills, admin, doc! {"command.sleep": {"$exists": true}}, move || {
         let v = v.clone();
         async move { v.database("admin").run_command(doc! {"sleep": 1, "millis": 60_000}).await.unwrap_err() }
     })
     .await;
     report("kill sleep", lat);
+}
 
-    // 2. collection scan over 200k documents with a non-matching $regex
+/// The second: killing a collection scan over 200k documents with a non-matching `$regex`
+/// (after timing the inserts and one whole scan).
+async fn kill_scans(kills: usize, admin: &Client, victim: &Client) {
     let coll = victim.database("bench").collection::<Document>("scan");
     let t = Instant::now();
     for b in 0..200 {
@@ -121,7 +137,7 @@ async fn main() {
         200_000.0 / scan.as_secs_f64()
     );
     let c2 = coll.clone();
-    let lat = measure(kills, &admin, doc! {"command.comment": "scan"}, move || {
+    let lat = measure(kills, admin, doc! {"command.comment": "scan"}, move || {
         let c = c2.clone();
         let f = filter.clone();
         async move {
@@ -134,10 +150,16 @@ async fn main() {
     })
     .await;
     report("kill collection scan", lat);
+}
 
-    // 3. $currentOp with 1,000 concurrent ops
+/// `n` concurrent two-minute sleeps, once the node lists them all.
+async fn start_sleeps(
+    admin: &Client,
+    victim: &Client,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<mongodb::error::Result<Document>>> {
     let mut tasks = Vec::new();
-    for _ in 0..1000 {
+    for _ in 0..n {
         let v = victim.clone();
         tasks.push(tokio::spawn(async move {
             v.database("admin").run_command(doc! {"sleep": 1, "millis": 120_000}).await
@@ -149,36 +171,43 @@ async fn main() {
             .run_command(doc! {"currentOp": 1, "command.sleep": {"$exists": true}})
             .await
             .unwrap();
-        if r.get_array("inprog").unwrap().len() >= 1000 {
+        if r.get_array("inprog").unwrap().len() >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let iters: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(100);
-    let run = |pipeline: Vec<Document>| {
-        let admin = admin.clone();
-        async move {
-            let t = Instant::now();
-            let docs: Vec<Document> = admin
-                .database("admin")
-                .aggregate(pipeline)
-                .batch_size(100_000)
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            (t.elapsed(), docs)
-        }
-    };
+    tasks
+}
+
+/// One aggregation on `admin`, timed, with every document it returned.
+async fn timed_aggregate(admin: &Client, pipeline: Vec<Document>) -> (Duration, Vec<Document>) {
+    let t = Instant::now();
+    let docs: Vec<Document> = admin
+        .database("admin")
+        .aggregate(pipeline)
+        .batch_size(100_000)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    (t.elapsed(), docs)
+}
+
+/// The third: what `$currentOp` costs with the concurrent sleeps running (whole listings,
+/// node-side counts and filters, and the `currentOp` command for one opid).
+async fn current_op_costs(iters: usize, admin: &Client) {
     // The control plane's stage (crates/driver/src/ops.rs): all users, idle connections and sessions.
     let driver_stage = doc! {"$currentOp": {"allUsers": true, "idleConnections": true, "idleSessions": true}};
-    let some_opid = run(vec![driver_stage.clone(), doc! {"$match": {"command.sleep": 1}}]).await.1[500]
+    let some_opid = timed_aggregate(admin, vec![driver_stage.clone(), doc! {"$match": {"command.sleep": 1}}])
+        .await
+        .1[500]
         .get_i32("opid")
         .unwrap();
     let (mut all, mut none, mut one, mut cmd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut n_all, mut n_none, mut n_one, mut n_cmd) = (0, 0, 0, 0);
     let (mut count, mut field, mut n_count, mut n_field) = (Vec::new(), Vec::new(), 0, 0);
+    let run = |pipeline| timed_aggregate(admin, pipeline);
     for _ in 0..iters {
         let (t, d) = run(vec![doc! {"$currentOp": {"allUsers": true, "idleSessions": false}}]).await;
         all.push(t);
@@ -213,9 +242,4 @@ async fn main() {
     report(&format!("$currentOp + $match {{opid: -1}} ({n_none} returned)"), none);
     report(&format!("$currentOp + $match {{opid: {{$in: [id]}}}} ({n_one} returned)"), one);
     report(&format!("currentOp command {{$all, opid: id}} ({n_cmd} returned)"), cmd);
-    admin.database("admin").run_command(doc! {"killAllSessions": []}).await.unwrap();
-    for t in tasks {
-        let _ = t.await;
-    }
-    node.shutdown().await.unwrap();
 }

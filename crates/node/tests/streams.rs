@@ -34,10 +34,20 @@ async fn aggregate_streams_its_batches() {
     let db = c.database("st");
     seeded(&db, "a", 3000).await;
 
-    // The whole result would take seconds; the first batch computes only its own documents.
+    let id = first_batch_computes_only_its_documents(&db).await;
+    get_more_is_listed_and_killable(&c, &db, id).await;
+    max_time_bounds_a_get_more(&db).await;
+    a_failing_document_fails_only_its_batch(&db).await;
+    batches_carry_skip_limit_and_unwind(&db).await;
+    the_driver_follows_the_cursor(&db).await;
+}
+
+/// The whole result would take seconds; the first batch computes only its own documents. Answers
+/// the open cursor.
+async fn first_batch_computes_only_its_documents(db: &mongodb::Database) -> i64 {
     let t = Instant::now();
     let (id, batch) = cursor_cmd(
-        &db,
+        db,
         doc! {"aggregate": "a", "pipeline": [{"$set": {"h": heavy()}}], "cursor": {"batchSize": 3}},
         true,
     )
@@ -45,8 +55,12 @@ async fn aggregate_streams_its_batches() {
     assert!(t.elapsed() < Duration::from_secs(2), "first batch took {:?}", t.elapsed());
     assert_eq!(ids(&batch), vec![0, 1, 2]);
     assert_ne!(id, 0);
+    id
+}
 
-    // getMore does the work: listed as op "getmore", and killable.
+/// getMore on cursor `id` does the work: listed as op "getmore", and killable (which also ends
+/// the cursor: 43).
+async fn get_more_is_listed_and_killable(c: &mongodb::Client, db: &mongodb::Database, id: i64) {
     let runner = db.clone();
     let task = tokio::spawn(async move {
         let r = runner.run_command(doc! {"getMore": id, "collection": "a", "batchSize": 100_000}).await;
@@ -74,10 +88,12 @@ async fn aggregate_streams_its_batches() {
     assert!(done.saturating_duration_since(killed) <= PROMPT);
     let e = db.run_command(doc! {"getMore": id, "collection": "a"}).await.unwrap_err();
     assert_eq!(code(&e), Some(43), "{e}");
+}
 
-    // maxTimeMS bounds a getMore's work.
+/// maxTimeMS bounds a getMore's work.
+async fn max_time_bounds_a_get_more(db: &mongodb::Database) {
     let (id, _) = cursor_cmd(
-        &db,
+        db,
         doc! {"aggregate": "a", "pipeline": [{"$set": {"h": heavy()}}], "cursor": {"batchSize": 1}},
         true,
     )
@@ -89,18 +105,22 @@ async fn aggregate_streams_its_batches() {
         .unwrap_err();
     assert_eq!(code(&e), Some(50), "{e}");
     assert!(t.elapsed() < Duration::from_millis(100) + PROMPT, "{:?}", t.elapsed());
+}
 
-    // A document that fails the pipeline is reached only by the batch that needs it.
+/// A document that fails the pipeline is reached only by the batch that needs it.
+async fn a_failing_document_fails_only_its_batch(db: &mongodb::Database) {
     let failing = doc! {"aggregate": "a", "pipeline": [
         {"$project": {"q": {"$divide": [1, {"$subtract": ["$n", 500]}]}}},
     ], "cursor": {}};
-    let (id, batch) = cursor_cmd(&db, failing, true).await;
+    let (id, batch) = cursor_cmd(db, failing, true).await;
     assert_eq!(batch.len(), 101);
     let e = db.run_command(doc! {"getMore": id, "collection": "a"}).await.unwrap_err();
     assert_eq!(code(&e), Some(2), "{e}");
+}
 
-    // Batches carry $skip, $limit and $unwind across getMores; the result is the whole run's,
-    // and matches what a blocking pipeline computes.
+/// Batches carry $skip, $limit and $unwind across getMores; the result is the whole run's,
+/// and matches what a blocking pipeline computes.
+async fn batches_carry_skip_limit_and_unwind(db: &mongodb::Database) {
     let stages = vec![
         doc! {"$match": {"n": {"$gte": 100}}},
         doc! {"$unwind": {"path": "$arr", "includeArrayIndex": "i"}},
@@ -108,22 +128,19 @@ async fn aggregate_streams_its_batches() {
         doc! {"$project": {"arr": 1, "i": 1}},
         doc! {"$limit": 45},
     ];
-    let (mut id, batch) = cursor_cmd(
-        &db,
-        doc! {"aggregate": "a", "pipeline": stages.clone(), "cursor": {"batchSize": 4}},
-        true,
-    )
-    .await;
+    let (mut id, batch) =
+        cursor_cmd(db, doc! {"aggregate": "a", "pipeline": stages.clone(), "cursor": {"batchSize": 4}}, true)
+            .await;
     let mut streamed = batch;
     while id != 0 {
-        let (next, b) = cursor_cmd(&db, doc! {"getMore": id, "collection": "a", "batchSize": 4}, false).await;
+        let (next, b) = cursor_cmd(db, doc! {"getMore": id, "collection": "a", "batchSize": 4}, false).await;
         streamed.extend(b);
         id = next;
     }
     let mut blocking_stages = stages.clone();
     blocking_stages.push(doc! {"$sort": {"_id": 1, "i": 1}});
     let (id, whole) = cursor_cmd(
-        &db,
+        db,
         doc! {"aggregate": "a", "pipeline": blocking_stages, "cursor": {"batchSize": 1000}},
         true,
     )
@@ -133,8 +150,10 @@ async fn aggregate_streams_its_batches() {
     assert_eq!(streamed, whole);
     let first = &streamed[0];
     assert_eq!((first.get_i32("_id").unwrap(), first.get_i64("i").unwrap()), (103, 1));
+}
 
-    // The driver follows the cursor; batchSize 0 opens it without computing anything.
+/// The driver follows the cursor; batchSize 0 opens it without computing anything.
+async fn the_driver_follows_the_cursor(db: &mongodb::Database) {
     let all: Vec<Document> = db
         .collection::<Document>("a")
         .aggregate(vec![doc! {"$match": {"n": {"$lt": 250}}}, doc! {"$project": {"n": 1}}])
@@ -146,7 +165,7 @@ async fn aggregate_streams_its_batches() {
         .unwrap();
     assert_eq!(all.len(), 250);
     let (id, batch) = cursor_cmd(
-        &db,
+        db,
         doc! {"aggregate": "a", "pipeline": [{"$set": {"h": heavy()}}], "cursor": {"batchSize": 0}},
         true,
     )

@@ -287,24 +287,7 @@ impl SessionService {
                     ..Actor::default()
                 },
             );
-            let node_type = rules.iter().find(|r| r.id == e.rule_id).map(|r| r.node_type.clone());
-            let extra = json!({
-                "rule_id": e.rule_id,
-                "mode": e.mode,
-                "rule": {
-                    "operation_types": strings_of(e.rule, "operationTypes"),
-                    "namespaces": strings_of(e.rule, "namespaces"),
-                    "client_ips": strings_of(e.rule, "clientIps"),
-                    "plan_summary": e.rule.get_str("planSummary").unwrap_or_default(),
-                    "max_concurrency": e.rule.get_i64("maxConcurrency").unwrap_or(0),
-                    "secs_running": e.rule.get_i64("secsRunning").unwrap_or(0),
-                    "node_type": node_type,
-                },
-                "enforced_by": "node",
-                "limit": e.limit,
-                "action": e.action,
-                "event": {"boot_id": reply.boot_id, "seq": e.seq},
-            });
+            let extra = event_extra(&e, rules, &reply.boot_id);
             match recorder.commit_intent(self.store_ref(), std::slice::from_ref(&id), &[target], extra).await
             {
                 Ok(_) => {
@@ -322,41 +305,9 @@ impl SessionService {
                 }
             }
         }
-        let killed: Vec<SessionId> = committed
-            .iter()
-            .filter(|(_, e, _)| e.action == "killed")
-            .filter_map(|(_, _, id)| SessionId::parse(id, node.target.kind))
-            .collect();
-        let report = if killed.is_empty() {
-            None
-        } else {
-            let issued = killed.into_iter().map(|id| (id, Ok(()))).collect();
-            Some(kill::verify_report(self.transport(), node.target, issued).await)
-        };
+        let report = self.verify_node_kills(node, &committed).await;
         for (recorder, e, id) in committed {
-            let (outcome, detail): (String, Value) = match e.action {
-                "killed" => {
-                    let outcomes: Vec<&kill::KillOutcome> =
-                        report.iter().flat_map(|r| r.outcomes.iter()).filter(|o| o.id == id).collect();
-                    let one = kill::KillReport { outcomes: outcomes.into_iter().cloned().collect() };
-                    (
-                        crate::audit::outcome_of(&one).to_owned(),
-                        json!({"outcomes": one.outcomes, "enforced_by": "node"}),
-                    )
-                }
-                "refused" => (
-                    "refused".to_owned(),
-                    json!({
-                        "error_code": e.error.and_then(|x| x.get_i32("code").ok()),
-                        "error": e.error.and_then(|x| x.get_str("errmsg").ok()),
-                        "enforced_by": "node",
-                    }),
-                ),
-                _ => {
-                    let key = if e.limit == "max_concurrency" { "would_refuse" } else { "would_kill" };
-                    ("observed".to_owned(), json!({key: [id], "enforced_by": "node"}))
-                }
-            };
+            let (outcome, detail) = event_outcome(&e, &id, report.as_ref());
             recorder.commit_outcome(self.store_ref(), &outcome, detail).await;
             actions.push(RuleAction {
                 rule_id: e.rule_id.to_owned(),
@@ -367,6 +318,77 @@ impl SessionService {
             });
         }
         last
+    }
+
+    /// One verification (a `$currentOp` read) of every operation the node says it killed;
+    /// `None` when it killed none.
+    async fn verify_node_kills(
+        &self,
+        node: NodeRef<'_>,
+        committed: &[(KillRecorder, Event<'_>, String)],
+    ) -> Option<kill::KillReport> {
+        let killed: Vec<SessionId> = committed
+            .iter()
+            .filter(|(_, e, _)| e.action == "killed")
+            .filter_map(|(_, _, id)| SessionId::parse(id, node.target.kind))
+            .collect();
+        if killed.is_empty() {
+            None
+        } else {
+            let issued = killed.into_iter().map(|id| (id, Ok(()))).collect();
+            Some(kill::verify_report(self.transport(), node.target, issued).await)
+        }
+    }
+}
+
+/// The kill record's `extra` for a rule event: the rule as the node applied it (with the node
+/// type the store holds for it), what it did and which event this is.
+fn event_extra(e: &Event<'_>, rules: &[KillOpRule], boot_id: &str) -> Value {
+    let node_type = rules.iter().find(|r| r.id == e.rule_id).map(|r| r.node_type.clone());
+    json!({
+        "rule_id": e.rule_id,
+        "mode": e.mode,
+        "rule": {
+            "operation_types": strings_of(e.rule, "operationTypes"),
+            "namespaces": strings_of(e.rule, "namespaces"),
+            "client_ips": strings_of(e.rule, "clientIps"),
+            "plan_summary": e.rule.get_str("planSummary").unwrap_or_default(),
+            "max_concurrency": e.rule.get_i64("maxConcurrency").unwrap_or(0),
+            "secs_running": e.rule.get_i64("secsRunning").unwrap_or(0),
+            "node_type": node_type,
+        },
+        "enforced_by": "node",
+        "limit": e.limit,
+        "action": e.action,
+        "event": {"boot_id": boot_id, "seq": e.seq},
+    })
+}
+
+/// A rule event's recorded outcome and detail: a kill as the verification `report` saw session
+/// `id`, a refusal with the node's error, anything else (a rule in observe mode) as `observed`.
+fn event_outcome(e: &Event<'_>, id: &str, report: Option<&kill::KillReport>) -> (String, Value) {
+    match e.action {
+        "killed" => {
+            let outcomes: Vec<&kill::KillOutcome> =
+                report.iter().flat_map(|r| r.outcomes.iter()).filter(|o| o.id == id).collect();
+            let one = kill::KillReport { outcomes: outcomes.into_iter().cloned().collect() };
+            (
+                crate::audit::outcome_of(&one).to_owned(),
+                json!({"outcomes": one.outcomes, "enforced_by": "node"}),
+            )
+        }
+        "refused" => (
+            "refused".to_owned(),
+            json!({
+                "error_code": e.error.and_then(|x| x.get_i32("code").ok()),
+                "error": e.error.and_then(|x| x.get_str("errmsg").ok()),
+                "enforced_by": "node",
+            }),
+        ),
+        _ => {
+            let key = if e.limit == "max_concurrency" { "would_refuse" } else { "would_kill" };
+            ("observed".to_owned(), json!({key: [id], "enforced_by": "node"}))
+        }
     }
 }
 

@@ -55,6 +55,44 @@ async fn pushdown_answers_what_the_client_side_listing_answers() {
     };
     let at = NodeRef { project_id: "p", instance_id: "i", target: &target };
 
+    let (held, scan) = hold_operations(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = service
+            .list_client_side(&target, &SessionQuery { limit: 1000, ..SessionQuery::default() }, false)
+            .await
+            .unwrap();
+        if all.sessions.iter().filter(|r| r.active).count() >= 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{all:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut compared = 0;
+    for filter in &filters() {
+        for (offset, limit) in [(0, 10), (0, 100), (3, 4), (9, 1), (50, 10)] {
+            let q = SessionQuery { filter: filter.clone(), offset, limit };
+            compared += both_listings_agree(&service, at, &q).await;
+        }
+    }
+    assert!(compared > 50, "the comparison saw sessions: {compared}");
+    for h in held {
+        h.abort();
+    }
+    scan.abort();
+    node.shutdown().await.unwrap();
+}
+
+/// The operations both listings see: sleeps of three applications (started apart, so running
+/// times order them the same way in both reads), an idle connection and an idle logical session
+/// per application, and a long collection scan. Answers the sleeps' and the scan's tasks.
+async fn hold_operations(
+    addr: SocketAddr,
+) -> (
+    Vec<tokio::task::JoinHandle<mongodb::error::Result<Document>>>,
+    tokio::task::JoinHandle<mongodb::error::Result<Vec<Document>>>,
+) {
     let mut held = Vec::new();
     for (app, n) in [("shop", 4), ("report", 3), ("batch", 2)] {
         let c = client(addr, app);
@@ -79,19 +117,12 @@ async fn pushdown_answers_what_the_client_side_listing_answers() {
             .try_collect::<Vec<_>>()
             .await
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all = service
-            .list_client_side(&target, &SessionQuery { limit: 1000, ..SessionQuery::default() }, false)
-            .await
-            .unwrap();
-        if all.sessions.iter().filter(|r| r.active).count() >= 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{all:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    (held, scan)
+}
 
+/// The filters compared: none, each field alone, several together, a plan in another case, and
+/// one nothing matches.
+fn filters() -> Vec<SessionFilter> {
     let f = |op_type: Option<&str>, namespace: Option<&str>, plan: Option<&str>, min: Option<u64>| {
         SessionFilter {
             op_type: op_type.map(str::to_owned),
@@ -101,7 +132,7 @@ async fn pushdown_answers_what_the_client_side_listing_answers() {
             ..SessionFilter::default()
         }
     };
-    let filters = [
+    vec![
         f(None, None, None, None),
         f(Some("command"), None, None, None),
         f(Some("none"), None, None, None),
@@ -109,31 +140,23 @@ async fn pushdown_answers_what_the_client_side_listing_answers() {
         f(None, None, Some("collscan"), None),
         f(None, Some("admin.$cmd"), None, Some(1)),
         f(None, None, None, Some(3_600_000_000)),
-    ];
-    let mut compared = 0;
-    for filter in &filters {
-        for (offset, limit) in [(0, 10), (0, 100), (3, 4), (9, 1), (50, 10)] {
-            let q = SessionQuery { filter: filter.clone(), offset, limit };
-            let pushed = service.list(at, &q).await.unwrap();
-            let local = service.list_client_side(&target, &q, false).await.unwrap();
-            let ids = |p: &docplane_sessions::SessionPage| {
-                p.sessions.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
-            };
-            assert_eq!(pushed.total, local.total, "{q:?}");
-            assert_eq!(ids(&pushed), ids(&local), "{q:?}");
-            for (a, b) in pushed.sessions.iter().zip(&local.sessions) {
-                assert_eq!(
-                    (a.op_type.as_str(), a.namespace.as_str(), a.operation.as_str()),
-                    (b.op_type.as_str(), b.namespace.as_str(), b.operation.as_str())
-                );
-            }
-            compared += pushed.sessions.len();
-        }
+    ]
+}
+
+/// The pushed-down page and the client-side one for `q`: the same total, the same ids in the
+/// same order, the same fields. Answers how many sessions were compared.
+async fn both_listings_agree(service: &SessionService, at: NodeRef<'_>, q: &SessionQuery) -> usize {
+    let pushed = service.list(at, q).await.unwrap();
+    let local = service.list_client_side(at.target, q, false).await.unwrap();
+    let ids =
+        |p: &docplane_sessions::SessionPage| p.sessions.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(pushed.total, local.total, "{q:?}");
+    assert_eq!(ids(&pushed), ids(&local), "{q:?}");
+    for (a, b) in pushed.sessions.iter().zip(&local.sessions) {
+        assert_eq!(
+            (a.op_type.as_str(), a.namespace.as_str(), a.operation.as_str()),
+            (b.op_type.as_str(), b.namespace.as_str(), b.operation.as_str())
+        );
     }
-    assert!(compared > 50, "the comparison saw sessions: {compared}");
-    for h in held {
-        h.abort();
-    }
-    scan.abort();
-    node.shutdown().await.unwrap();
+    pushed.sessions.len()
 }

@@ -136,9 +136,38 @@ const PROTECTED_APP: &str = "ops-console";
 
 /// One generated `$currentOp` entry; `true` when the rails protect it by construction (the
 /// server's own work, a cluster member, a protected user or application, or on a connection
-/// docplane owns: `own` holds those connection ids).
+/// docplane owns: `own` holds those connection ids). Each field is drawn by its own function, in
+/// a fixed order (the generator's sequence, so a seed always gives the same entries): often the
+/// usual value, sometimes an odd type or shape, sometimes absent.
 fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
     let mut e = Document::new();
+    draw_type(g, &mut e);
+    draw_opid(g, &mut e, i64::try_from(100 + n).unwrap());
+    draw_active(g, &mut e);
+    draw_op(g, &mut e);
+    draw_ns(g, &mut e);
+    draw_client(g, &mut e);
+    draw_connection(g, &mut e, i32::try_from(n % 40).unwrap());
+    draw_plan(g, &mut e);
+    draw_command(g, &mut e);
+    draw_running(g, &mut e);
+    draw_user(g, &mut e);
+    draw_app(g, &mut e);
+    if e.get_str("type").is_ok_and(|t| t == "idleSession") {
+        e.insert("lsid", doc! {"id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![u8::try_from(n % 256).unwrap(); 16] }});
+        if g.chance(50) {
+            e.insert("transaction", doc! {"parameters": {"txnNumber": 1_i64}});
+        }
+    }
+    let facts = docplane_sessions::rails::facts(&e);
+    let settings = settings();
+    let own64: HashSet<i64> = own.iter().map(|c| i64::from(*c)).collect();
+    let protected = docplane_sessions::rails::protection(&facts, &settings, &own64).is_some();
+    (e, protected)
+}
+
+/// `type`: mostly `op`, sometimes an idle session or cursor, sometimes absent.
+fn draw_type(g: &mut Gen, e: &mut Document) {
     match g.below(20) {
         0 => {
             e.insert("type", "idleSession");
@@ -151,7 +180,11 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("type", "op");
         }
     }
-    let base = i64::try_from(100 + n).unwrap();
+}
+
+/// `opid` (`base`): mostly an int32, else a whole or fractional double, an int64, a sharded
+/// `shard:id` string, or absent.
+fn draw_opid(g: &mut Gen, e: &mut Document, base: i64) {
     match g.below(12) {
         0 => {}
         1 => {
@@ -170,6 +203,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("opid", Bson::Int32(i32::try_from(base).unwrap()));
         }
     }
+}
+
+/// `active`: mostly true, else false, a number, or absent.
+fn draw_active(g: &mut Gen, e: &mut Document) {
     match g.below(10) {
         0 => {}
         1 => {
@@ -182,6 +219,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("active", true);
         }
     }
+}
+
+/// `op`: an operation type, a number, or absent.
+fn draw_op(g: &mut Gen, e: &mut Document) {
     match g.below(12) {
         0 => {}
         1 => {
@@ -193,6 +234,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("op", op);
         }
     }
+}
+
+/// `ns`: namespaces near the rules' (prefixes, sub-collections, empty), an array, or absent.
+fn draw_ns(g: &mut Gen, e: &mut Document) {
     match g.below(14) {
         0 => {}
         1 => {
@@ -213,6 +258,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("ns", ns);
         }
     }
+}
+
+/// `client` / `client_s` (mongos' field): well-formed and malformed addresses, a number, or absent.
+fn draw_client(g: &mut Gen, e: &mut Document) {
     let clients = ["10.0.0.5:41000", "10.0.0.50:1", "10.0.0.5", "10.0.0.5:", "10.0.0.5:abc", "[::1]:5", ""];
     match g.below(10) {
         0 => {}
@@ -227,13 +276,20 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("client", g.pick(&clients));
         }
     }
-    let connection = i32::try_from(n % 40).unwrap();
+}
+
+/// `connectionId` and `desc` of `connection`; or a server thread's `desc`; or neither.
+fn draw_connection(g: &mut Gen, e: &mut Document, connection: i32) {
     if !g.chance(15) {
         e.insert("connectionId", connection);
         e.insert("desc", format!("conn{connection}"));
     } else if g.chance(50) {
         e.insert("desc", "TTLMonitor");
     }
+}
+
+/// `planSummary`: plans in several cases and shapes, a number, or absent.
+fn draw_plan(g: &mut Gen, e: &mut Document) {
     match g.below(12) {
         0 => {}
         1 => {
@@ -253,6 +309,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("planSummary", plan);
         }
     }
+}
+
+/// `command`: an aggregate (its name first or not), a sleep or a find.
+fn draw_command(g: &mut Gen, e: &mut Document) {
     let command = match g.below(8) {
         0 => doc! {"aggregate": "orders", "pipeline": []},
         1 => doc! {"x": 1, "aggregate": "orders"},
@@ -260,6 +320,11 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
         _ => doc! {"find": "orders", "filter": {"a": 1}},
     };
     e.insert("command", command);
+}
+
+/// `microsecs_running` / `secs_running`: consistent, contradictory, of odd types, near the
+/// rules' thresholds, or absent.
+fn draw_running(g: &mut Gen, e: &mut Document) {
     match g.below(10) {
         0 => {}
         1 => {
@@ -284,6 +349,10 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("microsecs_running", Bson::Int64(g.pick(&[us, 2_000_000, 5_000_000, 5_000_001])));
         }
     }
+}
+
+/// `effectiveUsers`: an application user, the cluster's own, the protected one, or none.
+fn draw_user(g: &mut Gen, e: &mut Document) {
     let user = match g.below(10) {
         0 => Some(("__system", "local")),
         1 => Some((PROTECTED_USER, "admin")),
@@ -293,6 +362,11 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
     if let Some((user, db)) = user {
         e.insert("effectiveUsers", vec![Bson::Document(doc! {"user": user, "db": db})]);
     }
+}
+
+/// The application name, as `appName` or in `clientMetadata`: ordinary, protected, docplane's
+/// own, or none.
+fn draw_app(g: &mut Gen, e: &mut Document) {
     let app = g.pick(&["shop", "report", PROTECTED_APP, DEFAULT_APP_NAME, "none"]);
     match app {
         "none" => {}
@@ -303,17 +377,6 @@ fn entry(g: &mut Gen, n: usize, own: &HashSet<i32>) -> (Document, bool) {
             e.insert("appName", app);
         }
     }
-    if e.get_str("type").is_ok_and(|t| t == "idleSession") {
-        e.insert("lsid", doc! {"id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![u8::try_from(n % 256).unwrap(); 16] }});
-        if g.chance(50) {
-            e.insert("transaction", doc! {"parameters": {"txnNumber": 1_i64}});
-        }
-    }
-    let facts = docplane_sessions::rails::facts(&e);
-    let settings = settings();
-    let own64: HashSet<i64> = own.iter().map(|c| i64::from(*c)).collect();
-    let protected = docplane_sessions::rails::protection(&facts, &settings, &own64).is_some();
-    (e, protected)
 }
 
 fn settings() -> SessionSettings {

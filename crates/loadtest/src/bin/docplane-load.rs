@@ -23,7 +23,7 @@ use docplane_iam::sign;
 use docplane_loadtest::creds::Creds;
 use docplane_loadtest::mix::{Mix, Op};
 use docplane_loadtest::rss::{RssSeries, rss_kib};
-use docplane_loadtest::stats::{OpStats, Outcome, Second};
+use docplane_loadtest::stats::{LatencySummary, OpStats, Outcome, Second};
 use docplane_loadtest::target::{loopback_endpoint, loopback_mongodb_uri};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -130,6 +130,26 @@ impl Local {
             }
             self.timeline[sec].record(took, outcome);
         }
+    }
+
+    /// Adds another worker's measurements to these: per operation, per second, and the kill counts.
+    fn merge(&mut self, other: &Local) {
+        for (k, v) in &other.ops {
+            self.ops.entry(k).or_default().merge(v);
+        }
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline.resize(other.timeline.len(), Second::default());
+        }
+        for (i, s) in other.timeline.iter().enumerate() {
+            let t = &mut self.timeline[i];
+            t.ok += s.ok;
+            t.c4xx += s.c4xx;
+            t.c5xx += s.c5xx;
+            t.failed += s.failed;
+            t.max_ms = t.max_ms.max(s.max_ms);
+        }
+        self.kills_ok += other.kills_ok;
+        self.no_candidate += other.no_candidate;
     }
 }
 
@@ -418,35 +438,9 @@ async fn main() -> Result<()> {
         .build()?;
 
     // One login up front for the token operations (the login operation measures more of them).
-    let token = {
-        let login = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": creds.user_name, "password": creds.password, "domain": {"name": creds.domain_name}}}},
-            "scope": {"project": {"id": creds.project_id}}}});
-        let resp = http
-            .post(format!("{}/v3/auth/tokens", endpoints[0]))
-            .json(&login)
-            .send()
-            .await
-            .with_context(|| format!("logging in at {}", endpoints[0]))?;
-        if resp.status().as_u16() != 201 {
-            bail!("login at {} answered {}", endpoints[0], resp.status());
-        }
-        resp.headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .context("login answered without X-Subject-Token")?
-            .to_owned()
-    };
-
+    let token = login_token(&http, &endpoints[0], &creds).await?;
     let kill_log = match &args.kill_log {
-        Some(p) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening {}", p.display()))?,
-        )),
+        Some(p) => Some(Mutex::new(open_kill_log(p)?)),
         None => None,
     };
     let started = Instant::now();
@@ -481,23 +475,7 @@ async fn main() -> Result<()> {
         (0..args.concurrency).map(|i| tokio::spawn(worker(sh.clone(), 0x5eed_0000 + i))).collect();
     let mut total = Local::default();
     for w in workers {
-        let l = w.await.context("a worker panicked")?;
-        for (k, v) in &l.ops {
-            total.ops.entry(k).or_default().merge(v);
-        }
-        if total.timeline.len() < l.timeline.len() {
-            total.timeline.resize(l.timeline.len(), Second::default());
-        }
-        for (i, s) in l.timeline.iter().enumerate() {
-            let t = &mut total.timeline[i];
-            t.ok += s.ok;
-            t.c4xx += s.c4xx;
-            t.c5xx += s.c5xx;
-            t.failed += s.failed;
-            t.max_ms = t.max_ms.max(s.max_ms);
-        }
-        total.kills_ok += l.kills_ok;
-        total.no_candidate += l.no_candidate;
+        total.merge(&w.await.context("a worker panicked")?);
     }
     let elapsed = started.elapsed().as_secs_f64();
     for t in sleeper_tasks {
@@ -507,6 +485,41 @@ async fn main() -> Result<()> {
     report(&args, sh.endpoints.len(), elapsed, &mut total, &sleeper_stats, &rss)
 }
 
+/// Signs in with the credentials file's user and password at `endpoint`; the token (X-Subject-Token).
+async fn login_token(http: &reqwest::Client, endpoint: &str, creds: &Creds) -> Result<String> {
+    let login = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": creds.user_name, "password": creds.password, "domain": {"name": creds.domain_name}}}},
+        "scope": {"project": {"id": creds.project_id}}}});
+    let resp = http
+        .post(format!("{endpoint}/v3/auth/tokens"))
+        .json(&login)
+        .send()
+        .await
+        .with_context(|| format!("logging in at {endpoint}"))?;
+    if resp.status().as_u16() != 201 {
+        bail!("login at {} answered {}", endpoint, resp.status());
+    }
+    Ok(resp
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .context("login answered without X-Subject-Token")?
+        .to_owned())
+}
+
+/// `--kill-log`: opened for appending, created if missing.
+fn open_kill_log(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Prints the run's results (a table per operation, outcomes, kills, memory, optionally the
+/// timeline), writes them as JSON to `--out`, and fails when a `--max-5xx` / `--require-ok` limit
+/// is broken.
 fn report(
     args: &Args,
     n_endpoints: usize,
@@ -515,8 +528,6 @@ fn report(
     sleepers: &SleeperStats,
     rss: &[RssSeries],
 ) -> Result<()> {
-    let mut all = OpStats::default();
-    let mut ops = serde_json::Map::new();
     println!(
         "docplane-load {}: {:.1} s, concurrency {}, {} endpoint(s), mix {}",
         args.label,
@@ -525,47 +536,8 @@ fn report(
         n_endpoints,
         mix_text(&args.mix)
     );
-    println!(
-        "{:<16} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
-        "operation", "requests", "req/s", "ok", "4xx", "5xx", "failed", "p50 ms", "p99 ms", "max ms"
-    );
-    for (name, s) in total.ops.iter_mut() {
-        all.merge(s);
-        let lat = s.latency.summary();
-        let failed = s.timeouts + s.transport_errors;
-        println!(
-            "{:<16} {:>8} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
-            name,
-            s.requests(),
-            s.requests() as f64 / elapsed,
-            s.ok,
-            s.client_errors,
-            s.server_errors,
-            failed,
-            ms(lat.p50_ms),
-            ms(lat.p99_ms),
-            ms(lat.max_ms)
-        );
-        ops.insert((*name).to_owned(), json!({
-            "requests": s.requests(), "rps": s.requests() as f64 / elapsed, "ok": s.ok, "4xx": s.client_errors,
-            "5xx": s.server_errors, "timeouts": s.timeouts, "transport": s.transport_errors,
-            "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p99_ms": lat.p99_ms, "max_ms": lat.max_ms, "outcomes": s.outcomes,
-        }));
-    }
+    let (mut all, ops) = print_operations(total, elapsed);
     let lat = all.latency.summary();
-    println!(
-        "{:<16} {:>8} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
-        "all",
-        all.requests(),
-        all.requests() as f64 / elapsed,
-        all.ok,
-        all.client_errors,
-        all.server_errors,
-        all.timeouts + all.transport_errors,
-        ms(lat.p50_ms),
-        ms(lat.p99_ms),
-        ms(lat.max_ms)
-    );
     let outcomes: Vec<String> = all.outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!("outcomes: {}", outcomes.join(", "));
     let (finished, killed, errors) = (
@@ -577,25 +549,7 @@ fn report(
         "kills answered 200: {}; sleeps seen interrupted (11601): {killed}; sleeps finished unkilled: {finished}; sleeper errors: {errors}; kill attempts without a candidate: {}",
         total.kills_ok, total.no_candidate
     );
-    let mut rss_json = Vec::new();
-    for s in rss {
-        if let Some(sum) = s.summary() {
-            println!(
-                "rss pid {}: first {} MiB, early median {} MiB, late median {} MiB, max {} MiB, last {} MiB (late/early {:.3})",
-                sum.pid,
-                sum.first_kib / 1024,
-                sum.early_median_kib / 1024,
-                sum.late_median_kib / 1024,
-                sum.max_kib / 1024,
-                sum.last_kib / 1024,
-                sum.late_over_early
-            );
-            rss_json.push(json!({"summary": sum, "samples": s.samples}));
-        } else {
-            println!("rss pid {}: no samples (process gone?)", s.pid);
-            rss_json.push(json!({"summary": null, "pid": s.pid, "samples": []}));
-        }
-    }
+    let rss_json = print_rss(rss);
     if args.timeline {
         for (i, s) in total.timeline.iter().enumerate() {
             println!(
@@ -618,6 +572,76 @@ fn report(
         std::fs::write(out, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("writing {}", out.display()))?;
     }
+    check_limits(args, total, &all)
+}
+
+/// The table of operations: one row per operation of the mix and an `all` row. Returns the
+/// operations merged (the `all` row) and each operation's figures as JSON.
+fn print_operations(total: &mut Local, elapsed: f64) -> (OpStats, serde_json::Map<String, Value>) {
+    let mut all = OpStats::default();
+    let mut ops = serde_json::Map::new();
+    println!(
+        "{:<16} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
+        "operation", "requests", "req/s", "ok", "4xx", "5xx", "failed", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, s) in total.ops.iter_mut() {
+        all.merge(s);
+        let lat = s.latency.summary();
+        print_operation_row(name, s, &lat, elapsed);
+        ops.insert((*name).to_owned(), json!({
+            "requests": s.requests(), "rps": s.requests() as f64 / elapsed, "ok": s.ok, "4xx": s.client_errors,
+            "5xx": s.server_errors, "timeouts": s.timeouts, "transport": s.transport_errors,
+            "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p99_ms": lat.p99_ms, "max_ms": lat.max_ms, "outcomes": s.outcomes,
+        }));
+    }
+    let lat = all.latency.summary();
+    print_operation_row("all", &all, &lat, elapsed);
+    (all, ops)
+}
+
+/// One row of the table of operations (failed: timeouts and transport errors).
+fn print_operation_row(name: &str, s: &OpStats, lat: &LatencySummary, elapsed: f64) {
+    println!(
+        "{:<16} {:>8} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
+        name,
+        s.requests(),
+        s.requests() as f64 / elapsed,
+        s.ok,
+        s.client_errors,
+        s.server_errors,
+        s.timeouts + s.transport_errors,
+        ms(lat.p50_ms),
+        ms(lat.p99_ms),
+        ms(lat.max_ms)
+    );
+}
+
+/// One line per watched process's resident memory; the series as JSON.
+fn print_rss(rss: &[RssSeries]) -> Vec<Value> {
+    let mut rss_json = Vec::new();
+    for s in rss {
+        if let Some(sum) = s.summary() {
+            println!(
+                "rss pid {}: first {} MiB, early median {} MiB, late median {} MiB, max {} MiB, last {} MiB (late/early {:.3})",
+                sum.pid,
+                sum.first_kib / 1024,
+                sum.early_median_kib / 1024,
+                sum.late_median_kib / 1024,
+                sum.max_kib / 1024,
+                sum.last_kib / 1024,
+                sum.late_over_early
+            );
+            rss_json.push(json!({"summary": sum, "samples": s.samples}));
+        } else {
+            println!("rss pid {}: no samples (process gone?)", s.pid);
+            rss_json.push(json!({"summary": null, "pid": s.pid, "samples": []}));
+        }
+    }
+    rss_json
+}
+
+/// `--max-5xx` and `--require-ok`: every limit broken, in one error.
+fn check_limits(args: &Args, total: &Local, all: &OpStats) -> Result<()> {
     let mut failures = Vec::new();
     if let Some(max) = args.max_5xx
         && all.server_errors > max

@@ -8,6 +8,10 @@
 
 pub mod admin;
 pub mod authcmd;
+// `aggregate` runs over `too_many_lines`; its split waits for the collation work in progress in
+// crud.rs. Module-wide so that file stays untouched here; remove once `aggregate` is split (the
+// `expect` then fails the build, as a reminder).
+#[expect(clippy::too_many_lines, reason = "split pending: collation work in progress on this file")]
 pub mod crud;
 pub mod currentop;
 pub mod minmax;

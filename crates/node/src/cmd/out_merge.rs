@@ -143,6 +143,8 @@ fn parse_into(v: Option<&Bson>, db: &str) -> Result<Target, CommandError> {
     Ok(t)
 }
 
+/// `$merge`'s argument: a collection name or a document of `into`, `on`, `let`, `whenMatched` and
+/// `whenNotMatched`. Fields are checked in mongod's order, so the first error is the one it reports.
 fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
     let d = match arg {
         Bson::String(c) => doc! {"into": c.clone()},
@@ -158,7 +160,17 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
         }
     }
     let target = parse_into(d.get("into"), db)?;
-    let on: Vec<String> = match d.get("on") {
+    let on = parse_on(d.get("on"))?;
+    let matched = parse_when_matched(d.get("whenMatched"))?;
+    let not_matched = parse_when_not_matched(d.get("whenNotMatched"))?;
+    let lets = parse_merge_let(d.get("let"), &matched)?;
+    check_modes(&matched, not_matched)?;
+    Ok(Sink::Merge { target, on, lets, matched, not_matched })
+}
+
+/// `$merge.on`: one field or a non-empty array of distinct fields; `_id` when absent.
+fn parse_on(v: Option<&Bson>) -> Result<Vec<String>, CommandError> {
+    let on: Vec<String> = match v {
         None => vec!["_id".to_owned()],
         Some(Bson::String(s)) => vec![s.clone()],
         Some(Bson::Array(a)) if !a.is_empty() && a.iter().all(|v| matches!(v, Bson::String(_))) => {
@@ -176,7 +188,12 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
     if let Some(dup) = on.iter().find(|f| !seen.insert(f.as_str())) {
         return Err(CommandError::location(31465, format!("Found a duplicate field '{dup}'")));
     }
-    let matched = match d.get("whenMatched") {
+    Ok(on)
+}
+
+/// `$merge.whenMatched`: a mode name or an update pipeline (`merge` when absent).
+fn parse_when_matched(v: Option<&Bson>) -> Result<WhenMatched, CommandError> {
+    Ok(match v {
         None => WhenMatched::Merge,
         Some(Bson::String(s)) => match s.as_str() {
             "replace" => WhenMatched::Replace,
@@ -186,8 +203,7 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
             other => return Err(enum_error("whenMatched", other)),
         },
         Some(Bson::Array(_)) => {
-            let stages: Vec<Document> =
-                util::doc_array(d.get("whenMatched"), "whenMatched")?.into_iter().cloned().collect();
+            let stages: Vec<Document> = util::doc_array(v, "whenMatched")?.into_iter().cloned().collect();
             // Parsed now for its errors (only the update stages are allowed, as in mongod).
             Update::parse_pipeline(&stages)?;
             WhenMatched::Pipeline(stages)
@@ -195,8 +211,12 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
         Some(other) => {
             return Err(wrong_type(51191, "$merge 'whenMatched' must be a string or an array", other));
         }
-    };
-    let not_matched = match d.get("whenNotMatched") {
+    })
+}
+
+/// `$merge.whenNotMatched`: `insert` (the default), `discard` or `fail`.
+fn parse_when_not_matched(v: Option<&Bson>) -> Result<WhenNotMatched, CommandError> {
+    Ok(match v {
         None => WhenNotMatched::Insert,
         Some(Bson::String(s)) => match s.as_str() {
             "insert" => WhenNotMatched::Insert,
@@ -210,9 +230,14 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
                 util::type_name(other)
             )));
         }
-    };
-    let lets = match d.get("let") {
-        None | Some(Bson::Null) => Vec::new(),
+    })
+}
+
+/// `$merge.let`: variables for a `whenMatched` pipeline (51199 with any other mode), each name
+/// checked as a user variable's and each value parsed as an expression.
+fn parse_merge_let(v: Option<&Bson>, matched: &WhenMatched) -> Result<Vec<(String, Expr)>, CommandError> {
+    match v {
+        None | Some(Bson::Null) => Ok(Vec::new()),
         Some(Bson::Document(l)) => {
             if !matches!(matched, WhenMatched::Pipeline(_)) {
                 return Err(CommandError::location(
@@ -225,22 +250,25 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
                 docplane_query::vars::validate_user_name(k)?;
                 out.push((k.clone(), Expr::parse(v)?));
             }
-            out
+            Ok(out)
         }
-        Some(other) => {
-            return Err(CommandError::type_mismatch(format!(
-                "BSON field '$merge.let' is the wrong type '{}', expected type 'object'",
-                util::type_name(other)
-            )));
-        }
-    };
+        Some(other) => Err(CommandError::type_mismatch(format!(
+            "BSON field '$merge.let' is the wrong type '{}', expected type 'object'",
+            util::type_name(other)
+        ))),
+    }
+}
+
+/// The mode combinations mongod refuses (51181): `whenMatched` `fail` or `keepExisting` with
+/// `whenNotMatched` `fail` or `discard`.
+fn check_modes(matched: &WhenMatched, not_matched: WhenNotMatched) -> Result<(), CommandError> {
     let supported = !matches!(
-        (&matched, not_matched),
+        (matched, not_matched),
         (WhenMatched::Fail, WhenNotMatched::Fail | WhenNotMatched::Discard)
             | (WhenMatched::KeepExisting, WhenNotMatched::Fail | WhenNotMatched::Discard)
     );
     if !supported {
-        let m = match &matched {
+        let m = match matched {
             WhenMatched::Fail => "fail",
             _ => "keepExisting",
         };
@@ -252,7 +280,7 @@ fn parse_merge(arg: &Bson, db: &str) -> Result<Sink, CommandError> {
             ),
         ));
     }
-    Ok(Sink::Merge { target, on, lets, matched, not_matched })
+    Ok(())
 }
 
 fn enum_error(field: &str, v: &str) -> CommandError {
