@@ -28,6 +28,8 @@
 #[path = "../tests/dds_support/mod.rs"]
 mod dds_support;
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dds_support::*;
@@ -261,6 +263,7 @@ async fn main() {
         return;
     }
     let args = BenchArgs::from_args();
+    collect_phases();
     let max_ops = args.levels.iter().copied().max().unwrap_or(0);
 
     let h = Harness::start().await;
@@ -280,8 +283,10 @@ async fn main() {
     let mut results = Vec::new();
     for &ops in &args.levels {
         load.top_up(ops).await;
+        PHASES.lock().unwrap().clear();
         let mut level = measure_level(&h, &clients, ops, &args).await;
         print_level(&mut level);
+        print_phases();
         results.push(level);
     }
 
@@ -291,6 +296,65 @@ async fn main() {
 
     clean_up(&h, &clients.direct, load).await;
     h.stop().await;
+}
+
+/// The kill's phase timings (`docplane_sessions::KILL_PHASES` debug events), by
+/// `<phase>.<field>`, in microseconds; taken (and emptied) by [`print_phases`] after each level.
+static PHASES: Mutex<BTreeMap<String, Vec<u64>>> = Mutex::new(BTreeMap::new());
+
+/// Collects the phase events' integer fields into [`PHASES`].
+struct PhaseLayer;
+
+struct PhaseFields {
+    phase: String,
+    values: Vec<(&'static str, u64)>,
+}
+
+impl tracing::field::Visit for PhaseFields {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.values.push((field.name(), value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "phase" {
+            value.clone_into(&mut self.phase);
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PhaseLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut f = PhaseFields { phase: String::new(), values: Vec::new() };
+        event.record(&mut f);
+        let mut phases = PHASES.lock().unwrap();
+        for (name, v) in f.values {
+            phases.entry(format!("{}.{name}", f.phase)).or_default().push(v);
+        }
+    }
+}
+
+/// Installs [`PhaseLayer`] for the phase events only (everything else stays off).
+fn collect_phases() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{Layer, filter::Targets};
+    let only_phases = Targets::new().with_target(docplane_sessions::KILL_PHASES, tracing::Level::DEBUG);
+    let subscriber = tracing_subscriber::registry().with(PhaseLayer.with_filter(only_phases));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+}
+
+/// Where the API's kills of the level spent their time: p50 / p99 of each phase, in microseconds
+/// (the `reads` of the kills' candidates run side by side, each timed from the reads' start).
+fn print_phases() {
+    let mut phases = std::mem::take(&mut *PHASES.lock().unwrap());
+    if phases.is_empty() {
+        return;
+    }
+    println!("  kill phases via the API, us (p50 / p99):");
+    for (name, v) in &mut phases {
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p / 100.0).round() as usize];
+        println!("    {name:<28} n={:<4} {:>7} / {:>7}", v.len(), at(50.0), at(99.0));
+    }
 }
 
 /// Every measurement at `ops` concurrent operations, once the background load has reached it.

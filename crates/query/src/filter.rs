@@ -962,6 +962,13 @@ impl Filter {
         self.root.try_matches(doc, self.lets.as_deref())
     }
 
+    /// [`Filter::try_matches`] on a document seen through [`Fields`], so that a caller whose
+    /// document is assembled from parts (the node's `$currentOp` entries: a cached template plus
+    /// a few live fields) need not build it to test it. `$$ROOT` calls [`Fields::to_document`].
+    pub fn try_matches_fields(&self, doc: &dyn Fields) -> Result<bool> {
+        self.root.try_matches(doc, self.lets.as_deref())
+    }
+
     /// [`Filter::try_matches`] with the variables of an aggregation context (for `$expr`).
     pub(crate) fn matches_ctx(&self, doc: &dyn Fields, ctx: &EvalCtx) -> Result<bool> {
         self.root.try_matches(doc, Some(ctx))

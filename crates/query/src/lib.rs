@@ -22,10 +22,6 @@
 //! - [`Filter::index_predicates`] is safe for multikey indexes; bounds are supersets and every
 //!   candidate document must still pass [`Filter::matches`].
 
-// No function over clippy's 100 lines (issue 10 item 10). Here until the workspace turns
-// `too_many_lines` on for every crate.
-#![warn(clippy::too_many_lines)]
-
 pub mod aggregate;
 pub mod compare;
 pub mod error;

@@ -41,6 +41,6 @@ pub use native::{NativeMemory, NativeMode};
 pub use record::{KillTarget, SessionRecord};
 pub use select::{SessionFilter, SessionPage, SessionQuery};
 pub use service::{
-    KillResult, MatchOutcome, MatchedSession, NodeRef, ObserveMemory, RuleAction, Selection, SelectionResult,
-    SessionService,
+    KILL_PHASES, KillResult, MatchOutcome, MatchedSession, NodeRef, ObserveMemory, RuleAction, Selection,
+    SelectionResult, SessionService,
 };

@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use docplane_driver::ops::{self, entry_tag};
 use docplane_driver::{DriverError, NodeTarget, NodeTransport};
@@ -33,6 +34,17 @@ use crate::pushdown;
 use crate::rails::{self, Protection};
 use crate::record::{KillTarget, SessionRecord, kill_target_with, operation_text};
 use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, select_indices};
+
+/// The `tracing` target of the kill's phase timings: one debug event per kill by id
+/// (`phase = "kill_ids"`: candidates, intent, killOp + verification, outcome, in microseconds)
+/// and one per candidates read (`phase = "reads"`: the settings read and the `$currentOp` read,
+/// which run side by side, each from the read's start). Off unless a subscriber enables debug
+/// for it; `crates/api/examples/dds_bench.rs` collects them to say where a kill's time goes.
+pub const KILL_PHASES: &str = "docplane::kill_phases";
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// The node a call is about, with the instance whose settings apply.
 #[derive(Debug, Clone, Copy)]
@@ -238,9 +250,23 @@ impl SessionService {
         node: NodeRef<'_>,
         predicate: Option<Document>,
     ) -> Result<(SessionSettings, Vec<Candidate>)> {
+        let started = Instant::now();
         let (settings, entries) = tokio::join!(
-            self.settings(node),
-            ops::current_op_entries(self.transport(), node.target, predicate)
+            async {
+                let s = self.settings(node).await;
+                (s, started.elapsed())
+            },
+            async {
+                let e = ops::current_op_entries(self.transport(), node.target, predicate).await;
+                (e, started.elapsed())
+            }
+        );
+        let ((settings, settings_took), (entries, current_op_took)) = (settings, entries);
+        tracing::debug!(
+            target: KILL_PHASES,
+            phase = "reads",
+            settings_us = micros(settings_took),
+            current_op_us = micros(current_op_took),
         );
         let (settings, entries) = (settings?, entries?);
         let own = own_connections(&entries, &self.transport.config().app_name);
@@ -264,8 +290,10 @@ impl SessionService {
         recorder: &KillRecorder,
         raw_ids: &[String],
     ) -> Result<KillResult> {
+        let started = Instant::now();
         let ids = parse_session_ids(raw_ids, node.target.kind)?;
         let (settings, candidates) = self.candidates(node, Some(&ids)).await?;
+        let candidates_at = started.elapsed();
         let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
         check_killable(&ids, &records)?;
         let mut protected = Vec::new();
@@ -288,9 +316,19 @@ impl SessionService {
             .commit_intent(self.store.as_ref(), &session_ids, &targets, Value::Null)
             .await
             .map_err(|e| SessionError::NotRecorded(e.to_string()))?;
+        let intent_at = started.elapsed();
         let report = self.kill_and_verify(node.target, &ids).await;
+        let verified_at = started.elapsed();
         let outcome = outcome_of(&report);
         recorder.commit_outcome(self.store.as_ref(), outcome, json!({"outcomes": report.outcomes})).await;
+        tracing::debug!(
+            target: KILL_PHASES,
+            phase = "kill_ids",
+            candidates_us = micros(candidates_at),
+            intent_us = micros(intent_at - candidates_at),
+            kill_verify_us = micros(verified_at - intent_at),
+            outcome_us = micros(started.elapsed() - verified_at),
+        );
         Ok(KillResult { record_id: recorder.record_id.clone(), report, outcome })
     }
 

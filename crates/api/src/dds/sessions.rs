@@ -270,9 +270,11 @@ pub async fn kill_sessions(
         instance_id: String::new(),
         node_id: path.node_id.clone(),
     };
+    let started = std::time::Instant::now();
     let result = async {
         raw_ids = parse_kill_body(&body)?;
         let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
+        let resolved_at = started.elapsed();
         scope.instance_id.clone_from(&resolved.instance.id);
         // Format first (no node access), so malformed ids never wait on the network.
         sessions::parse_session_ids(&raw_ids, resolved.target.kind).map_err(kill_error)?;
@@ -283,7 +285,14 @@ pub async fn kill_sessions(
             instance_id: &resolved.instance.id,
             target: &resolved.target,
         };
-        st.sessions.kill_ids(node, &recorder, &raw_ids).await.map_err(kill_error)
+        let done = st.sessions.kill_ids(node, &recorder, &raw_ids).await.map_err(kill_error);
+        tracing::debug!(
+            target: sessions::KILL_PHASES,
+            phase = "api",
+            resolve_us = u64::try_from(resolved_at.as_micros()).unwrap_or(u64::MAX),
+            handler_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        );
+        done
     }
     .await;
     let done = match result {

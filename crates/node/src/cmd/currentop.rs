@@ -12,8 +12,9 @@
 //! connection) and cloned per call; only the running times, plan summary, cursor, yields and kill
 //! state are filled in each time. A predicate that follows (`$match` right after `$currentOp`, or the
 //! currentOp command's own predicates) is pushed down as a [`Pushdown`]: an equality or `$in` on
-//! `opid` looks those ops up by id (nothing else is visited), and any predicate on named fields is
-//! tested on the template (or on just the fields it reads) so rejected entries are never built.
+//! `opid` looks those ops up by id (nothing else is visited), and the predicate is tested on an
+//! [`OpView`] (the template read in place, plus just the live fields it reads), so rejected
+//! entries are never built and nothing of an entry is copied to test it.
 //! Results are the same, field order and types included, as building every document and filtering.
 
 use std::collections::HashSet;
@@ -22,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
-use docplane_query::{CommandError, DocSource, Filter, IndexPredicate};
+use docplane_query::{CommandError, DocSource, Fields, Filter, IndexPredicate};
 
 use super::{CmdResult, Ctx, util};
 use crate::auth::{Action, UserName};
@@ -249,10 +250,10 @@ pub fn op_doc(host: &str, op: &OpEntry) -> Document {
 #[derive(Debug, Clone)]
 pub struct Pushdown {
     filter: Filter,
-    /// The predicate's conjuncts with the top-level fields each reads (`None`: the whole
-    /// document, `$expr` over `$$ROOT`): each is tested on the cheapest view of an op that holds
-    /// its fields (the cached template when it reads no field that changes while the op runs).
-    parts: Vec<(Filter, Option<Vec<String>>)>,
+    /// The fields that change while an op runs ([`OP_DYNAMIC_FIELDS`]) that the predicate reads:
+    /// computed once per op into its [`OpView`]; every other field is read in place from the op's
+    /// cached template. All of them when the predicate reads the whole document (`$$ROOT`).
+    live_fields: Vec<String>,
     /// When the predicate requires `opid` to be one of these: only those ops can match, and no idle
     /// entry (they have no `opid`).
     opids: Option<Vec<i32>>,
@@ -266,16 +267,12 @@ impl Pushdown {
             return None;
         }
         let parsed = Filter::parse(filter).ok()?;
-        let parts = parsed
-            .split_conjuncts()
-            .into_iter()
-            .map(|f| {
-                let fields = f.top_level_fields();
-                (f, fields)
-            })
-            .collect();
+        let live_fields = match parsed.top_level_fields() {
+            Some(fields) => fields.into_iter().filter(|f| OP_DYNAMIC_FIELDS.contains(&f.as_str())).collect(),
+            None => OP_DYNAMIC_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+        };
         let opids = opid_candidates(&parsed);
-        Some(Pushdown { filter: parsed, parts, opids })
+        Some(Pushdown { filter: parsed, live_fields, opids })
     }
 
     /// The pushdown for the stage after `$currentOp`, when it is a `$match`.
@@ -290,22 +287,34 @@ impl Pushdown {
         }
     }
 
-    /// Whether the predicate holds for the op document described by `template` at `at`, building
-    /// only the fields it reads. Errors (of `$expr`) are the ones the whole document gives.
+    /// Whether the predicate holds for the op document described by `template` at `at`, without
+    /// building it: the filter reads an [`OpView`]. (A predicate such as docplane's own-entry
+    /// exclusion reads `command` and `clientMetadata`; building even just those fields copied both
+    /// for every op of every read.) Errors (of `$expr`) are the ones the whole document gives.
     fn matches_op(&self, template: &Document, op: &OpEntry, at: At<'_>) -> Result<bool, CommandError> {
-        for (part, fields) in &self.parts {
-            let holds = match fields {
-                None => part.try_matches(&op_doc_at(template, op, at))?,
-                Some(fields) if fields.iter().all(|f| !OP_DYNAMIC_FIELDS.contains(&f.as_str())) => {
-                    part.try_matches(template)?
-                }
-                Some(fields) => part.try_matches(&op_partial(template, op, at, fields))?,
-            };
-            if !holds {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let view = OpView { template, op, at, live: op_partial(template, op, at, &self.live_fields) };
+        self.filter.try_matches_fields(&view)
+    }
+}
+
+/// An op's `$currentOp` document as a filter sees it: the fields that change while the op runs
+/// from `live`, every other field in place from the cached template (whose running-time fields
+/// are placeholders, never read through the view).
+struct OpView<'a> {
+    template: &'a Document,
+    op: &'a OpEntry,
+    at: At<'a>,
+    /// The dynamic fields the filter reads, as [`op_field`] gives them (absent when the op has none).
+    live: Document,
+}
+
+impl Fields for OpView<'_> {
+    fn field(&self, key: &str) -> Option<&Bson> {
+        if OP_DYNAMIC_FIELDS.contains(&key) { self.live.get(key) } else { self.template.get(key) }
+    }
+
+    fn to_document(&self) -> Document {
+        op_doc_at(self.template, self.op, self.at)
     }
 }
 
