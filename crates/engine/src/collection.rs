@@ -68,6 +68,9 @@ pub(crate) struct Collection {
     pub name: String,
     pub uuid: [u8; 16],
     pub options: Document,
+    /// The default collation (`options.collation`, normalized at create): commands without
+    /// one and indexes created without one take it.
+    pub collation: Option<std::sync::Arc<docplane_query::Collation>>,
     /// Set for a capped collection.
     pub cap: Option<Cap>,
     pub data: RwLock<CollData>,
@@ -77,7 +80,24 @@ impl Collection {
     pub(crate) fn new(db: &str, name: &str, uuid: [u8; 16], options: Document) -> Collection {
         let cap = Cap::of(&options);
         let data = CollData { natural: cap.map(|_| BTreeMap::new()), ..CollData::default() };
-        Collection { db: db.to_string(), name: name.to_string(), uuid, options, cap, data: RwLock::new(data) }
+        // The node validated the spec and `create_collection` stored it normalized, so it
+        // parses; a journal edited by hand to hold something else loses its default collation.
+        let collation = match docplane_query::collation::parse(options.get("collation")) {
+            Ok(r) => r.resolve(None),
+            Err(e) => {
+                tracing::warn!(error = %e, ns = %format!("{db}.{name}"), "stored collation does not parse");
+                None
+            }
+        };
+        Collection {
+            db: db.to_string(),
+            name: name.to_string(),
+            uuid,
+            options,
+            collation,
+            cap,
+            data: RwLock::new(data),
+        }
     }
     pub(crate) fn ns(&self) -> String {
         format!("{}.{}", self.db, self.name)

@@ -67,6 +67,7 @@ fn populate(e: &Engine) {
         upsert: false,
         multi: false,
         hint: None,
+        collation: Default::default(),
     };
     e.update("app", "items", &[st], true, &NeverInterrupt);
     e.delete(
@@ -363,6 +364,7 @@ fn background_compaction_shrinks_the_journal() {
         upsert: false,
         multi: false,
         hint: None,
+        collation: Default::default(),
     };
     for _ in 0..2000 {
         assert_eq!(e.update("db", "c", std::slice::from_ref(&inc), true, &NeverInterrupt).n_modified, 1);
@@ -430,7 +432,7 @@ mod model {
                         let st = UpdateStatement {
                             filter: Filter::parse(&doc! {"_id": k}).unwrap(),
                             update: Update::parse(&doc! {"$set": {"v": v}}, None).unwrap(),
-                            upsert: false, multi: false, hint: None,
+                            upsert: false, multi: false, hint: None, collation: Default::default(),
                         };
                         e.update("db", "c", &[st], true, &NeverInterrupt);
                         if let Some(x) = model.get_mut(&k) { *x = v; }
@@ -514,6 +516,7 @@ fn compaction_under_concurrent_writes_loses_nothing() {
                         upsert: false,
                         multi: false,
                         hint: None,
+                        collation: Default::default(),
                     };
                     assert_eq!(e.update("db", "c", &[st], true, &NeverInterrupt).n_modified, 1);
                     // Some inserts into a second collection as well.
@@ -558,6 +561,7 @@ fn upd(filter: Document, update: Document, upsert: bool) -> UpdateStatement {
         upsert,
         multi: false,
         hint: None,
+        collation: Default::default(),
     }
 }
 
