@@ -405,7 +405,14 @@ fn one_update(
     update: Update,
     intr: &dyn Interrupt,
 ) -> Result<u64, CommandError> {
-    let stmt = UpdateStatement { filter, update, upsert: false, multi: false, hint: None };
+    let stmt = UpdateStatement {
+        filter,
+        update,
+        upsert: false,
+        multi: false,
+        hint: None,
+        collation: Default::default(),
+    };
     let out = e.update(&t.db, &t.coll, &[stmt], true, intr);
     if let Some(err) = out.interrupted {
         return Err(err);
