@@ -293,7 +293,7 @@ pub fn find_and_modify(cmd: &Document, name: &str) -> Result<LetVars, CommandErr
 /// capped collection, enforced by the engine;
 /// `idIndex`, `storageEngine`, `indexOptionDefaults`, `autoIndexId`, `flags`, `temp`);
 /// validators, views, time-series, clustered and encrypted collections, change-stream images
-/// and non-simple collations are refused.
+/// are refused; a `collation` is validated here and stored normalized by the engine.
 pub fn create(cmd: &Document) -> Result<(), CommandError> {
     const OWN: &[&str] = &[
         "create",
