@@ -652,3 +652,36 @@ fn capped_collections_reopen_with_their_limits_and_insertion_order() {
     assert_eq!(e.insert("db", "cap", vec![doc! {"_id": 0}], true, &NeverInterrupt).n, 1);
     assert_eq!(ids(&e, "db", "cap"), vec![2, 7, 0]);
 }
+
+#[test]
+fn collations_survive_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let strength2 = doc! {"locale": "en", "strength": 2};
+    {
+        let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        e.create_collection("app", "c", doc! {"collation": strength2.clone()}).unwrap();
+        let specs = [
+            doc! {"key": {"s": 1}, "name": "s_ci", "unique": true},
+            doc! {"key": {"s": -1}, "name": "s_bin", "collation": {"locale": "simple"}},
+        ];
+        e.create_indexes("app", "c", &specs, &NeverInterrupt).unwrap();
+        assert_eq!(e.insert("app", "c", vec![doc! {"_id": "a", "s": "x"}], true, &NeverInterrupt).n, 1);
+    }
+    // Reopened from the journal, compacted, then reopened from the snapshot.
+    for compact in [false, true, false] {
+        let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        let default = e.default_collation("app", "c").unwrap();
+        assert_eq!(default.spec().get_i32("strength").unwrap(), 2);
+        let ixs = e.list_indexes("app", "c").unwrap();
+        assert!(ixs[0].contains_key("collation") && ixs[1].contains_key("collation"), "{ixs:?}");
+        assert!(!ixs[2].contains_key("collation"), "{ixs:?}");
+        // Unique under the collation, for the secondary index and for `_id`, after replay.
+        let out = e.insert("app", "c", vec![doc! {"_id": "b", "s": "X"}], true, &NeverInterrupt);
+        assert_eq!(out.write_errors[0].code, 11000);
+        let out = e.insert("app", "c", vec![doc! {"_id": "A", "s": "y"}], true, &NeverInterrupt);
+        assert_eq!(out.write_errors[0].code, 11000);
+        if compact {
+            e.compact().unwrap();
+        }
+    }
+}

@@ -198,6 +198,21 @@ async fn collection_default_collation_is_inherited() {
     let simple = doc! {"find": "c", "filter": {"name": "ABC"}, "collation": {"locale": "simple"}};
     assert_eq!(plan(&d, simple.clone()).await, "IXSCAN { name: -1 }");
     assert_eq!(ids(&d.run_command(simple).await.unwrap()), [2]);
+    // The `_id` index has the collection's collation: `_id`s equal under it clash.
+    let k = d.collection::<Document>("c");
+    k.insert_one(doc! {"_id": "key"}).await.unwrap();
+    assert_eq!(code(&k.insert_one(doc! {"_id": "KÉY"}).await.unwrap_err()), Some(11000));
+    k.delete_one(doc! {"_id": "KEY"}).await.unwrap();
+    k.insert_one(doc! {"_id": "KÉY"}).await.unwrap();
+    // $out keeps the target's default and its binary index binary.
+    d.run_command(
+        doc! {"aggregate": "c", "pipeline": [{"$match": {"n": {"$gte": 0}}}, {"$out": "c"}], "cursor": {}},
+    )
+    .await
+    .unwrap();
+    let ixs = batch(&d.run_command(doc! {"listIndexes": "c"}).await.unwrap());
+    assert_eq!(ixs.len(), 3);
+    assert!(ixs[1].contains_key("collation") && !ixs[2].contains_key("collation"), "{ixs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
