@@ -249,6 +249,12 @@ async fn collated_indexes_serve_only_their_collation() {
     assert_eq!(ids(&d.run_command(q).await.unwrap()), [1]);
     // Numbers compare alike under every collation: the collated index still bounds them.
     assert_eq!(plan(&d, doc! {"find": "c", "filter": {"n": 3}}).await, "IXSCAN { n: 1 }");
+    // min/max compare in the hinted index's order: its collation must be the query's.
+    let mm = |coll: Document| {
+        doc! {"find": "c", "hint": {"name": 1}, "min": {"name": "abd"}, "sort": {"_id": 1}, "collation": coll}
+    };
+    assert_eq!(ids(&d.run_command(mm(ci())).await.unwrap()), [3, 4]);
+    assert_eq!(fail(&d, mm(doc! {"locale": "simple"})).await, 51174);
     // Two indexes on the same keys with different collations (and names) are allowed; the same
     // keys and collation under another name are not.
     d.run_command(doc! {"createIndexes": "c", "indexes": [{"key": {"name": 1}, "name": "name_bin"}]})
