@@ -1,7 +1,7 @@
 //! Collations through the official Rust driver: commands compare strings under theirs (or their
 //! collection's default), indexes keep their own and are used only by queries under it, and
 //! invalid specs fail with mongod's codes.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 
