@@ -68,6 +68,9 @@ pub(crate) struct Collection {
     pub name: String,
     pub uuid: [u8; 16],
     pub options: Document,
+    /// The default collation (`options.collation`, normalized at create): commands without
+    /// one and indexes created without one take it.
+    pub collation: Option<std::sync::Arc<docplane_query::Collation>>,
     /// Set for a capped collection.
     pub cap: Option<Cap>,
     pub data: RwLock<CollData>,
@@ -76,8 +79,30 @@ pub(crate) struct Collection {
 impl Collection {
     pub(crate) fn new(db: &str, name: &str, uuid: [u8; 16], options: Document) -> Collection {
         let cap = Cap::of(&options);
-        let data = CollData { natural: cap.map(|_| BTreeMap::new()), ..CollData::default() };
-        Collection { db: db.to_string(), name: name.to_string(), uuid, options, cap, data: RwLock::new(data) }
+        // The node validated the spec and `create_collection` stored it normalized, so it
+        // parses; a journal edited by hand to hold something else loses its default collation.
+        let collation = match docplane_query::collation::parse(options.get("collation")) {
+            Ok(r) => r.resolve(None),
+            Err(e) => {
+                tracing::warn!(error = %e, ns = %format!("{db}.{name}"), "stored collation does not parse");
+                None
+            }
+        };
+        // mongod's `_id_` index has the collection's collation: `_id`s equal under it clash.
+        let id_collated = collation.as_ref().and_then(|c| {
+            let spec = bson::doc! {"key": {"_id": 1}, "name": "_id_", "unique": true};
+            crate::index::parse_spec_in(&spec, Some(c)).ok().map(|s| Index::new(0, s))
+        });
+        let data = CollData { natural: cap.map(|_| BTreeMap::new()), id_collated, ..CollData::default() };
+        Collection {
+            db: db.to_string(),
+            name: name.to_string(),
+            uuid,
+            options,
+            collation,
+            cap,
+            data: RwLock::new(data),
+        }
     }
     pub(crate) fn ns(&self) -> String {
         format!("{}.{}", self.db, self.name)
@@ -88,6 +113,8 @@ impl Collection {
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     keys: Vec<(DocKeys, bool)>,
+    /// The `_id`'s key in [`CollData::id_collated`], when the collection has one.
+    id_key: DocKeys,
 }
 
 /// How to reverse one mutation.
@@ -111,6 +138,10 @@ pub(crate) struct CollData {
     pub natural: Option<BTreeMap<u64, KeyVal>>,
     /// The next insertion's [`Rec::seq`].
     pub next_seq: u64,
+    /// A collection with a default collation: its `_id`s as a unique index under it (mongod's
+    /// `_id_` index has that collation), so two `_id`s equal only under it clash. `None`
+    /// without one: `docs`' binary order is then the whole `_id` index.
+    pub id_collated: Option<Index>,
 }
 
 /// mongod's DuplicateKey: the message, and `keyPattern` / `keyValue` beside the code (4.2+).
@@ -128,6 +159,18 @@ impl CollData {
             k.insert("_id", id.0.clone());
             return Err(dup_key_error(ns, "_id_", &bson::doc! {"_id": 1}, k));
         }
+        let id_key = match &self.id_collated {
+            Some(ix) => {
+                let (k, _) = ix.keys_of(doc)?;
+                if ix.conflict(&k, id).is_some() {
+                    let mut k = Document::new();
+                    k.insert("_id", id.0.clone());
+                    return Err(dup_key_error(ns, "_id_", &bson::doc! {"_id": 1}, k));
+                }
+                k
+            }
+            None => None,
+        };
         let mut keys = Vec::with_capacity(self.indexes.len());
         for ix in &self.indexes {
             let (k, mk) = ix.keys_of(doc)?;
@@ -136,7 +179,7 @@ impl CollData {
             }
             keys.push((k, mk));
         }
-        Ok(Prepared { keys })
+        Ok(Prepared { keys, id_key })
     }
 
     /// Stores a new document (after [`CollData::prepare`]).
@@ -150,6 +193,9 @@ impl CollData {
     fn insert_at(&mut self, id: KeyVal, doc: Arc<Document>, size: u64, prepared: Prepared, seq: u64) -> Undo {
         for (ix, (k, mk)) in self.indexes.iter_mut().zip(&prepared.keys) {
             ix.add(k, *mk, &id.0);
+        }
+        if let Some(ix) = &mut self.id_collated {
+            ix.add(&prepared.id_key, false, &id.0);
         }
         self.data_bytes += size;
         let undo = Undo::Inserted(id.0.clone());
@@ -166,7 +212,7 @@ impl CollData {
     }
 
     fn unindex(&mut self, id: &Bson, doc: &Document) {
-        for ix in &mut self.indexes {
+        for ix in self.indexes.iter_mut().chain(self.id_collated.as_mut()) {
             // Keys of a stored document were computable when it was stored.
             if let Ok((k, _)) = ix.keys_of(doc) {
                 ix.remove(&k, id);

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use bson::oid::ObjectId;
 use docplane_query::{
-    DocSource, Filter, NeverInterrupt, Pipeline, PipelineEnv, Projection, SortSpec, Update,
+    DocSource, Filter, NeverInterrupt, Pipeline, PipelineEnv, Projection, SortSpec, Update, collation,
 };
 
 use super::*;
@@ -355,7 +355,8 @@ impl Engine {
         Ok(if limit > 0 { n.min(limit) } else { n })
     }
 
-    /// distinct values of `key` among matching documents (arrays contribute their elements),
+    /// distinct values of `key` among matching documents (values equal under the collation
+    /// are one, the first found) (arrays contribute their elements),
     /// in BSON order.
     pub fn distinct(
         &self,
@@ -388,7 +389,7 @@ impl Engine {
             let (vals, _) = keys::path_values(d, key);
             for v in vals {
                 if !matches!(v, Bson::Undefined) {
-                    set.insert(KeyVal(v));
+                    set.insert(Distinct(v));
                 }
             }
         }
@@ -680,7 +681,8 @@ impl Engine {
     ) -> WriteOutcome {
         let mut out = WriteOutcome::default();
         for (i, st) in stmts.iter().enumerate() {
-            let res = (|| -> Result<()> {
+            let coll_now = st.collation.resolve(self.default_collation(db, coll).as_ref());
+            let res = collation::scoped(coll_now, || -> Result<()> {
                 let counts = match self.get_coll(db, coll) {
                     Some(c) => {
                         self.update_matches(&c, &st.filter, &st.update, st.multi, st.hint.as_ref(), intr)?
@@ -699,7 +701,7 @@ impl Engine {
                     out.upserted.push((i, id));
                 }
                 Ok(())
-            })();
+            });
             if let Err(e) = res {
                 if e.is_interruption() {
                     out.interrupted = Some(e);
@@ -778,7 +780,11 @@ impl Engine {
         let mut out = WriteOutcome::default();
         let Some(c) = self.get_coll(db, coll) else { return out };
         for (i, st) in stmts.iter().enumerate() {
-            match self.delete_matches(&c, &st.filter, st.limit_one, st.hint.as_ref(), intr) {
+            let coll_now = st.collation.resolve(c.collation.as_ref());
+            let res = collation::scoped(coll_now, || {
+                self.delete_matches(&c, &st.filter, st.limit_one, st.hint.as_ref(), intr)
+            });
+            match res {
                 Ok(n) => out.n += n,
                 Err(e) if e.is_interruption() => {
                     out.interrupted = Some(e);
@@ -906,6 +912,27 @@ impl Engine {
             return Ok(None);
         }
         f(&mut g)
+    }
+}
+
+/// A `distinct` value, ordered by [`docplane_query::cmp_bson`]: under the command's collation,
+/// where the `_id` map's and the indexes' [`KeyVal`] are binary.
+struct Distinct(Bson);
+
+impl PartialEq for Distinct {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Distinct {}
+impl PartialOrd for Distinct {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Distinct {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        docplane_query::cmp_bson(&self.0, &other.0)
     }
 }
 

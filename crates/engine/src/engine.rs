@@ -22,7 +22,7 @@ use docplane_query::{CommandError, Interrupt, Result};
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
 
 use crate::collection::{CollData, Collection};
-use crate::index::{Index, IndexSpec, parse_spec};
+use crate::index::{Index, IndexSpec, parse_spec, parse_spec_in};
 use crate::journal::{self, FileKind, JournalWriter, ScanEnd, StorageError};
 use crate::keys::{self, KeyVal};
 use crate::record::{Record, RecordRef};
@@ -681,9 +681,23 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Creates a collection; 48 NamespaceExists if it exists.
-    pub fn create_collection(&self, db: &str, coll: &str, options: Document) -> Result<()> {
+    /// Creates a collection; 48 NamespaceExists if it exists. A `collation` option is stored
+    /// normalized (mongod's full spec), the simple one not at all, as mongod lists them.
+    pub fn create_collection(&self, db: &str, coll: &str, mut options: Document) -> Result<()> {
+        match docplane_query::collation::parse(options.get("collation"))? {
+            docplane_query::collation::Requested::Collated(c) => {
+                options.insert("collation", c.spec().clone());
+            }
+            _ => {
+                options.remove("collation");
+            }
+        }
         self.ensure_collection(db, coll, options, true).map(|_| ())
+    }
+
+    /// The collection's default collation (`None`: none, or no such collection).
+    pub fn default_collation(&self, db: &str, coll: &str) -> Option<Arc<docplane_query::Collation>> {
+        self.get_coll(db, coll).and_then(|c| c.collation.clone())
     }
 
     /// Drops a collection; false when it did not exist.
@@ -752,12 +766,16 @@ impl Engine {
         specs: &[Document],
         intr: &dyn Interrupt,
     ) -> Result<CreateIndexesOutcome> {
-        let parsed: Vec<IndexSpec> = specs.iter().map(parse_spec).collect::<Result<_>>()?;
-        if parsed.is_empty() {
+        if specs.is_empty() {
             return Err(CommandError::bad_value("Must specify at least one index to create"));
         }
+        // Parsed once without the collection (errors before it is created), again with its
+        // default collation.
+        specs.iter().try_for_each(|s| parse_spec(s).map(|_| ()))?;
         loop {
             let (c, created) = self.ensure_collection(db, coll, Document::new(), false)?;
+            let parsed: Vec<IndexSpec> =
+                specs.iter().map(|s| parse_spec_in(s, c.collation.as_ref())).collect::<Result<_>>()?;
             let g = c.data.upgradable_read();
             if g.dropped {
                 continue;
@@ -776,8 +794,14 @@ impl Engine {
                 let existing = g.indexes.iter().map(|ix| &ix.spec).chain(todo.iter());
                 let mut skip = false;
                 for ex in existing {
+                    let same_collation =
+                        docplane_query::collation::same(ex.collation.as_ref(), spec.collation.as_ref());
                     if ex.name == spec.name {
-                        if ex.fields == spec.fields && ex.unique == spec.unique && ex.sparse == spec.sparse {
+                        if ex.fields == spec.fields
+                            && ex.unique == spec.unique
+                            && ex.sparse == spec.sparse
+                            && same_collation
+                        {
                             skip = true;
                             break;
                         }
@@ -786,7 +810,8 @@ impl Engine {
                             spec.listed, ex.listed
                         )));
                     }
-                    if ex.fields == spec.fields {
+                    // mongod allows indexes on the same keys that differ in collation.
+                    if ex.fields == spec.fields && same_collation {
                         return Err(CommandError::index_options_conflict(format!(
                             "Index already exists with a different name: {}",
                             ex.name
@@ -832,7 +857,11 @@ impl Engine {
             return Err(CommandError::namespace_not_found(format!("ns does not exist: {db}.{coll}")));
         };
         let g = c.data.read();
-        let mut out = vec![bson::doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"}];
+        let mut id = bson::doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"};
+        if let Some(coll) = &c.collation {
+            id.insert("collation", coll.spec().clone());
+        }
+        let mut out = vec![id];
         out.extend(g.indexes.iter().map(|ix| ix.spec.listed.clone()));
         Ok(out)
     }

@@ -6,8 +6,10 @@
 //! never holds two entries with equal key parts and different ids.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bson::{Bson, Document};
+use docplane_query::collation::{self, Collation};
 use docplane_query::{CommandError, Result};
 
 use crate::keys::{self, Entry, KeyError, KeyVal, Part};
@@ -21,6 +23,9 @@ pub(crate) struct IndexSpec {
     pub key: Document,
     pub unique: bool,
     pub sparse: bool,
+    /// The index's collation (`None`: binary). Its entries hold collation keys for strings
+    /// ([`Collation::index_value`]), so they order and clash under it.
+    pub collation: Option<Arc<Collation>>,
     /// The spec as listIndexes shows it: `{v: 2, key, name, unique?, sparse?, ..options}`.
     pub listed: Document,
 }
@@ -100,8 +105,14 @@ const PASSTHROUGH: &[&str] = &["expireAfterSeconds", "hidden", "storageEngine"];
 /// Options ignored entirely.
 const IGNORED: &[&str] = &["v", "ns", "background", "dropDups"];
 
-/// Parses one `createIndexes` spec.
+/// Parses one `createIndexes` spec; an index without `collation` takes `default`, the
+/// collection's (recovery passes none: a journaled spec lists its collation when it has one).
 pub(crate) fn parse_spec(spec: &Document) -> Result<IndexSpec> {
+    parse_spec_in(spec, None)
+}
+
+/// [`parse_spec`] in a collection whose default collation is `default`.
+pub(crate) fn parse_spec_in(spec: &Document, default: Option<&Arc<Collation>>) -> Result<IndexSpec> {
     let key = match spec.get("key") {
         Some(Bson::Document(k)) => k.clone(),
         Some(_) => return Err(CommandError::type_mismatch("The 'key' field must be an object")),
@@ -146,18 +157,18 @@ pub(crate) fn parse_spec(spec: &Document) -> Result<IndexSpec> {
     if sparse {
         listed.insert("sparse", true);
     }
+    let collation = collation::parse(spec.get("collation"))?.resolve(default);
+    if let Some(c) = &collation {
+        listed.insert("collation", c.spec().clone());
+    }
     for (k, v) in spec {
         match k.as_str() {
-            "key" | "name" | "unique" | "sparse" => {}
+            "key" | "name" | "unique" | "sparse" | "collation" => {}
             k if IGNORED.contains(&k) => {}
             k if PASSTHROUGH.contains(&k) => {
                 listed.insert(k, v.clone());
             }
-            "partialFilterExpression"
-            | "collation"
-            | "weights"
-            | "default_language"
-            | "wildcardProjection" => {
+            "partialFilterExpression" | "weights" | "default_language" | "wildcardProjection" => {
                 return Err(cannot_create(format!("index option '{k}' is not supported by docplane")));
             }
             other => {
@@ -171,7 +182,18 @@ pub(crate) fn parse_spec(spec: &Document) -> Result<IndexSpec> {
             }
         }
     }
-    Ok(IndexSpec { name, fields, key, unique, sparse, listed })
+    Ok(IndexSpec { name, fields, key, unique, sparse, collation, listed })
+}
+
+/// A key with its strings replaced by collation keys.
+fn collated_key(c: &Collation, key: Vec<Part>) -> Vec<Part> {
+    key.into_iter()
+        .map(|p| match p {
+            Part::Asc(KeyVal(v)) if collation::has_string(&v) => Part::Asc(KeyVal(c.index_value(&v))),
+            Part::Desc(KeyVal(v)) if collation::has_string(&v) => Part::Desc(KeyVal(c.index_value(&v))),
+            other => other,
+        })
+        .collect()
 }
 
 /// One secondary index.
@@ -196,7 +218,10 @@ impl Index {
     /// Keys of `doc`, or error 171 for parallel arrays. The bool is multikey-ness.
     pub(crate) fn keys_of(&self, doc: &Document) -> Result<(DocKeys, bool)> {
         match keys::index_keys(doc, &self.spec.fields, self.spec.sparse) {
-            Ok(Some((k, mk))) => Ok((Some(k), mk)),
+            Ok(Some((k, mk))) => match &self.spec.collation {
+                None => Ok((Some(k), mk)),
+                Some(c) => Ok((Some(k.into_iter().map(|key| collated_key(c, key)).collect()), mk)),
+            },
             Ok(None) => Ok((None, false)),
             Err(KeyError::ParallelArrays(a, b)) => Err(CommandError::new(
                 171,

@@ -2,7 +2,7 @@
 //! documents, and the shell-like rendering used in duplicate-key messages.
 //!
 //! Invariants:
-//! - [`KeyVal`] orders by `cmp_bson`, so `1`, `1.0` and `NumberLong(1)` are the same key, as in
+//! - [`KeyVal`] orders by `cmp_bson_binary` (never the thread's collation: a collated index stores collation keys), so `1`, `1.0` and `NumberLong(1)` are the same key, as in
 //!   MongoDB's indexes.
 //! - An index entry is `[part_1 .. part_n, Id(_id)]`: one [`Part`] per indexed field, in the
 //!   field's direction, then the document's `_id`. Bounds use the sentinels [`Part::Lo`] and
@@ -12,7 +12,7 @@
 use std::cmp::Ordering;
 
 use bson::{Bson, Document};
-use docplane_query::cmp_bson;
+use docplane_query::cmp_bson_binary;
 
 /// A BSON value ordered as MongoDB orders index keys.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ impl PartialOrd for KeyVal {
 }
 impl Ord for KeyVal {
     fn cmp(&self, other: &Self) -> Ordering {
-        cmp_bson(&self.0, &other.0)
+        cmp_bson_binary(&self.0, &other.0)
     }
 }
 

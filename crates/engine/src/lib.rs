@@ -18,8 +18,11 @@
 //! the changes in memory.
 //!
 //! Not supported (rejected or ignored, never silently wrong): text/hashed/geo/wildcard indexes,
-//! partial indexes and collations (createIndexes fails with 67); capped-collection limits and TTL
-//! expiry (options are stored and listed, not enforced). `$out`/`$merge` are the node's
+//! partial indexes (createIndexes fails with 67); TTL
+//! expiry (the option is stored and listed, not enforced). Collations: indexes and collection
+//! defaults keep theirs (entries hold collation keys); queries run under the thread's
+//! (`docplane_query::collation::scoped`), and the planner uses an index's string bounds and
+//! order only under its own collation. `$out`/`$merge` are the node's
 //! (`cmd::out_merge`, over this crate's writes); views and validators are refused by the node's
 //! `create`.
 

@@ -17,11 +17,13 @@
 //! of candidates after the remembered position, and returns; the caller releases the lock (a
 //! yield) between chunks. Index scans remember the last entry, `_id` scans the last `_id`.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use bson::{Bson, Document, oid::ObjectId};
+use docplane_query::collation::{self, Collation, has_string};
 use docplane_query::{CommandError, IndexPredicate, Result, SortSpec};
 
 use crate::collection::CollData;
@@ -86,6 +88,50 @@ impl Predicates {
     fn for_index(&self, ix: &Index) -> &[(String, IndexPredicate)] {
         if ix.multikey { &self.multi } else { &self.single }
     }
+}
+
+/// The predicates an index ordered under `ix` (the `_id` map: `None`, binary) can bound for a
+/// query under `query`: all of them when the collations agree (string values turned into the
+/// index's collation keys), only those that compare no string when they differ (numbers,
+/// dates, ids compare alike under every collation). The rest stay to the filter's re-check.
+fn usable<'a>(
+    preds: &'a [(String, IndexPredicate)],
+    query: Option<&Arc<Collation>>,
+    ix: Option<&Arc<Collation>>,
+) -> Cow<'a, [(String, IndexPredicate)]> {
+    if query.is_none() && ix.is_none() {
+        return Cow::Borrowed(preds);
+    }
+    let same = collation::same(query, ix);
+    let stringy = |p: &IndexPredicate| match p {
+        IndexPredicate::Eq(v) => has_string(v),
+        IndexPredicate::In(vs) => vs.iter().any(has_string),
+        IndexPredicate::Range { lo, hi, .. } => lo.iter().chain(hi.iter()).any(has_string),
+    };
+    let keyed = |c: &Collation, p: &IndexPredicate| match p {
+        IndexPredicate::Eq(v) => IndexPredicate::Eq(c.index_value(v)),
+        IndexPredicate::In(vs) => IndexPredicate::In(vs.iter().map(|v| c.index_value(v)).collect()),
+        IndexPredicate::Range { lo, lo_incl, hi, hi_incl } => IndexPredicate::Range {
+            lo: lo.as_ref().map(|v| c.index_value(v)),
+            lo_incl: *lo_incl,
+            hi: hi.as_ref().map(|v| c.index_value(v)),
+            hi_incl: *hi_incl,
+        },
+    };
+    Cow::Owned(
+        preds
+            .iter()
+            .filter_map(|(path, p)| {
+                if !stringy(p) {
+                    return Some((path.clone(), p.clone()));
+                }
+                match (same, ix) {
+                    (true, Some(c)) => Some((path.clone(), keyed(c, p))),
+                    _ => None,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The error for a hint that names no index.
@@ -417,13 +463,26 @@ pub(crate) fn choose(
         return Ok(Plan { access: Access::Eof, reverse: false, sorted: true, summary: "EOF".into() });
     };
     let sort_fields: &[(String, i32)] = sort.map(|s| s.fields()).unwrap_or(&[]);
+    // The command's collation: indexes under another one bound no string and give no order.
+    let query_coll = collation::current();
+    let query_coll = query_coll.as_ref();
+    let id_preds = usable(&preds.single, query_coll, None);
+    let ix_preds = |ix: &Index| usable(preds.for_index(ix), query_coll, ix.spec.collation.as_ref());
+    let ix_sort = |ix: &Index| {
+        if collation::same(query_coll, ix.spec.collation.as_ref()) { sort_fields } else { &[] }
+    };
     if let [(natural, dir)] = sort_fields
         && natural == "$natural"
     {
         // A capped collection scans in insertion order; another approximates it by `_id` order.
         return Ok(Plan::collscan(Some(*dir < 0)));
     }
-    let id_sort = sort_direction(&[("_id".to_string(), false)], 0, sort_fields);
+    // The `_id` map orders strings bytewise: no order for a collated sort.
+    let id_sort = if query_coll.is_some() {
+        None
+    } else {
+        sort_direction(&[("_id".to_string(), false)], 0, sort_fields)
+    };
     // A capped collection's scan follows insertion order, not `_id`'s: a sort on `_id` is then
     // the `_id` index's, as mongod's.
     let collscan = |id_sort: Option<bool>| {
@@ -442,23 +501,7 @@ pub(crate) fn choose(
     };
 
     if let Some(h) = hint {
-        return match resolve_hint(data, h)? {
-            None if data.natural.is_some() => Ok(Plan::collscan(None)),
-            None => Ok(Plan::collscan(id_sort)),
-            Some(None) => {
-                let access = id_bounds(&preds.single)
-                    .unwrap_or(Access::IdRange(Box::new((Bound::Unbounded, Bound::Unbounded))));
-                let summary = "IXSCAN { _id: 1 }".to_string();
-                let sorted = id_sort.is_some() && !matches!(access, Access::IdPoints(ref p) if p.len() > 1);
-                Ok(Plan { access, reverse: id_sort == Some(true), sorted, summary })
-            }
-            Some(Some(i)) => {
-                let ix = &data.indexes[i];
-                let (intervals, skip) = index_intervals(preds.for_index(ix), &ix.spec.fields, ix.multikey)
-                    .unwrap_or_else(|| (vec![(vec![Part::Lo], vec![Part::Hi])], 0));
-                Ok(index_plan(ix, intervals, skip, sort_fields))
-            }
-        };
+        return hinted(data, h, preds, query_coll, sort_fields, id_sort);
     }
 
     // Candidates: (estimated count, tie-breaker, plan)
@@ -472,16 +515,16 @@ pub(crate) fn choose(
             best = Some((est, tie, plan));
         }
     };
-    if let Some(access) = id_bounds(&preds.single) {
+    if let Some(access) = id_bounds(&id_preds) {
         let est = count_id(data, &access, COUNT_CAP);
         let summary = id_summary(&access);
         let sorted = id_sort.is_some() && !matches!(access, Access::IdPoints(ref p) if p.len() > 1);
         consider(est, 0, Plan { access, reverse: id_sort == Some(true), sorted, summary });
     }
     for (i, ix) in data.indexes.iter().enumerate() {
-        if let Some((intervals, skip)) = index_intervals(preds.for_index(ix), &ix.spec.fields, ix.multikey) {
+        if let Some((intervals, skip)) = index_intervals(&ix_preds(ix), &ix.spec.fields, ix.multikey) {
             let est = count_index(ix, &intervals, COUNT_CAP);
-            consider(est, 1 + i, index_plan(ix, intervals, skip, sort_fields));
+            consider(est, 1 + i, index_plan(ix, intervals, skip, ix_sort(ix)));
         }
     }
     if let Some((_, _, plan)) = best {
@@ -490,7 +533,7 @@ pub(crate) fn choose(
     // No usable predicate: an index can still provide the sort order.
     if id_sort.is_none() && !sort_fields.is_empty() {
         for ix in &data.indexes {
-            if ix.multikey || ix.spec.sparse {
+            if ix.multikey || ix.spec.sparse || !collation::same(query_coll, ix.spec.collation.as_ref()) {
                 continue;
             }
             if let Some(reverse) = sort_direction(&ix.spec.fields, 0, sort_fields) {
@@ -507,6 +550,40 @@ pub(crate) fn choose(
         }
     }
     Ok(collscan(id_sort))
+}
+
+/// The plan of a hint (on a collection that exists).
+fn hinted(
+    data: &CollData,
+    h: &Bson,
+    preds: &Predicates,
+    query_coll: Option<&Arc<Collation>>,
+    sort_fields: &[(String, i32)],
+    id_sort: Option<bool>,
+) -> Result<Plan> {
+    match resolve_hint(data, h)? {
+        None if data.natural.is_some() => Ok(Plan::collscan(None)),
+        None => Ok(Plan::collscan(id_sort)),
+        Some(None) => {
+            let access = id_bounds(&usable(&preds.single, query_coll, None))
+                .unwrap_or(Access::IdRange(Box::new((Bound::Unbounded, Bound::Unbounded))));
+            let summary = "IXSCAN { _id: 1 }".to_string();
+            let sorted = id_sort.is_some() && !matches!(access, Access::IdPoints(ref p) if p.len() > 1);
+            Ok(Plan { access, reverse: id_sort == Some(true), sorted, summary })
+        }
+        Some(Some(i)) => {
+            let ix = &data.indexes[i];
+            let ix_coll = ix.spec.collation.as_ref();
+            let (intervals, skip) = index_intervals(
+                &usable(preds.for_index(ix), query_coll, ix_coll),
+                &ix.spec.fields,
+                ix.multikey,
+            )
+            .unwrap_or_else(|| (vec![(vec![Part::Lo], vec![Part::Hi])], 0));
+            let sort = if collation::same(query_coll, ix_coll) { sort_fields } else { &[] };
+            Ok(index_plan(ix, intervals, skip, sort))
+        }
+    }
 }
 
 fn index_plan(ix: &Index, intervals: Vec<(Entry, Entry)>, skip: usize, sort: &[(String, i32)]) -> Plan {

@@ -34,6 +34,9 @@ pub struct FindStream {
     /// A tailable cursor's stream: at the end of the collection it waits for newer documents
     /// instead of ending ([`Engine::find_tail`]).
     tailable: bool,
+    /// The collation the find was opened under: each batch (each getMore's thread) compares
+    /// under it again.
+    collation: Option<std::sync::Arc<docplane_query::Collation>>,
 }
 
 impl std::fmt::Debug for FindStream {
@@ -97,6 +100,7 @@ impl Engine {
             plan_summary,
             examined: None,
             tailable: false,
+            collation: docplane_query::collation::current(),
         };
         if need_sort && let Some(c) = s.coll.clone() {
             let query = HitQuery {
@@ -152,6 +156,7 @@ impl Engine {
             limit_left: (q.limit > 0).then_some(q.limit),
             examined: None,
             tailable: true,
+            collation: docplane_query::collation::current(),
         })
     }
 
@@ -164,6 +169,19 @@ impl Engine {
     /// The next batch of `s`: at most `max_docs` documents (0: no count limit) and, past the first
     /// document, at most `max_bytes` of BSON.
     pub fn find_next(
+        &self,
+        s: &mut FindStream,
+        max_docs: usize,
+        max_bytes: usize,
+        intr: &dyn Interrupt,
+    ) -> Result<Vec<Document>> {
+        docplane_query::collation::scoped(s.collation.clone(), || {
+            self.find_batch(s, max_docs, max_bytes, intr)
+        })
+    }
+
+    /// [`Engine::find_next`] under the stream's collation.
+    fn find_batch(
         &self,
         s: &mut FindStream,
         max_docs: usize,
@@ -336,6 +354,18 @@ impl Engine {
     /// far as the batch needs (in chunks of at most 128 documents), holding no lock between
     /// chunks; a result document over 16 MiB fails with 10334.
     pub fn aggregate_next(
+        &self,
+        s: &mut AggStream,
+        max_docs: usize,
+        max_bytes: usize,
+        intr: &dyn Interrupt,
+    ) -> Result<Vec<Document>> {
+        let c = s.find.collation.clone();
+        docplane_query::collation::scoped(c, || self.aggregate_batch(s, max_docs, max_bytes, intr))
+    }
+
+    /// [`Engine::aggregate_next`] under the stream's collation.
+    fn aggregate_batch(
         &self,
         s: &mut AggStream,
         max_docs: usize,

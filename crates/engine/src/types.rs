@@ -84,6 +84,8 @@ pub struct UpdateStatement {
     pub upsert: bool,
     pub multi: bool,
     pub hint: Option<Bson>,
+    /// The statement's `collation` (the collection's default when it gives none).
+    pub collation: docplane_query::collation::Requested,
 }
 
 /// One delete statement.
@@ -94,12 +96,14 @@ pub struct DeleteStatement {
     pub limit_one: bool,
     /// The statement's `hint`: the index its scan uses (2 BadValue when it names none).
     pub hint: Option<Bson>,
+    /// The statement's `collation` (the collection's default when it gives none).
+    pub collation: docplane_query::collation::Requested,
 }
 
 impl DeleteStatement {
     /// A statement.
     pub fn new(filter: Filter, limit_one: bool) -> DeleteStatement {
-        DeleteStatement { filter, limit_one, hint: None }
+        DeleteStatement { filter, limit_one, hint: None, collation: Default::default() }
     }
 }
 

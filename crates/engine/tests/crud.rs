@@ -26,6 +26,7 @@ fn upd(filter: Document, update: Document, upsert: bool, multi: bool) -> UpdateS
         upsert,
         multi,
         hint: None,
+        collation: Default::default(),
     }
 }
 
@@ -431,6 +432,7 @@ fn positional_operator_uses_the_query() {
         upsert: false,
         multi: false,
         hint: None,
+        collation: Default::default(),
     };
     e.update("db", "c", &[st], true, &NeverInterrupt);
     assert_eq!(

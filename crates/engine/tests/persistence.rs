@@ -67,6 +67,7 @@ fn populate(e: &Engine) {
         upsert: false,
         multi: false,
         hint: None,
+        collation: Default::default(),
     };
     e.update("app", "items", &[st], true, &NeverInterrupt);
     e.delete(
@@ -363,6 +364,7 @@ fn background_compaction_shrinks_the_journal() {
         upsert: false,
         multi: false,
         hint: None,
+        collation: Default::default(),
     };
     for _ in 0..2000 {
         assert_eq!(e.update("db", "c", std::slice::from_ref(&inc), true, &NeverInterrupt).n_modified, 1);
@@ -430,7 +432,7 @@ mod model {
                         let st = UpdateStatement {
                             filter: Filter::parse(&doc! {"_id": k}).unwrap(),
                             update: Update::parse(&doc! {"$set": {"v": v}}, None).unwrap(),
-                            upsert: false, multi: false, hint: None,
+                            upsert: false, multi: false, hint: None, collation: Default::default(),
                         };
                         e.update("db", "c", &[st], true, &NeverInterrupt);
                         if let Some(x) = model.get_mut(&k) { *x = v; }
@@ -514,6 +516,7 @@ fn compaction_under_concurrent_writes_loses_nothing() {
                         upsert: false,
                         multi: false,
                         hint: None,
+                        collation: Default::default(),
                     };
                     assert_eq!(e.update("db", "c", &[st], true, &NeverInterrupt).n_modified, 1);
                     // Some inserts into a second collection as well.
@@ -558,6 +561,7 @@ fn upd(filter: Document, update: Document, upsert: bool) -> UpdateStatement {
         upsert,
         multi: false,
         hint: None,
+        collation: Default::default(),
     }
 }
 
@@ -647,4 +651,37 @@ fn capped_collections_reopen_with_their_limits_and_insertion_order() {
     assert_eq!(ids(&e, "db", "cap"), vec![9, 2, 7]);
     assert_eq!(e.insert("db", "cap", vec![doc! {"_id": 0}], true, &NeverInterrupt).n, 1);
     assert_eq!(ids(&e, "db", "cap"), vec![2, 7, 0]);
+}
+
+#[test]
+fn collations_survive_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let strength2 = doc! {"locale": "en", "strength": 2};
+    {
+        let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        e.create_collection("app", "c", doc! {"collation": strength2.clone()}).unwrap();
+        let specs = [
+            doc! {"key": {"s": 1}, "name": "s_ci", "unique": true},
+            doc! {"key": {"s": -1}, "name": "s_bin", "collation": {"locale": "simple"}},
+        ];
+        e.create_indexes("app", "c", &specs, &NeverInterrupt).unwrap();
+        assert_eq!(e.insert("app", "c", vec![doc! {"_id": "a", "s": "x"}], true, &NeverInterrupt).n, 1);
+    }
+    // Reopened from the journal, compacted, then reopened from the snapshot.
+    for compact in [false, true, false] {
+        let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        let default = e.default_collation("app", "c").unwrap();
+        assert_eq!(default.spec().get_i32("strength").unwrap(), 2);
+        let ixs = e.list_indexes("app", "c").unwrap();
+        assert!(ixs[0].contains_key("collation") && ixs[1].contains_key("collation"), "{ixs:?}");
+        assert!(!ixs[2].contains_key("collation"), "{ixs:?}");
+        // Unique under the collation, for the secondary index and for `_id`, after replay.
+        let out = e.insert("app", "c", vec![doc! {"_id": "b", "s": "X"}], true, &NeverInterrupt);
+        assert_eq!(out.write_errors[0].code, 11000);
+        let out = e.insert("app", "c", vec![doc! {"_id": "A", "s": "y"}], true, &NeverInterrupt);
+        assert_eq!(out.write_errors[0].code, 11000);
+        if compact {
+            e.compact().unwrap();
+        }
+    }
 }

@@ -360,8 +360,9 @@ async fn what_the_node_does_not_implement_is_refused() {
     let c = n.root("refuse").await;
     let d = db(&c, "refusals").await;
     seed(&d, "c", vec![doc! {"_id": 1, "a": "A"}, doc! {"_id": 2, "a": "a"}]).await;
-    // A collation other than simple would change what matches: refused, never ignored.
-    let de = doc! {"locale": "en", "strength": 2};
+    // A collation option the node cannot honour exactly would change what matches: refused,
+    // never ignored (collations themselves: tests/collation.rs).
+    let de = doc! {"locale": "en", "strength": 2, "backwards": true};
     assert_eq!(fail(&d, doc! {"find": "c", "filter": {"a": "a"}, "collation": de.clone()}).await, 115);
     assert_eq!(
         fail(&d, doc! {"aggregate": "c", "pipeline": [], "cursor": {}, "collation": de.clone()}).await,

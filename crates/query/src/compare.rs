@@ -115,18 +115,35 @@ pub(crate) fn cmp_num(a: Num, b: Num) -> Ordering {
     }
 }
 
-/// MongoDB's comparison of two BSON values (simple binary collation for strings).
+/// MongoDB's comparison of two BSON values, strings compared under the thread's collation
+/// ([`crate::collation::scoped`]; bytewise without one): what queries, sorts, groups and
+/// expressions use.
 pub fn cmp_bson(a: &Bson, b: &Bson) -> Ordering {
+    cmp_values(a, b, true)
+}
+
+/// [`cmp_bson`] with strings always compared bytewise, whatever the thread's collation: for
+/// storage structures (the `_id` map, index entries, whose collated strings are already
+/// collation keys), which must not change order with the command that reads them.
+pub fn cmp_bson_binary(a: &Bson, b: &Bson) -> Ordering {
+    cmp_values(a, b, false)
+}
+
+fn cmp_values(a: &Bson, b: &Bson, coll: bool) -> Ordering {
     let (ta, tb) = (canonical_type_order(a), canonical_type_order(b));
     if ta != tb {
         return ta.cmp(&tb);
     }
     match (a, b) {
         (Bson::String(x) | Bson::Symbol(x), Bson::String(y) | Bson::Symbol(y)) => {
-            x.as_bytes().cmp(y.as_bytes())
+            if coll {
+                crate::collation::cmp_str(x, y)
+            } else {
+                x.as_bytes().cmp(y.as_bytes())
+            }
         }
-        (Bson::Document(x), Bson::Document(y)) => cmp_documents(x, y),
-        (Bson::Array(x), Bson::Array(y)) => cmp_arrays(x, y),
+        (Bson::Document(x), Bson::Document(y)) => cmp_docs(x, y, coll),
+        (Bson::Array(x), Bson::Array(y)) => cmp_arrays(x, y, coll),
         (Bson::Binary(x), Bson::Binary(y)) => x
             .bytes
             .len()
@@ -142,7 +159,7 @@ pub fn cmp_bson(a: &Bson, b: &Bson) -> Ordering {
         }
         (Bson::JavaScriptCode(x), Bson::JavaScriptCode(y)) => x.cmp(y),
         (Bson::JavaScriptCodeWithScope(x), Bson::JavaScriptCodeWithScope(y)) => {
-            x.code.cmp(&y.code).then_with(|| cmp_documents(&x.scope, &y.scope))
+            x.code.cmp(&y.code).then_with(|| cmp_docs(&x.scope, &y.scope, coll))
         }
         (Bson::DbPointer(x), Bson::DbPointer(y)) => {
             // DbPointer's fields are private in bson 2.x; compare through the debug form,
@@ -160,6 +177,12 @@ pub fn cmp_bson(a: &Bson, b: &Bson) -> Ordering {
 /// Field-by-field comparison of two documents: per element, canonical type, then field name,
 /// then value; a document that is a prefix of the other is smaller.
 pub fn cmp_documents(a: &Document, b: &Document) -> Ordering {
+    cmp_docs(a, b, true)
+}
+
+/// [`cmp_documents`]; field names are always compared bytewise (as mongod does), values under
+/// the collation when `coll`.
+fn cmp_docs(a: &Document, b: &Document, coll: bool) -> Ordering {
     let mut ia = a.iter();
     let mut ib = b.iter();
     loop {
@@ -171,7 +194,7 @@ pub fn cmp_documents(a: &Document, b: &Document) -> Ordering {
                 let o = canonical_type_order(va)
                     .cmp(&canonical_type_order(vb))
                     .then_with(|| ka.as_bytes().cmp(kb.as_bytes()))
-                    .then_with(|| cmp_bson(va, vb));
+                    .then_with(|| cmp_values(va, vb, coll));
                 if o != Ordering::Equal {
                     return o;
                 }
@@ -180,9 +203,9 @@ pub fn cmp_documents(a: &Document, b: &Document) -> Ordering {
     }
 }
 
-fn cmp_arrays(a: &[Bson], b: &[Bson]) -> Ordering {
+fn cmp_arrays(a: &[Bson], b: &[Bson], coll: bool) -> Ordering {
     for (x, y) in a.iter().zip(b.iter()) {
-        let o = cmp_bson(x, y);
+        let o = cmp_values(x, y, coll);
         if o != Ordering::Equal {
             return o;
         }
@@ -196,7 +219,8 @@ pub fn bson_eq(a: &Bson, b: &Bson) -> bool {
 }
 
 /// Appends a string key to `out` such that two values get the same key exactly when
-/// [`bson_eq`] holds (numbers are normalized across types). Used to hash group keys and sets.
+/// [`bson_eq`] holds (numbers are normalized across types; strings are collation keys under the
+/// thread's collation). Used to hash group keys and sets.
 pub fn canonical_key(b: &Bson, out: &mut String) {
     use std::fmt::Write;
     match b {
@@ -217,9 +241,7 @@ pub fn canonical_key(b: &Bson, out: &mut String) {
             }
             None => {}
         },
-        Bson::String(s) | Bson::Symbol(s) => {
-            let _ = write!(out, "s{}:{s};", s.len());
-        }
+        Bson::String(s) | Bson::Symbol(s) => crate::collation::push_str_key(s, out),
         Bson::Document(d) => {
             out.push('{');
             for (k, v) in d {

@@ -23,6 +23,7 @@
 //!   candidate document must still pass [`Filter::matches`].
 
 pub mod aggregate;
+pub mod collation;
 pub mod compare;
 pub mod error;
 pub mod expr;
@@ -36,7 +37,8 @@ pub mod update;
 pub mod vars;
 
 pub use aggregate::{DocSource, Pipeline, PipelineEnv, StreamState};
-pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_documents};
+pub use collation::Collation;
+pub use compare::{bson_eq, canonical_key, canonical_type_order, cmp_bson, cmp_bson_binary, cmp_documents};
 pub use error::{CommandError, Result};
 pub use filter::{Filter, IndexPredicate};
 pub use interrupt::{Interrupt, NeverInterrupt};

@@ -105,6 +105,7 @@ fn cursor_batch_size(cmd: &Document) -> Result<Option<usize>, CommandError> {
 pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "find", &ctx.db)?.to_owned();
     let lets = options::find(cmd)?;
+    let collation = options::collation(cmd)?;
     let filter = filter_of(cmd, "filter", &lets)?;
     let sort = sort_of(cmd, "sort")?;
     let projection = projection_of(cmd, "projection")?.map(|p| p.checked_let(&lets)).transpose()?;
@@ -130,16 +131,17 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     if tailable {
         check_tailable(cmd, single_batch, hint.as_ref())?;
         let q = FindQuery { filter, projection, sort: None, skip, limit, hint: None };
-        return find_tailable(ctx, coll, q, batch_size, await_data, cmd).await;
+        return find_tailable(ctx, (coll, collation), q, batch_size, await_data, cmd).await;
     }
     let spill = disk_use_refused(cmd)?;
     let bounds = minmax::parse(cmd)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let ns_of = (db.clone(), Some(coll.clone()));
     if let Some(b) = bounds {
         // min/max: the hinted index's bounded range, read whole (not streamed).
         let out = ctx
-            .blocking(move |e, intr| {
+            .blocking_in(ns_of, collation, move |e, intr| {
                 op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
                 minmax::find(e, &db, &coll, &q, &b, intr)
             })
@@ -153,7 +155,7 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     // The first batch only: the rest is read by getMore from where this stops (a blocking sort
     // excepted, which sorts everything now).
     let (stream, batch) = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, collation, move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &q.filter, q.sort.as_ref(), q.hint.as_ref()));
             let mut s = e.find_stream(&db, &coll, q, intr)?;
             // batchSize 0: nothing read yet, the cursor open (mongod does the same).
@@ -202,7 +204,7 @@ fn check_tailable(cmd: &Document, single_batch: bool, hint: Option<&Bson>) -> Re
 /// the end of the data (mongod opens none on a missing or empty collection).
 async fn find_tailable(
     ctx: &mut Ctx<'_>,
-    coll: String,
+    (coll, collation): (String, docplane_query::collation::Requested),
     q: FindQuery,
     batch_size: Option<usize>,
     await_data: bool,
@@ -210,8 +212,9 @@ async fn find_tailable(
 ) -> CmdResult {
     let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let db = ctx.db.clone();
+    let ns_of = (db.clone(), Some(coll.clone()));
     let (stream, batch, empty) = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, collation, move |e, intr| {
             let mut s = e.find_tail(&db, &coll, q)?;
             let empty = e.stream_collection_empty(&s);
             let batch =
@@ -456,6 +459,7 @@ fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, Co
         upsert: util::opt_bool(d, "upsert")?.unwrap_or(false),
         multi,
         hint: hint_of(d)?,
+        collation: options::collation(d)?,
     })
 }
 
@@ -487,7 +491,10 @@ pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let out = ctx
         .blocking(move |e, intr| {
             if let Some(s) = good.first() {
-                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref()));
+                let c = s.collation.resolve(e.default_collation(&db, &coll).as_ref());
+                op.set_plan_summary(docplane_query::collation::scoped(c, || {
+                    e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref())
+                }));
             }
             Ok(e.update(&db, &coll, &good, ordered, intr))
         })
@@ -529,7 +536,12 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
                     "The limit field in delete objects must be 0 or 1. Got {limit}"
                 )));
             }
-            Ok(DeleteStatement { filter, limit_one: limit == 1, hint: hint_of(d)? })
+            Ok(DeleteStatement {
+                filter,
+                limit_one: limit == 1,
+                hint: hint_of(d)?,
+                collation: options::collation(d)?,
+            })
         })();
         match parsed {
             Ok(s) => {
@@ -545,7 +557,10 @@ pub(super) async fn delete(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let out = ctx
         .blocking(move |e, intr| {
             if let Some(s) = good.first() {
-                op.set_plan_summary(e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref()));
+                let c = s.collation.resolve(e.default_collation(&db, &coll).as_ref());
+                op.set_plan_summary(docplane_query::collation::scoped(c, || {
+                    e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref())
+                }));
             }
             Ok(e.delete(&db, &coll, &good, ordered, intr))
         })
@@ -586,8 +601,9 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
         hint: hint_of(cmd)?,
     };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let ns_of = (db.clone(), Some(coll.clone()));
     let out = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, options::collation(cmd)?, move |e, intr| {
             op.set_plan_summary(e.plan_summary(
                 &db,
                 &coll,
@@ -617,8 +633,9 @@ pub(super) async fn count(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let limit = cmd.get("limit").and_then(util::as_i64).map(i64::unsigned_abs).unwrap_or(0);
     let hint = hint_of(cmd)?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let ns_of = (db.clone(), Some(coll.clone()));
     let n = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, options::collation(cmd)?, move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, hint.as_ref()));
             e.count_hinted(&db, &coll, &filter, skip, limit, hint.as_ref(), intr)
         })
@@ -633,8 +650,9 @@ pub(super) async fn distinct(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let filter = filter_of(cmd, "query", &LetVars::none())?;
     let hint = hint_of(cmd)?;
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let ns_of = (db.clone(), Some(coll.clone()));
     let values = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, options::collation(cmd)?, move |e, intr| {
             op.set_plan_summary(e.plan_summary(&db, &coll, &filter, None, hint.as_ref()));
             e.distinct_hinted(&db, &coll, &key, &filter, hint.as_ref(), intr)
         })
@@ -653,6 +671,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         }
     };
     let lets = options::aggregate(cmd)?;
+    let collation = options::collation(cmd)?;
     let stages: Vec<Document> =
         util::doc_array(cmd.get("pipeline"), "pipeline")?.into_iter().cloned().collect();
     let (stages, sink) = out_merge::split(&stages, &ctx.db)?;
@@ -686,7 +705,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
         let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let rest = if applied_next { rest.without_first() } else { rest };
-        let docs = ctx.blocking(move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr)).await?;
+        let ns_of = (db.clone(), None);
+        let docs = ctx
+            .blocking_in(ns_of, collation, move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr))
+            .await?;
         return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     let first_lists_sessions = stages.first().and_then(|s| {
@@ -705,7 +727,9 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         }
         let input = sessioncmd::list_sessions_stage(ctx, stage, &spec)?;
         let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
-        let docs = ctx.blocking(move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
+        let ns_of = (db.clone(), None);
+        let docs =
+            ctx.blocking_in(ns_of, collation, move |e, intr| e.run_pipeline(&db, input, &rest, intr)).await?;
         return open_cursor(ctx, ns, docs, batch_size, false, cmd);
     }
     if stages.iter().skip(1).any(|s| s.contains_key("$currentOp")) {
@@ -724,10 +748,14 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     }
     let op = ctx.op.clone();
     if let Some(c) = coll.clone().filter(|_| sink.is_none() && !explain && pipeline.is_streaming()) {
-        return aggregate_streaming(ctx, c, pipeline, hint, batch_size, cmd).await.map_err(spill);
+        return aggregate_streaming(ctx, (c, collation), pipeline, hint, batch_size, cmd)
+            .await
+            .map_err(spill);
     }
+    let ns_of = (db.clone(), coll.clone());
+    let sink_collation = collation.clone();
     let out = ctx
-        .blocking(move |e, intr| match coll {
+        .blocking_in(ns_of.clone(), collation, move |e, intr| match coll {
             Some(c) => {
                 // Planned before it runs, so that currentOp shows the plan while it runs.
                 let all = docplane_query::Filter::match_all();
@@ -742,7 +770,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         .await
         .map_err(spill)?;
     if let Some(sink) = sink.filter(|_| !explain) {
-        ctx.blocking(move |e, intr| sink.write(e, out, intr)).await?;
+        ctx.blocking_in(ns_of, sink_collation, move |e, intr| sink.write(e, out, intr)).await?;
         return Ok(cursor_reply(&ns, Vec::new(), 0, true));
     }
     if explain {
@@ -759,7 +787,7 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
 /// from a cursor holding the engine's [`docplane_engine::AggStream`].
 async fn aggregate_streaming(
     ctx: &mut Ctx<'_>,
-    coll: String,
+    (coll, collation): (String, docplane_query::collation::Requested),
     pipeline: Pipeline,
     hint: Option<Bson>,
     batch_size: Option<usize>,
@@ -767,8 +795,9 @@ async fn aggregate_streaming(
 ) -> CmdResult {
     let first = batch_size.unwrap_or(DEFAULT_FIRST_BATCH);
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
+    let ns_of = (db.clone(), Some(coll.clone()));
     let (stream, batch) = ctx
-        .blocking(move |e, intr| {
+        .blocking_in(ns_of, collation, move |e, intr| {
             let all = docplane_query::Filter::match_all();
             let f = pipeline.leading_match().unwrap_or(&all);
             op.set_plan_summary(e.plan_summary(&db, &coll, f, None, hint.as_ref()));
@@ -1117,8 +1146,12 @@ pub(super) async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let hint = hint_of(&inner)?;
     let db = ctx.db.clone();
     let ns = format!("{db}.{coll}");
+    let ns_of = (db.clone(), Some(coll.clone()));
+    let collation = options::collation(&inner)?;
     let summary = ctx
-        .blocking(move |e, _| e.plan_summary_checked(&db, &coll, &filter, sort.as_ref(), hint.as_ref()))
+        .blocking_in(ns_of, collation, move |e, _| {
+            e.plan_summary_checked(&db, &coll, &filter, sort.as_ref(), hint.as_ref())
+        })
         .await?;
     ctx.op.set_plan_summary(summary.clone());
     Ok(doc! {

@@ -5,7 +5,8 @@
 //! exclusive, compared in the index's order (a descending field compares reversed). The node
 //! applies them to the documents the filter and sort selected, before `skip`, `limit` and the
 //! projection. A document whose key field holds an array (a multikey entry, which mongod bounds
-//! per element) is refused rather than bounded on a guess.
+//! per element) is refused rather than bounded on a guess. String bounds compare under the
+//! query's collation, which must be the hinted index's (51174 otherwise).
 
 use std::cmp::Ordering;
 
@@ -78,6 +79,38 @@ impl Bounds {
         Ordering::Equal
     }
 
+    /// mongod compares min/max in the hinted index's order, so string bounds need the index's
+    /// collation to be the query's (compared under the query's here): otherwise 51174, as
+    /// mongod refuses an index whose collation differs for such bounds.
+    fn check_collation(&self, e: &Engine, db: &str, coll: &str) -> Result<(), CommandError> {
+        let stringy = [&self.min, &self.max]
+            .into_iter()
+            .flatten()
+            .any(|vs| vs.iter().any(docplane_query::collation::has_string));
+        if !stringy {
+            return Ok(());
+        }
+        let same_pattern = |key: &Document| {
+            key.len() == self.pattern.len()
+                && key.iter().zip(&self.pattern).all(|((k, v), (p, desc))| {
+                    k == p && super::util::as_i64(v).is_some_and(|n| (n < 0) == *desc)
+                })
+        };
+        let listed = e.list_indexes(db, coll).unwrap_or_default();
+        let index_collation = listed
+            .iter()
+            .find(|ix| ix.get_document("key").is_ok_and(same_pattern))
+            .and_then(|ix| ix.get_document("collation").ok());
+        let query_collation = docplane_query::collation::current();
+        if index_collation != query_collation.as_ref().map(|c| c.spec()) {
+            return Err(CommandError::location(
+                51174,
+                "The index chosen is not equal to min/max (its collation is not the query's)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `doc`'s key lies within the bounds.
     pub fn contains(&self, doc: &Document) -> Result<bool, CommandError> {
         let mut key = Vec::with_capacity(self.pattern.len());
@@ -108,6 +141,7 @@ pub fn find(
     b: &Bounds,
     intr: &dyn Interrupt,
 ) -> Result<QueryOutput, CommandError> {
+    b.check_collation(e, db, coll)?;
     let wide = FindQuery { projection: None, skip: 0, limit: 0, ..q.clone() };
     let mut out = e.find(db, coll, &wide, intr)?;
     let mut kept = Vec::new();

@@ -85,6 +85,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// [`Ctx::blocking`] under the collation a command (or its collection) asks for: `req`
+    /// resolved against `db.coll`'s default collation on the blocking thread, and installed
+    /// there for the query crate's comparisons.
+    pub async fn blocking_in<T, F>(
+        &self,
+        ns: (String, Option<String>),
+        req: docplane_query::collation::Requested,
+        f: F,
+    ) -> Result<T, CommandError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine, &OpInterrupt) -> Result<T, CommandError> + Send + 'static,
+    {
+        self.blocking(move |e, intr| {
+            let default = ns.1.as_deref().and_then(|c| e.default_collation(&ns.0, c));
+            docplane_query::collation::scoped(req.resolve(default.as_ref()), || f(e, intr))
+        })
+        .await
+    }
+
     /// Authenticated users of this connection.
     pub fn users(&self) -> Vec<UserName> {
         self.conn.info.users()

@@ -4,12 +4,13 @@
 //! definition) plus mongod's generic arguments; any other field fails as mongod fails it, with
 //! 40415 "BSON field '<command>.<field>' is an unknown field." (so update's `sort`, which mongod
 //! added in 8.0, is unknown to a node that reports 7.0). Of the known fields, those the node does
-//! not implement are refused with 115 CommandNotSupported when they ask for something (a
-//! non-simple `collation`, `returnKey`, `showRecordId`, collection validators, views,
-//! time-series collections), never run as if absent. A command's `let` is
+//! not implement are refused with 115 CommandNotSupported when they ask for something
+//! (`returnKey`, `showRecordId`, collection validators, views, time-series collections, the
+//! collation options ICU4X cannot honour), never run as if absent. A command's `let` is
 //! parsed here into [`LetVars`].
 
 use bson::{Bson, Document};
+use docplane_query::collation::Requested;
 use docplane_query::{CommandError, LetVars};
 
 use super::util;
@@ -72,32 +73,11 @@ fn known(d: &Document, path: &str, own: &[&str], generic: bool) -> Result<(), Co
     Ok(())
 }
 
-/// `collation`: absent, null, empty (mongod makes no collator of an empty spec) or the simple
-/// collation (`{locale: "simple"}`, the binary comparison the node implements); any other
-/// collation is refused.
-pub fn collation(d: &Document) -> Result<(), CommandError> {
-    match d.get("collation") {
-        None | Some(Bson::Null) => Ok(()),
-        Some(Bson::Document(c)) if c.is_empty() => Ok(()),
-        Some(Bson::Document(c)) => {
-            let simple = c.get("locale").and_then(Bson::as_str) == Some("simple")
-                && c.keys().all(|k| k == "locale" || k == "version");
-            if simple {
-                Ok(())
-            } else if c.get("locale").is_none() {
-                Err(CommandError::failed_to_parse("BSON field 'locale' is missing but a required field"))
-            } else {
-                Err(not_supported(&format!(
-                    "collation {} (only the simple collation {{locale: \"simple\"}})",
-                    Bson::Document(c.clone()).into_relaxed_extjson()
-                )))
-            }
-        }
-        Some(other) => Err(CommandError::type_mismatch(format!(
-            "BSON field 'collation' is the wrong type '{}', expected type 'object'",
-            util::type_name(other)
-        ))),
-    }
+/// `collation`: parsed and validated as mongod does (`docplane_query::collation`: its codes,
+/// the options ICU4X cannot honour refused with 115); absent, null or `{}` mean the
+/// collection's default, `{locale: "simple"}` the binary comparison.
+pub fn collation(d: &Document) -> Result<Requested, CommandError> {
+    docplane_query::collation::parse(d.get("collation"))
 }
 
 /// Refuses a known option the node does not implement when it asks for something (true, a
@@ -192,13 +172,13 @@ pub fn aggregate(cmd: &Document) -> Result<LetVars, CommandError> {
 /// `count` (count_command.idl).
 pub fn count(cmd: &Document) -> Result<(), CommandError> {
     known(cmd, "count", &["count", "query", "limit", "skip", "hint", "collation", "fields"], true)?;
-    collation(cmd)
+    collation(cmd).map(|_| ())
 }
 
 /// `distinct` (distinct.idl).
 pub fn distinct(cmd: &Document) -> Result<(), CommandError> {
     known(cmd, "distinct", &["distinct", "key", "query", "collation", "hint"], true)?;
-    collation(cmd)
+    collation(cmd).map(|_| ())
 }
 
 /// `bypassDocumentValidation` (insert, update, findAndModify, aggregate): a bool (14 otherwise,
@@ -313,7 +293,7 @@ pub fn find_and_modify(cmd: &Document, name: &str) -> Result<LetVars, CommandErr
 /// capped collection, enforced by the engine;
 /// `idIndex`, `storageEngine`, `indexOptionDefaults`, `autoIndexId`, `flags`, `temp`);
 /// validators, views, time-series, clustered and encrypted collections, change-stream images
-/// and non-simple collations are refused.
+/// are refused; a `collation` is validated here and stored normalized by the engine.
 pub fn create(cmd: &Document) -> Result<(), CommandError> {
     const OWN: &[&str] = &[
         "create",
@@ -542,7 +522,7 @@ mod tests {
         for o in [
             doc! {"returnKey": true},
             doc! {"showRecordId": true},
-            doc! {"collation": {"locale": "en_US", "strength": 2}},
+            doc! {"collation": {"locale": "en_US", "backwards": true}},
         ] {
             let mut cmd = doc! {"find": "c"};
             cmd.extend(o.clone());
@@ -555,9 +535,12 @@ mod tests {
         );
         assert_eq!(find(&doc! {"find": "c", "collation": 1}).unwrap_err().code, 14);
         assert!(find(&doc! {"find": "c", "collation": {}}).is_ok());
-        assert_eq!(find(&doc! {"find": "c", "collation": {"strength": 1}}).unwrap_err().code, 9);
-        let stmt = doc! {"q": {}, "u": {}, "collation": {"locale": "fr"}};
-        assert_eq!(update(&doc! {"update": "c", "updates": [stmt]}).unwrap_err().code, 115);
+        assert_eq!(find(&doc! {"find": "c", "collation": {"strength": 1}}).unwrap_err().code, 40414);
+        assert!(find(&doc! {"find": "c", "collation": {"locale": "en_US", "strength": 2}}).is_ok());
+        let stmt = doc! {"q": {}, "u": {}, "collation": {"locale": "fr", "bogus": 1}};
+        assert_eq!(update(&doc! {"update": "c", "updates": [stmt]}).unwrap_err().code, 40415);
+        let stmt = doc! {"q": {}, "limit": 0, "collation": {"locale": "zz"}};
+        assert_eq!(delete(&doc! {"delete": "c", "deletes": [stmt]}).unwrap_err().code, 2);
     }
 
     #[test]
@@ -573,13 +556,13 @@ mod tests {
             doc! {"validationLevel": "moderate"},
             doc! {"timeseries": {"timeField": "t"}},
             doc! {"clusteredIndex": true},
-            doc! {"collation": {"locale": "de"}},
         ] {
             let mut cmd = doc! {"create": "v"};
             cmd.extend(o.clone());
             assert_eq!(create(&cmd).unwrap_err().code, 115, "{o}");
         }
         assert_eq!(create(&doc! {"create": "c", "validationLevel": "lax"}).unwrap_err().code, 2);
+        assert!(create(&doc! {"create": "c", "collation": {"locale": "de"}}).is_ok());
         assert_eq!(create(&doc! {"create": "c", "nope": 1}).unwrap_err().code, 40415);
         assert!(create(&doc! {"create": "c", "changeStreamPreAndPostImages": {"enabled": true}}).is_ok());
         let ci = doc! {"create": "c", "clusteredIndex": {"key": {"_id": 1}, "unique": true, "name": "ci"}};

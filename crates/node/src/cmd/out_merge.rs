@@ -354,6 +354,7 @@ fn write_out(e: &Engine, t: &Target, docs: Vec<Document>, intr: &dyn Interrupt) 
     }
     let tmp = format!("tmp.agg_out.{:016x}", rand::random::<u64>());
     let options = existing.map(|c| c.options).unwrap_or_default();
+    let collated = options.contains_key("collation");
     e.create_collection(&t.db, &tmp, options)?;
     let filled = (|| {
         if let Ok(indexes) = e.list_indexes(&t.db, &t.coll) {
@@ -362,6 +363,11 @@ fn write_out(e: &Engine, t: &Target, docs: Vec<Document>, intr: &dyn Interrupt) 
                 .filter(|i| i.get_str("name").ok() != Some("_id_"))
                 .map(|mut i| {
                     i.remove("v");
+                    // Listed without a collation in a collection with a default: a binary
+                    // index, which must not take the copy's default.
+                    if collated && !i.contains_key("collation") {
+                        i.insert("collation", doc! {"locale": "simple"});
+                    }
                     i
                 })
                 .collect();
@@ -433,7 +439,14 @@ fn one_update(
     update: Update,
     intr: &dyn Interrupt,
 ) -> Result<u64, CommandError> {
-    let stmt = UpdateStatement { filter, update, upsert: false, multi: false, hint: None };
+    let stmt = UpdateStatement {
+        filter,
+        update,
+        upsert: false,
+        multi: false,
+        hint: None,
+        collation: Default::default(),
+    };
     let out = e.update(&t.db, &t.coll, &[stmt], true, intr);
     if let Some(err) = out.interrupted {
         return Err(err);
