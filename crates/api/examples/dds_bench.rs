@@ -19,6 +19,10 @@
 //! 127.0.0.1: the embedded node (auth on), the API (SQLite store, X-Auth-Token), and the clients.
 //! At levels above 1,000 the list iterations are scaled down (at least 40).
 //!
+//! The API's kills report where their time went (`docplane_sessions::KILL_PHASES`): printed per
+//! level as p50 / p99 per phase. `DDS_BENCH_TRACE=<target=level,...>` also prints those
+//! `tracing` events to stderr (e.g. `mongodb::command=debug` for every command the driver sends).
+//!
 //! `DDS_BENCH_LOAD=process` runs the background operations' clients in a child process (this
 //! binary again, in load mode), as applications are in production: the API, the embedded node
 //! and the measuring clients stay in this process, the 1,000 waiting clients do not share its
@@ -333,12 +337,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PhaseLayer {
     }
 }
 
-/// Installs [`PhaseLayer`] for the phase events only (everything else stays off).
+/// Installs [`PhaseLayer`] for the phase events only, and, when `DDS_BENCH_TRACE` holds
+/// `tracing` target directives (`docplane_node=debug,mongodb::command=debug`), prints those
+/// events to stderr: what the node and the driver did during a measurement.
 fn collect_phases() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{Layer, filter::Targets};
     let only_phases = Targets::new().with_target(docplane_sessions::KILL_PHASES, tracing::Level::DEBUG);
-    let subscriber = tracing_subscriber::registry().with(PhaseLayer.with_filter(only_phases));
+    let traced: Targets = match std::env::var("DDS_BENCH_TRACE") {
+        Ok(directives) => directives.parse().expect("DDS_BENCH_TRACE: target=level,..."),
+        Err(_) => Targets::new(),
+    };
+    let printed = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(traced);
+    let subscriber = tracing_subscriber::registry().with(PhaseLayer.with_filter(only_phases)).with(printed);
     tracing::subscriber::set_global_default(subscriber).unwrap();
 }
 

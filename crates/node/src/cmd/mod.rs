@@ -254,7 +254,21 @@ pub async fn dispatch(
     legacy_db: Option<String>,
 ) -> Document {
     conn.info.busy.store(true, std::sync::atomic::Ordering::Relaxed);
-    let reply = match dispatch_inner(state, conn, cmd, legacy_db).await {
+    let started = std::time::Instant::now();
+    // The command's name, for the debug event below; taken only when someone listens.
+    let name = tracing::enabled!(target: "docplane_node::command", tracing::Level::DEBUG)
+        .then(|| cmd.keys().next().cloned().unwrap_or_default());
+    let result = dispatch_inner(state, conn, cmd, legacy_db).await;
+    if let Some(name) = name {
+        tracing::debug!(
+            target: "docplane_node::command",
+            conn = conn.info.id,
+            command = %name,
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            code = result.as_ref().err().map_or(0, |e| e.code),
+        );
+    }
+    let reply = match result {
         Ok(d) => finish_ok(d),
         Err(e) => error_doc(&e),
     };
