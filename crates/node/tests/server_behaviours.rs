@@ -138,3 +138,113 @@ async fn api_parameters_are_checked_as_mongod_checks_them() {
     assert_eq!(versions("find"), vec!["1".into()]);
     assert!(versions("distinct").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_holding_a_dollar_field_is_not_stored() {
+    let n = start().await;
+    let c = n.root("dollar-id").await;
+    let d = db(&c, "dollarid").await;
+    let coll = d.collection::<Document>("c");
+    let e = coll.insert_one(doc! {"_id": {"$a": 1}}).await.unwrap_err();
+    assert_eq!(code(&e), Some(52));
+    assert!(
+        e.to_string()
+            .contains("_id fields may not contain '$'-prefixed fields: $a is not valid for storage."),
+        "{e}"
+    );
+    // At any depth, through replacements and upserts too; a DBRef is an _id like any other.
+    assert_eq!(code(&coll.insert_one(doc! {"_id": {"a": {"$b": 1}}}).await.unwrap_err()), Some(52));
+    let upsert = coll.replace_one(doc! {"x": 1}, doc! {"_id": {"$c": 1}}).upsert(true).await.unwrap_err();
+    assert_eq!(code(&upsert), Some(52));
+    coll.insert_one(doc! {"_id": {"$ref": "c", "$id": 1}}).await.unwrap();
+    coll.insert_one(doc! {"_id": {"a": 1}}).await.unwrap();
+    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_indexes_lists_background_as_given() {
+    let n = start().await;
+    let c = n.root("bg").await;
+    let d = db(&c, "bg").await;
+    let indexes = doc! {"createIndexes": "c", "indexes": [
+        {"key": {"a": 1}, "name": "a_1"},
+        {"key": {"b": 1}, "name": "b_1", "background": false},
+        {"key": {"c": 1}, "name": "c_1", "background": true},
+    ]};
+    d.run_command(indexes).await.unwrap();
+    let r = d.run_command(doc! {"listIndexes": "c"}).await.unwrap();
+    let listed = r.get_document("cursor").unwrap().get_array("firstBatch").unwrap().clone();
+    let spec = |name: &str| -> Document {
+        let i = listed.iter().find(|i| i.as_document().unwrap().get_str("name") == Ok(name)).unwrap();
+        i.as_document().unwrap().clone()
+    };
+    assert!(!spec("a_1").contains_key("background"));
+    assert_eq!(spec("b_1").get_bool("background"), Ok(false));
+    assert_eq!(spec("c_1").get_bool("background"), Ok(true));
+    let bad = doc! {"createIndexes": "c", "indexes": [{"key": {"d": 1}, "name": "d_1", "background": "yes"}]};
+    assert_eq!(fail(&d, bad).await, 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_and_max_take_a_hint_by_index_name() {
+    let n = start().await;
+    let c = n.root("minmax").await;
+    let d = db(&c, "minmax").await;
+    let coll = d.collection::<Document>("c");
+    coll.insert_many(vec![doc! {"x": 1}, doc! {"x": 2}, doc! {"x": 3}]).await.unwrap();
+    d.run_command(doc! {"createIndexes": "c", "indexes": [{"key": {"x": 1}, "name": "x_1"}]}).await.unwrap();
+    let r = d.run_command(doc! {"find": "c", "min": {"x": 2}, "max": {"x": 3}, "hint": "x_1"}).await.unwrap();
+    let batch = r.get_document("cursor").unwrap().get_array("firstBatch").unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].as_document().unwrap().get_i32("x"), Ok(2));
+    assert_eq!(fail(&d, doc! {"find": "c", "min": {"x": 2}, "hint": "nope"}).await, 2);
+}
+
+fn first_batch(r: &Document) -> Vec<Document> {
+    let batch = r.get_document("cursor").unwrap().get_array("firstBatch").unwrap();
+    batch.iter().map(|d| d.as_document().unwrap().clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn return_key_and_show_record_id() {
+    let n = start().await;
+    let c = n.root("rk").await;
+    let d = db(&c, "rk").await;
+    let coll = d.collection::<Document>("c");
+    coll.insert_many((1..=3).map(|i| doc! {"_id": i, "x": i * 10, "y": "long text"})).await.unwrap();
+    d.run_command(doc! {"createIndexes": "c", "indexes": [{"key": {"x": 1}, "name": "x_1"}]}).await.unwrap();
+    // The keys of the plan's index, the projection not applied; {} for a collection scan.
+    let r = d
+        .run_command(doc! {"find": "c", "filter": {"x": {"$gte": 20}}, "hint": {"x": 1}, "returnKey": true, "projection": {"y": 1}})
+        .await
+        .unwrap();
+    assert_eq!(first_batch(&r), vec![doc! {"x": 20}, doc! {"x": 30}]);
+    let r = d.run_command(doc! {"find": "c", "filter": {"y": "long text"}, "returnKey": true}).await.unwrap();
+    assert_eq!(first_batch(&r), vec![doc! {}, doc! {}, doc! {}]);
+    // A sort on _id reads the _id index (mongod's IXSCAN { _id: 1 }).
+    let r = d.run_command(doc! {"find": "c", "sort": {"_id": 1}, "returnKey": true}).await.unwrap();
+    assert_eq!(first_batch(&r), vec![doc! {"_id": 1}, doc! {"_id": 2}, doc! {"_id": 3}]);
+    // $recordId: the insertion order, beside the projected document.
+    let r = d
+        .run_command(
+            doc! {"find": "c", "showRecordId": true, "projection": {"_id": 0, "x": 1}, "sort": {"_id": -1}},
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = first_batch(&r).iter().map(|d| d.get_i64("$recordId").unwrap()).collect();
+    assert_eq!(ids, vec![3, 2, 1]);
+    assert_eq!(first_batch(&r)[0].get_i32("x"), Ok(30));
+    // Both, with min/max, a skip and a small batch (the command-monitoring spec's case).
+    let r = d
+        .run_command(doc! {
+            "find": "c", "hint": {"x": 1}, "min": {"x": -10}, "max": {"x": 100}, "returnKey": true,
+            "showRecordId": true, "skip": 1, "batchSize": 1, "sort": {"_id": 1},
+        })
+        .await
+        .unwrap();
+    assert_eq!(first_batch(&r), vec![doc! {"x": 20, "$recordId": 2_i64}]);
+    let id = r.get_document("cursor").unwrap().get_i64("id").unwrap();
+    let more = d.run_command(doc! {"getMore": id, "collection": "c"}).await.unwrap();
+    let next = more.get_document("cursor").unwrap().get_array("nextBatch").unwrap();
+    assert_eq!(next, &vec![mongodb::bson::Bson::Document(doc! {"x": 30, "$recordId": 3_i64})]);
+}

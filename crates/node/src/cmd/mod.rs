@@ -15,6 +15,7 @@ pub mod authcmd;
 #[expect(clippy::too_many_lines, reason = "split pending: collation work in progress on this file")]
 pub mod crud;
 pub mod currentop;
+pub mod findopts;
 pub mod minmax;
 pub mod options;
 pub mod out_merge;
