@@ -6,7 +6,9 @@
 //! field holds an array (a multikey entry: mongod returns the entry that matched) is refused
 //! rather than answered on a guess. `showRecordId: true` adds `$recordId`, the document's record
 //! id ([`docplane_engine::Engine::record_ids`]: the node's insertion sequence, not kept across a
-//! restart). Either makes the find read its result whole (no streaming), like `min`/`max`.
+//! restart); with `returnKey` it adds nothing, as in mongod, whose return-key stage replaces the
+//! whole result (the command monitoring spec's "find with showRecordId and returnKey" expects
+//! `{_id: 1}` alone). Either makes the find read its result whole (no streaming), like `min`/`max`.
 
 use bson::{Bson, Document};
 use docplane_engine::{Engine, FindQuery};
@@ -68,7 +70,7 @@ fn apply(
     } else {
         None
     };
-    let ids = if opts.show_record_id {
+    let ids = if opts.show_record_id && !opts.return_key {
         let ids: Vec<Bson> = docs.iter().map(|d| d.get("_id").cloned().unwrap_or(Bson::Null)).collect();
         e.record_ids(db, coll, &ids)
     } else {
