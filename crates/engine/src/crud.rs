@@ -48,6 +48,33 @@ fn normalize_id(mut doc: Document) -> Result<(KeyVal, Document)> {
     Ok((KeyVal(id), out))
 }
 
+/// mongod's `validIdField` for an `_id` that is an object (`storageValidEmbedded`): no
+/// `$`-prefixed field at any depth, DBRefs (`$ref`, `$id`, `$db`) excepted; 52
+/// DollarPrefixedFieldName otherwise, on insert, update, replacement and upsert alike.
+fn check_id_storable(id: &Document) -> Result<()> {
+    let mut keys = id.keys();
+    let is_dbref = keys.next().is_some_and(|k| k == "$ref") && keys.next().is_some_and(|k| k == "$id");
+    for (k, v) in id {
+        let dbref_field = is_dbref && matches!(k.as_str(), "$ref" | "$id" | "$db");
+        if k.starts_with('$') && !dbref_field {
+            return Err(CommandError::new(
+                52,
+                "DollarPrefixedFieldName",
+                format!("_id fields may not contain '$'-prefixed fields: {k} is not valid for storage."),
+            ));
+        }
+        let nested: Vec<&Document> = match v {
+            Bson::Document(d) => vec![d],
+            Bson::Array(a) => a.iter().filter_map(Bson::as_document).collect(),
+            _ => Vec::new(),
+        };
+        for d in nested {
+            check_id_storable(d)?;
+        }
+    }
+    Ok(())
+}
+
 /// A document framed for the journal, with its BSON size.
 struct Framed {
     bytes: Vec<u8>,
@@ -59,6 +86,9 @@ struct Framed {
 /// (insert, update, replacement, upsert, findAndModify) goes through here.
 fn frame_doc(db: &str, coll: &str, doc: &Document, replace: bool) -> Result<Framed> {
     crate::depth::check_storable_depth(doc, !replace)?;
+    if let Some(Bson::Document(id)) = doc.get("_id") {
+        check_id_storable(id)?;
+    }
     let mut bytes = Vec::new();
     let rec =
         if replace { RecordRef::Replace { db, coll, doc } } else { RecordRef::Insert { db, coll, doc } };
@@ -244,6 +274,42 @@ impl Engine {
             Ok(p) => p.summary,
             Err(_) => "COLLSCAN".into(),
         }
+    }
+
+    /// The key pattern of the index this query's plan reads (`{_id: 1}` for an `_id` lookup or
+    /// range, or a sort on `_id`; `None` for a collection scan or a missing collection): what find's `returnKey`
+    /// returns the keys of.
+    pub fn plan_key_pattern(
+        &self,
+        db: &str,
+        coll: &str,
+        filter: &Filter,
+        sort: Option<&SortSpec>,
+        hint: Option<&Bson>,
+    ) -> Result<Option<Document>> {
+        let c = self.get_coll(db, coll);
+        let p = self.make_plan(c.as_deref(), filter, sort, hint)?;
+        Ok(match p.access {
+            // A scan in `_id` order for a sort on `_id` is mongod's IXSCAN of the `_id` index.
+            plan::Access::CollScan if p.sorted && sort.is_some() => Some(bson::doc! {"_id": 1}),
+            plan::Access::Eof | plan::Access::CollScan => None,
+            plan::Access::IdPoints(_) | plan::Access::IdRange(_) => Some(bson::doc! {"_id": 1}),
+            plan::Access::Index { index_id, .. } => c.and_then(|c| {
+                c.data.read().indexes.iter().find(|i| i.id == index_id).map(|i| i.spec.key.clone())
+            }),
+        })
+    }
+
+    /// The record ids (mongod's `$recordId`) of the documents with these `_id`s: their insertion
+    /// sequence number ([`crate::collection::Rec::seq`]) plus one. They are this process's: recovery
+    /// numbers the documents again in the order it reads them (a capped collection in insertion
+    /// order, any other in `_id` order), so they need not survive a restart.
+    pub fn record_ids(&self, db: &str, coll: &str, ids: &[Bson]) -> Vec<Option<i64>> {
+        let Some(c) = self.get_coll(db, coll) else { return vec![None; ids.len()] };
+        let g = c.data.read();
+        ids.iter()
+            .map(|id| g.docs.get(&KeyVal(id.clone())).and_then(|r| i64::try_from(r.seq).ok()).map(|s| s + 1))
+            .collect()
     }
 
     /// [`Engine::plan_summary`], failing as the query would (a hint naming no index: 2

@@ -100,10 +100,13 @@ pub(crate) fn key_pattern_text(key: &Document) -> String {
     s
 }
 
-/// Options accepted and echoed back without changing behavior.
-const PASSTHROUGH: &[&str] = &["expireAfterSeconds", "hidden", "storageEngine"];
-/// Options ignored entirely.
-const IGNORED: &[&str] = &["v", "ns", "background", "dropDups"];
+/// Options accepted and echoed back without changing behavior. `background` is how the index
+/// was asked to be built (mongod 7.0 ignores it for the build, but keeps it in the catalog and
+/// lists it as given, which clients read back).
+const PASSTHROUGH: &[&str] = &["expireAfterSeconds", "hidden", "storageEngine", "background"];
+/// Options ignored entirely (mongod drops `ns` and `dropDups` from the specs it stores; `v` is
+/// always 2 here).
+const IGNORED: &[&str] = &["v", "ns", "dropDups"];
 
 /// Parses one `createIndexes` spec; an index without `collation` takes `default`, the
 /// collection's (recovery passes none: a journaled spec lists its collation when it has one).
@@ -165,6 +168,14 @@ pub(crate) fn parse_spec_in(spec: &Document, default: Option<&Arc<Collation>>) -
         match k.as_str() {
             "key" | "name" | "unique" | "sparse" | "collation" => {}
             k if IGNORED.contains(&k) => {}
+            "background"
+                if !matches!(v, Bson::Boolean(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_)) =>
+            {
+                return Err(CommandError::type_mismatch(format!(
+                    "The field 'background' must be a number or boolean, but got {}",
+                    type_name(v)
+                )));
+            }
             k if PASSTHROUGH.contains(&k) => {
                 listed.insert(k, v.clone());
             }
@@ -307,7 +318,7 @@ mod tests {
         assert_eq!(parse_spec(&doc! {"key": {"a": 1}, "bogus": 1}).unwrap_err().code, 197);
         let s = parse_spec(&doc! {"key": {"t": 1}, "expireAfterSeconds": 60, "background": true}).unwrap();
         assert_eq!(s.listed.get_i32("expireAfterSeconds").unwrap(), 60);
-        assert!(!s.listed.contains_key("background"));
+        assert!(s.listed.get_bool("background").unwrap());
     }
 
     #[test]

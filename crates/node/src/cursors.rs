@@ -79,6 +79,10 @@ pub struct Cursor {
     pub originating_command: Document,
     pub plan_summary: Option<String>,
     pub no_timeout: bool,
+    /// What remains of the `maxTimeMS` of the command that opened it (mongod's
+    /// `ClientCursor::getLeftoverMaxTimeMicros`): a getMore without its own `maxTimeMS` runs
+    /// under it, and leaves back what it did not use. `None`: no limit.
+    pub max_time_left: Option<Duration>,
 }
 
 /// The largest document a reply may carry (mongod's `BSONObjMaxUserSize`, 16 MiB).
@@ -243,6 +247,19 @@ impl CursorStore {
         self.map.lock().get(&id).is_some_and(|c| c.await_data)
     }
 
+    /// The `maxTimeMS` budget cursor `id` has left (`None`: none, or no such cursor).
+    pub fn max_time_left(&self, id: i64) -> Option<Duration> {
+        self.map.lock().get(&id).and_then(|c| c.max_time_left)
+    }
+
+    /// Records the `maxTimeMS` budget cursor `id` has left after the command that opened it
+    /// or a getMore on it.
+    pub fn set_max_time_left(&self, id: i64, left: Option<Duration>) {
+        if let Some(c) = self.map.lock().get_mut(&id) {
+            c.max_time_left = left;
+        }
+    }
+
     /// Registers a cursor (stored documents or a stream) after a first batch of `returned`.
     fn open(&self, docs: VecDeque<Document>, stream: Option<Stream>, returned: usize, new: NewCursor) -> i64 {
         let mut map = self.map.lock();
@@ -269,6 +286,7 @@ impl CursorStore {
                 originating_command: new.originating_command,
                 plan_summary: new.plan_summary,
                 no_timeout: new.no_timeout,
+                max_time_left: None,
             },
         );
         id

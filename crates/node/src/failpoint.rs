@@ -20,9 +20,19 @@
 //!   document is added to the reply (with `errorLabels`) instead of waiting for the write concern.
 //!
 //! Data fields mongod reads that docplane does not implement (e.g. `tassert`) are refused when the
-//! fail point is configured, rather than ignored. Other fail point names fail with 266
-//! FailPointSetFailed "<name> not found", as mongod answers names it does not have.
+//! fail point is configured, rather than ignored.
+//!
+//! `maxTimeAlwaysTimeOut` (mongod's `operation_context.cpp`): while on, every operation with a
+//! `maxTimeMS` deadline has it expired, so it fails with 50 MaxTimeMSExpired at its first
+//! interrupt check (the dispatcher checks once before the handler, as mongod's
+//! `execCommandDatabase` does, so even `ping` fails). Only the modes `"alwaysOn"` and `"off"`
+//! are implemented (mongod would count `{times: n}` per interrupt check, which the node does not
+//! reproduce) and it takes no data: other modes and any data are refused.
+//!
+//! Other fail point names fail with 266 FailPointSetFailed "<name> not found", as mongod answers
+//! names it does not have.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
@@ -33,8 +43,31 @@ use crate::cmd::util::{as_i64, type_name};
 use crate::cmd::{CmdResult, Ctx, table};
 use crate::writeconcern::{self, WriteConcern};
 
-/// The only fail point the node has.
+/// The fail point drivers' test suites use most.
 pub const FAIL_COMMAND: &str = "failCommand";
+/// The fail point that expires every deadline.
+pub const MAX_TIME_ALWAYS_TIME_OUT: &str = "maxTimeAlwaysTimeOut";
+
+/// `maxTimeAlwaysTimeOut`'s state, shared by the op registry with every op that has a deadline
+/// (an atomic load per interrupt check, like the deadline's own flag).
+#[derive(Debug, Default)]
+pub struct AlwaysTimeOut {
+    on: AtomicBool,
+    /// How many interrupt checks it failed (mongod's `timesEntered`), never reset.
+    times_entered: AtomicI64,
+}
+
+impl AlwaysTimeOut {
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    /// Counts one interrupt check it failed.
+    pub fn entered(&self) {
+        self.times_entered.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Data fields of `failCommand` the node implements.
 const DATA_FIELDS: &[&str] = &[
@@ -150,8 +183,20 @@ fn parse_count(mode: &Document, key: &str) -> Result<i64, CommandError> {
     Ok(n)
 }
 
-/// mongod's `FailPoint::parseBSON`, plus the refusal of data fields the node does not implement.
+/// `failCommand`'s `FailPoint::parseBSON`, plus the refusal of data fields the node does not
+/// implement.
 fn parse(cmd: &Document) -> Result<(Mode, Document), CommandError> {
+    let (mode, data) = parse_mode(cmd)?;
+    if let Some(k) = data.keys().find(|k| !DATA_FIELDS.contains(&k.as_str())) {
+        return Err(CommandError::bad_value(format!(
+            "failCommand data field '{k}' is not supported by docplane's node"
+        )));
+    }
+    Ok((mode, data))
+}
+
+/// mongod's `FailPoint::parseBSON`: the mode and the data, whatever the fail point.
+fn parse_mode(cmd: &Document) -> Result<(Mode, Document), CommandError> {
     let mode = match cmd.get("mode") {
         None => {
             return Err(CommandError::new(
@@ -200,11 +245,6 @@ fn parse(cmd: &Document) -> Result<(Mode, Document), CommandError> {
         Some(Bson::Document(d)) => d.clone(),
         Some(_) => return Err(CommandError::type_mismatch("the 'data' option must be a JSON object")),
     };
-    if let Some(k) = data.keys().find(|k| !DATA_FIELDS.contains(&k.as_str())) {
-        return Err(CommandError::bad_value(format!(
-            "failCommand data field '{k}' is not supported by docplane's node"
-        )));
-    }
     Ok((mode, data))
 }
 
@@ -214,6 +254,9 @@ pub fn configure(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
         Some(Bson::String(s)) => s.as_str(),
         _ => "",
     };
+    if name == MAX_TIME_ALWAYS_TIME_OUT {
+        return configure_always_time_out(&ctx.state.ops.always_time_out, cmd);
+    }
     if name != FAIL_COMMAND {
         return Err(CommandError::new(266, "FailPointSetFailed", format!("{name} not found")));
     }
@@ -226,6 +269,29 @@ pub fn configure(ctx: &Ctx<'_>, cmd: &Document) -> CmdResult {
     // mongod's appendIntOrLL: an int while it fits.
     let count = i32::try_from(count).map_or(Bson::Int64(count), Bson::Int32);
     Ok(doc! {"count": count})
+}
+
+/// `{configureFailPoint: "maxTimeAlwaysTimeOut", mode: "alwaysOn" | "off"}` -> `{count}`.
+fn configure_always_time_out(fp: &AlwaysTimeOut, cmd: &Document) -> CmdResult {
+    let (mode, data) = parse_mode(cmd)?;
+    if !data.is_empty() {
+        return Err(CommandError::bad_value(format!(
+            "{MAX_TIME_ALWAYS_TIME_OUT} takes no data on docplane's node"
+        )));
+    }
+    let on = match mode {
+        Mode::AlwaysOn => true,
+        Mode::Off => false,
+        _ => {
+            return Err(CommandError::bad_value(format!(
+                "docplane's node implements only the modes 'alwaysOn' and 'off' of {MAX_TIME_ALWAYS_TIME_OUT}"
+            )));
+        }
+    };
+    fp.on.store(on, Ordering::Release);
+    tracing::warn!(fail_point = MAX_TIME_ALWAYS_TIME_OUT, on, "set failpoint");
+    let count = fp.times_entered.load(Ordering::Relaxed);
+    Ok(doc! {"count": i32::try_from(count).map_or(Bson::Int64(count), Bson::Int32)})
 }
 
 /// Whether `listed` names the command `name` or one of its aliases (mongod's `hasAlias`).

@@ -45,6 +45,9 @@ pub struct OpState {
     timer: Mutex<Option<tokio::task::AbortHandle>>,
     /// The error of a refusal ([`KILL_REFUSED`]).
     refusal: OnceLock<CommandError>,
+    /// The `maxTimeAlwaysTimeOut` fail point, for an op with a deadline (mongod's
+    /// `OperationContext::hasDeadlineExpired` consults it at every interrupt check).
+    always_time_out: Option<Arc<crate::failpoint::AlwaysTimeOut>>,
 }
 
 impl Drop for OpState {
@@ -67,6 +70,28 @@ impl OpState {
             expired: AtomicBool::new(false),
             timer: Mutex::new(None),
             refusal: OnceLock::new(),
+            always_time_out: None,
+        }
+    }
+    /// A fresh state whose deadline (if any) also expires while `fail_point` is on.
+    pub fn with_fail_point(
+        deadline: Option<Instant>,
+        fail_point: &Arc<crate::failpoint::AlwaysTimeOut>,
+    ) -> Self {
+        let mut st = OpState::new(deadline);
+        st.always_time_out = deadline.map(|_| Arc::clone(fail_point));
+        st
+    }
+    /// Whether `maxTimeAlwaysTimeOut` makes this op's deadline count as passed now.
+    fn forced_expiry(&self) -> bool {
+        self.always_time_out.as_ref().is_some_and(|f| f.is_on())
+    }
+    /// Whether the `maxTimeMS` deadline has passed (or the fail point says so): mongod's
+    /// `hasDeadlineExpired`, which its command dispatch checks before the command runs.
+    pub fn deadline_expired(&self) -> bool {
+        match self.deadline {
+            Some(d) => Instant::now() >= d || self.forced_expiry(),
+            None => false,
         }
     }
     /// Starts the timer that marks the state expired at its deadline (on the current runtime;
@@ -85,7 +110,7 @@ impl OpState {
     }
     /// Whether a check may fail now (killed or past the deadline), without reading the clock.
     pub fn pending(&self) -> bool {
-        self.kill.load(Ordering::Acquire) != 0 || self.expired.load(Ordering::Acquire)
+        self.kill.load(Ordering::Acquire) != 0 || self.expired.load(Ordering::Acquire) || self.forced_expiry()
     }
     /// Marks the op killed with `code` (first kill wins) and wakes its waits.
     pub fn kill(&self, code: i32) {
@@ -121,10 +146,15 @@ impl OpState {
             }
             _ => return Some(CommandError::interrupted()),
         }
-        match self.deadline {
-            Some(d) if Instant::now() >= d => Some(CommandError::max_time_ms_expired()),
-            _ => None,
+        if self.deadline_expired() {
+            if self.forced_expiry()
+                && let Some(f) = &self.always_time_out
+            {
+                f.entered();
+            }
+            return Some(CommandError::max_time_ms_expired());
         }
+        None
     }
     /// The `maxTimeMS` deadline.
     pub fn deadline(&self) -> Option<Instant> {
@@ -264,6 +294,8 @@ pub struct OpRegistry {
     ops: Mutex<BTreeMap<i32, Arc<OpEntry>>>,
     /// The kill-op rules the control plane installed.
     pub rules: crate::rules::NativeRules,
+    /// The `maxTimeAlwaysTimeOut` fail point every op with a deadline consults.
+    pub always_time_out: Arc<crate::failpoint::AlwaysTimeOut>,
 }
 
 impl Default for OpRegistry {
@@ -272,6 +304,7 @@ impl Default for OpRegistry {
             next: AtomicI32::new(1),
             ops: Mutex::new(BTreeMap::new()),
             rules: crate::rules::NativeRules::default(),
+            always_time_out: Arc::default(),
         }
     }
 }
@@ -315,7 +348,7 @@ impl OpRegistry {
             plan_summary: Mutex::new(None),
             cursor_id: AtomicI64::new(0),
             state: {
-                let st = Arc::new(OpState::new(new.deadline));
+                let st = Arc::new(OpState::with_fail_point(new.deadline, &self.always_time_out));
                 st.arm_deadline();
                 st
             },

@@ -311,7 +311,14 @@ pub fn list_commands(config: &crate::NodeConfig) -> Document {
     for (n, c) in names {
         cmds.insert(
             n,
-            doc! {"help": "", "requiresAuth": c.requires_auth(), "adminOnly": c.admin_only, "secondaryOk": true},
+            doc! {
+                "help": "",
+                "requiresAuth": c.requires_auth(),
+                "adminOnly": c.admin_only,
+                "secondaryOk": true,
+                "apiVersions": c.api_versions.to_vec(),
+                "deprecatedApiVersions": c.deprecated_api_versions.to_vec(),
+            },
         );
     }
     doc! {"commands": cmds}

@@ -11,7 +11,7 @@ use bson::{Bson, Document, doc};
 use docplane_engine::{DeleteStatement, FindAndModify, FindQuery, UpdateStatement, WriteError, WriteOutcome};
 use docplane_query::{CommandError, Filter, LetVars, Pipeline, Projection, SortSpec, Update};
 
-use super::{CmdResult, Ctx, currentop, minmax, options, out_merge, sessioncmd, util};
+use super::{CmdResult, Ctx, currentop, findopts, minmax, options, out_merge, sessioncmd, util};
 use crate::auth::{Action, Resource, has_any_privilege};
 use crate::cursors::{BATCH_BYTES, DEFAULT_FIRST_BATCH, NewCursor, Stream, parse_batch_size};
 
@@ -134,8 +134,13 @@ pub(super) async fn find(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         return find_tailable(ctx, (coll, collation), q, batch_size, await_data, cmd).await;
     }
     let spill = disk_use_refused(cmd)?;
-    let bounds = minmax::parse(cmd)?;
+    let bounds = minmax::parse(cmd, &ctx.state.engine, &ctx.db, &coll)?;
     let q = FindQuery { filter, projection, sort, skip, limit, hint };
+    if let Some(opts) = findopts::parse(cmd)? {
+        let docs = findopts::find(ctx, coll, q, bounds, opts).await.map_err(spill)?;
+        let ns = ctx.op.ns.clone();
+        return open_cursor(ctx, ns, docs, batch_size, single_batch, cmd);
+    }
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let ns_of = (db.clone(), Some(coll.clone()));
     if let Some(b) = bounds {

@@ -1,7 +1,8 @@
 //! find's `min` and `max`: bounds on the hinted index's keys (mongod's `min()` / `max()`).
 //!
-//! As in mongod, they need a `hint` naming the index by its key pattern (51173 without one), and
-//! each must list exactly that pattern's fields, in order (51174); `min` is inclusive, `max`
+//! As in mongod, they need a `hint` naming the index, by its key pattern or by its name (51173
+//! without one; a name that names no index of the collection 2 BadValue, as any hint), and each
+//! must list exactly that pattern's fields, in order (51174); `min` is inclusive, `max`
 //! exclusive, compared in the index's order (a descending field compares reversed). The node
 //! applies them to the documents the filter and sort selected, before `skip`, `limit` and the
 //! projection. A document whose key field holds an array (a multikey entry, which mongod bounds
@@ -35,18 +36,19 @@ fn bound<'a>(cmd: &'a Document, key: &str) -> Result<Option<&'a Document>, Comma
     }
 }
 
-/// Parses `min` / `max` against the command's `hint`; `None` when neither is given.
-pub fn parse(cmd: &Document) -> Result<Option<Bounds>, CommandError> {
+/// Parses `min` / `max` against the command's `hint` (a name is resolved to its key pattern
+/// among the indexes of `db.coll` in `engine`); `None` when neither is given.
+pub fn parse(cmd: &Document, engine: &Engine, db: &str, coll: &str) -> Result<Option<Bounds>, CommandError> {
     let (min, max) = (bound(cmd, "min")?, bound(cmd, "max")?);
     if min.is_none() && max.is_none() {
         return Ok(None);
     }
+    let named;
     let hint = match cmd.get("hint") {
         Some(Bson::Document(h)) if !h.is_empty() => h,
-        Some(Bson::String(_)) => {
-            return Err(CommandError::command_not_supported(
-                "min/max with a hint by index name is not supported by docplane's node; hint the key pattern",
-            ));
+        Some(Bson::String(name)) => {
+            named = key_of_index(engine, db, coll, name)?;
+            &named
         }
         _ => {
             return Err(CommandError::location(
@@ -65,6 +67,17 @@ pub fn parse(cmd: &Document) -> Result<Option<Bounds>, CommandError> {
         Ok(d.values().cloned().collect())
     };
     Ok(Some(Bounds { min: min.map(values).transpose()?, max: max.map(values).transpose()?, pattern }))
+}
+
+/// The key pattern of the index `name` (2 BadValue when there is none, as any hint naming no
+/// index).
+fn key_of_index(engine: &Engine, db: &str, coll: &str, name: &str) -> Result<Document, CommandError> {
+    let indexes = engine.list_indexes(db, coll).unwrap_or_default();
+    indexes
+        .into_iter()
+        .find(|i| i.get_str("name") == Ok(name))
+        .and_then(|i| i.get_document("key").ok().cloned())
+        .ok_or_else(|| CommandError::bad_value("hint provided does not correspond to an existing index"))
 }
 
 impl Bounds {
@@ -175,6 +188,21 @@ mod tests {
     use bson::doc;
 
     use super::*;
+
+    fn parse(cmd: &Document) -> Result<Option<Bounds>, CommandError> {
+        let e = Engine::in_memory();
+        e.create_indexes("db", "c", &[doc! {"key": {"a": 1}}], &docplane_query::NeverInterrupt).unwrap();
+        super::parse(cmd, &e, "db", "c")
+    }
+
+    #[test]
+    fn a_hint_by_name_bounds_its_key_pattern() {
+        let b = parse(&doc! {"find": "c", "hint": "a_1", "min": {"a": 2}}).unwrap().unwrap();
+        assert!(b.contains(&doc! {"a": 2}).unwrap());
+        assert!(!b.contains(&doc! {"a": 1}).unwrap());
+        assert_eq!(parse(&doc! {"find": "c", "hint": "nope", "min": {"a": 2}}).unwrap_err().code, 2);
+        assert_eq!(parse(&doc! {"find": "c", "hint": "_id_", "min": {"a": 2}}).unwrap_err().code, 51174);
+    }
 
     #[test]
     fn bounds_as_mongod() {

@@ -7,6 +7,7 @@
 //! `spawn_blocking` via [`Ctx::blocking`].
 
 pub mod admin;
+pub mod apiversion;
 pub mod authcmd;
 // `aggregate` runs over `too_many_lines`; its split waits for the collation work in progress in
 // crud.rs. Module-wide so that file stays untouched here; remove once `aggregate` is split (the
@@ -14,6 +15,7 @@ pub mod authcmd;
 #[expect(clippy::too_many_lines, reason = "split pending: collation work in progress on this file")]
 pub mod crud;
 pub mod currentop;
+pub mod findopts;
 pub mod minmax;
 pub mod options;
 pub mod out_merge;
@@ -174,6 +176,25 @@ fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
     }
 }
 
+/// The op's `maxTimeMS` deadline. An awaitData cursor's getMore takes maxTimeMS as how long to
+/// wait for new data (mongod's getMore), not as a deadline: the handler waits that long at most.
+/// Any other getMore without its own maxTimeMS runs under what its cursor's command left.
+fn op_deadline(
+    state: &NodeState,
+    spec: &table::Command,
+    cmd: &Document,
+) -> Result<Option<Instant>, CommandError> {
+    let deadline = parse_max_time(cmd)?;
+    if spec.handler != table::Handler::GetMore {
+        return Ok(deadline);
+    }
+    let Some(id) = cmd.get("getMore").and_then(util::as_i64) else { return Ok(deadline) };
+    if state.cursors.is_await_data(id) {
+        return Ok(None);
+    }
+    Ok(deadline.or_else(|| state.cursors.max_time_left(id).map(|left| Instant::now() + left)))
+}
+
 /// mongod's checks of a command's transaction fields (`txnNumber`, `autocommit`,
 /// `startTransaction`; `initializeOperationSessionInfo` in mongod), as a standalone mongod applies
 /// them before authorization. The node is a standalone without transactions or retryable writes
@@ -321,6 +342,7 @@ async fn dispatch_inner(
             "{name} may only be run against the admin database."
         )));
     }
+    apiversion::check(spec, &cmd)?;
     check_session_info(&cmd, spec.requires_auth())?;
     if state.auth_enabled() && spec.requires_auth() {
         if localhost_exception(state, conn, spec, &db) {
@@ -329,12 +351,7 @@ async fn dispatch_inner(
             authorize(conn, spec, &db, &cmd)?;
         }
     }
-    let deadline = parse_max_time(&cmd)?;
-    // An awaitData cursor's getMore takes maxTimeMS as how long to wait for new data (mongod's
-    // getMore), not as a deadline: the handler waits that long at most.
-    let await_data_get_more = spec.handler == table::Handler::GetMore
-        && cmd.get("getMore").and_then(util::as_i64).is_some_and(|id| state.cursors.is_await_data(id));
-    let deadline = if await_data_get_more { None } else { deadline };
+    let deadline = op_deadline(state, spec, &cmd)?;
     let wc = crate::writeconcern::parse(&name, &cmd, state.engine.is_durable())?;
     crate::readconcern::check(&cmd)?;
     let users = conn.info.users();
@@ -379,14 +396,36 @@ async fn dispatch_inner(
         guard.entry.state.kill(crate::ops::KILL_SHUTDOWN);
     }
     state.opcounters.bump(spec.op, 1);
+    // mongod's execCommandDatabase checks for an interrupt before the command runs: a deadline
+    // already passed (or `maxTimeAlwaysTimeOut`) fails even `ping`. getMore checks in its
+    // handler, which also destroys the cursor, as mongod does.
+    if spec.handler != table::Handler::GetMore
+        && guard.entry.state.deadline_expired()
+        && let Some(e) = guard.entry.state.error()
+    {
+        return Err(e);
+    }
     let mut ctx = Ctx { state, conn, op: guard.entry.clone(), db };
     let result = match crate::failpoint::before_command(&mut ctx, &name).await {
         Ok(()) => run(&mut ctx, spec.handler, &name, &cmd).await,
         Err(e) => Err(e),
     };
+    if let (Ok(reply), Some(d)) = (&result, deadline) {
+        keep_max_time_left(state, reply, d);
+    }
     let result = crate::failpoint::after_command(&mut ctx, &name, &cmd, wc, result).await;
     drop(guard);
     result
+}
+
+/// A command that ran under a deadline and left a cursor open leaves it what remains of the
+/// deadline, for the getMores to run under (mongod's `setLeftoverMaxTimeMicros`).
+fn keep_max_time_left(state: &NodeState, reply: &Document, deadline: Instant) {
+    let id = match reply.get_document("cursor").map(|c| c.get("id")) {
+        Ok(Some(Bson::Int64(id))) if *id != 0 => *id,
+        _ => return,
+    };
+    state.cursors.set_max_time_left(id, Some(deadline.saturating_duration_since(Instant::now())));
 }
 
 /// Refuses the command unless the connection is authenticated and holds every privilege it needs.
@@ -451,6 +490,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         )),
         H::Sleep => admin::sleep(ctx, cmd).await,
         H::ConfigureFailPoint => crate::failpoint::configure(ctx, cmd),
+        H::TestApiVersion => Ok(doc! {}),
         H::SaslStart => authcmd::sasl_start(ctx, cmd),
         H::SaslContinue => authcmd::sasl_continue(ctx, cmd),
         H::Logout => {

@@ -5,8 +5,8 @@
 //! 40415 "BSON field '<command>.<field>' is an unknown field." (so update's `sort`, which mongod
 //! added in 8.0, is unknown to a node that reports 7.0). Of the known fields, those the node does
 //! not implement are refused with 115 CommandNotSupported when they ask for something
-//! (`returnKey`, `showRecordId`, collection validators, views, time-series collections, the
-//! collation options ICU4X cannot honour), never run as if absent. A command's `let` is
+//! (collection validators, views, time-series collections, the collation options ICU4X cannot
+//! honour), never run as if absent. A command's `let` is
 //! parsed here into [`LetVars`].
 
 use bson::{Bson, Document};
@@ -123,16 +123,14 @@ pub fn find(cmd: &Document) -> Result<LetVars, CommandError> {
     ];
     known(cmd, "find", OWN, true)?;
     collation(cmd)?;
-    refuse_if_set(cmd, "returnKey", "find's returnKey")?;
-    refuse_if_set(cmd, "showRecordId", "find's showRecordId")?;
     refuse_if_set(cmd, "term", "find's term (replication)")?;
     refuse_if_set(cmd, "includeQueryStatsMetrics", "includeQueryStatsMetrics (query stats)")?;
     // Accepted because they change nothing a client can observe on this node, as on a
     // standalone mongod: `readOnce` only tells mongod's storage engine not to keep what it reads
     // in its cache (the node's documents are all in memory, there is no cache to spare);
     // `allowPartialResults` is mongos's (a standalone has every document); `oplogReplay` is
-    // ignored by mongod since 4.4. `tailable`, `awaitData`, `noCursorTimeout`, `hint`, `min`/`max`
-    // and `allowDiskUse` are implemented.
+    // ignored by mongod since 4.4. `tailable`, `awaitData`, `noCursorTimeout`, `hint`, `min`/`max`,
+    // `returnKey`, `showRecordId` (`cmd/findopts.rs`) and `allowDiskUse` are implemented.
     LetVars::parse(cmd.get("let"))
 }
 
@@ -519,15 +517,8 @@ mod tests {
 
     #[test]
     fn unimplemented_options_are_refused() {
-        for o in [
-            doc! {"returnKey": true},
-            doc! {"showRecordId": true},
-            doc! {"collation": {"locale": "en_US", "backwards": true}},
-        ] {
-            let mut cmd = doc! {"find": "c"};
-            cmd.extend(o.clone());
-            assert_eq!(find(&cmd).unwrap_err().code, 115, "{o}");
-        }
+        let cmd = doc! {"find": "c", "collation": {"locale": "en_US", "backwards": true}};
+        assert_eq!(find(&cmd).unwrap_err().code, 115, "{cmd}");
         // What asks for nothing is accepted.
         assert!(
             find(&doc! {"find": "c", "min": {}, "returnKey": false, "collation": {"locale": "simple"}})

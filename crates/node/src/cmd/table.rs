@@ -44,6 +44,7 @@ pub enum Handler {
     Shutdown,
     Sleep,
     ConfigureFailPoint,
+    TestApiVersion,
     SaslStart,
     SaslContinue,
     Logout,
@@ -139,6 +140,13 @@ pub struct Command {
     pub op: &'static str,
     /// Its first value names a collection (for the operation's `ns`).
     pub has_coll: bool,
+    /// The Stable API versions it belongs to (mongod's `apiVersions()`, the IDL's
+    /// `api_version`): with `apiStrict: true` a command outside the requested version fails with
+    /// 323 APIStrictError (`super::apiversion`).
+    pub api_versions: &'static [&'static str],
+    /// The versions that deprecate it (`deprecatedApiVersions()`): with
+    /// `apiDeprecationErrors: true` it fails with 324 APIDeprecationError.
+    pub deprecated_api_versions: &'static [&'static str],
     pub handler: Handler,
 }
 
@@ -190,6 +198,8 @@ const fn c(name: &'static str, access: Access, handler: Handler) -> Command {
         test_only: false,
         op: "command",
         has_coll: false,
+        api_versions: &[],
+        deprecated_api_versions: &[],
         handler,
     }
 }
@@ -215,14 +225,30 @@ impl Command {
         self.op = op;
         self
     }
+    /// In Stable API version 1.
+    const fn v1(self) -> Command {
+        self.api(&["1"], &[])
+    }
+    const fn api(
+        mut self,
+        versions: &'static [&'static str],
+        deprecated: &'static [&'static str],
+    ) -> Command {
+        self.api_versions = versions;
+        self.deprecated_api_versions = deprecated;
+        self
+    }
 }
 
-/// Every command the node runs.
+/// Every command the node runs. `.v1()` marks those whose mongod 7.0 IDL or class has
+/// `api_version: "1"` (`kApiVersions1`): the Stable API's commands.
 pub const COMMANDS: &[Command] = &[
-    // handshake and diagnostics
-    c("hello", Public, Handler::Hello).aka(&["isMaster", "ismaster"]),
+    // handshake and diagnostics; `hello` is in API version 1, `isMaster` (a command of its own
+    // in mongod, `CmdIsMaster`) is not
+    c("hello", Public, Handler::Hello).v1(),
+    c("isMaster", Public, Handler::Hello).aka(&["ismaster"]),
     c("buildInfo", Public, Handler::BuildInfo).aka(&["buildinfo"]),
-    c("ping", Public, Handler::Ping),
+    c("ping", Public, Handler::Ping).v1(),
     c("whatsmyuri", Public, Handler::WhatsMyUri),
     c("connectionStatus", Public, Handler::ConnectionStatus),
     c("listCommands", Public, Handler::ListCommands),
@@ -244,9 +270,15 @@ pub const COMMANDS: &[Command] = &[
     c("sleep", Authenticated, Handler::Sleep).test(),
     // mongod needs no privilege for it (test commands only); docplane asks for a user, as for sleep.
     c("configureFailPoint", Authenticated, Handler::ConfigureFailPoint).admin().test(),
+    // mongod's test commands of the Stable API (`test_api_version_2_commands.cpp`,
+    // `test_deprecation_command.cpp`): they only answer ok; the node accepts apiVersion "1" only.
+    c("testDeprecation", Authenticated, Handler::TestApiVersion).test().api(&["1"], &["1"]),
+    c("testVersion2", Authenticated, Handler::TestApiVersion).test().api(&["2"], &[]),
+    c("testVersions1And2", Authenticated, Handler::TestApiVersion).test().api(&["1", "2"], &[]),
+    c("testDeprecationInVersion2", Authenticated, Handler::TestApiVersion).test().api(&["1", "2"], &["2"]),
     // authentication and users
-    c("saslStart", Public, Handler::SaslStart),
-    c("saslContinue", Public, Handler::SaslContinue),
+    c("saslStart", Public, Handler::SaslStart).v1(),
+    c("saslContinue", Public, Handler::SaslContinue).v1(),
     c("logout", Public, Handler::Logout),
     c("createUser", Custom(create_user_needs), Handler::CreateUser),
     c("updateUser", Custom(update_user_needs), Handler::UpdateUser),
@@ -264,39 +296,42 @@ pub const COMMANDS: &[Command] = &[
     c("docplaneKillOpRules", Cluster(&[Inprog, Killop]), Handler::DocplaneKillOpRules).admin(),
     // logical sessions: own sessions; others' with killAnySession (the handlers check)
     c("startSession", Authenticated, Handler::StartSession),
-    c("endSessions", Authenticated, Handler::EndSessions),
-    c("refreshSessions", Authenticated, Handler::RefreshSessions),
+    c("endSessions", Authenticated, Handler::EndSessions).v1(),
+    c("refreshSessions", Authenticated, Handler::RefreshSessions).v1(),
     c("killSessions", Authenticated, Handler::KillSessions),
     c("killAllSessions", Cluster(&[KillAnySession]), Handler::KillAllSessions),
     // and impersonate for patterns naming users or roles (the handler checks)
     c("killAllSessionsByPattern", Cluster(&[KillAnySession]), Handler::KillAllSessionsByPattern),
     // data
-    c("find", Db(&[Find]), Handler::Find).coll().op("query"),
+    c("find", Db(&[Find]), Handler::Find).coll().op("query").v1(),
     // getMore: the cursor's own users only (the cursor store checks).
-    c("getMore", Authenticated, Handler::GetMore).op("getmore"),
+    c("getMore", Authenticated, Handler::GetMore).op("getmore").v1(),
     // killCursors: own cursors, or killAnyCursor (the handler checks).
-    c("killCursors", Authenticated, Handler::KillCursors).coll().op("killcursors"),
-    c("insert", Db(&[Insert]), Handler::Insert).coll().op("insert"),
-    c("update", Db(&[Update]), Handler::Update).coll().op("update"),
-    c("delete", Db(&[Remove]), Handler::Delete).coll().op("remove"),
-    c("findAndModify", Db(&[Find, Update, Remove]), Handler::FindAndModify).aka(&["findandmodify"]).coll(),
-    c("count", Db(&[Find]), Handler::Count).coll(),
+    c("killCursors", Authenticated, Handler::KillCursors).coll().op("killcursors").v1(),
+    c("insert", Db(&[Insert]), Handler::Insert).coll().op("insert").v1(),
+    c("update", Db(&[Update]), Handler::Update).coll().op("update").v1(),
+    c("delete", Db(&[Remove]), Handler::Delete).coll().op("remove").v1(),
+    c("findAndModify", Db(&[Find, Update, Remove]), Handler::FindAndModify)
+        .aka(&["findandmodify"])
+        .coll()
+        .v1(),
+    c("count", Db(&[Find]), Handler::Count).coll().v1(),
     c("distinct", Db(&[Find]), Handler::Distinct).coll(),
-    c("aggregate", Custom(aggregate_needs), Handler::Aggregate).coll(),
-    c("create", Db(&[CreateCollection]), Handler::Create).coll(),
-    c("drop", Db(&[DropCollection]), Handler::Drop).coll(),
-    c("listCollections", Db(&[ListCollections]), Handler::ListCollections),
+    c("aggregate", Custom(aggregate_needs), Handler::Aggregate).coll().v1(),
+    c("create", Db(&[CreateCollection]), Handler::Create).coll().v1(),
+    c("drop", Db(&[DropCollection]), Handler::Drop).coll().v1(),
+    c("listCollections", Db(&[ListCollections]), Handler::ListCollections).v1(),
     // listDatabases: every database with listDatabases, else those the user has privileges on.
-    c("listDatabases", Authenticated, Handler::ListDatabases).admin(),
-    c("dropDatabase", Db(&[DropDatabase]), Handler::DropDatabase),
+    c("listDatabases", Authenticated, Handler::ListDatabases).admin().v1(),
+    c("dropDatabase", Db(&[DropDatabase]), Handler::DropDatabase).v1(),
     c("renameCollection", Custom(rename_collection_needs), Handler::RenameCollection).admin(),
-    c("createIndexes", Db(&[CreateIndex]), Handler::CreateIndexes).coll(),
-    c("listIndexes", Db(&[ListIndexes]), Handler::ListIndexes).coll(),
-    c("dropIndexes", Db(&[DropIndex]), Handler::DropIndexes).aka(&["deleteIndexes"]).coll(),
+    c("createIndexes", Db(&[CreateIndex]), Handler::CreateIndexes).coll().v1(),
+    c("listIndexes", Db(&[ListIndexes]), Handler::ListIndexes).coll().v1(),
+    c("dropIndexes", Db(&[DropIndex]), Handler::DropIndexes).aka(&["deleteIndexes"]).coll().v1(),
     c("collStats", Db(&[CollStats]), Handler::CollStats).coll(),
     c("dbStats", Db(&[DbStats]), Handler::DbStats),
     c("validate", Db(&[Validate]), Handler::Validate).coll(),
-    c("explain", Custom(explain_needs), Handler::Explain).coll(),
+    c("explain", Custom(explain_needs), Handler::Explain).coll().v1(),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Command>> =
