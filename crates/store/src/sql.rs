@@ -24,6 +24,51 @@ pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     /// The kill chains' heads as this handle last wrote or read them (see `append_kill_entry`).
     heads: KillHeads,
+    /// When the write-ahead log is copied back into the database file (see [`Checkpoints`]).
+    checkpoints: std::sync::Arc<Checkpoints>,
+}
+
+/// Checkpoints off the kill path. SQLite's own auto-checkpoint runs inside the commit that
+/// crosses its threshold (1,000 pages by default): that commit copies the whole log back into
+/// the database file and syncs it, several milliseconds on this class of machine, so about one
+/// kill in a hundred had its intent or outcome commit take 2-5 ms (the p99 of `dds_bench`'s
+/// kill phases). Instead, every [`Checkpoints::EVERY`] kill-log appends a task runs a PASSIVE
+/// checkpoint on its own connection, which never blocks writers or readers. It cannot restart
+/// the log while writes keep coming (SQLite restarts it only when a writer finds it wholly
+/// copied back), so SQLite's auto-checkpoint stays on at [`Checkpoints::BACKSTOP_PAGES`]: that
+/// one bounds the log file, and finds little left to copy when it runs.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    appends: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+    /// Background checkpoints that completed (for tests and diagnostics).
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Checkpoints {
+    const EVERY: u64 = 64;
+    const BACKSTOP_PAGES: u32 = 2_000;
+
+    /// Counts one append; every [`Checkpoints::EVERY`]th starts a background checkpoint unless
+    /// one is still running.
+    fn after_append(self: &std::sync::Arc<Self>, pool: &sqlx::SqlitePool) {
+        use std::sync::atomic::Ordering;
+        let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
+        if !n.is_multiple_of(Self::EVERY) || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, this) = (pool.clone(), self.clone());
+        tokio::spawn(async move {
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                Ok(_) => {
+                    this.done.fetch_add(1, Ordering::Relaxed);
+                }
+                // Not an error of any caller's: the backstop checkpoints instead.
+                Err(e) => tracing::debug!(error = %e, "background WAL checkpoint failed"),
+            }
+            this.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// PostgreSQL-backed store (several replicas may share one database).
@@ -49,6 +94,11 @@ impl SqliteStore {
         Self::connect_with(opts).await
     }
 
+    /// How many background checkpoints have completed on this handle (see `Checkpoints`).
+    pub fn background_checkpoints(&self) -> u64 {
+        self.checkpoints.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Opens an `sqlite:` URL and migrates it.
     pub async fn connect_url(url: &str) -> Result<Self> {
         let opts =
@@ -62,10 +112,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("wal_autocheckpoint", Checkpoints::BACKSTOP_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, heads: KillHeads::default() })
+        Ok(Self { pool, heads: KillHeads::default(), checkpoints: std::sync::Arc::default() })
     }
 }
 
@@ -120,6 +171,7 @@ impl SqliteStore {
             match inserted {
                 Ok(r) if r.rows_affected() == 1 => {
                     heads.insert(e.project_id.clone(), (entry.seq, entry.hash.clone()));
+                    self.checkpoints.after_append(&self.pool);
                     return Ok(entry);
                 }
                 // Another writer moved the head: read it again.

@@ -811,3 +811,28 @@ async fn reopen_keeps_data(s: Arc<dyn MetaStore>, loc: String) {
     let again = open(&loc).await.unwrap();
     assert_eq!(again.get_user("u1").await.unwrap().unwrap().name, "alice");
 }
+
+/// SQLite's write-ahead log is checkpointed in the background as kills are appended (see
+/// `Checkpoints` in `sql.rs`), and its file stays bounded by the backstop (2,000 pages, 8 MiB)
+/// rather than growing with every append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store = SqliteStore::open_file(&path).await.unwrap();
+    for at in 0..2_000 {
+        let kind = if at % 2 == 0 { kill_entry_kind::INTENT } else { kill_entry_kind::OUTCOME };
+        store
+            .append_kill_entry(&kill_entry("p1", &format!("r{}", at / 2), kind, at, "killed"))
+            .await
+            .unwrap();
+    }
+    let wal = std::fs::metadata(dir.path().join("meta.db-wal")).unwrap().len();
+    assert!(wal < 12 * 1024 * 1024, "WAL grew to {wal} bytes");
+    // Every 64th append starts one unless one is still running: some must have completed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.background_checkpoints() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(store.background_checkpoints() > 0, "no background checkpoint completed");
+}
