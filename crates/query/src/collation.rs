@@ -594,15 +594,27 @@ pub(crate) fn cmp_str(a: &str, b: &str) -> Ordering {
 }
 
 /// Appends the hash key of a string under this thread's collation: the string itself, or its
-/// collation key.
+/// collation key. Written into `out` in place: this runs once per string of every `$group` key
+/// and `distinct` value, and an allocation per call made `$group` measurably slower.
 pub(crate) fn push_str_key(s: &str, out: &mut String) {
     if ACTIVE.with(Cell::get)
         && let Some(key) = CURRENT.with_borrow(|c| c.as_ref().map(|c| c.key(s)))
     {
-        out.push_str(&format!("k{}:{key};", key.len()));
+        push_tagged(out, 'k', &key);
         return;
     }
-    out.push_str(&format!("s{}:{s};", s.len()));
+    push_tagged(out, 's', s);
+}
+
+/// `<tag><len>:<text>;`, the length keeping keys unambiguous.
+fn push_tagged(out: &mut String, tag: char, text: &str) {
+    use std::fmt::Write as _;
+    out.push(tag);
+    // `String`'s `fmt::Write` never fails.
+    write!(out, "{}", text.len()).unwrap_or(());
+    out.push(':');
+    out.push_str(text);
+    out.push(';');
 }
 
 #[cfg(test)]
