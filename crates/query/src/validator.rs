@@ -301,8 +301,7 @@ fn considered(doc: &Document, path: &str, op: &str) -> Vec<Bson> {
 fn explain_field(path: &str, v: &Bson, clause: &Document, doc: &Document, inverted: bool) -> Document {
     let (op, arg) = match v {
         Bson::Document(ops) if ops.keys().next().is_some_and(|o| o.starts_with('$')) => {
-            let (op, arg) = ops.iter().next().map_or(("$eq", v), |(o, a)| (o.as_str(), a));
-            (op, arg)
+            ops.iter().next().map_or(("$eq", v), |(o, a)| (o.as_str(), a))
         }
         _ => ("$eq", v),
     };
