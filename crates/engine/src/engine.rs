@@ -1143,6 +1143,30 @@ mod tests {
     }
 
     #[test]
+    fn coll_mod_survives_replay_and_snapshots_and_bypass_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let insert = |e: &Engine, id: i32| e.insert("d", "c", vec![doc! {"_id": id}], true, &NeverInterrupt);
+        {
+            let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+            e.create_collection("d", "c", doc! {}).unwrap();
+            e.coll_mod("d", "c", &doc! {"validator": {"a": {"$exists": true}}}).unwrap();
+            assert_eq!(insert(&e, 1).write_errors[0].code, 121);
+            assert_eq!(crate::bypassing_validation(true, || insert(&e, 1)).n, 1);
+            assert_eq!(e.coll_mod("d", "nope", &doc! {"validationLevel": "off"}).unwrap_err().code, 26);
+        }
+        // Replayed from the journal, then from a snapshot.
+        for compact in [true, false] {
+            let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+            assert_eq!(e.list_collections("d")[0].options, doc! {"validator": {"a": {"$exists": true}}});
+            assert_eq!(insert(&e, 2).write_errors[0].code, 121);
+            if compact {
+                e.compact().unwrap();
+            }
+        }
+        assert!(!journal::list_dir(dir.path()).unwrap().snapshots.is_empty());
+    }
+
+    #[test]
     fn engine_is_send_sync_clone() {
         fn assert<T: Send + Sync + Clone>() {}
         assert::<Engine>();
