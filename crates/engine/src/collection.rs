@@ -67,7 +67,12 @@ pub(crate) struct Collection {
     pub db: String,
     pub name: String,
     pub uuid: [u8; 16],
-    pub options: Document,
+    /// The options as listCollections shows them; `collMod` changes the validation ones
+    /// (under the data lock, with [`Collection::validation`]).
+    pub options: RwLock<Document>,
+    /// The parsed validator (`options.validator`, `validationLevel`, `validationAction`),
+    /// read by every write under the data lock; `None` without a validator.
+    pub validation: RwLock<Option<Arc<docplane_query::validator::Validation>>>,
     /// The default collation (`options.collation`, normalized at create): commands without
     /// one and indexes created without one take it.
     pub collation: Option<std::sync::Arc<docplane_query::Collation>>,
@@ -94,11 +99,20 @@ impl Collection {
             crate::index::parse_spec_in(&spec, Some(c)).ok().map(|s| Index::new(0, s))
         });
         let data = CollData { natural: cap.map(|_| BTreeMap::new()), id_collated, ..CollData::default() };
+        // As the collation: the node validated the validator before storing it.
+        let validation = match docplane_query::validator::Validation::from_options(&options) {
+            Ok(v) => v.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(error = %e, ns = %format!("{db}.{name}"), "stored validator does not parse");
+                None
+            }
+        };
         Collection {
             db: db.to_string(),
             name: name.to_string(),
             uuid,
-            options,
+            options: RwLock::new(options),
+            validation: RwLock::new(validation),
             collation,
             cap,
             data: RwLock::new(data),
@@ -106,6 +120,32 @@ impl Collection {
     }
     pub(crate) fn ns(&self) -> String {
         format!("{}.{}", self.db, self.name)
+    }
+
+    /// A copy of the current options.
+    pub(crate) fn options(&self) -> Document {
+        self.options.read().clone()
+    }
+
+    /// Checks a write of `new` (replacing `old`) against the validator, unless the thread
+    /// bypasses validation ([`crate::bypassing_validation`]): `Err` with 121 when it fails
+    /// under `validationAction: "error"`; under `"warn"` the failure is logged and the write
+    /// goes ahead, as in mongod. Called with the data lock held, so a `collMod` never
+    /// changes the validator halfway through a write.
+    pub(crate) fn check_valid(&self, new: &Document, old: Option<&Document>) -> Result<()> {
+        if crate::validation::bypassed() {
+            return Ok(());
+        }
+        let Some(v) = self.validation.read().clone() else { return Ok(()) };
+        match v.violation(new, old) {
+            None => Ok(()),
+            Some(e) if v.action == docplane_query::validator::Action::Warn => {
+                let info = e.info.as_deref().map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(ns = %self.ns(), err_info = %info, "Document would fail validation");
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
     }
 }
 

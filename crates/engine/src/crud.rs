@@ -583,7 +583,7 @@ impl Engine {
                         }
                         continue;
                     }
-                    match g.prepare(&ns, &d, &id, true) {
+                    match c.check_valid(&d, None).and_then(|()| g.prepare(&ns, &d, &id, true)) {
                         Ok(p) => {
                             undo.push(g.insert(id, Arc::new(d), f.size, p));
                             buf.extend_from_slice(&f.bytes);
@@ -687,6 +687,7 @@ impl Engine {
                         ));
                     }
                     let (_, new) = normalize_id(new)?;
+                    c.check_valid(&new, Some(&doc))?;
                     let f = frame_doc(&c.db, &c.name, &new, true)?;
                     let p = g.prepare(&ns, &new, &id, false)?;
                     if let Some(u) = g.replace(id.clone(), Arc::new(new), f.size, p) {
@@ -948,6 +949,7 @@ impl Engine {
                     }
                     let (_, n2) = normalize_id(new)?;
                     new = n2;
+                    c.check_valid(&new, Some(&found))?;
                     let f = frame_doc(&c.db, &c.name, &new, true)?;
                     let p = g.prepare(&ns, &new, &id, false)?;
                     self.append(&f.bytes)?;

@@ -171,7 +171,7 @@ fn apply_record(
                     cat.remove(&db);
                 }
             }
-            let moved = Collection::new(&to_db, &to_coll, src.uuid, src.options.clone());
+            let moved = Collection::new(&to_db, &to_coll, src.uuid, src.options());
             *moved.data.write() = data;
             cat.entry(to_db).or_default().insert(to_coll, Arc::new(moved));
         }
@@ -207,6 +207,12 @@ fn apply_record(
         Record::Delete { db, coll, id } => {
             let c = coll_mut(cat, &db, &coll)?;
             c.data.write().remove(&KeyVal(id));
+        }
+        Record::SetOptions { db, coll, options } => {
+            let c = coll_mut(cat, &db, &coll)?;
+            let v = docplane_query::validator::Validation::from_options(&options).map_err(|e| e.message)?;
+            *c.validation.write() = v.map(Arc::new);
+            *c.options.write() = options;
         }
         Record::SnapshotBegin { .. } | Record::SnapshotEnd => {
             return Err("snapshot marker inside a journal".into());
@@ -673,7 +679,7 @@ impl Engine {
                     .values()
                     .map(|c| CollectionInfo {
                         name: c.name.clone(),
-                        options: c.options.clone(),
+                        options: c.options(),
                         uuid: bson::Uuid::from_bytes(c.uuid),
                     })
                     .collect()
@@ -693,6 +699,37 @@ impl Engine {
             }
         }
         self.ensure_collection(db, coll, options, true).map(|_| ())
+    }
+
+    /// `collMod`'s validation settings: `changes` holds the new `validator` (`{}` removes it),
+    /// `validationLevel`, `validationAction` (already validated by the node); they replace
+    /// the old ones in the options, are journaled (a snapshot keeps them as options) and apply
+    /// to every write after this returns. 26 NamespaceNotFound for a missing collection.
+    pub fn coll_mod(&self, db: &str, coll: &str, changes: &Document) -> Result<()> {
+        // mongod's collMod message (not `ns not found`, which drop and the others use).
+        let missing = || CommandError::namespace_not_found(format!("ns does not exist: {db}.{coll}"));
+        let Some(c) = self.get_coll(db, coll) else { return Err(missing()) };
+        let g = c.data.write();
+        if g.dropped {
+            return Err(missing());
+        }
+        let mut options = c.options();
+        for (k, v) in changes {
+            match v {
+                Bson::Document(d) if k == "validator" && d.is_empty() => {
+                    options.remove(k);
+                }
+                _ => {
+                    options.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let validation = docplane_query::validator::Validation::from_options(&options)?;
+        self.append_records(&[RecordRef::SetOptions { db, coll, options: &options }])?;
+        *c.validation.write() = validation.map(Arc::new);
+        *c.options.write() = options;
+        drop(g);
+        Ok(())
     }
 
     /// The collection's default collation (`None`: none, or no such collection).
@@ -751,7 +788,7 @@ impl Engine {
                 cat.remove(from.0);
             }
         }
-        let moved = Collection::new(to.0, to.1, src.uuid, src.options.clone());
+        let moved = Collection::new(to.0, to.1, src.uuid, src.options());
         *moved.data.write() = data;
         cat.entry(to.0.to_string()).or_default().insert(to.1.to_string(), Arc::new(moved));
         Ok(())
@@ -1008,7 +1045,7 @@ impl Engine {
                     db: c.db.clone(),
                     name: c.name.clone(),
                     uuid: c.uuid,
-                    options: c.options.clone(),
+                    options: c.options(),
                     specs: g.indexes.iter().map(|ix| ix.spec.listed.clone()).collect(),
                     // A capped collection in insertion order, which replaying restores.
                     docs: match &g.natural {
@@ -1102,6 +1139,30 @@ mod tests {
         assert_eq!(got, docs);
         let again = on_small_stack(|| find_all(&Engine::open(dir.path(), EngineOptions::default()).unwrap()));
         assert_eq!(again, docs);
+        assert!(!journal::list_dir(dir.path()).unwrap().snapshots.is_empty());
+    }
+
+    #[test]
+    fn coll_mod_survives_replay_and_snapshots_and_bypass_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let insert = |e: &Engine, id: i32| e.insert("d", "c", vec![doc! {"_id": id}], true, &NeverInterrupt);
+        {
+            let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+            e.create_collection("d", "c", doc! {}).unwrap();
+            e.coll_mod("d", "c", &doc! {"validator": {"a": {"$exists": true}}}).unwrap();
+            assert_eq!(insert(&e, 1).write_errors[0].code, 121);
+            assert_eq!(crate::bypassing_validation(true, || insert(&e, 1)).n, 1);
+            assert_eq!(e.coll_mod("d", "nope", &doc! {"validationLevel": "off"}).unwrap_err().code, 26);
+        }
+        // Replayed from the journal, then from a snapshot.
+        for compact in [true, false] {
+            let e = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+            assert_eq!(e.list_collections("d")[0].options, doc! {"validator": {"a": {"$exists": true}}});
+            assert_eq!(insert(&e, 2).write_errors[0].code, 121);
+            if compact {
+                e.compact().unwrap();
+            }
+        }
         assert!(!journal::list_dir(dir.path()).unwrap().snapshots.is_empty());
     }
 

@@ -23,8 +23,9 @@
 //! defaults keep theirs (entries hold collation keys); queries run under the thread's
 //! (`docplane_query::collation::scoped`), and the planner uses an index's string bounds and
 //! order only under its own collation. `$out`/`$merge` are the node's
-//! (`cmd::out_merge`, over this crate's writes); views and validators are refused by the node's
-//! `create`.
+//! (`cmd::out_merge`, over this crate's writes); views are refused by the node's `create`.
+//! Collection validators (`docplane_query::validator`) are checked by every write path here,
+//! under the collection's lock (`Collection::check_valid`), and changed by `Engine::coll_mod`.
 
 mod collection;
 mod depth;
@@ -37,9 +38,11 @@ mod keys;
 mod plan;
 mod record;
 mod types;
+mod validation;
 
 pub use depth::{MAX_DOCUMENT_DEPTH, exceeds_depth};
 pub use engine::{AggStream, CappedListener, Engine, FindStream};
 pub use internal::internal_error;
 pub use journal::StorageError;
 pub use types::*;
+pub use validation::bypassing_validation;

@@ -29,17 +29,61 @@ use bson::{Bson, Document};
 /// One logical change to the engine's state.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    CreateCollection { db: String, coll: String, options: Document, uuid: [u8; 16] },
-    DropCollection { db: String, coll: String },
-    Rename { db: String, coll: String, to_db: String, to_coll: String, drop_target: bool },
-    DropDatabase { db: String },
-    CreateIndex { db: String, coll: String, spec: Document },
-    DropIndex { db: String, coll: String, name: String },
-    Insert { db: String, coll: String, doc: Document },
-    Replace { db: String, coll: String, doc: Document },
-    Delete { db: String, coll: String, id: Bson },
-    SnapshotBegin { generation: u64 },
+    CreateCollection {
+        db: String,
+        coll: String,
+        options: Document,
+        uuid: [u8; 16],
+    },
+    DropCollection {
+        db: String,
+        coll: String,
+    },
+    Rename {
+        db: String,
+        coll: String,
+        to_db: String,
+        to_coll: String,
+        drop_target: bool,
+    },
+    DropDatabase {
+        db: String,
+    },
+    CreateIndex {
+        db: String,
+        coll: String,
+        spec: Document,
+    },
+    DropIndex {
+        db: String,
+        coll: String,
+        name: String,
+    },
+    Insert {
+        db: String,
+        coll: String,
+        doc: Document,
+    },
+    Replace {
+        db: String,
+        coll: String,
+        doc: Document,
+    },
+    Delete {
+        db: String,
+        coll: String,
+        id: Bson,
+    },
+    SnapshotBegin {
+        generation: u64,
+    },
     SnapshotEnd,
+    /// `collMod`: the collection's options from now on (its validation settings changed).
+    SetOptions {
+        db: String,
+        coll: String,
+        options: Document,
+    },
 }
 
 /// Borrowed form used on the write path, so documents are not cloned to be journaled.
@@ -56,6 +100,7 @@ pub(crate) enum RecordRef<'a> {
     Delete { db: &'a str, coll: &'a str, id: &'a Bson },
     SnapshotBegin { generation: u64 },
     SnapshotEnd,
+    SetOptions { db: &'a str, coll: &'a str, options: &'a Document },
 }
 
 #[cfg(test)]
@@ -77,6 +122,7 @@ impl Record {
             Record::Delete { db, coll, id } => RecordRef::Delete { db, coll, id },
             Record::SnapshotBegin { generation } => RecordRef::SnapshotBegin { generation: *generation },
             Record::SnapshotEnd => RecordRef::SnapshotEnd,
+            Record::SetOptions { db, coll, options } => RecordRef::SetOptions { db, coll, options },
         }
     }
 }
@@ -155,6 +201,12 @@ impl RecordRef<'_> {
                 out.extend_from_slice(&generation.to_le_bytes());
             }
             RecordRef::SnapshotEnd => out.push(11),
+            RecordRef::SetOptions { db, coll, options } => {
+                out.push(12);
+                put_str(out, db);
+                put_str(out, coll);
+                put_doc(out, options)?;
+            }
         }
         Ok(())
     }
@@ -249,6 +301,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
         }
         10 => Record::SnapshotBegin { generation: r.u64()? },
         11 => Record::SnapshotEnd,
+        12 => Record::SetOptions { db: r.str()?, coll: r.str()?, options: r.doc()? },
         op => return Err(format!("unknown record op {op}")),
     };
     if r.pos != payload.len() {
@@ -305,6 +358,11 @@ mod tests {
         roundtrip(Record::Delete { db: s("db"), coll: s("c"), id: Bson::Int64(9) });
         roundtrip(Record::SnapshotBegin { generation: u64::MAX - 3 });
         roundtrip(Record::SnapshotEnd);
+        roundtrip(Record::SetOptions {
+            db: "d".into(),
+            coll: "c".into(),
+            options: bson::doc! {"validator": {"a": 1}, "validationLevel": "moderate"},
+        });
     }
 
     #[test]

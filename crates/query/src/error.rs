@@ -99,6 +99,7 @@ mongo_error_codes! {
     (INVALID_PIPELINE_OPERATOR, 168, "InvalidPipelineOperator"),
     (QUERY_PLAN_KILLED, 175, "QueryPlanKilled"),
     (PRIMARY_STEPPED_DOWN, 189, "PrimarySteppedDown"),
+    (QUERY_FEATURE_NOT_ALLOWED, 224, "QueryFeatureNotAllowed"),
     (RETRY_CHANGE_STREAM, 234, "RetryChangeStream"),
     (CURSOR_KILLED, 237, "CursorKilled"),
     (NO_SUCH_TRANSACTION, 251, "NoSuchTransaction"),

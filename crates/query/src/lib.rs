@@ -34,6 +34,7 @@ pub mod path;
 pub mod projection;
 pub mod sort;
 pub mod update;
+pub mod validator;
 pub mod vars;
 
 pub use aggregate::{DocSource, Pipeline, PipelineEnv, StreamState};

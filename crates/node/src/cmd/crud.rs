@@ -392,8 +392,13 @@ pub(super) async fn insert(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         return Err(CommandError::invalid_options("Write batch sizes must be between 1 and 100000"));
     }
     let ordered = ordered(cmd)?;
+    let bypass = options::bypass(cmd)?;
     let db = ctx.db.clone();
-    let out = ctx.blocking(move |e, intr| Ok(e.insert(&db, &coll, docs, ordered, intr))).await?;
+    let out = ctx
+        .blocking(move |e, intr| {
+            Ok(docplane_engine::bypassing_validation(bypass, || e.insert(&db, &coll, docs, ordered, intr)))
+        })
+        .await?;
     ctx.state.opcounters.bump("insert", out.n.saturating_sub(1));
     write_reply(out, |_, _| {})
 }
@@ -471,6 +476,7 @@ fn parse_update_stmt(d: &Document, lets: &LetVars) -> Result<UpdateStatement, Co
 pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     let coll = util::coll_arg(cmd, "update", &ctx.db)?.to_owned();
     let lets = options::update(cmd)?;
+    let bypass = options::bypass(cmd)?;
     let stmts = util::doc_array(cmd.get("updates"), "updates")?;
     let ordered = ordered(cmd)?;
     let mut good = Vec::new();
@@ -501,7 +507,7 @@ pub(super) async fn update(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
                     e.plan_summary(&db, &coll, &s.filter, None, s.hint.as_ref())
                 }));
             }
-            Ok(e.update(&db, &coll, &good, ordered, intr))
+            Ok(docplane_engine::bypassing_validation(bypass, || e.update(&db, &coll, &good, ordered, intr)))
         })
         .await?;
     let out = merge_parse_errors(out, &idx, bad, ordered);
@@ -607,6 +613,7 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
     };
     let (db, op) = (ctx.db.clone(), ctx.op.clone());
     let ns_of = (db.clone(), Some(coll.clone()));
+    let bypass = options::bypass(cmd)?;
     let out = ctx
         .blocking_in(ns_of, options::collation(cmd)?, move |e, intr| {
             op.set_plan_summary(e.plan_summary(
@@ -616,7 +623,8 @@ pub(super) async fn find_and_modify(ctx: &mut Ctx<'_>, cmd: &Document, name: &st
                 req.sort.as_ref(),
                 req.hint.as_ref(),
             ));
-            e.find_and_modify(&db, &coll, &req, intr).map(|o| (o, req.remove))
+            docplane_engine::bypassing_validation(bypass, || e.find_and_modify(&db, &coll, &req, intr))
+                .map(|o| (o, req.remove))
         })
         .await?;
     let (out, remove) = out;
@@ -775,7 +783,11 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         .await
         .map_err(spill)?;
     if let Some(sink) = sink.filter(|_| !explain) {
-        ctx.blocking_in(ns_of, sink_collation, move |e, intr| sink.write(e, out, intr)).await?;
+        let bypass = options::bypass(cmd)?;
+        ctx.blocking_in(ns_of, sink_collation, move |e, intr| {
+            docplane_engine::bypassing_validation(bypass, || sink.write(e, out, intr))
+        })
+        .await?;
         return Ok(cursor_reply(&ns, Vec::new(), 0, true));
     }
     if explain {
@@ -866,8 +878,34 @@ pub(super) async fn create(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
     if let Some(c) = options::capped(cmd)? {
         options.extend(c);
     }
+    if options.get_document("validator").is_ok_and(|v| !v.is_empty()) {
+        no_validator_in_internal_db(&ctx.db, &coll)?;
+    }
     let db = ctx.db.clone();
     ctx.blocking(move |e, _| e.create_collection(&db, &coll, options)).await?;
+    Ok(doc! {})
+}
+
+/// mongod refuses validators on the `admin`, `local` and `config` databases' collections.
+fn no_validator_in_internal_db(db: &str, coll: &str) -> Result<(), CommandError> {
+    if matches!(db, "admin" | "local" | "config") {
+        return Err(CommandError::invalid_options(format!(
+            "Document validators not allowed on system collection {db}.{coll}"
+        )));
+    }
+    Ok(())
+}
+
+/// `collMod`: the validation settings (`options::coll_mod` refuses the rest), applied and
+/// journaled by the engine; 26 NamespaceNotFound for a missing collection.
+pub(super) async fn coll_mod(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
+    let coll = util::coll_arg(cmd, "collMod", &ctx.db)?.to_owned();
+    let changes = options::coll_mod(cmd)?;
+    if changes.get_document("validator").is_ok_and(|v| !v.is_empty()) {
+        no_validator_in_internal_db(&ctx.db, &coll)?;
+    }
+    let db = ctx.db.clone();
+    ctx.blocking(move |e, _| e.coll_mod(&db, &coll, &changes)).await?;
     Ok(doc! {})
 }
 

@@ -525,6 +525,7 @@ async fn run(ctx: &mut Ctx<'_>, handler: table::Handler, name: &str, cmd: &Docum
         H::Aggregate => crud::aggregate(ctx, cmd).await,
         H::Create => crud::create(ctx, cmd).await,
         H::Drop => crud::drop_coll(ctx, cmd).await,
+        H::CollMod => crud::coll_mod(ctx, cmd).await,
         H::ListCollections => crud::list_collections(ctx, cmd).await,
         H::ListDatabases => crud::list_databases(ctx, cmd).await,
         H::DropDatabase => crud::drop_database(ctx).await,

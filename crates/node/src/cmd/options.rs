@@ -5,7 +5,7 @@
 //! 40415 "BSON field '<command>.<field>' is an unknown field." (so update's `sort`, which mongod
 //! added in 8.0, is unknown to a node that reports 7.0). Of the known fields, those the node does
 //! not implement are refused with 115 CommandNotSupported when they ask for something
-//! (collection validators, views, time-series collections, the collation options ICU4X cannot
+//! (`$jsonSchema` validators, views, time-series collections, the collation options ICU4X cannot
 //! honour), never run as if absent. A command's `let` is
 //! parsed here into [`LetVars`].
 
@@ -157,10 +157,9 @@ pub fn aggregate(cmd: &Document) -> Result<LetVars, CommandError> {
     refuse_if_set(cmd, "needsMerge", "aggregate's needsMerge (sharding)")?;
     refuse_if_set(cmd, "isMapReduceCommand", "mapReduce")?;
     refuse_if_set(cmd, "includeQueryStatsMetrics", "includeQueryStatsMetrics (query stats)")?;
-    // `bypassDocumentValidation` is a semantic no-op here: the node has no collection
-    // validators (`create` refuses them), so there is never a validation to bypass. `hint` is
-    // honoured by the collection read (2 BadValue when it names no index).
-    no_validation_to_bypass(cmd)?;
+    // `bypassDocumentValidation` is honoured by `$out`/`$merge`'s writes ([`bypass`]); `hint`
+    // is honoured by the collection read (2 BadValue when it names no index).
+    bypass(cmd)?;
     if let Some(c) = util::opt_doc(cmd, "cursor")? {
         known(c, "aggregate.cursor", &["batchSize"], false)?;
     }
@@ -179,13 +178,15 @@ pub fn distinct(cmd: &Document) -> Result<(), CommandError> {
     collation(cmd).map(|_| ())
 }
 
-/// `bypassDocumentValidation` (insert, update, findAndModify, aggregate): a bool (14 otherwise,
-/// as mongod's IDL), which changes nothing because the node has no collection validators
-/// (`create` refuses them): there is never a validation to bypass.
-fn no_validation_to_bypass(cmd: &Document) -> Result<(), CommandError> {
+/// `bypassDocumentValidation` (insert, update, findAndModify, aggregate): a bool or a number
+/// (14 otherwise, as mongod's IDL); whether the command's writes skip the collection's
+/// validator (`docplane_engine::bypassing_validation`; the privilege is checked by the command
+/// table).
+pub fn bypass(cmd: &Document) -> Result<bool, CommandError> {
     match cmd.get("bypassDocumentValidation") {
-        None | Some(Bson::Null | Bson::Boolean(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_)) => {
-            Ok(())
+        None | Some(Bson::Null) => Ok(false),
+        Some(b @ (Bson::Boolean(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))) => {
+            Ok(util::truthy(b))
         }
         Some(other) => Err(CommandError::type_mismatch(format!(
             "BSON field 'bypassDocumentValidation' is the wrong type '{}', expected types '[bool, long, int, decimal, double]'",
@@ -197,14 +198,14 @@ fn no_validation_to_bypass(cmd: &Document) -> Result<(), CommandError> {
 /// `insert` (write_commands.idl).
 pub fn insert(cmd: &Document) -> Result<(), CommandError> {
     known(cmd, "insert", &["insert", "documents", "ordered", "bypassDocumentValidation"], true)?;
-    no_validation_to_bypass(cmd)
+    bypass(cmd).map(|_| ())
 }
 
 /// `update` and its statements (write_commands.idl, as mongod 7.0 has them: no statement
 /// `sort`); returns the command's `let`.
 pub fn update(cmd: &Document) -> Result<LetVars, CommandError> {
     known(cmd, "update", &["update", "updates", "ordered", "bypassDocumentValidation", "let"], true)?;
-    no_validation_to_bypass(cmd)?;
+    bypass(cmd)?;
     if let Some(Bson::Array(stmts)) = cmd.get("updates") {
         for s in stmts {
             if let Bson::Document(s) = s {
@@ -283,15 +284,15 @@ pub fn find_and_modify(cmd: &Document, name: &str) -> Result<LetVars, CommandErr
         }
     }
     collation(cmd)?;
-    no_validation_to_bypass(cmd)?;
+    bypass(cmd)?;
     LetVars::parse(cmd.get("let"))
 }
 
 /// `create` (create.idl): the options the node stores and honours (`capped`, `size`, `max`: a
 /// capped collection, enforced by the engine;
 /// `idIndex`, `storageEngine`, `indexOptionDefaults`, `autoIndexId`, `flags`, `temp`);
-/// validators, views, time-series, clustered and encrypted collections, change-stream images
-/// are refused; a `collation` is validated here and stored normalized by the engine.
+/// a validator with its level and action ([`validation`]); views, time-series and encrypted
+/// collections are refused; a `collation` is validated here and stored normalized by the engine.
 pub fn create(cmd: &Document) -> Result<(), CommandError> {
     const OWN: &[&str] = &[
         "create",
@@ -323,7 +324,6 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
         return Err(not_supported("a view (create with viewOn and pipeline)"));
     }
     for (k, what) in [
-        ("validator", "a collection validator"),
         ("timeseries", "a time-series collection"),
         ("expireAfterSeconds", "expireAfterSeconds (time-series and clustered collections)"),
         ("encryptedFields", "queryable encryption (encryptedFields)"),
@@ -344,21 +344,7 @@ pub fn create(cmd: &Document) -> Result<(), CommandError> {
             ));
         }
     }
-    // Without a validator these only describe how one would apply: mongod's defaults are
-    // accepted, anything else would be promised and not kept.
-    match cmd.get("validationLevel") {
-        None | Some(Bson::Null) => {}
-        Some(Bson::String(s)) if s == "strict" || s == "off" => {}
-        Some(Bson::String(s)) if s == "moderate" => {
-            return Err(not_supported("validationLevel 'moderate' (collection validators)"));
-        }
-        Some(other) => return Err(enum_error("validationLevel", other, "strict, moderate, off")),
-    }
-    match cmd.get("validationAction") {
-        None | Some(Bson::Null) => {}
-        Some(Bson::String(s)) if s == "error" || s == "warn" => {}
-        Some(other) => return Err(enum_error("validationAction", other, "error, warn")),
-    }
+    validation(cmd, "create")?;
     Ok(())
 }
 
@@ -465,16 +451,81 @@ pub fn clustered_index(cmd: &Document) -> Result<Option<Document>, CommandError>
     Ok(Some(bson::doc! {"v": 2, "key": {"_id": 1}, "name": name, "unique": true}))
 }
 
-fn enum_error(field: &str, v: &Bson, allowed: &str) -> CommandError {
+fn enum_error(command: &str, field: &str, v: &Bson, allowed: &str) -> CommandError {
     match v {
         Bson::String(s) => CommandError::bad_value(format!(
-            "Enumeration value '{s}' for field 'create.{field}' is not a valid value (one of {allowed})."
+            "Enumeration value '{s}' for field '{command}.{field}' is not a valid value (one of {allowed})."
         )),
         other => CommandError::type_mismatch(format!(
-            "BSON field 'create.{field}' is the wrong type '{}', expected type 'string'",
+            "BSON field '{command}.{field}' is the wrong type '{}', expected type 'string'",
             util::type_name(other)
         )),
     }
+}
+
+/// `validator`, `validationLevel`, `validationAction` of `create` or `collMod`, as mongod
+/// checks them: the validator an object (14), parsed as a filter with mongod's refusals
+/// (`docplane_query::validator::parse_validator`: 224 for `$where`, `$text`, `$near`, ...,
+/// 115 for `$jsonSchema`); the level and action from their enumerations (2 BadValue).
+pub fn validation(cmd: &Document, command: &str) -> Result<(), CommandError> {
+    match cmd.get("validator") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::Document(v)) => {
+            docplane_query::validator::parse_validator(v)?;
+        }
+        Some(other) => {
+            return Err(CommandError::type_mismatch(format!(
+                "BSON field '{command}.validator' is the wrong type '{}', expected type 'object'",
+                util::type_name(other)
+            )));
+        }
+    }
+    match cmd.get("validationLevel") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::String(s)) if docplane_query::validator::Level::parse(s).is_some() => {}
+        Some(other) => return Err(enum_error(command, "validationLevel", other, "strict, moderate, off")),
+    }
+    match cmd.get("validationAction") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::String(s)) if docplane_query::validator::Action::parse(s).is_some() => {}
+        Some(other) => return Err(enum_error(command, "validationAction", other, "error, warn")),
+    }
+    Ok(())
+}
+
+/// `collMod` (coll_mod.idl): the validation settings are implemented; its other options
+/// (index changes, views, TTL, time-series, capped resizing, pre- and post-images, `dryRun`)
+/// are refused with 115 rather than accepted and ignored. Returns the settings to apply.
+pub fn coll_mod(cmd: &Document) -> Result<Document, CommandError> {
+    const SETTINGS: &[&str] = &["validator", "validationLevel", "validationAction"];
+    const REFUSED: &[&str] = &[
+        "index",
+        "viewOn",
+        "pipeline",
+        "changeStreamPreAndPostImages",
+        "expireAfterSeconds",
+        "timeseries",
+        "timeseriesBucketsMayHaveMixedSchemaData",
+        "dryRun",
+        "cappedSize",
+        "cappedMax",
+        "recordIdsReplicated",
+    ];
+    let mut own: Vec<&str> = vec!["collMod"];
+    own.extend(SETTINGS);
+    own.extend(REFUSED);
+    known(cmd, "collMod", &own, true)?;
+    for k in REFUSED {
+        if cmd.contains_key(*k) {
+            return Err(not_supported(&format!("collMod's {k}")));
+        }
+    }
+    validation(cmd, "collMod")?;
+    Ok(cmd
+        .iter()
+        .filter(|(k, v)| SETTINGS.contains(&k.as_str()) && !matches!(v, Bson::Null))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -535,16 +586,37 @@ mod tests {
     }
 
     #[test]
+    fn coll_mod_fields() {
+        let got =
+            coll_mod(&doc! {"collMod": "c", "validator": {"a": 1}, "validationLevel": "off", "comment": 1});
+        assert_eq!(got.unwrap(), doc! {"validator": {"a": 1}, "validationLevel": "off"});
+        assert_eq!(coll_mod(&doc! {"collMod": "c", "index": {"name": "a_1"}}).unwrap_err().code, 115);
+        assert_eq!(coll_mod(&doc! {"collMod": "c", "bogus": 1}).unwrap_err().code, 40415);
+        assert_eq!(coll_mod(&doc! {"collMod": "c", "validationLevel": "lax"}).unwrap_err().code, 2);
+        assert_eq!(
+            coll_mod(&doc! {"collMod": "c", "validator": {"$text": {"$search": "x"}}}).unwrap_err().code,
+            224
+        );
+    }
+
+    #[test]
     fn create_refuses_what_it_would_not_keep() {
         assert!(create(&doc! {"create": "c", "capped": true, "size": 4096}).is_ok());
         assert!(
             create(&doc! {"create": "c", "validationLevel": "strict", "validationAction": "error"}).is_ok()
         );
+        assert!(
+            create(
+                &doc! {"create": "c", "validator": {"a": {"$exists": true}}, "validationLevel": "moderate"}
+            )
+            .is_ok()
+        );
+        assert_eq!(create(&doc! {"create": "c", "validator": {"$where": "1"}}).unwrap_err().code, 224);
+        assert_eq!(create(&doc! {"create": "c", "validator": 7}).unwrap_err().code, 14);
+        assert_eq!(create(&doc! {"create": "c", "validationAction": "shout"}).unwrap_err().code, 2);
         for o in [
             doc! {"viewOn": "c", "pipeline": []},
-            doc! {"validator": {"a": {"$exists": true}}},
             doc! {"validator": {"$jsonSchema": {}}},
-            doc! {"validationLevel": "moderate"},
             doc! {"timeseries": {"timeField": "t"}},
             doc! {"clusteredIndex": true},
         ] {

@@ -76,6 +76,7 @@ pub enum Handler {
     Aggregate,
     Create,
     Drop,
+    CollMod,
     ListCollections,
     ListDatabases,
     DropDatabase,
@@ -308,10 +309,10 @@ pub const COMMANDS: &[Command] = &[
     c("getMore", Authenticated, Handler::GetMore).op("getmore").v1(),
     // killCursors: own cursors, or killAnyCursor (the handler checks).
     c("killCursors", Authenticated, Handler::KillCursors).coll().op("killcursors").v1(),
-    c("insert", Db(&[Insert]), Handler::Insert).coll().op("insert").v1(),
-    c("update", Db(&[Update]), Handler::Update).coll().op("update").v1(),
+    c("insert", Custom(insert_needs), Handler::Insert).coll().op("insert").v1(),
+    c("update", Custom(update_needs), Handler::Update).coll().op("update").v1(),
     c("delete", Db(&[Remove]), Handler::Delete).coll().op("remove").v1(),
-    c("findAndModify", Db(&[Find, Update, Remove]), Handler::FindAndModify)
+    c("findAndModify", Custom(find_and_modify_needs), Handler::FindAndModify)
         .aka(&["findandmodify"])
         .coll()
         .v1(),
@@ -320,6 +321,7 @@ pub const COMMANDS: &[Command] = &[
     c("aggregate", Custom(aggregate_needs), Handler::Aggregate).coll().v1(),
     c("create", Db(&[CreateCollection]), Handler::Create).coll().v1(),
     c("drop", Db(&[DropCollection]), Handler::Drop).coll().v1(),
+    c("collMod", Db(&[CollMod]), Handler::CollMod).coll().v1(),
     c("listCollections", Db(&[ListCollections]), Handler::ListCollections).v1(),
     // listDatabases: every database with listDatabases, else those the user has privileges on.
     c("listDatabases", Authenticated, Handler::ListDatabases).admin().v1(),
@@ -469,6 +471,28 @@ fn aggregate_needs(req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
 /// A final `$out` needs insert and remove on the target's database, a final `$merge` insert and
 /// update (mongod's `DocumentSourceOut` / `DocumentSourceMerge` required privileges), and
 /// bypassDocumentValidation with that flag.
+/// A write command's actions on its database, plus `bypassDocumentValidation` when it asks to
+/// bypass the validator (mongod's `checkAuthForWriteCommand` / findAndModify's check).
+fn write_needs(req: &Request<'_>, actions: &[Action]) -> Vec<Need> {
+    let mut needs: Vec<Need> = actions.iter().map(|a| Need::one(db_of(req.db), *a)).collect();
+    if req.cmd.get("bypassDocumentValidation").is_some_and(util::truthy) {
+        needs.push(Need::one(db_of(req.db), BypassDocumentValidation));
+    }
+    needs
+}
+
+fn insert_needs(req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
+    Ok(write_needs(req, &[Insert]))
+}
+
+fn update_needs(req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
+    Ok(write_needs(req, &[Update]))
+}
+
+fn find_and_modify_needs(req: &Request<'_>) -> Result<Vec<Need>, CommandError> {
+    Ok(write_needs(req, &[Find, Update, Remove]))
+}
+
 fn writing_stage_needs(req: &Request<'_>) -> Vec<Need> {
     let last = match req.cmd.get("pipeline") {
         Some(Bson::Array(stages)) => stages.last().and_then(Bson::as_document),
