@@ -348,7 +348,8 @@ fn collect_phases() {
         Ok(directives) => directives.parse().expect("DDS_BENCH_TRACE: target=level,..."),
         Err(_) => Targets::new(),
     };
-    let printed = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(traced);
+    let printed =
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::io::stderr).with_filter(traced);
     let subscriber = tracing_subscriber::registry().with(PhaseLayer.with_filter(only_phases)).with(printed);
     tracing::subscriber::set_global_default(subscriber).unwrap();
 }
