@@ -5,20 +5,9 @@
 
 mod common;
 
-use common::{code, start};
+use common::{code, db, fail, start};
+use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::{Client, Database};
-
-async fn db(c: &Client, name: &str) -> Database {
-    let d = c.database(name);
-    d.drop().await.unwrap();
-    d
-}
-
-async fn fail(d: &Database, cmd: Document) -> i32 {
-    let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
-    code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
-}
 
 fn batch(r: &Document) -> Vec<Document> {
     r.get_document("cursor")

@@ -1,26 +1,15 @@
 //! Nothing is accepted and ignored: what the node implements of `let`, `$setField`, `$out`,
 //! `$merge`, `batchSize: 0`, DuplicateKey details and read concern, and mongod's refusal of what
 //! it does not implement, through the official Rust driver.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 
-use common::{code, start};
+use common::{code, db, fail, start};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Database, IndexModel};
-
-async fn db(c: &Client, name: &str) -> Database {
-    let d = c.database(name);
-    d.drop().await.unwrap();
-    d
-}
-
-async fn fail(d: &Database, cmd: Document) -> i32 {
-    let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
-    code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
-}
+use mongodb::{Database, IndexModel};
 
 async fn all(d: &Database, coll: &str) -> Vec<Document> {
     d.collection::<Document>(coll)

@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::{code, start};
+use common::{code, db, fail, start};
 use futures::TryStreamExt;
+use mongodb::Client;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, ServerApi, ServerApiVersion};
-use mongodb::{Client, Database};
-
-async fn db(c: &Client, name: &str) -> Database {
-    let d = c.database(name);
-    d.drop().await.unwrap();
-    d
-}
-
-async fn fail(d: &Database, cmd: Document) -> i32 {
-    let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
-    code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
-}
 
 async fn always_time_out(c: &Client, mode: &str) {
     c.database("admin")

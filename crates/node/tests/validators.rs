@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::{code, start, start_with};
+use common::{code, db, fail, start, start_with};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Client, Database};
-
-async fn db(c: &Client, name: &str) -> Database {
-    let d = c.database(name);
-    d.drop().await.unwrap();
-    d
-}
-
-async fn fail(d: &Database, cmd: Document) -> i32 {
-    let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
-    code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
-}
 
 /// The first write error of a raw write command's reply (the command itself succeeds).
 fn write_error(reply: &Document) -> Document {

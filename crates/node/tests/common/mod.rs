@@ -74,3 +74,16 @@ pub fn code(e: &mongodb::error::Error) -> Option<i32> {
         _ => None,
     }
 }
+
+/// Database `name` of `c`, dropped first: each test starts from an empty one.
+pub async fn db(c: &Client, name: &str) -> mongodb::Database {
+    let d = c.database(name);
+    d.drop().await.unwrap();
+    d
+}
+
+/// Runs `cmd` on `d`, which must fail; its error code.
+pub async fn fail(d: &mongodb::Database, cmd: mongodb::bson::Document) -> i32 {
+    let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
+    code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
+}
