@@ -59,7 +59,8 @@ print(f"total: {ran} ran, {passed} passed, {ran - passed} failed ({100 * (ran - 
       f"{len(results) - ran} skipped; {len(failed) - len(unexpected)} failures expected")
 goal_ran, goal_failed = ran - n_excluded, ran - passed - n_excluded
 print(f"goal figure: {goal_failed} of {goal_ran} failed ({100 * goal_failed / max(goal_ran, 1):.2f} %), leaving out "
-      + ", ".join(f"{len(v)} {t}" for t, v in excluded.items()) + " (goal: under 2 %)")
+      + ", ".join(f"{len(v)} {t}" for t, v in excluded.items())
+      + " (issue 10's goal, under 2 %, is for the whole suite: DOCPLANE_HEAVY=1)")
 
 if update:
     keep = {n: expected.get(n) or failed[n] or "fails" for n in failed}
