@@ -30,6 +30,14 @@ pub(crate) struct IndexSpec {
     pub listed: Document,
 }
 
+impl IndexSpec {
+    /// Created with `hidden: true`: maintained (and unique) as any index, but the planner never
+    /// chooses it and a hint cannot name it, as in mongod.
+    pub(crate) fn hidden(&self) -> bool {
+        matches!(self.listed.get("hidden"), Some(Bson::Boolean(true)))
+    }
+}
+
 fn cannot_create(msg: impl Into<String>) -> CommandError {
     CommandError::new(67, "CannotCreateIndex", msg)
 }
@@ -100,7 +108,8 @@ pub(crate) fn key_pattern_text(key: &Document) -> String {
     s
 }
 
-/// Options accepted and echoed back without changing behavior. `background` is how the index
+/// Options accepted and echoed back (`hidden` is read back by [`IndexSpec::hidden`]; no TTL
+/// monitor reads `expireAfterSeconds` yet). `background` is how the index
 /// was asked to be built (mongod 7.0 ignores it for the build, but keeps it in the catalog and
 /// lists it as given, which clients read back).
 const PASSTHROUGH: &[&str] = &["expireAfterSeconds", "hidden", "storageEngine", "background"];

@@ -418,7 +418,7 @@ fn resolve_hint(data: &CollData, hint: &Bson) -> Result<Option<Option<usize>>> {
             }
             data.indexes
                 .iter()
-                .position(|ix| ix.spec.name == *name)
+                .position(|ix| ix.spec.name == *name && !ix.spec.hidden())
                 .map(|i| Some(Some(i)))
                 .ok_or_else(bad_hint)
         }
@@ -444,7 +444,7 @@ fn resolve_hint(data: &CollData, hint: &Bson) -> Result<Option<Option<usize>>> {
             let want = want.ok_or_else(bad_hint)?;
             data.indexes
                 .iter()
-                .position(|ix| ix.spec.fields == want)
+                .position(|ix| ix.spec.fields == want && !ix.spec.hidden())
                 .map(|i| Some(Some(i)))
                 .ok_or_else(bad_hint)
         }
@@ -522,6 +522,9 @@ pub(crate) fn choose(
         consider(est, 0, Plan { access, reverse: id_sort == Some(true), sorted, summary });
     }
     for (i, ix) in data.indexes.iter().enumerate() {
+        if ix.spec.hidden() {
+            continue;
+        }
         if let Some((intervals, skip)) = index_intervals(&ix_preds(ix), &ix.spec.fields, ix.multikey) {
             let est = count_index(ix, &intervals, COUNT_CAP);
             consider(est, 1 + i, index_plan(ix, intervals, skip, ix_sort(ix)));
@@ -533,7 +536,11 @@ pub(crate) fn choose(
     // No usable predicate: an index can still provide the sort order.
     if id_sort.is_none() && !sort_fields.is_empty() {
         for ix in &data.indexes {
-            if ix.multikey || ix.spec.sparse || !collation::same(query_coll, ix.spec.collation.as_ref()) {
+            if ix.multikey
+                || ix.spec.sparse
+                || ix.spec.hidden()
+                || !collation::same(query_coll, ix.spec.collation.as_ref())
+            {
                 continue;
             }
             if let Some(reverse) = sort_direction(&ix.spec.fields, 0, sort_fields) {

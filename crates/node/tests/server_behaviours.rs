@@ -237,3 +237,39 @@ async fn return_key_and_show_record_id() {
     let next = more.get_document("cursor").unwrap().get_array("nextBatch").unwrap();
     assert_eq!(next, &vec![mongodb::bson::Bson::Document(doc! {"x": 30})]);
 }
+
+/// A hidden index (`hidden: true`) is maintained and keeps its unique constraint, but the planner
+/// never chooses it and a hint cannot name it (mongod 4.4+); the same index unhidden is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_indexes_are_kept_but_never_planned() {
+    let n = start().await;
+    let c = n.root("hidden").await;
+    let d = db(&c, "hidden").await;
+    let docs: Vec<Document> = (0..50).map(|i| doc! {"_id": i, "a": i}).collect();
+    d.run_command(doc! {"insert": "c", "documents": docs}).await.unwrap();
+    let stage = |hidden: bool| {
+        let d = d.clone();
+        async move {
+            d.run_command(doc! {"dropIndexes": "c", "index": "*"}).await.unwrap();
+            d.run_command(doc! {"createIndexes": "c", "indexes": [
+            {"key": {"a": 1}, "name": "a_1", "unique": true, "hidden": hidden}]})
+                .await
+                .unwrap();
+            let r = d.run_command(doc! {"explain": {"find": "c", "filter": {"a": 7}}}).await.unwrap();
+            format!("{}", r.get_document("queryPlanner").unwrap().get_document("winningPlan").unwrap())
+        }
+    };
+    assert!(stage(false).await.contains("IXSCAN"));
+    let hidden_plan = stage(true).await;
+    assert!(hidden_plan.contains("COLLSCAN") && !hidden_plan.contains("IXSCAN"), "{hidden_plan}");
+    // Not by name, not by key pattern.
+    for hint in [mongodb::bson::Bson::from("a_1"), mongodb::bson::Bson::from(doc! {"a": 1})] {
+        assert_eq!(fail(&d, doc! {"find": "c", "filter": {"a": 7}, "hint": hint}).await, 2);
+    }
+    // Still maintained: its unique constraint holds, and the query answers correctly without it.
+    let r = d.run_command(doc! {"insert": "c", "documents": [{"_id": 100, "a": 7}]}).await.unwrap();
+    let errors = r.get_array("writeErrors").unwrap();
+    assert_eq!(errors[0].as_document().unwrap().get_i32("code").unwrap(), 11000, "{r}");
+    let r = d.run_command(doc! {"count": "c", "query": {"a": 7}}).await.unwrap();
+    assert_eq!(r.get_i32("n").unwrap(), 1);
+}
