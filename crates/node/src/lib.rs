@@ -25,6 +25,7 @@ pub mod rules;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod ttl;
 pub mod writeconcern;
 
 pub use config::{NodeConfig, NodeError};

@@ -88,6 +88,7 @@ impl Node {
         let state = Arc::new(NodeState::new(config, engine, users, addr, startup_warnings));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(reaper(state.clone(), shutdown_rx.clone()));
+        tokio::spawn(crate::ttl::monitor(state.clone(), shutdown_rx.clone()));
         let accept_task = tokio::spawn(accept_loop(state.clone(), listener, shutdown_rx));
         tracing::info!(%addr, auth = state.config.auth, test_commands = state.config.enable_test_commands, "node listening");
         Ok(NodeHandle { addr, state, shutdown_tx, accept_task })
