@@ -5,22 +5,10 @@
 
 mod common;
 
-use common::{code, db, fail, start};
-use futures::TryStreamExt;
+use common::{all, code, db, fail, start};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
-
-async fn all(d: &Database, coll: &str) -> Vec<Document> {
-    d.collection::<Document>(coll)
-        .find(doc! {})
-        .sort(doc! {"_id": 1})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
-}
 
 async fn seed(d: &Database, coll: &str, docs: Vec<Document>) {
     d.collection::<Document>(coll).insert_many(docs).await.unwrap();

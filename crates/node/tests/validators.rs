@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{code, db, fail, start, start_with};
-use futures::TryStreamExt;
+use common::{all, code, db, fail, start, start_with};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Client, Database};
@@ -19,16 +18,7 @@ fn write_error(reply: &Document) -> Document {
 }
 
 async fn ids(d: &Database, coll: &str) -> Vec<i32> {
-    let docs: Vec<Document> = d
-        .collection::<Document>(coll)
-        .find(doc! {})
-        .sort(doc! {"_id": 1})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    docs.iter().map(|d| d.get_i32("_id").unwrap()).collect()
+    all(d, coll).await.iter().map(|d| d.get_i32("_id").unwrap()).collect()
 }
 
 async fn options_of(d: &Database, coll: &str) -> Document {

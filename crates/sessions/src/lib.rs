@@ -42,5 +42,5 @@ pub use record::{KillTarget, SessionRecord};
 pub use select::{SessionFilter, SessionPage, SessionQuery};
 pub use service::{
     KILL_PHASES, KillResult, MatchOutcome, MatchedSession, NodeRef, ObserveMemory, RuleAction, Selection,
-    SelectionResult, SessionService,
+    SelectionResult, SessionService, micros,
 };

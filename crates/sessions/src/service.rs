@@ -42,7 +42,8 @@ use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, se
 /// for it; `crates/api/examples/dds_bench.rs` collects them to say where a kill's time goes.
 pub const KILL_PHASES: &str = "docplane::kill_phases";
 
-fn micros(d: Duration) -> u64 {
+/// `d` in whole microseconds, saturating: the unit of the [`KILL_PHASES`] events.
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

@@ -289,8 +289,8 @@ pub async fn kill_sessions(
         tracing::debug!(
             target: sessions::KILL_PHASES,
             phase = "api",
-            resolve_us = u64::try_from(resolved_at.as_micros()).unwrap_or(u64::MAX),
-            handler_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            resolve_us = sessions::micros(resolved_at),
+            handler_us = sessions::micros(started.elapsed()),
         );
         done
     }

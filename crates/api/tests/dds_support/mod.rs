@@ -204,10 +204,15 @@ impl Harness {
 
 /// A client of another application, authenticated as the node's root user.
 pub fn app_client(addr: SocketAddr, max_pool: u32) -> mongodb::Client {
+    root_client(addr, "shop-app", max_pool)
+}
+
+/// A direct client of the node under application name `app`, authenticated as its root user.
+fn root_client(addr: SocketAddr, app: &str, max_pool: u32) -> mongodb::Client {
     let mut o = ClientOptions::default();
     o.hosts = vec![ServerAddress::Tcp { host: addr.ip().to_string(), port: Some(addr.port()) }];
     o.direct_connection = Some(true);
-    o.app_name = Some("shop-app".into());
+    o.app_name = Some(app.into());
     o.max_pool_size = Some(max_pool);
     let mut c = Credential::default();
     c.username = Some(NODE_USER.into());
@@ -299,17 +304,7 @@ pub async fn pg_proxy(cut: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16
 
 /// A client of the node under `app`, authenticated as its root user.
 pub fn client_as(addr: SocketAddr, app: &str) -> mongodb::Client {
-    let mut o = ClientOptions::default();
-    o.hosts = vec![ServerAddress::Tcp { host: addr.ip().to_string(), port: Some(addr.port()) }];
-    o.direct_connection = Some(true);
-    o.app_name = Some(app.into());
-    o.max_pool_size = Some(20);
-    let mut c = Credential::default();
-    c.username = Some(NODE_USER.into());
-    c.password = Some(NODE_PASSWORD.into());
-    c.source = Some("admin".into());
-    o.credential = Some(c);
-    mongodb::Client::with_options(o).unwrap()
+    root_client(addr, app, 20)
 }
 
 /// A `sleep` of `millis` on database `db`; answers how it ended and after how long.

@@ -87,3 +87,16 @@ pub async fn fail(d: &mongodb::Database, cmd: mongodb::bson::Document) -> i32 {
     let e = d.run_command(cmd.clone()).await.expect_err(&format!("{cmd} must fail"));
     code(&e).unwrap_or_else(|| panic!("{cmd}: {e}"))
 }
+
+/// Every document of `coll` in `_id` order.
+pub async fn all(d: &mongodb::Database, coll: &str) -> Vec<mongodb::bson::Document> {
+    use futures::TryStreamExt;
+    d.collection::<mongodb::bson::Document>(coll)
+        .find(mongodb::bson::doc! {})
+        .sort(mongodb::bson::doc! {"_id": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
