@@ -12,7 +12,9 @@
 //! - node-side `$currentOp` alone: every entry built whole on the node, one document sent
 //!   (`$group` needs whole documents);
 //! - kill one operation: end to end (request sent -> the killed client sees error 11601) via the
-//!   API and via the driver (`$currentOp` for that opid, then `killOp`), and the API call itself.
+//!   API and via the driver (`$currentOp` for that opid, then `killOp`), and the API call itself;
+//! - the kill's candidate read alone (that opid's entry) through docplane's driver and through
+//!   the official driver's `aggregate`: what docplane's transport adds.
 //!
 //! Run: `cargo run --release -p docplane-api --example dds_bench [-- <levels> <list-iters> <kill-iters>]`
 //! with levels comma-separated (defaults `0,100,1000,5000 200 100`). Everything is in process on
@@ -65,6 +67,8 @@ const NAMES: &[&str] = &[
     "kill  API POST .../session (the call)",
     "e2e   kill via API -> client sees 11601",
     "e2e   kill via driver -> client sees 11601",
+    "read  kill candidates via docplane's driver",
+    "read  kill candidates via mongodb aggregate",
 ];
 
 #[derive(Default)]
@@ -432,8 +436,38 @@ async fn measure_lists(h: &Harness, direct: &mongodb::Client, iters: usize, leve
     }
 }
 
-/// Killing one operation (6..=8 of [`NAMES`]): via the API and via the driver, interleaved, each
-/// timed until the killed client sees 11601.
+/// docplane's node driver as the API holds one (default configuration), for the bench's own reads.
+static DRIVER: std::sync::OnceLock<docplane_driver::Driver> = std::sync::OnceLock::new();
+
+/// The kill's candidate read (the entry of one opid) through docplane's driver
+/// (`ops::current_op_entries`, as the session service sends it) and through the official driver's
+/// `aggregate`, one after the other: what the driver layer adds to the read.
+async fn measure_candidate_reads(h: &Harness, direct: &mongodb::Client, opid: i64, level: &mut Level) {
+    let target = docplane_driver::NodeTarget {
+        id: "dds-bench".into(),
+        address: h.node_addr.to_string(),
+        credentials: Some(docplane_driver::Credentials {
+            username: NODE_USER.into(),
+            password: dds_support::NODE_PASSWORD.into(),
+            source: None,
+        }),
+        kind: docplane_driver::NodeKind::Mongod,
+    };
+    let driver =
+        DRIVER.get_or_init(|| docplane_driver::Driver::new(docplane_driver::DriverConfig::default()));
+    let t = Instant::now();
+    let entries =
+        docplane_driver::ops::current_op_entries(driver, &target, Some(doc! {"opid": {"$in": [opid]}})).await;
+    level.push(9, t.elapsed());
+    assert_eq!(entries.unwrap().len(), 1);
+    let t = Instant::now();
+    let found = current_ops(direct, Some(doc! {"opid": {"$in": [opid]}})).await;
+    level.push(10, t.elapsed());
+    assert_eq!(found.len(), 1);
+}
+
+/// Killing one operation (6..=8 of [`NAMES`], and 9..=10 before each driver kill): via the API
+/// and via the driver, interleaved, each timed until the killed client sees 11601.
 async fn measure_kills(h: &Harness, clients: &Clients, kill_iters: usize, level: &mut Level) {
     let ops = level.ops;
     let direct = &clients.direct;
@@ -442,6 +476,9 @@ async fn measure_kills(h: &Harness, clients: &Clients, kill_iters: usize, level:
             let millis = 7_000_000 + (ops as i64) * 1_000 + (i as i64) * 2 + i64::from(via_api);
             let done = victim(&clients.victims, millis);
             let opid = opid_of(direct, millis).await;
+            if !via_api {
+                measure_candidate_reads(h, direct, opid, level).await;
+            }
             let t = Instant::now();
             if via_api {
                 let (status, body) = h.post(&h.kill_path(), &json!({"sessions": [opid.to_string()]})).await;

@@ -718,6 +718,14 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         let (entries, applied_next) = currentop::current_op_stage_before(ctx, &spec, stages.get(1))?;
         let rest = Pipeline::parse(&stages[1..])?.checked_let(&lets)?;
         let rest = if applied_next { rest.without_first() } else { rest };
+        if rest.is_empty() && entries.len() <= currentop::INLINE_ENTRIES {
+            // A few entries and nothing left to run (an opid lookup, the kill's candidate read):
+            // built here, without the round trip to a blocking thread.
+            if let Some(e) = ctx.op.interrupt().0.error() {
+                return Err(e);
+            }
+            return open_cursor(ctx, ns, entries.into_docs(), batch_size, false, cmd);
+        }
         let ns_of = (db.clone(), None);
         let docs = ctx
             .blocking_in(ns_of, collation, move |e, intr| e.run_pipeline_source(&db, &entries, &rest, intr))

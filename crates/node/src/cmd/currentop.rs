@@ -381,7 +381,21 @@ pub struct CurrentOpEntries {
     entries: Vec<Entry>,
 }
 
+/// At most this many entries with no stage left to run are built on the connection's own task
+/// rather than on a blocking thread (building one takes microseconds).
+pub const INLINE_ENTRIES: usize = 64;
+
 impl CurrentOpEntries {
+    /// How many entries the read holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the read holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     fn op_parts<'a>(&'a self, op: &'a OpEntry, own: &'a Option<Document>) -> Option<(&'a Document, At<'a>)> {
         let template = own.as_ref().or_else(|| op.current_op_template.get())?;
         Some((template, At { time: &self.time, elapsed: Duration::ZERO }))
