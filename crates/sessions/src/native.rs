@@ -180,8 +180,8 @@ impl SessionService {
         source: &str,
         memory: &mut NativeMemory,
     ) -> Result<Option<Vec<RuleAction>>> {
-        let settings = self.settings(node).await?;
-        let mut set = rule_set_doc(rules, &settings, &self.transport().config().app_name);
+        let settings = node.settings;
+        let mut set = rule_set_doc(rules, settings, &self.transport().config().app_name);
         let generation = fingerprint(&set);
         let mut reply = match self.rules_command(node, memory, None).await {
             Ok(r) => r,
@@ -209,7 +209,7 @@ impl SessionService {
                 tracing::warn!(node_id = %node.target.id, dropped = reply.dropped,
                     "the node dropped kill-op rule events (its queue was full); they have no record");
             }
-            let recorded = self.record_events(node, rules, source, &reply, &settings, &mut actions).await;
+            let recorded = self.record_events(node, rules, source, &reply, settings, &mut actions).await;
             if let Some(seq) = recorded {
                 memory.ack = Some((reply.boot_id.clone(), seq));
             }

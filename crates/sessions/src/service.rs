@@ -37,7 +37,7 @@ use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, se
 
 /// The `tracing` target of the kill's phase timings: one debug event per kill by id
 /// (`phase = "kill_ids"`: candidates, intent, killOp + verification, outcome, in microseconds)
-/// and one per candidates read (`phase = "reads"`: the settings read and the `$currentOp` read,
+/// and one per candidates read (`phase = "reads"`: the `$currentOp` read,
 /// which run side by side, each from the read's start). Off unless a subscriber enables debug
 /// for it; `crates/api/examples/dds_bench.rs` collects them to say where a kill's time goes.
 pub const KILL_PHASES: &str = "docplane::kill_phases";
@@ -56,6 +56,10 @@ pub struct NodeRef<'a> {
     pub instance_id: &'a str,
     /// How to reach the node.
     pub target: &'a NodeTarget,
+    /// The instance's session settings, as the caller read them with the node (the API in one
+    /// store read, [`docplane_store::MetaStore::get_node_context`]; others with
+    /// [`SessionService::settings`]): the protection and privacy the call applies.
+    pub settings: &'a SessionSettings,
 }
 
 /// A selector kill request.
@@ -166,12 +170,13 @@ impl SessionService {
         self.store.as_ref()
     }
 
-    /// The instance's session settings (defaults when none are stored or the instance is gone).
-    /// A store failure is [`SessionError::NotRecorded`]: a kill cannot be recorded then either.
-    pub async fn settings(&self, node: NodeRef<'_>) -> Result<SessionSettings> {
-        match self.store.get_session_settings(node.project_id, node.instance_id).await {
+    /// The session settings of an instance (defaults when none are stored or the instance is
+    /// gone), for a [`NodeRef`]. A store failure is [`SessionError::NotRecorded`]: a kill cannot
+    /// be recorded then either.
+    pub async fn settings(&self, project_id: &str, instance_id: &str) -> Result<SessionSettings> {
+        match self.store.get_session_settings(project_id, instance_id).await {
             Ok(Some(s)) => Ok(s),
-            Ok(None) => Ok(SessionSettings::defaults(node.instance_id)),
+            Ok(None) => Ok(SessionSettings::defaults(instance_id)),
             Err(e) => Err(SessionError::NotRecorded(e.to_string())),
         }
     }
@@ -185,15 +190,11 @@ impl SessionService {
     pub async fn list(&self, node: NodeRef<'_>, query: &SessionQuery) -> Result<SessionPage> {
         let version = self.transport.version(node.target).await?;
         let stages = if version.has_current_op_stage() { pushdown::page_stages(query) } else { None };
-        // The settings (store) only decide how the page is rendered: read them beside the node.
-        let read = async {
-            match &stages {
-                Some(stages) => ops::current_op_pipeline(self.transport(), node.target, stages).await,
-                None => ops::current_op_entries(self.transport(), node.target, None).await,
-            }
+        let entries = match &stages {
+            Some(stages) => ops::current_op_pipeline(self.transport(), node.target, stages).await?,
+            None => ops::current_op_entries(self.transport(), node.target, None).await?,
         };
-        let (settings, entries) = tokio::join!(self.settings(node), read);
-        let (redact, entries) = (settings?.redact_operations, entries?);
+        let redact = node.settings.redact_operations;
         if stages.is_none() {
             return Ok(page_client_side(&entries, query, redact));
         }
@@ -228,15 +229,9 @@ impl SessionService {
         Ok(page_client_side(&entries, query, redact))
     }
 
-    /// Reads the node's entries (only `ids` when given), mapped, each with its rail verdict.
-    ///
-    /// The settings (store) and the entries (node) are read concurrently: both come before the
-    /// intent, so neither round trip waits on the other.
-    async fn candidates(
-        &self,
-        node: NodeRef<'_>,
-        ids: Option<&[SessionId]>,
-    ) -> Result<(SessionSettings, Vec<Candidate>)> {
+    /// Reads the node's entries (only `ids` when given), mapped, each with its rail verdict under
+    /// the node's settings (read by the caller with the node).
+    async fn candidates(&self, node: NodeRef<'_>, ids: Option<&[SessionId]>) -> Result<Vec<Candidate>> {
         let predicate = match ids {
             Some(ids) if !ids.iter().any(|id| matches!(id, SessionId::Idle(_))) => Some(opid_predicate(ids)),
             _ => None,
@@ -250,36 +245,21 @@ impl SessionService {
         &self,
         node: NodeRef<'_>,
         predicate: Option<Document>,
-    ) -> Result<(SessionSettings, Vec<Candidate>)> {
+    ) -> Result<Vec<Candidate>> {
         let started = Instant::now();
-        let (settings, entries) = tokio::join!(
-            async {
-                let s = self.settings(node).await;
-                (s, started.elapsed())
-            },
-            async {
-                let e = ops::current_op_entries(self.transport(), node.target, predicate).await;
-                (e, started.elapsed())
-            }
-        );
-        let ((settings, settings_took), (entries, current_op_took)) = (settings, entries);
-        tracing::debug!(
-            target: KILL_PHASES,
-            phase = "reads",
-            settings_us = micros(settings_took),
-            current_op_us = micros(current_op_took),
-        );
-        let (settings, entries) = (settings?, entries?);
+        let entries = ops::current_op_entries(self.transport(), node.target, predicate).await;
+        tracing::debug!(target: KILL_PHASES, phase = "reads", current_op_us = micros(started.elapsed()));
+        let entries = entries?;
         let own = own_connections(&entries, &self.transport.config().app_name);
         let candidates = entries
             .into_iter()
             .filter_map(|entry| {
                 let record = SessionRecord::summary(&entry)?;
-                let protection = rails::protection(&rails::facts(&entry), &settings, &own);
+                let protection = rails::protection(&rails::facts(&entry), node.settings, &own);
                 Some(Candidate { entry, record, protection })
             })
             .collect();
-        Ok((settings, candidates))
+        Ok(candidates)
     }
 
     /// Kills sessions by id: validate, check all-or-nothing (unknown, inactive, protected),
@@ -293,7 +273,7 @@ impl SessionService {
     ) -> Result<KillResult> {
         let started = Instant::now();
         let ids = parse_session_ids(raw_ids, node.target.kind)?;
-        let (settings, candidates) = self.candidates(node, Some(&ids)).await?;
+        let candidates = self.candidates(node, Some(&ids)).await?;
         let candidates_at = started.elapsed();
         let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
         check_killable(&ids, &records)?;
@@ -307,7 +287,7 @@ impl SessionService {
             if let Some(p) = &c.protection {
                 protected.push((text.clone(), p.reason()));
             }
-            targets.push(kill_target_with(&text, &c.entry, &c.record, settings.redact_operations));
+            targets.push(kill_target_with(&text, &c.entry, &c.record, node.settings.redact_operations));
         }
         if !protected.is_empty() {
             return Err(SessionError::Protected(protected));
@@ -368,7 +348,7 @@ impl SessionService {
         if !(1..=MAX_KILL_IDS).contains(&selection.max) {
             return Err(SessionError::InvalidRequest(format!("max must be in [1, {MAX_KILL_IDS}]")));
         }
-        let (settings, candidates) = self.candidates(node, None).await?;
+        let candidates = self.candidates(node, None).await?;
         let records: Vec<SessionRecord> = candidates.iter().map(|c| c.record.clone()).collect();
         let all = SessionQuery { filter: selection.filter.clone(), offset: 0, limit: u64::MAX };
         let (_, order) = select_indices(&records, &all);
@@ -381,8 +361,9 @@ impl SessionService {
         if killable.len() > selection.max {
             return Err(SessionError::TooManyMatches { matched: killable.len(), max: selection.max });
         }
-        let snapshot =
-            |c: &Candidate| kill_target_with(&c.record.id, &c.entry, &c.record, settings.redact_operations);
+        let snapshot = |c: &Candidate| {
+            kill_target_with(&c.record.id, &c.entry, &c.record, node.settings.redact_operations)
+        };
         let protected: Vec<MatchedSession> = matched
             .iter()
             .filter_map(|c| {
@@ -491,7 +472,7 @@ impl SessionService {
             } else {
                 None
             };
-        let (settings, candidates) = self.candidates_where(node, predicate).await?;
+        let candidates = self.candidates_where(node, predicate).await?;
         let eligible: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| c.record.active && c.record.has_opid && c.protection.is_none())
@@ -520,7 +501,7 @@ impl SessionService {
             }
             let targets: Vec<KillTarget> = chosen
                 .iter()
-                .map(|c| kill_target_with(&c.record.id, &c.entry, &c.record, settings.redact_operations))
+                .map(|c| kill_target_with(&c.record.id, &c.entry, &c.record, node.settings.redact_operations))
                 .collect();
             let ids: Vec<SessionId> =
                 chosen.iter().filter_map(|c| SessionId::parse(&c.record.id, node.target.kind)).collect();

@@ -100,7 +100,8 @@ fn recorder() -> KillRecorder {
 async fn internal_and_docplane_operations_are_refused_by_id_and_skipped_by_selector() {
     let (node, service, _dir) = setup().await;
     let t = target();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+    let settings = service.settings("p1", "i1").await.unwrap();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
 
     let err = service.kill_ids(at, &recorder(), &["11".into()]).await.unwrap_err();
     let SessionError::Protected(list) = err else { panic!("{err:?}") };
@@ -169,7 +170,8 @@ async fn rules_never_kill_internal_or_docplane_operations() {
         entries[1].insert("microsecs_running", 9_000_000_i64);
     }
     let t = target();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+    let settings = service.settings("p1", "i1").await.unwrap();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
     let mut memory = docplane_sessions::ObserveMemory::default();
     let actions =
         service.enforce(at, &[rule_over_two_seconds("kill")], "replica-a", &mut memory).await.unwrap();
@@ -187,7 +189,8 @@ async fn rules_never_kill_internal_or_docplane_operations() {
 async fn observing_rules_record_once_and_kill_nothing() {
     let (node, service, _dir) = setup().await;
     let t = target();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t };
+    let settings = service.settings("p1", "i1").await.unwrap();
+    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
     let mut memory = docplane_sessions::ObserveMemory::default();
     let rules = [rule_over_two_seconds("observe")];
     let first = service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap();

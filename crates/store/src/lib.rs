@@ -179,9 +179,10 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn create_node(&self, n: &Node) -> Result<()>;
     /// The node `id` if its instance belongs to `project_id`.
     async fn get_node(&self, project_id: &str, id: &str) -> Result<Option<Node>>;
-    /// The instance of the node `node_id` if it belongs to `project_id` (one query, so that it can
-    /// run beside [`MetaStore::get_node`] rather than after it).
-    async fn get_node_instance(&self, project_id: &str, node_id: &str) -> Result<Option<Instance>>;
+    /// The node `node_id` with its instance and the instance's session settings (the defaults
+    /// when none are stored), if the instance belongs to `project_id`: one query, the read every
+    /// session call starts with.
+    async fn get_node_context(&self, project_id: &str, node_id: &str) -> Result<Option<NodeContext>>;
     async fn list_nodes(&self, instance_id: &str) -> Result<Vec<Node>>;
     async fn update_node(&self, id: &str, u: &NodeUpdate) -> Result<()>;
     async fn delete_node(&self, id: &str) -> Result<()>;

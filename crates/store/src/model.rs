@@ -193,6 +193,15 @@ pub struct Node {
     pub updated_at: i64,
 }
 
+/// What a session call needs of a node, read at once ([`crate::MetaStore::get_node_context`]):
+/// the node, its instance, and the instance's session settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeContext {
+    pub node: Node,
+    pub instance: Instance,
+    pub settings: SessionSettings,
+}
+
 /// Filters of `GET /v3/{project_id}/instances`; `None` means "no filter".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceFilter {

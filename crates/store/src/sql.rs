@@ -272,6 +272,55 @@ fn settings_from_row(row: SettingsRow) -> Result<SessionSettings> {
     }
 }
 
+/// A row of [`MetaStore::get_node_context`]'s query: the node's columns (`n_`), the instance's
+/// (their own names), the settings' (`s_`, all `NULL` when none are stored).
+#[derive(sqlx::FromRow)]
+struct NodeContextRow {
+    n_id: String,
+    n_instance_id: String,
+    n_group_id: String,
+    n_name: String,
+    n_role: String,
+    n_status: String,
+    n_address: String,
+    n_credentials_enc: Option<Vec<u8>>,
+    n_version: String,
+    n_updated_at: i64,
+    #[sqlx(flatten)]
+    instance: Instance,
+    s_redact_operations: Option<bool>,
+    s_protected_users: Option<String>,
+    s_protected_app_names: Option<String>,
+    s_updated_at: Option<i64>,
+    s_updated_by: Option<String>,
+}
+
+impl NodeContextRow {
+    fn into_context(self) -> Result<NodeContext> {
+        let settings = settings_from_row((
+            self.instance.id.clone(),
+            self.s_redact_operations,
+            self.s_protected_users,
+            self.s_protected_app_names,
+            self.s_updated_at,
+            self.s_updated_by,
+        ))?;
+        let node = Node {
+            id: self.n_id,
+            instance_id: self.n_instance_id,
+            group_id: self.n_group_id,
+            name: self.n_name,
+            role: self.n_role,
+            status: self.n_status,
+            address: self.n_address,
+            credentials_enc: self.n_credentials_enc,
+            version: self.n_version,
+            updated_at: self.n_updated_at,
+        };
+        Ok(NodeContext { node, instance: self.instance, settings })
+    }
+}
+
 /// A list of names as stored: a JSON array of strings.
 fn encode_names(names: &[String]) -> Result<String> {
     serde_json::to_string(names).map_err(|e| StoreError::Corrupt(format!("encoding names: {e}")))
@@ -909,13 +958,24 @@ macro_rules! impl_meta_store {
                 Ok(())
             }
 
-            async fn get_node_instance(&self, project_id: &str, node_id: &str) -> Result<Option<Instance>> {
-                let cols = INSTANCE_COLS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ");
+            async fn get_node_context(&self, project_id: &str, node_id: &str) -> Result<Option<NodeContext>> {
+                let instance_cols =
+                    INSTANCE_COLS.split(", ").map(|c| format!("i.{c} AS {c}")).collect::<Vec<_>>().join(", ");
                 let sql = format!(
-                    "SELECT {cols} FROM instances i JOIN nodes n ON n.instance_id = i.id \
+                    "SELECT n.id AS n_id, n.instance_id AS n_instance_id, n.group_id AS n_group_id, \
+                     n.name AS n_name, n.role AS n_role, n.status AS n_status, n.address AS n_address, \
+                     n.credentials_enc AS n_credentials_enc, n.version AS n_version, \
+                     n.updated_at AS n_updated_at, {instance_cols}, \
+                     s.redact_operations AS s_redact_operations, s.protected_users AS s_protected_users, \
+                     s.protected_app_names AS s_protected_app_names, s.updated_at AS s_updated_at, \
+                     s.updated_by AS s_updated_by \
+                     FROM nodes n JOIN instances i ON i.id = n.instance_id \
+                     LEFT JOIN session_settings s ON s.instance_id = i.id \
                      WHERE n.id = $1 AND i.project_id = $2"
                 );
-                Ok(sqlx::query_as(&sql).bind(node_id).bind(project_id).fetch_optional(&self.pool).await?)
+                let row: Option<NodeContextRow> =
+                    sqlx::query_as(&sql).bind(node_id).bind(project_id).fetch_optional(&self.pool).await?;
+                row.map(NodeContextRow::into_context).transpose()
             }
 
             async fn get_node(&self, project_id: &str, id: &str) -> Result<Option<Node>> {

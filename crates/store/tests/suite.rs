@@ -385,6 +385,27 @@ async fn change_log_is_monotonic(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(after.windows(2).all(|w| w[0].seq < w[1].seq));
 }
 
+/// `get_node_context` of node n1 (instance of project p1): the node, its instance, the defaults,
+/// then stored settings; nothing outside the project.
+async fn node_context_of_n1(s: &Arc<dyn MetaStore>) {
+    let ctx = s.get_node_context("p1", "n1").await.unwrap().expect("the node's context");
+    assert_eq!(ctx.node, s.get_node("p1", "n1").await.unwrap().unwrap());
+    assert_eq!(Some(&ctx.instance), s.get_instance("p1", &ctx.node.instance_id).await.unwrap().as_ref());
+    assert_eq!(ctx.settings, SessionSettings::defaults(&ctx.instance.id), "none stored: the defaults");
+    assert!(s.get_node_context("p2", "n1").await.unwrap().is_none(), "tenant isolation");
+    assert!(s.get_node_context("p1", "nope").await.unwrap().is_none());
+    let stored = SessionSettings {
+        instance_id: ctx.instance.id.clone(),
+        redact_operations: true,
+        protected_users: vec!["backup".into()],
+        protected_app_names: vec!["nightly".into(), "etl".into()],
+        updated_at: 7,
+        updated_by: "alice".into(),
+    };
+    s.put_session_settings("p1", &stored).await.unwrap();
+    assert_eq!(s.get_node_context("p1", "n1").await.unwrap().unwrap().settings, stored, "the stored ones");
+}
+
 async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
     let inst = |id: &str, project: &str, name: &str, mode: InstanceMode, t: i64| Instance {
         id: id.into(),
@@ -455,10 +476,7 @@ async fn instances_groups_nodes(s: Arc<dyn MetaStore>, _loc: String) {
     assert!(s.create_node(&Node { group_id: "nope".into(), ..node("n3", "x") }).await.is_err());
     assert_eq!(s.get_node("p1", "n1").await.unwrap().unwrap().credentials_enc, Some(vec![9, 9, 9]));
     assert!(s.get_node("p2", "n1").await.unwrap().is_none(), "tenant isolation in the query");
-    let inst = s.get_node_instance("p1", "n1").await.unwrap().expect("the node's instance");
-    assert_eq!(inst.id, s.get_node("p1", "n1").await.unwrap().unwrap().instance_id);
-    assert!(s.get_node_instance("p2", "n1").await.unwrap().is_none(), "tenant isolation");
-    assert!(s.get_node_instance("p1", "nope").await.unwrap().is_none());
+    node_context_of_n1(&s).await;
     s.update_node(
         "n2",
         &NodeUpdate { role: Some("Primary".into()), version: Some("4.2.1".into()), ..Default::default() },
@@ -531,7 +549,7 @@ async fn session_settings(s: Arc<dyn MetaStore>, _loc: String) {
         ..set.clone()
     };
     s.put_session_settings("p1", &less).await.unwrap();
-    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(less));
+    assert_eq!(s.get_session_settings("p1", "i1").await.unwrap(), Some(less.clone()));
     // Settings decide no authorization and nothing caches them: no change-log entry.
     assert_eq!(s.latest_change_seq().await.unwrap(), seq);
     // The other instance is untouched.

@@ -9,7 +9,7 @@
 
 use docplane_driver::{Credentials, DriverError, NodeKind, NodeTarget, ServerVersion};
 use docplane_sessions::SessionError;
-use docplane_store::{GroupType, Instance, Node};
+use docplane_store::{GroupType, Instance, Node, NodeContext, SessionSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, NodeCause};
@@ -121,20 +121,20 @@ pub async fn target_of(st: &AppState, node: &Node) -> Result<NodeTarget, ApiErro
     Ok(NodeTarget { id: node.id.clone(), address: node.address.clone(), credentials, kind })
 }
 
-/// Looks the node up in the caller's project (404 `DBS.200013` otherwise).
-pub async fn resolve_node(st: &AppState, project_id: &str, node_id: &str) -> Result<ResolvedNode, ApiError> {
-    // Both reads at once: the node and its instance are on every session call's critical path.
-    let (node, instance) =
-        tokio::join!(st.store.get_node(project_id, node_id), st.store.get_node_instance(project_id, node_id));
-    let (Some(node), Some(instance)) = (node?, instance?) else {
+/// Looks the node up in the caller's project (404 `DBS.200013` otherwise), with its instance and
+/// the instance's session settings: one store read, the first of every session call.
+pub async fn resolve_node(
+    st: &AppState,
+    project_id: &str,
+    node_id: &str,
+) -> Result<(ResolvedNode, SessionSettings), ApiError> {
+    let Some(NodeContext { node, instance, settings }) =
+        st.store.get_node_context(project_id, node_id).await?
+    else {
         return Err(ApiError::NodeNotFound);
     };
-    // A node moved between the two reads (never done today, but cheap to refuse).
-    if node.instance_id != instance.id {
-        return Err(ApiError::NodeNotFound);
-    }
     let target = target_of(st, &node).await?;
-    Ok(ResolvedNode { node, instance, target })
+    Ok((ResolvedNode { node, instance, target }, settings))
 }
 
 /// Instance / node states in which session operations are refused (`DBS.200011` for the

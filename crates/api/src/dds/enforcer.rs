@@ -262,10 +262,16 @@ async fn pass_inner(
         tracing::debug!(node_id = %w.node.id, error = %e, "enforcer: node skipped");
         return Ok(Vec::new());
     }
+    let settings = state
+        .sessions
+        .settings(&resolved.instance.project_id, &resolved.instance.id)
+        .await
+        .map_err(|e| e.to_string())?;
     let node = NodeRef {
         project_id: &resolved.instance.project_id,
         instance_id: &resolved.instance.id,
         target: &resolved.target,
+        settings: &settings,
     };
     if memory.native.try_native() {
         match state.sessions.enforce_native(node, &rules, owner, &mut memory.native).await {

@@ -358,7 +358,7 @@ pub async fn resolve_pending(st: &AppState, grace: Duration) -> Result<usize, St
             .unwrap_or_default();
         let check = match resolve_node(st, &intent.project_id, &intent.node_id).await {
             Err(e) => json!({"node_error": e.to_string()}),
-            Ok(node) => {
+            Ok((node, _)) => {
                 let parsed: Vec<SessionId> =
                     ids.iter().filter_map(|id| SessionId::parse(id, node.target.kind)).collect();
                 match docplane_sessions::kill::ops_matching(&st.driver, &node.target, &parsed).await {

@@ -228,10 +228,14 @@ pub async fn list_sessions(
     ApiQuery(q): ApiQuery<ListSessionsQuery>,
 ) -> Result<Json<ListSessionsResponse>, ApiError> {
     let query = parse_list_query(&q)?;
-    let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
+    let (resolved, settings) = resolve_node(&st, p.project_id(), &path.node_id).await?;
     check_state_and_version(&resolved)?;
-    let node =
-        NodeRef { project_id: p.project_id(), instance_id: &resolved.instance.id, target: &resolved.target };
+    let node = NodeRef {
+        project_id: p.project_id(),
+        instance_id: &resolved.instance.id,
+        target: &resolved.target,
+        settings: &settings,
+    };
     let page = st.sessions.list(node, &query).await.map_err(list_error)?;
     Ok(Json(ListSessionsResponse {
         total_count: page.total,
@@ -273,7 +277,7 @@ pub async fn kill_sessions(
     let started = std::time::Instant::now();
     let result = async {
         raw_ids = parse_kill_body(&body)?;
-        let resolved = resolve_node(&st, p.project_id(), &path.node_id).await?;
+        let (resolved, settings) = resolve_node(&st, p.project_id(), &path.node_id).await?;
         let resolved_at = started.elapsed();
         scope.instance_id.clone_from(&resolved.instance.id);
         // Format first (no node access), so malformed ids never wait on the network.
@@ -284,6 +288,7 @@ pub async fn kill_sessions(
             project_id: p.project_id(),
             instance_id: &resolved.instance.id,
             target: &resolved.target,
+            settings: &settings,
         };
         let done = st.sessions.kill_ids(node, &recorder, &raw_ids).await.map_err(kill_error);
         tracing::debug!(
