@@ -10,10 +10,10 @@
 //!                  {ns: NS}, {planSummary: {$regex: <whole word, ASCII case ignored>}}]}},
 //! {$addFields: {_dp_us: microsecs_running, else secs_running * 1e6 (each only when a
 //!                       non-negative integral number), else 0,
-//!               _dp_id: opid (int, long, string, integral double), else "lsid:" for an idle
-//!                       session holding transaction state, else desc,
-//!               _dp_src: 0 opid, 1 idle session, 2 desc}},
+//!               _dp_src: 0 opid (int, long, string, integral double), 1 idle session holding
+//!                        transaction state, 2 desc}},
 //! {$match: {$or: [{_dp_src: {$lt: 2}}, {desc: /^conn[0-9]{1,12}$/}], _dp_us: {$gt: N}}},
+//! {$addFields: {_dp_id: by _dp_src: opid, "lsid:", desc}},
 //! {$facet: {total: [{$count: "n"}],
 //!           page: [{$sort: {_dp_us: -1, _dp_id: 1, "lsid.id": 1}}, {$skip}, {$limit},
 //!                  {$project: {_dp_us: 0, _dp_id: 0, _dp_src: 0}}]}}
@@ -63,17 +63,23 @@ pub(crate) fn word_pattern(word: &str) -> Option<String> {
     Some(p)
 }
 
-/// `path` when it holds a non-negative integral number below 1.8e19 (`bson_u64`), else null.
+/// `path` when it holds a non-negative integral number below 1.8e19 (`bson_u64`), else null. An
+/// int or long (what every server reports) needs only the sign test: it is integral and below
+/// 2^63; a double gets the whole test.
 fn count_or_null(path: &str) -> Bson {
-    Bson::Document(doc! {"$cond": [
-        {"$in": [{"$type": path}, ["int", "long", "double"]]},
-        {"$cond": [
-            {"$and": [{"$gte": [path, 0]}, {"$lt": [path, 1.8e19]}, {"$eq": [path, {"$trunc": path}]}]},
-            path,
-            Bson::Null,
-        ]},
-        Bson::Null,
-    ]})
+    Bson::Document(doc! {"$switch": {
+        "branches": [
+            {"case": {"$in": [{"$type": path}, ["int", "long"]]},
+             "then": {"$cond": [{"$gte": [path, 0]}, path, Bson::Null]}},
+            {"case": {"$eq": [{"$type": path}, "double"]},
+             "then": {"$cond": [
+                {"$and": [{"$gte": [path, 0]}, {"$lt": [path, 1.8e19]}, {"$eq": [path, {"$trunc": path}]}]},
+                path,
+                Bson::Null,
+             ]}},
+        ],
+        "default": Bson::Null,
+    }})
 }
 
 /// The stages after `$currentOp` that answer `query` in one document `{total, page}`, or `None`
@@ -116,16 +122,19 @@ pub fn page_stages(query: &SessionQuery) -> Option<Vec<Document>> {
             count_or_null("$microsecs_running"),
             {"$ifNull": [{"$multiply": [count_or_null("$secs_running"), 1_000_000_i64]}, 0_i64]},
         ]},
-        "_dp_id": {"$switch": {
-            "branches": [
-                {"case": opid_usable.clone(), "then": "$opid"},
-                {"case": idle_session.clone(), "then": "lsid:"},
-            ],
-            "default": "$desc",
-        }},
         "_dp_src": {"$switch": {
             "branches": [{"case": opid_usable, "then": 0}, {"case": idle_session, "then": 1}],
             "default": 2,
+        }},
+    };
+    // From `_dp_src`, so that each entry's id source is decided once.
+    let add_id = doc! {
+        "_dp_id": {"$switch": {
+            "branches": [
+                {"case": {"$eq": ["$_dp_src", 0]}, "then": "$opid"},
+                {"case": {"$eq": ["$_dp_src", 1]}, "then": "lsid:"},
+            ],
+            "default": "$desc",
         }},
     };
     let mut keep = doc! {"$or": [{"_dp_src": {"$lt": 2}}, {"desc": {"$regex": "^conn[0-9]{1,12}$"}}]};
@@ -150,6 +159,7 @@ pub fn page_stages(query: &SessionQuery) -> Option<Vec<Document>> {
     }
     stages.push(doc! {"$addFields": add});
     stages.push(doc! {"$match": keep});
+    stages.push(doc! {"$addFields": add_id});
     stages.push(doc! {"$facet": {TOTAL: [{"$count": "n"}], PAGE: page}});
     Some(stages)
 }
@@ -194,7 +204,7 @@ mod tests {
             page_stages(&q(SessionFilter { user: Some("a".into()), ..SessionFilter::default() })).is_none()
         );
         let s = page_stages(&q(SessionFilter::default())).unwrap();
-        assert_eq!(s.len(), 3, "no exact filter, no first $match");
+        assert_eq!(s.len(), 4, "no exact filter, no first $match");
         let s = page_stages(&q(SessionFilter { op_type: Some("query".into()), ..SessionFilter::default() }))
             .unwrap();
         assert_eq!(s[0], doc! {"$match": {"$and": [{"op": "query"}]}});
