@@ -278,7 +278,7 @@ impl SessionService {
                 event_record_id(&node.target.id, &reply.boot_id, e.seq),
                 KillScope {
                     project_id: node.project_id.to_owned(),
-                    instance_id: node.instance_id.to_owned(),
+                    instance_id: node.instance_id().to_owned(),
                     node_id: node.target.id.clone(),
                 },
                 Actor {

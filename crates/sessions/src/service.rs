@@ -37,8 +37,8 @@ use crate::select::{SessionFilter, SessionPage, SessionQuery, check_killable, se
 
 /// The `tracing` target of the kill's phase timings: one debug event per kill by id
 /// (`phase = "kill_ids"`: candidates, intent, killOp + verification, outcome, in microseconds)
-/// and one per candidates read (`phase = "reads"`: the `$currentOp` read,
-/// which run side by side, each from the read's start). Off unless a subscriber enables debug
+/// and one per candidates read (`phase = "reads"`: the `$currentOp` read's time). Off unless a
+/// subscriber enables debug
 /// for it; `crates/api/examples/dds_bench.rs` collects them to say where a kill's time goes.
 pub const KILL_PHASES: &str = "docplane::kill_phases";
 
@@ -52,14 +52,19 @@ pub fn micros(d: Duration) -> u64 {
 pub struct NodeRef<'a> {
     /// The caller's project.
     pub project_id: &'a str,
-    /// The node's instance.
-    pub instance_id: &'a str,
     /// How to reach the node.
     pub target: &'a NodeTarget,
-    /// The instance's session settings, as the caller read them with the node (the API in one
-    /// store read, [`docplane_store::MetaStore::get_node_context`]; others with
-    /// [`SessionService::settings`]): the protection and privacy the call applies.
+    /// The session settings of the node's instance (which they name), as the caller read them
+    /// with the node (the API in one store read, [`docplane_store::MetaStore::get_node_context`];
+    /// others with [`SessionService::settings`]): the protection and privacy the call applies.
     pub settings: &'a SessionSettings,
+}
+
+impl NodeRef<'_> {
+    /// The node's instance.
+    pub fn instance_id(&self) -> &str {
+        &self.settings.instance_id
+    }
 }
 
 /// A selector kill request.
@@ -509,7 +514,7 @@ impl SessionService {
             let recorder = KillRecorder::new(
                 crate::audit::KillScope {
                     project_id: node.project_id.to_owned(),
-                    instance_id: node.instance_id.to_owned(),
+                    instance_id: node.instance_id().to_owned(),
                     node_id: node.target.id.clone(),
                 },
                 crate::audit::Actor {

@@ -54,7 +54,7 @@ async fn pushdown_answers_what_the_client_side_listing_answers() {
         kind: NodeKind::Mongod,
     };
     let settings = service.settings("p", "i").await.unwrap();
-    let at = NodeRef { project_id: "p", instance_id: "i", target: &target, settings: &settings };
+    let at = NodeRef { project_id: "p", target: &target, settings: &settings };
 
     let (held, scan) = hold_operations(addr).await;
     let deadline = Instant::now() + Duration::from_secs(10);

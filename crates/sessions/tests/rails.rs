@@ -101,7 +101,7 @@ async fn internal_and_docplane_operations_are_refused_by_id_and_skipped_by_selec
     let (node, service, _dir) = setup().await;
     let t = target();
     let settings = service.settings("p1", "i1").await.unwrap();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
+    let at = NodeRef { project_id: "p1", target: &t, settings: &settings };
 
     let err = service.kill_ids(at, &recorder(), &["11".into()]).await.unwrap_err();
     let SessionError::Protected(list) = err else { panic!("{err:?}") };
@@ -171,7 +171,7 @@ async fn rules_never_kill_internal_or_docplane_operations() {
     }
     let t = target();
     let settings = service.settings("p1", "i1").await.unwrap();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
+    let at = NodeRef { project_id: "p1", target: &t, settings: &settings };
     let mut memory = docplane_sessions::ObserveMemory::default();
     let actions =
         service.enforce(at, &[rule_over_two_seconds("kill")], "replica-a", &mut memory).await.unwrap();
@@ -190,7 +190,7 @@ async fn observing_rules_record_once_and_kill_nothing() {
     let (node, service, _dir) = setup().await;
     let t = target();
     let settings = service.settings("p1", "i1").await.unwrap();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
+    let at = NodeRef { project_id: "p1", target: &t, settings: &settings };
     let mut memory = docplane_sessions::ObserveMemory::default();
     let rules = [rule_over_two_seconds("observe")];
     let first = service.enforce(at, &rules, "replica-a", &mut memory).await.unwrap();

@@ -508,7 +508,7 @@ async fn pass(
     let service = SessionService::new(node.clone(), store.clone()).with_rule_pushdown(pushdown);
     let t = target();
     let settings = service.settings("p1", "i1").await.unwrap();
-    let at = NodeRef { project_id: "p1", instance_id: "i1", target: &t, settings: &settings };
+    let at = NodeRef { project_id: "p1", target: &t, settings: &settings };
     let actions = service.enforce(at, rules, "replica-a", &mut ObserveMemory::default()).await.unwrap();
     let first_read = node.returned.lock().unwrap()[0];
     (summary(&actions), first_read)

@@ -272,6 +272,25 @@ fn settings_from_row(row: SettingsRow) -> Result<SessionSettings> {
     }
 }
 
+/// [`MetaStore::get_node_context`]'s query ($1 node, $2 project), written once: it runs on every
+/// session call.
+static NODE_CONTEXT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let instance_cols =
+        INSTANCE_COLS.split(", ").map(|c| format!("i.{c} AS {c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT n.id AS n_id, n.instance_id AS n_instance_id, n.group_id AS n_group_id, \
+         n.name AS n_name, n.role AS n_role, n.status AS n_status, n.address AS n_address, \
+         n.credentials_enc AS n_credentials_enc, n.version AS n_version, \
+         n.updated_at AS n_updated_at, {instance_cols}, \
+         s.redact_operations AS s_redact_operations, s.protected_users AS s_protected_users, \
+         s.protected_app_names AS s_protected_app_names, s.updated_at AS s_updated_at, \
+         s.updated_by AS s_updated_by \
+         FROM nodes n JOIN instances i ON i.id = n.instance_id \
+         LEFT JOIN session_settings s ON s.instance_id = i.id \
+         WHERE n.id = $1 AND i.project_id = $2"
+    )
+});
+
 /// A row of [`MetaStore::get_node_context`]'s query: the node's columns (`n_`), the instance's
 /// (their own names), the settings' (`s_`, all `NULL` when none are stored).
 #[derive(sqlx::FromRow)]
@@ -959,22 +978,11 @@ macro_rules! impl_meta_store {
             }
 
             async fn get_node_context(&self, project_id: &str, node_id: &str) -> Result<Option<NodeContext>> {
-                let instance_cols =
-                    INSTANCE_COLS.split(", ").map(|c| format!("i.{c} AS {c}")).collect::<Vec<_>>().join(", ");
-                let sql = format!(
-                    "SELECT n.id AS n_id, n.instance_id AS n_instance_id, n.group_id AS n_group_id, \
-                     n.name AS n_name, n.role AS n_role, n.status AS n_status, n.address AS n_address, \
-                     n.credentials_enc AS n_credentials_enc, n.version AS n_version, \
-                     n.updated_at AS n_updated_at, {instance_cols}, \
-                     s.redact_operations AS s_redact_operations, s.protected_users AS s_protected_users, \
-                     s.protected_app_names AS s_protected_app_names, s.updated_at AS s_updated_at, \
-                     s.updated_by AS s_updated_by \
-                     FROM nodes n JOIN instances i ON i.id = n.instance_id \
-                     LEFT JOIN session_settings s ON s.instance_id = i.id \
-                     WHERE n.id = $1 AND i.project_id = $2"
-                );
-                let row: Option<NodeContextRow> =
-                    sqlx::query_as(&sql).bind(node_id).bind(project_id).fetch_optional(&self.pool).await?;
+                let row: Option<NodeContextRow> = sqlx::query_as(&NODE_CONTEXT_SQL)
+                    .bind(node_id)
+                    .bind(project_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 row.map(NodeContextRow::into_context).transpose()
             }
 

@@ -267,12 +267,8 @@ async fn pass_inner(
         .settings(&resolved.instance.project_id, &resolved.instance.id)
         .await
         .map_err(|e| e.to_string())?;
-    let node = NodeRef {
-        project_id: &resolved.instance.project_id,
-        instance_id: &resolved.instance.id,
-        target: &resolved.target,
-        settings: &settings,
-    };
+    let node =
+        NodeRef { project_id: &resolved.instance.project_id, target: &resolved.target, settings: &settings };
     if memory.native.try_native() {
         match state.sessions.enforce_native(node, &rules, owner, &mut memory.native).await {
             Ok(Some(actions)) => {

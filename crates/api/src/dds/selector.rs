@@ -235,12 +235,7 @@ pub async fn kill_matching(
         let (resolved, settings) = resolve_node(&st, p.project_id(), &path.node_id).await?;
         scope.instance_id.clone_from(&resolved.instance.id);
         check_state_and_version(&resolved)?;
-        let node = NodeRef {
-            project_id: p.project_id(),
-            instance_id: &resolved.instance.id,
-            target: &resolved.target,
-            settings: &settings,
-        };
+        let node = NodeRef { project_id: p.project_id(), target: &resolved.target, settings: &settings };
         let recorder = KillRecorder::new(scope.clone(), actor.clone());
         st.sessions.kill_matching(node, &recorder, &selection).await.map_err(kill_error)
     }

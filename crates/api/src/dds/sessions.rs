@@ -230,12 +230,7 @@ pub async fn list_sessions(
     let query = parse_list_query(&q)?;
     let (resolved, settings) = resolve_node(&st, p.project_id(), &path.node_id).await?;
     check_state_and_version(&resolved)?;
-    let node = NodeRef {
-        project_id: p.project_id(),
-        instance_id: &resolved.instance.id,
-        target: &resolved.target,
-        settings: &settings,
-    };
+    let node = NodeRef { project_id: p.project_id(), target: &resolved.target, settings: &settings };
     let page = st.sessions.list(node, &query).await.map_err(list_error)?;
     Ok(Json(ListSessionsResponse {
         total_count: page.total,
@@ -284,12 +279,7 @@ pub async fn kill_sessions(
         sessions::parse_session_ids(&raw_ids, resolved.target.kind).map_err(kill_error)?;
         check_state_and_version(&resolved)?;
         let recorder = KillRecorder::new(scope.clone(), actor.clone());
-        let node = NodeRef {
-            project_id: p.project_id(),
-            instance_id: &resolved.instance.id,
-            target: &resolved.target,
-            settings: &settings,
-        };
+        let node = NodeRef { project_id: p.project_id(), target: &resolved.target, settings: &settings };
         let done = st.sessions.kill_ids(node, &recorder, &raw_ids).await.map_err(kill_error);
         tracing::debug!(
             target: sessions::KILL_PHASES,

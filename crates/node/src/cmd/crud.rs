@@ -747,10 +747,10 @@ pub(super) async fn aggregate(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         tracing::debug!(
             target: "docplane_node::current_op",
             entries = n,
-            entries_us = micros(entries_at),
-            pipeline_us = micros(piped_at - entries_at),
-            run_us = micros(ran),
-            reply_us = micros(started.elapsed() - piped_at),
+            entries_us = super::micros(entries_at),
+            pipeline_us = super::micros(piped_at - entries_at),
+            run_us = super::micros(ran),
+            reply_us = super::micros(started.elapsed() - piped_at),
         );
         return reply;
     }
@@ -1238,9 +1238,4 @@ pub(super) async fn explain(ctx: &mut Ctx<'_>, cmd: &Document) -> CmdResult {
         "command": inner,
         "serverInfo": {"host": &ctx.state.host, "port": i32::from(ctx.state.local_addr.port()), "version": crate::MONGODB_COMPAT_VERSION},
     })
-}
-
-/// `d` in whole microseconds, saturating (the unit of the node's timing events).
-fn micros(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

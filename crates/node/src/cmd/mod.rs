@@ -161,6 +161,12 @@ pub fn truncated_command(cmd: &Document) -> Option<Document> {
     Some(d)
 }
 
+/// `d` in whole microseconds, saturating: the unit of the node's timing events
+/// (`docplane_node::command`, `docplane_node::current_op`).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn parse_max_time(cmd: &Document) -> Result<Option<Instant>, CommandError> {
     match cmd.get("maxTimeMS") {
         None | Some(Bson::Null) => Ok(None),
@@ -285,7 +291,7 @@ pub async fn dispatch(
             target: "docplane_node::command",
             conn = conn.info.id,
             command = %name,
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            micros = micros(started.elapsed()),
             code = result.as_ref().err().map_or(0, |e| e.code),
         );
     }
