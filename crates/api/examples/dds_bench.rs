@@ -25,6 +25,9 @@
 //! level as p50 / p99 per phase. `DDS_BENCH_TRACE=<target=level,...>` also prints those
 //! `tracing` events to stderr (e.g. `mongodb::command=debug` for every command the driver sends).
 //!
+//! `DDS_BENCH_LISTS=5` runs only the fifth list measurement (any comma-separated subset of 1-6),
+//! so that a profile sees one read's work.
+//!
 //! `DDS_BENCH_LOAD=process` runs the background operations' clients in a child process (this
 //! binary again, in load mode), as applications are in production: the API, the embedded node
 //! and the measuring clients stay in this process, the 1,000 waiting clients do not share its
@@ -398,39 +401,69 @@ async fn measure_level(h: &Harness, clients: &Clients, ops: usize, args: &BenchA
     level
 }
 
+/// Which of the six list measurements to run: `DDS_BENCH_LISTS=2,5` (numbers as printed, from 1)
+/// runs only those, so that a profile sees one read's work; unset, all six.
+fn lists_wanted() -> [bool; 6] {
+    let Ok(spec) = std::env::var("DDS_BENCH_LISTS") else { return [true; 6] };
+    let mut want = [false; 6];
+    for n in spec.split(',') {
+        let k: usize = n.trim().parse().expect("DDS_BENCH_LISTS: comma-separated numbers 1-6");
+        assert!((1..=6).contains(&k), "DDS_BENCH_LISTS: {k} is not a list measurement (1-6)");
+        want[k - 1] = true;
+    }
+    want
+}
+
+/// Times `f` when `on`, else `None` (a measurement left out by `DDS_BENCH_LISTS`).
+async fn timed<T>(on: bool, f: impl std::future::Future<Output = T>) -> Option<(Duration, T)> {
+    if !on {
+        return None;
+    }
+    let t = Instant::now();
+    let out = f.await;
+    Some((t.elapsed(), out))
+}
+
 /// The six list measurements (0..=5 of [`NAMES`]), interleaved; the first 10 rounds are warm-up.
 async fn measure_lists(h: &Harness, direct: &mongodb::Client, iters: usize, level: &mut Level) {
     let ops = level.ops;
+    let want = lists_wanted();
+    let group = || vec![stage(), doc! {"$group": {"_id": Bson::Null, "n": {"$sum": 1}}}];
     for i in 0..iters + 10 {
-        let t = Instant::now();
-        let (status, _) = h.get(&h.sessions_path("?limit=10")).await;
-        let a10 = t.elapsed();
-        assert_eq!(status, 200);
-        let t = Instant::now();
-        let (status, body) = h.get(&h.sessions_path("?limit=100")).await;
-        let a100 = t.elapsed();
-        assert_eq!(status, 200, "{body}");
-        let t = Instant::now();
-        let n = current_ops(direct, None).await.len();
-        let all = t.elapsed();
-        assert!(n >= ops);
-        let t = Instant::now();
-        let (total, p10) = pushdown_page(direct, 10).await;
-        let d10 = t.elapsed();
-        assert!(total >= ops as u64 && p10.len() == 10.min(total as usize), "{total} {}", p10.len());
-        let t = Instant::now();
-        let (_, p100) = pushdown_page(direct, 100).await;
-        let d100 = t.elapsed();
-        assert_eq!(p100.len(), 100.min(total as usize));
-        let t = Instant::now();
-        let built =
-            aggregate(direct, vec![stage(), doc! {"$group": {"_id": Bson::Null, "n": {"$sum": 1}}}], None)
-                .await;
-        let node = t.elapsed();
-        assert_eq!(built.len(), 1);
+        let a10 = timed(want[0], h.get(&h.sessions_path("?limit=10"))).await;
+        if let Some((_, (status, _))) = &a10 {
+            assert_eq!(*status, 200);
+        }
+        let a100 = timed(want[1], h.get(&h.sessions_path("?limit=100"))).await;
+        if let Some((_, (status, body))) = &a100 {
+            assert_eq!(*status, 200, "{body}");
+        }
+        let all = timed(want[2], current_ops(direct, None)).await;
+        if let Some((_, entries)) = &all {
+            assert!(entries.len() >= ops);
+        }
+        let d10 = timed(want[3], pushdown_page(direct, 10)).await;
+        if let Some((_, (total, p10))) = &d10 {
+            assert!(*total >= ops as u64 && p10.len() == 10.min(*total as usize), "{total} {}", p10.len());
+        }
+        let d100 = timed(want[4], pushdown_page(direct, 100)).await;
+        if let Some((_, (total, p100))) = &d100 {
+            assert_eq!(p100.len(), 100.min(*total as usize));
+        }
+        let node = timed(want[5], aggregate(direct, group(), None)).await;
+        if let Some((_, built)) = &node {
+            assert_eq!(built.len(), 1);
+        }
         if i >= 10 {
-            for (k, d) in [a10, a100, all, d10, d100, node].into_iter().enumerate() {
-                level.push(k, d);
+            let times = [a10.map(|x| x.0), a100.map(|x| x.0), all.map(|x| x.0)].into_iter().chain([
+                d10.map(|x| x.0),
+                d100.map(|x| x.0),
+                node.map(|x| x.0),
+            ]);
+            for (k, d) in times.enumerate() {
+                if let Some(d) = d {
+                    level.push(k, d);
+                }
             }
         }
     }
