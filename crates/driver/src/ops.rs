@@ -120,20 +120,18 @@ pub fn is_hello(entry: &Document) -> bool {
 
 /// Pure core of [`is_own_operation`] over an explicit set of live tags.
 pub fn is_own_operation_with(entry: &Document, app_name: &str, live: &HashSet<String>) -> bool {
-    if entry_tag(entry).is_some_and(|t| live.contains(t)) {
-        return true;
-    }
     if entry_app_name(entry) != Some(app_name) {
         return false;
     }
     let active = entry.get_bool("active").unwrap_or(false);
-    !active || is_hello(entry)
+    !active || is_hello(entry) || entry_tag(entry).is_some_and(|t| live.contains(t))
 }
 
-/// True for entries docplane hides as its own: a current-op read of this process (its command
-/// carries a live [`OwnOpTag`]), or, under docplane's `app_name`, an idle connection or a
-/// `hello` / `isMaster` heartbeat. Any other active operation is the user's, whatever its
-/// application name.
+/// True for entries docplane hides as its own: under docplane's `app_name` (every connection
+/// of both transports announces it), a current-op read of this process (its command carries a
+/// live [`OwnOpTag`]), an idle connection or a `hello` / `isMaster` heartbeat. Any other active
+/// operation is the user's, whatever its application name; a live tag copied into another
+/// application's command hides nothing.
 pub fn is_own_operation(entry: &Document, app_name: &str) -> bool {
     let live = live_tags();
     is_own_operation_with(entry, app_name, &live)
@@ -178,37 +176,40 @@ pub fn current_op_request(version: ServerVersion, stages: &[Document]) -> Result
 }
 
 /// The `$match` predicate that [`is_own_operation`] is, for a node to apply before later stages:
-/// no entry carrying one of `live` (this process's current-op tags, this read's among them) where
-/// [`entry_tag`] looks for it, and under `app_name` neither an idle connection nor a `hello` /
-/// `isMaster` heartbeat. Operators are all MongoDB 3.6's (`$expr` in `$match`, `$objectToArray`). (A read that starts after the tags were
-/// taken can still be counted by the node; the entries are filtered again when they arrive.)
+/// under `app_name` (read as [`entry_app_name`] reads it), no entry carrying one of `live` (this
+/// process's current-op tags, this read's among them) where [`entry_tag`] looks for it, no idle
+/// connection and no `hello` / `isMaster` heartbeat. The application name comes first, in each of
+/// its two spellings, so that a user's entry costs the node two field reads, not a dozen.
+/// Operators are all MongoDB 3.6's (`$expr` in `$match`, `$objectToArray`). (A read that starts
+/// after the tags were taken can still be counted by the node; the entries are filtered again
+/// when they arrive.)
 pub fn own_exclusion(live: &[String], app_name: &str) -> Document {
-    let mut own = Vec::new();
+    let mut kinds = Vec::new();
     for carrier in ["command", "query", "cursor.originatingCommand"] {
         for field in ["comment", "$comment"] {
-            own.push(Bson::Document(doc! {format!("{carrier}.{field}"): {"$in": live.to_vec()}}));
+            kinds.push(Bson::Document(doc! {format!("{carrier}.{field}"): {"$in": live.to_vec()}}));
         }
     }
-    // The app name as `entry_app_name` reads it: `appName` when it is a string, else the
-    // client metadata's.
+    kinds.push(Bson::Document(doc! {"active": {"$ne": true}}));
+    // `is_hello`: the command's first field names a handshake ($objectToArray: 3.4.4).
+    let first_field = doc! {"$cond": [
+        {"$eq": [{"$type": "$command"}, "object"]},
+        {"$arrayElemAt": [{"$map": {"input": {"$objectToArray": "$command"}, "as": "f", "in": "$$f.k"}}, 0]},
+        Bson::Null,
+    ]};
+    kinds.push(Bson::Document(doc! {"$expr": {"$in": [first_field, ["hello", "isMaster", "ismaster"]]}}));
+    // `entry_app_name`: `appName` when it is a string, else the client metadata's.
     let under_app = [
         doc! {"appName": app_name},
         doc! {"appName": {"$not": {"$type": "string"}}, "clientMetadata.application.name": app_name},
     ];
-    for app in under_app {
-        let mut idle = app.clone();
-        idle.insert("active", doc! {"$ne": true});
-        own.push(Bson::Document(idle));
-        // `is_hello`: the command's first field names a handshake ($objectToArray: 3.4.4).
-        let first_field = doc! {"$cond": [
-            {"$eq": [{"$type": "$command"}, "object"]},
-            {"$arrayElemAt": [{"$map": {"input": {"$objectToArray": "$command"}, "as": "f", "in": "$$f.k"}}, 0]},
-            Bson::Null,
-        ]};
-        let mut beat = app;
-        beat.insert("$expr", doc! {"$in": [first_field, ["hello", "isMaster", "ismaster"]]});
-        own.push(Bson::Document(beat));
-    }
+    let own: Vec<Bson> = under_app
+        .into_iter()
+        .map(|mut app| {
+            app.insert("$or", kinds.clone());
+            Bson::Document(app)
+        })
+        .collect();
     doc! {"$nor": own}
 }
 
@@ -302,11 +303,17 @@ mod tests {
         let agg = doc! {"active": true, "opid": 1, "appName": app,
         "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "comment": "docplane:00ff"}};
         assert!(own(&agg));
-        assert!(own(
-            &doc! {"active": true, "opid": 2, "query": {"currentOp": 1, "$all": true, "$comment": "docplane:00ff"}}
-        ));
-        assert!(own(&doc! {"active": true, "opid": 3, "command": {"getMore": 5_i64},
-        "cursor": {"originatingCommand": {"aggregate": 1, "comment": "docplane:00ff"}}}));
+        assert!(own(&doc! {"active": true, "opid": 2, "appName": app,
+        "query": {"currentOp": 1, "$all": true, "$comment": "docplane:00ff"}}));
+        assert!(own(&doc! {"active": true, "opid": 3, "clientMetadata": {"application": {"name": app}},
+        "command": {"getMore": 5_i64}, "cursor": {"originatingCommand": {"aggregate": 1, "comment": "docplane:00ff"}}}));
+        // A live tag copied into another application's command (or one without a name) hides
+        // nothing: only docplane's connections carry its reads.
+        let mut copied = agg.clone();
+        copied.insert("appName", "shop");
+        assert!(!own(&copied));
+        copied.remove("appName");
+        assert!(!own(&copied));
         // A tag that is not live (guessed, or of a finished read) hides nothing.
         let stale = doc! {"active": true, "opid": 4,
         "command": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "comment": "docplane:0bad"}};
@@ -348,12 +355,12 @@ mod tests {
         b.tag(&mut cmd);
         assert_eq!(cmd.get_str("$comment").unwrap(), b.comment());
         assert!(!cmd.contains_key("comment"));
-        let entry = doc! {"active": true, "opid": 1, "command": agg};
+        let entry = doc! {"active": true, "opid": 1, "appName": "docplane-control", "command": agg};
         assert_eq!(entry_tag(&entry), Some(a.comment()));
         assert!(is_own_operation(&entry, "docplane-control"));
         drop(a);
         assert!(!is_own_operation(&entry, "docplane-control"), "a dropped tag hides nothing");
-        assert!(is_own_operation(&doc! {"active": true, "opid": 2, "query": cmd}, "x"));
+        assert!(is_own_operation(&doc! {"active": true, "opid": 2, "appName": "x", "query": cmd}, "x"));
     }
 
     #[test]

@@ -84,16 +84,22 @@ fn entries() -> Vec<Document> {
         // docplane's own: this read (live tag, in each place it can be), a stale tag (listed),
         // the app name's idle connection and heartbeat (hidden) and an active find (listed)
         doc! {"type": "op", "opid": 40, "active": true, "op": "command", "ns": "admin.$cmd.aggregate", "desc": "conn40",
-        "microsecs_running": 1_i64, "command": {"aggregate": 1, "comment": LIVE}},
+        "microsecs_running": 1_i64, "appName": DEFAULT_APP_NAME, "command": {"aggregate": 1, "comment": LIVE}},
         doc! {"type": "op", "opid": 41, "active": true, "op": "command", "ns": "admin.$cmd", "desc": "conn41",
-        "microsecs_running": 1_i64, "command": {"currentOp": 1, "$comment": LIVE}},
+        "microsecs_running": 1_i64, "clientMetadata": meta(DEFAULT_APP_NAME),
+        "command": {"currentOp": 1, "$comment": LIVE}},
         doc! {"type": "op", "opid": 42, "active": true, "op": "getmore", "ns": "admin.$cmd.aggregate", "desc": "conn42",
-        "microsecs_running": 1_i64, "command": {"getMore": 5_i64},
+        "microsecs_running": 1_i64, "appName": DEFAULT_APP_NAME, "command": {"getMore": 5_i64},
         "cursor": {"cursorId": 5_i64, "originatingCommand": {"aggregate": 1, "comment": LIVE}}},
         doc! {"type": "op", "opid": 43, "active": true, "op": "query", "ns": "local.oplog", "desc": "conn43",
-        "microsecs_running": 1_i64, "query": {"find": "oplog", "comment": LIVE}},
+        "microsecs_running": 1_i64, "appName": DEFAULT_APP_NAME, "query": {"find": "oplog", "comment": LIVE}},
         doc! {"type": "op", "opid": 44, "active": true, "op": "command", "ns": "admin.$cmd.aggregate", "desc": "conn44",
-        "microsecs_running": 1_i64, "command": {"aggregate": 1, "comment": STALE}},
+        "microsecs_running": 1_i64, "appName": DEFAULT_APP_NAME, "command": {"aggregate": 1, "comment": STALE}},
+        // The live tag copied by another application (listed) or by one without a name (listed).
+        doc! {"type": "op", "opid": 51, "active": true, "op": "command", "ns": "admin.$cmd.aggregate", "desc": "conn51",
+        "microsecs_running": 2_i64, "appName": "shop", "command": {"aggregate": 1, "comment": LIVE}},
+        doc! {"type": "op", "opid": 52, "active": true, "op": "command", "ns": "admin.$cmd.aggregate", "desc": "conn52",
+        "microsecs_running": 2_i64, "command": {"aggregate": 1, "comment": LIVE}},
         doc! {"type": "op", "active": false, "desc": "conn45", "appName": DEFAULT_APP_NAME},
         doc! {"type": "op", "opid": 46, "active": true, "op": "command", "ns": "admin.$cmd", "desc": "conn46",
         "microsecs_running": 10_000_000_000_i64, "clientMetadata": meta(DEFAULT_APP_NAME),
@@ -214,7 +220,7 @@ async fn same_total_and_page_as_the_driver() {
     // The whole listing of the crafted entries, as the driver orders it (a guard against both
     // sides agreeing on an empty answer).
     let (total, all) = driver_page(&input, &SessionQuery { limit: 1000, ..SessionQuery::default() });
-    assert_eq!(total, 20, "{all:?}");
+    assert_eq!(total, 22, "{all:?}");
     assert_eq!(all[..4], ["12".to_owned(), "17".into(), "20".into(), "18".into()]);
     node.shutdown().await.unwrap();
 }
