@@ -63,6 +63,9 @@ pub struct Projection {
     /// Whether `_id` is kept (inclusion: by default; exclusion: unless excluded).
     include_id: bool,
     has_positional: bool,
+    /// An inclusion of paths only (nothing computed, sliced, matched or positional): applied to a
+    /// document given up, it moves the included values.
+    plain: bool,
     /// A find command's `let` variables, for computed fields ([`Projection::checked_let`]).
     lets: crate::vars::LetVars,
 }
@@ -316,9 +319,17 @@ impl Projection {
             }
         };
         tree_mode_check(&tree, mode)?;
+        fn paths_only(t: &Tree) -> bool {
+            t.fields.iter().all(|(_, item)| match item {
+                Item::Include | Item::Exclude => true,
+                Item::Sub(sub) => paths_only(sub),
+                Item::Computed(_) | Item::Slice(..) | Item::ElemMatch(_) | Item::Positional => false,
+            })
+        }
         Ok(Projection {
             mode,
             include_id: b.include_id.unwrap_or(true),
+            plain: mode == Mode::Inclusion && !b.has_positional && paths_only(&tree),
             tree,
             has_positional: b.has_positional,
             lets: crate::vars::LetVars::none(),
@@ -395,6 +406,18 @@ impl Projection {
                 }
                 exclude(&mut doc, &self.tree);
                 Ok(doc)
+            }
+            Mode::Inclusion if self.plain => {
+                // Nothing is computed: the included values are moved, not copied.
+                let mut out = Document::new();
+                if self.include_id
+                    && !matches!(self.tree.get("_id"), Some(Item::Sub(_)))
+                    && let Some(id) = doc.remove("_id")
+                {
+                    out.insert("_id", id);
+                }
+                include_plain_owned(doc, &self.tree, &mut out);
+                Ok(out)
             }
             Mode::Inclusion => self.apply_ctx(&doc, None, ctx),
         }
@@ -594,6 +617,47 @@ fn has_computed(t: &Tree) -> bool {
     })
 }
 
+/// [`include`] for a plain inclusion tree (only `Include`, `Exclude` of `_id`, and `Sub`) over a
+/// document given up: the same result, values moved.
+fn include_plain_owned(src: Document, t: &Tree, out: &mut Document) {
+    for (k, v) in src {
+        match t.get(&k) {
+            Some(Item::Include) => {
+                out.insert(k, v);
+            }
+            Some(Item::Sub(sub)) => match v {
+                Bson::Document(d) => {
+                    let mut child = Document::new();
+                    include_plain_owned(d, sub, &mut child);
+                    out.insert(k, child);
+                }
+                Bson::Array(a) => {
+                    out.insert(k, include_plain_array_owned(a, sub));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+/// [`include_array`] for [`include_plain_owned`].
+fn include_plain_array_owned(a: Vec<Bson>, sub: &Tree) -> Bson {
+    let mut out = Vec::new();
+    for e in a {
+        match e {
+            Bson::Document(d) => {
+                let mut child = Document::new();
+                include_plain_owned(d, sub, &mut child);
+                out.push(Bson::Document(child));
+            }
+            Bson::Array(inner) => out.push(include_plain_array_owned(inner, sub)),
+            _ => {}
+        }
+    }
+    Bson::Array(out)
+}
+
 fn include_array(a: &[Bson], sub: &Tree, path: &str, env: &mut Env<'_>) -> Result<Bson> {
     let mut out = Vec::new();
     for e in a {
@@ -623,8 +687,13 @@ mod tests {
     use super::*;
     use bson::doc;
 
+    /// The projection of `d` by `spec`; applied to a document given up, the same.
     fn p(spec: Document, d: Document) -> Document {
-        Projection::parse(&spec).unwrap().apply(&d).unwrap()
+        let proj = Projection::parse(&spec).unwrap();
+        let out = proj.apply(&d).unwrap();
+        let owned = proj.apply_owned_ctx(d, &mut crate::expr::EvalCtx::new()).unwrap();
+        assert_eq!(bson::to_vec(&owned).unwrap(), bson::to_vec(&out).unwrap(), "{spec}: {owned} != {out}");
+        out
     }
 
     #[test]

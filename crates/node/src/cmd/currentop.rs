@@ -1066,6 +1066,28 @@ mod tests {
             // Reads the whole document.
             vec![doc! {"$addFields": {"n": {"$size": {"$objectToArray": "$$ROOT"}}}}, doc! {"$limit": 3}],
             vec![doc! {"$project": {"opid": 1}}, doc! {"$sort": {"opid": -1}}],
+            // Inclusions of live, tail, nested and added fields, inside a `$facet` and at the top.
+            vec![
+                doc! {"$sort": {"opid": -1}},
+                doc! {"$limit": 7},
+                doc! {"$project": {
+                    "_id": 0, "planSummary": 1, "opid": 1, "microsecs_running": 1, "secs_running": 1,
+                    "currentOpTime": 1, "clientMetadata.application.name": 1, "lsid": 1,
+                    "command.millis": 1, "numYields": 1, "killPending": 1, "cursor": 1, "absent": 1,
+                }},
+            ],
+            vec![
+                doc! {"$addFields": {"k": {"$mod": ["$command.millis", 7]}}},
+                doc! {"$facet": {
+                    "n": [{"$count": "n"}],
+                    "page": [{"$sort": {"k": 1, "opid": 1}}, {"$limit": 5},
+                             {"$project": {"k": 1, "desc": 1, "active": 1, "effectiveUsers.user": 1}}],
+                }},
+            ],
+            vec![
+                doc! {"$match": {"active": false}},
+                doc! {"$project": {"desc": 1, "appName": 1, "active": 1}},
+            ],
             vec![doc! {"$match": {"active": false}}, doc! {"$group": {"_id": "$appName"}}],
         ];
         for stages in pipelines {
