@@ -1066,6 +1066,20 @@ mod tests {
             // Reads the whole document.
             vec![doc! {"$addFields": {"n": {"$size": {"$objectToArray": "$$ROOT"}}}}, doc! {"$limit": 3}],
             vec![doc! {"$project": {"opid": 1}}, doc! {"$sort": {"opid": -1}}],
+            // Nested additions; a field removed and added again goes last, as in a document.
+            vec![
+                doc! {"$addFields": {"n": {"a": "$opid", "b": "$microsecs_running"}}},
+                doc! {"$addFields": {"n.c": 1}},
+                doc! {"$match": {"n.a": {"$gt": 0}}},
+                doc! {"$sort": {"n.a": -1}},
+                doc! {"$limit": 3},
+            ],
+            vec![
+                doc! {"$addFields": {"a": 1, "b": "$secs_running"}},
+                doc! {"$addFields": {"a": "$$REMOVE"}},
+                doc! {"$addFields": {"a": 3, "b": {"$add": ["$b", 1]}}},
+                doc! {"$limit": 2},
+            ],
             // Inclusions of live, tail, nested and added fields, inside a `$facet` and at the top.
             vec![
                 doc! {"$sort": {"opid": -1}},
@@ -1098,7 +1112,10 @@ mod tests {
             let lazy = st.engine.run_pipeline_source("admin", &entries, &p, &intr).unwrap();
             let whole = st.engine.run_pipeline("admin", entries.into_docs(), &p, &intr).unwrap();
             assert!(!whole.is_empty());
+            // Field order too (`Document` equality ignores it).
+            let bytes = |docs: &[Document]| docs.iter().map(|d| bson::to_vec(d).unwrap()).collect::<Vec<_>>();
             assert_eq!(lazy, whole, "{stages:?} at {time}");
+            assert_eq!(bytes(&lazy), bytes(&whole), "{stages:?} at {time}");
         }
         drop(guards);
     }

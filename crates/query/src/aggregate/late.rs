@@ -8,13 +8,41 @@ use crate::error::Result;
 use crate::expr::{EvalCtx, is_missing};
 use crate::path::Fields;
 
-/// A document of a late-materialized run. While `src` is set it is partial: `over` holds the
-/// live fields the stages read and the fields they added, and the other fields are read in
-/// place from the source's fixed document. Otherwise `over` is the whole document.
+/// A document of a late-materialized run. While `src` is set it is partial: `own` holds the
+/// live fields the stages read and the fields they added, each by its position in the run's
+/// [`Run::names`], in the order a document would hold them, and the other fields are read in
+/// place from the source's fixed document. Otherwise `over` is the whole document. (A partial
+/// row's few fields in a vector, not a `Document`: no key copied, hashed or rehashed per row.)
 #[derive(Debug, Clone)]
 pub(super) struct Row {
     pub(super) over: Document,
+    pub(super) own: Vec<(usize, Bson)>,
     pub(super) src: Option<usize>,
+}
+
+impl Row {
+    /// A whole document.
+    pub(super) fn whole(over: Document) -> Row {
+        Row { over, own: Vec::new(), src: None }
+    }
+
+    fn own_value(&self, name: usize) -> Option<&Bson> {
+        self.own.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Sets (in place, or appended) or, for a missing value, removes field `name`: what
+    /// `Document::insert` / `remove` do to a document's order.
+    fn set_own(&mut self, name: usize, v: Bson) {
+        let at = self.own.iter().position(|(n, _)| *n == name);
+        match (at, is_missing(&v)) {
+            (Some(i), true) => {
+                self.own.remove(i);
+            }
+            (Some(i), false) => self.own[i].1 = v,
+            (None, true) => {}
+            (None, false) => self.own.push((name, v)),
+        }
+    }
 }
 
 /// A row seen as a document.
@@ -35,8 +63,10 @@ impl Fields for View<'_> {
 /// What a late-materialized run reads rows from.
 pub(super) struct Run<'a> {
     pub(super) src: &'a dyn DocSource,
-    /// Top-level fields the stages add (none of them is the source's).
-    pub(super) written: &'a [String],
+    /// The fields partial rows may hold: the source's fields the stages read (the first
+    /// `read` of them), then the fields the stages add (none of them is the source's).
+    pub(super) names: &'a [String],
+    pub(super) read: usize,
 }
 
 /// Whether a stage can run on partial documents: it only selects, orders, counts or adds fields.
@@ -88,27 +118,40 @@ pub(super) fn partial_region(stages: &[Stage], deps: &mut Deps, written: &mut Ve
     }
 }
 
+/// A field a stage of the partial region wrote that `partial_region` did not list (a bug, not
+/// an input error: the region's analysis and its stages disagree).
+fn unlisted(name: &str) -> crate::error::CommandError {
+    crate::error::CommandError::new(
+        1,
+        "InternalError",
+        format!("a late-materialized stage wrote {name}, not listed"),
+    )
+}
+
 impl<'s> Run<'s> {
     fn view<'b>(&'b self, row: &'b Row) -> View<'b> {
         View { row, run: self }
     }
 
-    /// Top-level field `key` of `row`: added or live (in `over`), else the fixed document's.
+    fn name(&self, key: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == key)
+    }
+
+    /// Top-level field `key` of `row`: added or live (its own), else the fixed document's.
     fn get<'x>(&'x self, row: &'x Row, key: &str) -> Option<&'x Bson> {
-        // A partial row's own fields are few: a scan beats hashing the key.
-        let own = if row.src.is_some() && row.over.len() <= 8 {
-            row.over.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-        } else {
-            row.over.get(key)
-        };
-        if let Some(v) = own {
+        let Some(i) = row.src else { return row.over.get(key) };
+        if let Some(v) = self.name(key).and_then(|n| row.own_value(n)) {
             return Some(v);
         }
-        let i = row.src?;
         if self.src.is_live(key) {
             return None;
         }
         self.src.fixed(i)?.get(key)
+    }
+
+    /// A partial row's own fields as a document (for what writes into one).
+    fn own_doc(&self, row: &Row) -> Document {
+        row.own.iter().map(|(n, v)| (self.names[*n].clone(), v.clone())).collect()
     }
 
     /// Row `r` whole: the source's document with the fields the stages added (no stage that runs
@@ -120,9 +163,9 @@ impl<'s> Run<'s> {
             None => r.over,
             Some(i) => {
                 let mut whole = self.src.whole(i);
-                for (k, v) in r.over {
-                    if self.written.contains(&k) {
-                        whole.insert(k, v);
+                for (n, v) in r.own {
+                    if n >= self.read {
+                        whole.insert(self.names[n].clone(), v);
                     }
                 }
                 whole
@@ -134,7 +177,8 @@ impl<'s> Run<'s> {
         rows.into_iter().map(|r| self.materialize_one(r)).collect()
     }
 
-    /// `$addFields` on rows: evaluated on each row's view, written into its `over`.
+    /// `$addFields` on rows: evaluated on each row's view, written into its own fields (a whole
+    /// row's `over`).
     fn add_fields(
         &self,
         spec: &[(String, AddSpec)],
@@ -144,6 +188,9 @@ impl<'s> Run<'s> {
     ) -> Result<()> {
         let mut t = Ticker { env, n: 0 };
         let top_level = spec.iter().all(|(_, s)| matches!(s, AddSpec::Value(_)));
+        // Each added field's position among the names (every one is there: `partial_region`
+        // listed what the stages write).
+        let slots: Vec<Option<usize>> = spec.iter().map(|(k, _)| self.name(k)).collect();
         let mut values = Vec::with_capacity(spec.len());
         for r in rows.iter_mut() {
             t.tick()?;
@@ -155,15 +202,28 @@ impl<'s> Run<'s> {
                         values.push(e.eval(&view, ctx)?);
                     }
                 }
-                for ((k, _), v) in spec.iter().zip(values.drain(..)) {
-                    if is_missing(&v) {
-                        r.over.remove(k);
-                    } else {
-                        r.over.insert(k.clone(), v);
+                for (((k, _), slot), v) in spec.iter().zip(&slots).zip(values.drain(..)) {
+                    match (r.src, slot) {
+                        (Some(_), Some(n)) => r.set_own(*n, v),
+                        (Some(_), None) => return Err(unlisted(k)),
+                        (None, _) if is_missing(&v) => {
+                            r.over.remove(k);
+                        }
+                        (None, _) => {
+                            r.over.insert(k.clone(), v);
+                        }
                     }
                 }
-            } else {
+            } else if r.src.is_some() {
                 // Nested specifications read the row as it was while writing into it.
+                let before = r.clone();
+                let mut own = self.own_doc(r);
+                apply_add(&mut own, spec, &self.view(&before), ctx)?;
+                r.own = own
+                    .into_iter()
+                    .map(|(k, v)| self.name(&k).map(|n| (n, v)).ok_or_else(|| unlisted(&k)))
+                    .collect::<Result<_>>()?;
+            } else {
                 let before = r.clone();
                 apply_add(&mut r.over, spec, &self.view(&before), ctx)?;
             }
@@ -206,10 +266,7 @@ impl<'s> Run<'s> {
                 }
                 Stage::Limit(n) => rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
                 Stage::Count(name) => {
-                    rows = count_docs(rows.len(), name)
-                        .into_iter()
-                        .map(|over| Row { over, src: None })
-                        .collect();
+                    rows = count_docs(rows.len(), name).into_iter().map(Row::whole).collect();
                 }
                 Stage::Facet(facets) => {
                     let mut result = Document::new();
@@ -222,7 +279,7 @@ impl<'s> Run<'s> {
                         };
                         result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
                     }
-                    rows = vec![Row { over: result, src: None }];
+                    rows = vec![Row::whole(result)];
                 }
                 _ => {
                     let docs = self.materialize(rows);
@@ -268,10 +325,7 @@ impl<'s> Run<'s> {
                 }
                 Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
                 Stage::Count(name) => {
-                    let counted = count_docs(refs.len(), name)
-                        .into_iter()
-                        .map(|over| Row { over, src: None })
-                        .collect();
+                    let counted = count_docs(refs.len(), name).into_iter().map(Row::whole).collect();
                     return self.rows(&stages[i + 1..], counted, env, ctx);
                 }
                 _ => {

@@ -271,17 +271,22 @@ impl Pipeline {
             // Fields the stages add are not the source's: not asked for.
             fields.retain(|f| !written.contains(f));
             let live: Vec<String> = fields.iter().filter(|f| src.is_live(f)).cloned().collect();
+            let read = fields.len();
+            let names: Vec<String> = fields.iter().chain(&written).cloned().collect();
+            let position = |k: &str| names.iter().position(|n| n == k);
             let mut rows = Vec::with_capacity(src.len());
             for i in 0..src.len() {
                 t.tick()?;
-                let over = match src.fixed(i) {
+                let own: Document = match src.fixed(i) {
                     Some(_) if live.is_empty() => Document::new(),
                     Some(_) => src.partial(i, &live),
                     None => src.partial(i, &fields),
                 };
-                rows.push(Row { over, src: Some(i) });
+                let mut values = Vec::with_capacity(own.len() + written.len());
+                values.extend(own.into_iter().filter_map(|(k, v)| position(&k).map(|n| (n, v))));
+                rows.push(Row { over: Document::new(), own: values, src: Some(i) });
             }
-            let run = Run { src, written: &written };
+            let run = Run { src, names: &names, read };
             return run.rows(&self.stages, rows, env, &mut ctx);
         }
         let mut docs = Vec::with_capacity(src.len());
