@@ -132,21 +132,58 @@ impl SortSpec {
         }
     }
 
-    /// [`SortSpec::key_refs`] of a document whose top-level fields `field` gives.
-    pub(crate) fn key_refs_with<'x>(
-        &self,
-        field: impl Fn(&str) -> Option<&'x Bson>,
-        out: &mut Vec<&'x Bson>,
-    ) {
-        for ((_, dir), parts) in self.fields.iter().zip(&self.parts) {
-            out.push(match parts.split_first() {
-                Some((first, rest)) => match field(first) {
-                    Some(v) => key_below(v, rest, *dir),
-                    None => &NULL_KEY,
-                },
+    /// The key of sort field `j` of a document whose top-level fields `field` gives.
+    fn key_at<'x>(&self, j: usize, field: impl Fn(&str) -> Option<&'x Bson>) -> &'x Bson {
+        let dir = self.fields.get(j).map_or(1, |(_, d)| *d);
+        match self.parts.get(j).and_then(|p| p.split_first()) {
+            Some((first, rest)) => match field(first) {
+                Some(v) => key_below(v, rest, dir),
                 None => &NULL_KEY,
-            });
+            },
+            None => &NULL_KEY,
         }
+    }
+
+    /// The positions of the first `k` items of the stable sort of `docs` (as
+    /// [`SortSpec::top_order`]), each item's top-level fields given by `field_of`. The first sort
+    /// field's key is read for every item, the others only for items that tie on it, once each:
+    /// where the first key decides (a running time) the others are never read.
+    pub(crate) fn top_order_by_fields<'x, D>(
+        &self,
+        docs: &'x [D],
+        k: usize,
+        field_of: impl Fn(&'x D, &str) -> Option<&'x Bson>,
+    ) -> Vec<usize> {
+        let (n, m) = (docs.len(), self.fields.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if m == 0 || n < 2 {
+            return (0..n.min(k)).collect();
+        }
+        let first: Vec<&Bson> = docs.iter().map(|d| self.key_at(0, |f| field_of(d, f))).collect();
+        let rest: Vec<std::cell::OnceCell<Vec<&Bson>>> = (0..n).map(|_| std::cell::OnceCell::new()).collect();
+        let rest_of = |i: usize| {
+            rest[i].get_or_init(|| (1..m).map(|j| self.key_at(j, |f| field_of(&docs[i], f))).collect())
+        };
+        let first_dir = self.fields[0].1;
+        let cmp = |a: &usize, b: &usize| {
+            let o = cmp_bson(first[*a], first[*b]);
+            let o = if first_dir < 0 { o.reverse() } else { o };
+            if o != Ordering::Equal || m == 1 {
+                return o.then(a.cmp(b));
+            }
+            let (ra, rb) = (rest_of(*a), rest_of(*b));
+            for (((_, dir), ka), kb) in self.fields[1..].iter().zip(ra).zip(rb) {
+                let o = cmp_bson(ka, kb);
+                let o = if *dir < 0 { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            a.cmp(b)
+        };
+        top_positions(n, k, cmp)
     }
 
     /// Keeps the first `k` documents of the stable sort of `docs`, in order (`$sort` followed
@@ -355,6 +392,35 @@ mod tests {
     }
 
     proptest! {
+        /// Keys read lazily (the first field for all, the rest on ties) order as keys read
+        /// eagerly, with many ties, both directions, dotted paths, arrays and missing fields.
+        #[test]
+        fn lazy_keys_order_as_eager_keys(
+            vals in proptest::collection::vec((0u8..4, 0u8..4, proptest::option::of(0u8..3)), 0..300),
+            dirs in proptest::collection::vec(prop_oneof![Just(1), Just(-1)], 3),
+            fields in 1usize..4,
+            k in 0usize..400,
+        ) {
+            let docs: Vec<Document> = vals
+                .iter()
+                .map(|(a, b, c)| {
+                    let mut d = doc! {"a": i32::from(*a), "b": {"c": i32::from(*b)}};
+                    if let Some(c) = c {
+                        d.insert("c", vec![i32::from(*c), 2]);
+                    }
+                    d
+                })
+                .collect();
+            let mut spec = doc! {};
+            for (name, dir) in ["a", "b.c", "c"].iter().zip(&dirs).take(fields) {
+                spec.insert(*name, *dir);
+            }
+            let spec = SortSpec::parse(&spec).unwrap();
+            let eager = spec.top_order(&docs, k, |d, out| spec.key_refs(d, out));
+            let lazy = spec.top_order_by_fields(&docs, k, |d, f| d.get(f));
+            prop_assert_eq!(lazy, eager);
+        }
+
         #[test]
         fn top_positions_equal_a_full_sort(v in proptest::collection::vec(0u8..50, 0..6000), k in 0usize..7000) {
             let cmp = |a: &usize, b: &usize| v[*a].cmp(&v[*b]).then(a.cmp(b));

@@ -255,9 +255,7 @@ impl<'s> Run<'s> {
                 }
                 Stage::AddFields(spec) => self.add_fields(spec, &mut rows, env, ctx)?,
                 Stage::Sort(s) => {
-                    let order = s.top_order(&rows, top_k(&stages[i + 1..]), |r, out| {
-                        s.key_refs_with(|k| self.get(r, k), out)
-                    });
+                    let order = s.top_order_by_fields(&rows, top_k(&stages[i + 1..]), |r, k| self.get(r, k));
                     crate::sort::permute(&mut rows, order);
                 }
                 Stage::Skip(n) => {
@@ -314,9 +312,7 @@ impl<'s> Run<'s> {
                     refs = kept;
                 }
                 Stage::Sort(s) => {
-                    let order = s.top_order(&refs, top_k(&stages[i + 1..]), |r, out| {
-                        s.key_refs_with(|k| self.get(r, k), out)
-                    });
+                    let order = s.top_order_by_fields(&refs, top_k(&stages[i + 1..]), |r, k| self.get(r, k));
                     crate::sort::permute(&mut refs, order);
                 }
                 Stage::Skip(n) => {
