@@ -425,22 +425,20 @@ impl DocSource for CurrentOpEntries {
         OP_DYNAMIC_FIELDS.contains(&name)
     }
 
-    fn partial(&self, i: usize, fields: &[String]) -> Document {
+    fn partial_values(&self, i: usize, fields: &[String], out: &mut Vec<(usize, Bson)>) {
         match self.entries.get(i) {
-            Some(Entry::Op { op, elapsed, template }) => match self.op_parts(op, template) {
-                Some((t, at)) => op_partial(t, op, At { elapsed: *elapsed, ..at }, fields),
-                None => Document::new(),
-            },
-            Some(Entry::Built(d)) => {
-                let mut out = Document::new();
-                for f in fields {
-                    if let Some(v) = d.get(f) {
-                        out.insert(f.clone(), v.clone());
-                    }
+            Some(Entry::Op { op, elapsed, template }) => {
+                if let Some((t, at)) = self.op_parts(op, template) {
+                    let at = At { elapsed: *elapsed, ..at };
+                    out.extend(
+                        fields.iter().enumerate().filter_map(|(j, f)| op_field(t, op, at, f).map(|v| (j, v))),
+                    );
                 }
-                out
             }
-            None => Document::new(),
+            Some(Entry::Built(d)) => {
+                out.extend(fields.iter().enumerate().filter_map(|(j, f)| d.get(f).map(|v| (j, v.clone()))));
+            }
+            None => {}
         }
     }
 

@@ -55,8 +55,9 @@ pub trait DocSource {
         true
     }
     /// Document `i`'s values of those of the top-level `fields` it has that do not come from
-    /// its fixed document (all of them when it has none); order does not matter.
-    fn partial(&self, i: usize, fields: &[String]) -> Document;
+    /// its fixed document (all of them when it has none): `(j, value)` for each `fields[j]`,
+    /// appended to `out` in any order.
+    fn partial_values(&self, i: usize, fields: &[String], out: &mut Vec<(usize, Bson)>);
     /// Document `i`, whole.
     fn whole(&self, i: usize) -> Document;
     /// Whether some document of the source may have the top-level field `name`.
@@ -273,18 +274,24 @@ impl Pipeline {
             let live: Vec<String> = fields.iter().filter(|f| src.is_live(f)).cloned().collect();
             let read = fields.len();
             let names: Vec<String> = fields.iter().chain(&written).cloned().collect();
-            let position = |k: &str| names.iter().position(|n| n == k);
+            // Where each live field sits among the names (`fields` are the names' first ones).
+            let live_at: Vec<usize> =
+                live.iter().map(|l| fields.iter().position(|f| f == l).unwrap_or(usize::MAX)).collect();
             let mut rows = Vec::with_capacity(src.len());
             for i in 0..src.len() {
                 t.tick()?;
-                let own: Document = match src.fixed(i) {
-                    Some(_) if live.is_empty() => Document::new(),
-                    Some(_) => src.partial(i, &live),
-                    None => src.partial(i, &fields),
-                };
-                let mut values = Vec::with_capacity(own.len() + written.len());
-                values.extend(own.into_iter().filter_map(|(k, v)| position(&k).map(|n| (n, v))));
-                rows.push(Row { over: Document::new(), own: values, src: Some(i) });
+                let mut own = Vec::with_capacity(live.len() + written.len());
+                match src.fixed(i) {
+                    Some(_) if live.is_empty() => {}
+                    Some(_) => {
+                        src.partial_values(i, &live, &mut own);
+                        for (j, _) in &mut own {
+                            *j = live_at[*j];
+                        }
+                    }
+                    None => src.partial_values(i, &fields, &mut own),
+                }
+                rows.push(Row { over: Document::new(), own, src: Some(i) });
             }
             let run = Run { src, names: &names, read };
             return run.rows(&self.stages, rows, env, &mut ctx);
