@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
 use crate::config::NodeTarget;
 use crate::error::Result;
@@ -240,23 +240,7 @@ pub async fn current_op_pipeline(
     // Lives until the entries are filtered below.
     let tag = OwnOpTag::new();
     let app_name = &t.config().app_name;
-    // The caller's leading `$match`es: the node applies the first one to its registry (an opid
-    // filter at once).
-    let leading = stages.iter().take_while(|st| st.len() == 1 && st.contains_key("$match")).count();
-    // Only selecting stages: every entry arrives as the node built it and the exact filter below
-    // removes docplane's own, so the node need not evaluate the exclusion (the kill's candidate
-    // read: about half the node's work for it).
-    let mut request = if leading == stages.len() || !version.has_current_op_stage() {
-        current_op_request(version, stages)?
-    } else {
-        let live: Vec<String> = live_tags().iter().cloned().collect();
-        // After the leading `$match`es, before anything that counts, sorts or pages.
-        let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
-        with_exclusion.extend(stages[..leading].iter().cloned());
-        with_exclusion.push(doc! {"$match": own_exclusion(&live, app_name)});
-        with_exclusion.extend(stages[leading..].iter().cloned());
-        current_op_request(version, &with_exclusion)?
-    };
+    let mut request = pipeline_request(version, stages, app_name)?;
     tag.tag(&mut request);
     let entries = if request.contains_key("aggregate") {
         t.cursor_command(target, "admin", request).await?
@@ -270,6 +254,49 @@ pub async fn current_op_pipeline(
     let own = entries.into_iter().filter(|e| !is_own_operation(e, app_name)).collect();
     drop(tag);
     Ok(own)
+}
+
+/// [`current_op_pipeline`] for stages that reshape the entries into documents of their own (the
+/// pushed-down listing's one `{total, page}` document), MongoDB 3.6+: the reply as the node
+/// encoded it, for a caller that reads a few fields of it. [`own_exclusion`] ran on the node; the
+/// caller drops what [`is_own_operation`] names among the entries it takes out.
+pub async fn current_op_pipeline_raw(
+    t: &dyn NodeTransport,
+    target: &NodeTarget,
+    stages: &[Document],
+) -> Result<Vec<RawDocumentBuf>> {
+    let version = t.version(target).await?;
+    version.check_supported()?;
+    if !version.has_current_op_stage() {
+        return Err(crate::DriverError::InvalidRequest(
+            "a reshaping $currentOp pipeline needs MongoDB 3.6 or later".into(),
+        ));
+    }
+    let tag = OwnOpTag::new();
+    let mut request = pipeline_request(version, stages, &t.config().app_name)?;
+    tag.tag(&mut request);
+    let reply = t.cursor_command_raw(target, "admin", request).await;
+    drop(tag);
+    reply
+}
+
+/// The request of [`current_op_pipeline`]: the caller's leading `$match`es right after the stage
+/// (the node applies the first one to its registry: an opid filter at once), then, when a stage
+/// that counts, sorts or pages follows, [`own_exclusion`] before it. Only selecting stages: every
+/// entry arrives as the node built it and the exact client-side filter removes docplane's own, so
+/// the node need not evaluate the exclusion (the kill's candidate read: about half the node's work
+/// for it).
+fn pipeline_request(version: ServerVersion, stages: &[Document], app_name: &str) -> Result<Document> {
+    let leading = stages.iter().take_while(|st| st.len() == 1 && st.contains_key("$match")).count();
+    if leading == stages.len() || !version.has_current_op_stage() {
+        return current_op_request(version, stages);
+    }
+    let live: Vec<String> = live_tags().iter().cloned().collect();
+    let mut with_exclusion = Vec::with_capacity(stages.len() + 1);
+    with_exclusion.extend(stages[..leading].iter().cloned());
+    with_exclusion.push(doc! {"$match": own_exclusion(&live, app_name)});
+    with_exclusion.extend(stages[leading..].iter().cloned());
+    current_op_request(version, &with_exclusion)
 }
 
 /// `{killOp: 1, op}` on `admin`: `op` an integer on mongod, the `"shard:opid"` string on

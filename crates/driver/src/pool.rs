@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use mongodb::Client;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Document, RawDocumentBuf, doc};
 use mongodb::event::EventHandler;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
@@ -270,6 +270,25 @@ impl NodeTransport for OfficialPool {
         self.run(
             async move { database.run_cursor_command(command).await?.try_collect::<Vec<Document>>().await },
         )
+        .await
+    }
+
+    async fn cursor_command_raw(
+        &self,
+        target: &NodeTarget,
+        db: &str,
+        command: Document,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let client = self.client(target)?;
+        let database = client.database(db);
+        self.run(async move {
+            database
+                .run_cursor_command(command)
+                .await?
+                .with_type::<RawDocumentBuf>()
+                .try_collect::<Vec<RawDocumentBuf>>()
+                .await
+        })
         .await
     }
 }

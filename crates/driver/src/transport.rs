@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use mongodb::bson::Document;
+use mongodb::bson::{Document, RawDocumentBuf};
 
 use crate::config::{DriverConfig, NodeTarget};
 use crate::error::Result;
@@ -42,6 +42,25 @@ pub trait NodeTransport: Send + Sync {
     /// A command that returns a cursor (`aggregate`), every batch read to the end.
     async fn cursor_command(&self, target: &NodeTarget, db: &str, command: Document)
     -> Result<Vec<Document>>;
+
+    /// [`NodeTransport::cursor_command`] with each document left as the node encoded it, for a
+    /// caller that reads a few of its fields (decoding a large reply whole is most of a read's
+    /// client-side cost). The default encodes what `cursor_command` decoded.
+    async fn cursor_command_raw(
+        &self,
+        target: &NodeTarget,
+        db: &str,
+        command: Document,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        self.cursor_command(target, db, command)
+            .await?
+            .iter()
+            .map(|d| {
+                RawDocumentBuf::from_document(d)
+                    .map_err(|e| crate::DriverError::CommandFailed { code: 0, message: e.to_string() })
+            })
+            .collect()
+    }
 }
 
 /// Handle to the node driver; cheap to clone (shared pools inside).
@@ -140,5 +159,14 @@ impl NodeTransport for Driver {
         command: Document,
     ) -> Result<Vec<Document>> {
         self.route(target).await?.cursor_command(target, db, command).await
+    }
+
+    async fn cursor_command_raw(
+        &self,
+        target: &NodeTarget,
+        db: &str,
+        command: Document,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        self.route(target).await?.cursor_command_raw(target, db, command).await
     }
 }

@@ -27,7 +27,7 @@
 //! types (numbers and strings on one node) order numbers first, as BSON does (the client-side order
 //! compares them as text).
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf, doc};
 
 use crate::select::SessionQuery;
 
@@ -164,6 +164,86 @@ pub fn page_stages(query: &SessionQuery) -> Option<Vec<Document>> {
     Some(stages)
 }
 
+/// The top-level fields of a page entry the service reads: what
+/// [`SessionRecord::summary`](crate::record::SessionRecord::summary), the shown operation and the
+/// own-entry check (`docplane_driver::ops::is_own_operation`) read, whole. Of `clientMetadata`
+/// only `application.name` is read and of `cursor` only `originatingCommand`: those two keep
+/// just that. The rest of an entry (client metadata, locks, timing) is never decoded.
+/// `tests/pushdown.rs` compares every field of the records this gives with the client-side ones.
+const PAGE_FIELDS: &[&str] = &[
+    "type",
+    "host",
+    "desc",
+    "active",
+    "opid",
+    "lsid",
+    "transaction",
+    "secs_running",
+    "microsecs_running",
+    "op",
+    "ns",
+    "command",
+    "query",
+    "planSummary",
+    "client",
+    "client_s",
+    "appName",
+    "effectiveUsers",
+];
+
+fn decoded(v: RawBsonRef<'_>) -> Option<Bson> {
+    Bson::try_from(v).ok()
+}
+
+/// `path` (below `v`) kept alone: `{a: {b: x}}` from `v` = `{a: {b: x, c: ...}}`; `None` when absent.
+fn only_path(v: RawBsonRef<'_>, path: &[&str]) -> Option<Bson> {
+    let Some((first, rest)) = path.split_first() else { return decoded(v) };
+    let below = v.as_document()?.get(first).ok()??;
+    let mut d = Document::new();
+    d.insert(*first, only_path(below, rest)?);
+    Some(Bson::Document(d))
+}
+
+/// A page entry as the service reads it (see [`PAGE_FIELDS`]); `None` when it is not valid BSON.
+fn page_entry(raw: &RawDocument) -> Option<Document> {
+    let mut out = Document::new();
+    for item in raw {
+        let (k, v) = item.ok()?;
+        let value = match k {
+            "clientMetadata" => only_path(v, &["application", "name"]),
+            "cursor" => only_path(v, &["originatingCommand"]),
+            _ if PAGE_FIELDS.contains(&k) => Some(decoded(v)?),
+            _ => None,
+        };
+        if let Some(value) = value {
+            out.insert(k, value);
+        }
+    }
+    Some(out)
+}
+
+/// [`parse_page`] over the reply as the node encoded it, decoding of each page entry only what
+/// the service reads (a page of 100 `$currentOp` entries decoded whole was most of the
+/// listing's client-side time).
+pub fn parse_raw_page(reply: &[RawDocumentBuf]) -> Option<(u64, Vec<Document>)> {
+    let [reply] = reply else { return None };
+    let total = match reply.get_array(TOTAL).ok()?.into_iter().next() {
+        None => 0,
+        Some(first) => match first.ok()?.as_document()?.get("n").ok()?? {
+            RawBsonRef::Int32(n) => u64::try_from(n).ok()?,
+            RawBsonRef::Int64(n) => u64::try_from(n).ok()?,
+            _ => return None,
+        },
+    };
+    let page = reply
+        .get_array(PAGE)
+        .ok()?
+        .into_iter()
+        .map(|e| e.ok()?.as_document().and_then(page_entry))
+        .collect::<Option<Vec<Document>>>()?;
+    Some((total, page))
+}
+
 /// Reads the one reply document: (total, page entries); `None` if it is not shaped as
 /// [`page_stages`] shapes it.
 pub fn parse_page(reply: &[Document]) -> Option<(u64, Vec<Document>)> {
@@ -213,5 +293,32 @@ mod tests {
         assert_eq!(parse_page(&[doc! {"total": [], "page": []}]), Some((0, vec![])));
         assert_eq!(parse_page(&[]), None);
         assert_eq!(parse_page(&[doc! {"total": "x", "page": []}]), None);
+        // The raw reader: the same total and entries, cut to what the service reads.
+        let raw = |d: Document| vec![RawDocumentBuf::from_document(&d).unwrap()];
+        let entry = doc! {
+            "type": "op", "opid": 7, "active": true, "appName": "shop", "locks": {"Global": "r"},
+            "clientMetadata": {"application": {"name": "shop"}, "driver": {"name": "d"}},
+            "cursor": {"cursorId": 5_i64, "originatingCommand": {"find": "x", "comment": "c"}},
+            "command": {"getMore": 5_i64}, "effectiveUsers": [{"user": "u", "db": "admin"}],
+        };
+        let want = doc! {
+            "type": "op", "opid": 7, "active": true, "appName": "shop",
+            "clientMetadata": {"application": {"name": "shop"}},
+            "cursor": {"originatingCommand": {"find": "x", "comment": "c"}},
+            "command": {"getMore": 5_i64}, "effectiveUsers": [{"user": "u", "db": "admin"}],
+        };
+        let (total, page) = parse_raw_page(&raw(doc! {"total": [{"n": 3_i64}], "page": [entry]})).unwrap();
+        assert_eq!((total, page.len()), (3, 1));
+        assert_eq!(
+            mongodb::bson::to_vec(&page[0]).unwrap(),
+            mongodb::bson::to_vec(&want).unwrap(),
+            "{}",
+            page[0]
+        );
+        let bare = doc! {"opid": 8, "clientMetadata": {"driver": {}}, "cursor": {"cursorId": 1}};
+        let (_, page) = parse_raw_page(&raw(doc! {"total": [], "page": [bare]})).unwrap();
+        assert_eq!(page, vec![doc! {"opid": 8}]);
+        assert_eq!(parse_raw_page(&raw(doc! {"total": "x", "page": []})), None);
+        assert_eq!(parse_raw_page(&[]), None);
     }
 }

@@ -195,15 +195,13 @@ impl SessionService {
     pub async fn list(&self, node: NodeRef<'_>, query: &SessionQuery) -> Result<SessionPage> {
         let version = self.transport.version(node.target).await?;
         let stages = if version.has_current_op_stage() { pushdown::page_stages(query) } else { None };
-        let entries = match &stages {
-            Some(stages) => ops::current_op_pipeline(self.transport(), node.target, stages).await?,
-            None => ops::current_op_entries(self.transport(), node.target, None).await?,
-        };
         let redact = node.settings.redact_operations;
-        if stages.is_none() {
+        let Some(stages) = stages else {
+            let entries = ops::current_op_entries(self.transport(), node.target, None).await?;
             return Ok(page_client_side(&entries, query, redact));
-        }
-        let (total, page) = pushdown::parse_page(&entries).ok_or_else(|| {
+        };
+        let reply = ops::current_op_pipeline_raw(self.transport(), node.target, &stages).await?;
+        let (total, page) = pushdown::parse_raw_page(&reply).ok_or_else(|| {
             SessionError::Node(DriverError::CommandFailed {
                 code: 0,
                 message: "the node's $facet reply is not {total, page}".into(),
