@@ -155,33 +155,20 @@ impl SortSpec {
         field_of: impl Fn(&'x D, &str) -> Option<&'x Bson>,
     ) -> Vec<usize> {
         let (n, m) = (docs.len(), self.fields.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        if m == 0 || n < 2 {
-            return (0..n.min(k)).collect();
+        if let Some(order) = trivial_order(n, m, k) {
+            return order;
         }
         let first: Vec<&Bson> = docs.iter().map(|d| self.key_at(0, |f| field_of(d, f))).collect();
         let rest: Vec<std::cell::OnceCell<Vec<&Bson>>> = (0..n).map(|_| std::cell::OnceCell::new()).collect();
         let rest_of = |i: usize| {
             rest[i].get_or_init(|| (1..m).map(|j| self.key_at(j, |f| field_of(&docs[i], f))).collect())
         };
-        let first_dir = self.fields[0].1;
         let cmp = |a: &usize, b: &usize| {
-            let o = cmp_bson(first[*a], first[*b]);
-            let o = if first_dir < 0 { o.reverse() } else { o };
+            let o = self.compare_key_refs_from(0, &first[*a..=*a], &first[*b..=*b]);
             if o != Ordering::Equal || m == 1 {
                 return o.then(a.cmp(b));
             }
-            let (ra, rb) = (rest_of(*a), rest_of(*b));
-            for (((_, dir), ka), kb) in self.fields[1..].iter().zip(ra).zip(rb) {
-                let o = cmp_bson(ka, kb);
-                let o = if *dir < 0 { o.reverse() } else { o };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            a.cmp(b)
+            self.compare_key_refs_from(1, rest_of(*a), rest_of(*b)).then(a.cmp(b))
         };
         top_positions(n, k, cmp)
     }
@@ -214,11 +201,8 @@ impl SortSpec {
         key_of: impl Fn(&'x D, &mut Vec<&'x Bson>),
     ) -> Vec<usize> {
         let (n, m) = (docs.len(), self.fields.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        if m == 0 || n < 2 {
-            return (0..n.min(k)).collect();
+        if let Some(order) = trivial_order(n, m, k) {
+            return order;
         }
         let mut keys: Vec<&Bson> = Vec::with_capacity(n * m);
         for d in docs {
@@ -226,12 +210,13 @@ impl SortSpec {
         }
         let key = |i: usize| keys.get(i * m..i * m + m).unwrap_or_default();
         // (key, input position): a strict total order equal to the stable sort's.
-        let cmp = |a: &usize, b: &usize| self.compare_key_refs(key(*a), key(*b)).then(a.cmp(b));
+        let cmp = |a: &usize, b: &usize| self.compare_key_refs_from(0, key(*a), key(*b)).then(a.cmp(b));
         top_positions(n, k, cmp)
     }
 
-    fn compare_key_refs(&self, a: &[&Bson], b: &[&Bson]) -> Ordering {
-        for (((_, dir), ka), kb) in self.fields.iter().zip(a).zip(b) {
+    /// Compares the keys of sort fields `from..`, one value per field.
+    fn compare_key_refs_from(&self, from: usize, a: &[&Bson], b: &[&Bson]) -> Ordering {
+        for (((_, dir), ka), kb) in self.fields[from..].iter().zip(a).zip(b) {
             let o = cmp_bson(ka, kb);
             let o = if *dir < 0 { o.reverse() } else { o };
             if o != Ordering::Equal {
@@ -240,6 +225,14 @@ impl SortSpec {
         }
         Ordering::Equal
     }
+}
+
+/// The order of a top-`k` sort that needs no key: none kept, no sort field, or under two items.
+fn trivial_order(n: usize, m: usize, k: usize) -> Option<Vec<usize>> {
+    if k == 0 {
+        return Some(Vec::new());
+    }
+    (m == 0 || n < 2).then(|| (0..n.min(k)).collect())
 }
 
 fn pick<'a>(candidates: impl Iterator<Item = &'a Bson>, dir: i32) -> Option<&'a Bson> {
