@@ -235,13 +235,9 @@ pub async fn current_op_pipeline(
     target: &NodeTarget,
     stages: &[Document],
 ) -> Result<Vec<Document>> {
-    let version = t.version(target).await?;
-    version.check_supported()?;
-    // Lives until the entries are filtered below.
-    let tag = OwnOpTag::new();
+    // The tag lives until the entries are filtered below.
+    let (_, tag, request) = tagged_request(t, target, stages).await?;
     let app_name = &t.config().app_name;
-    let mut request = pipeline_request(version, stages, app_name)?;
-    tag.tag(&mut request);
     let entries = if request.contains_key("aggregate") {
         t.cursor_command(target, "admin", request).await?
     } else {
@@ -265,19 +261,30 @@ pub async fn current_op_pipeline_raw(
     target: &NodeTarget,
     stages: &[Document],
 ) -> Result<Vec<RawDocumentBuf>> {
-    let version = t.version(target).await?;
-    version.check_supported()?;
+    let (version, tag, request) = tagged_request(t, target, stages).await?;
     if !version.has_current_op_stage() {
         return Err(crate::DriverError::InvalidRequest(
             "a reshaping $currentOp pipeline needs MongoDB 3.6 or later".into(),
         ));
     }
-    let tag = OwnOpTag::new();
-    let mut request = pipeline_request(version, stages, &t.config().app_name)?;
-    tag.tag(&mut request);
     let reply = t.cursor_command_raw(target, "admin", request).await;
     drop(tag);
     reply
+}
+
+/// The node's version (refused when docplane cannot manage it), a fresh tag for this read (live
+/// until dropped, and taken by the request's exclusion) and the tagged request for `stages`.
+async fn tagged_request(
+    t: &dyn NodeTransport,
+    target: &NodeTarget,
+    stages: &[Document],
+) -> Result<(ServerVersion, OwnOpTag, Document)> {
+    let version = t.version(target).await?;
+    version.check_supported()?;
+    let tag = OwnOpTag::new();
+    let mut request = pipeline_request(version, stages, &t.config().app_name)?;
+    tag.tag(&mut request);
+    Ok((version, tag, request))
 }
 
 /// The request of [`current_op_pipeline`]: the caller's leading `$match`es right after the stage
