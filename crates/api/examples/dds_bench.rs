@@ -455,15 +455,10 @@ async fn measure_lists(h: &Harness, direct: &mongodb::Client, iters: usize, leve
             assert_eq!(built.len(), 1);
         }
         if i >= 10 {
-            let times = [a10.map(|x| x.0), a100.map(|x| x.0), all.map(|x| x.0)].into_iter().chain([
-                d10.map(|x| x.0),
-                d100.map(|x| x.0),
-                node.map(|x| x.0),
-            ]);
-            for (k, d) in times.enumerate() {
-                if let Some(d) = d {
-                    level.push(k, d);
-                }
+            let times = [a10.map(|x| x.0), a100.map(|x| x.0), all.map(|x| x.0)];
+            let times = times.into_iter().chain([d10.map(|x| x.0), d100.map(|x| x.0), node.map(|x| x.0)]);
+            for (k, d) in times.enumerate().filter_map(|(k, d)| Some((k, d?))) {
+                level.push(k, d);
             }
         }
     }

@@ -319,13 +319,6 @@ impl Projection {
             }
         };
         tree_mode_check(&tree, mode)?;
-        fn paths_only(t: &Tree) -> bool {
-            t.fields.iter().all(|(_, item)| match item {
-                Item::Include | Item::Exclude => true,
-                Item::Sub(sub) => paths_only(sub),
-                Item::Computed(_) | Item::Slice(..) | Item::ElemMatch(_) | Item::Positional => false,
-            })
-        }
         Ok(Projection {
             mode,
             include_id: b.include_id.unwrap_or(true),
@@ -607,6 +600,15 @@ fn include(
         }
     }
     Ok(())
+}
+
+/// Whether the tree names paths only: nothing computed, sliced, matched or positional.
+fn paths_only(t: &Tree) -> bool {
+    t.fields.iter().all(|(_, item)| match item {
+        Item::Include | Item::Exclude => true,
+        Item::Sub(sub) => paths_only(sub),
+        Item::Computed(_) | Item::Slice(..) | Item::ElemMatch(_) | Item::Positional => false,
+    })
 }
 
 fn has_computed(t: &Tree) -> bool {

@@ -8,40 +8,33 @@ use crate::error::Result;
 use crate::expr::{EvalCtx, is_missing};
 use crate::path::Fields;
 
-/// A document of a late-materialized run. While `src` is set it is partial: `own` holds the
-/// live fields the stages read and the fields they added, each by its position in the run's
-/// [`Run::names`], in the order a document would hold them, and the other fields are read in
-/// place from the source's fixed document. Otherwise `over` is the whole document. (A partial
-/// row's few fields in a vector, not a `Document`: no key copied, hashed or rehashed per row.)
+/// A document of a late-materialized run.
 #[derive(Debug, Clone)]
-pub(super) struct Row {
-    pub(super) over: Document,
-    pub(super) own: Vec<(usize, Bson)>,
-    pub(super) src: Option<usize>,
+pub(super) enum Row {
+    /// The source's document `src`, read in place, with `own`: the live fields the stages read
+    /// and the fields they added, each by its position in the run's [`Run::names`], in the order
+    /// a document would hold them. (A few fields in a vector, not a `Document`: no key copied,
+    /// hashed or rehashed per row.)
+    Partial { src: usize, own: Vec<(usize, Bson)> },
+    /// A document of its own (a count, a facet's result).
+    Whole(Document),
 }
 
-impl Row {
-    /// A whole document.
-    pub(super) fn whole(over: Document) -> Row {
-        Row { over, own: Vec::new(), src: None }
-    }
+fn own_value(own: &[(usize, Bson)], name: usize) -> Option<&Bson> {
+    own.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+}
 
-    fn own_value(&self, name: usize) -> Option<&Bson> {
-        self.own.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
-
-    /// Sets (in place, or appended) or, for a missing value, removes field `name`: what
-    /// `Document::insert` / `remove` do to a document's order.
-    fn set_own(&mut self, name: usize, v: Bson) {
-        let at = self.own.iter().position(|(n, _)| *n == name);
-        match (at, is_missing(&v)) {
-            (Some(i), true) => {
-                self.own.remove(i);
-            }
-            (Some(i), false) => self.own[i].1 = v,
-            (None, true) => {}
-            (None, false) => self.own.push((name, v)),
+/// Sets (in place, or appended) or, for a missing value, removes field `name` of `own`: what
+/// `Document::insert` / `remove` do to a document's order.
+fn set_own(own: &mut Vec<(usize, Bson)>, name: usize, v: Bson) {
+    let at = own.iter().position(|(n, _)| *n == name);
+    match (at, is_missing(&v)) {
+        (Some(i), true) => {
+            own.remove(i);
         }
+        (Some(i), false) => own[i].1 = v,
+        (None, true) => {}
+        (None, false) => own.push((name, v)),
     }
 }
 
@@ -139,19 +132,22 @@ impl<'s> Run<'s> {
 
     /// Top-level field `key` of `row`: added or live (its own), else the fixed document's.
     fn get<'x>(&'x self, row: &'x Row, key: &str) -> Option<&'x Bson> {
-        let Some(i) = row.src else { return row.over.get(key) };
-        if let Some(v) = self.name(key).and_then(|n| row.own_value(n)) {
+        let (src, own) = match row {
+            Row::Whole(d) => return d.get(key),
+            Row::Partial { src, own } => (*src, own),
+        };
+        if let Some(v) = self.name(key).and_then(|n| own_value(own, n)) {
             return Some(v);
         }
         if self.src.is_live(key) {
             return None;
         }
-        self.src.fixed(i)?.get(key)
+        self.src.fixed(src)?.get(key)
     }
 
     /// A partial row's own fields as a document (for what writes into one).
-    fn own_doc(&self, row: &Row) -> Document {
-        row.own.iter().map(|(n, v)| (self.names[*n].clone(), v.clone())).collect()
+    fn own_doc(&self, own: &[(usize, Bson)]) -> Document {
+        own.iter().map(|(n, v)| (self.names[*n].clone(), v.clone())).collect()
     }
 
     /// Row `r` whole: the source's document with the fields the stages added (no stage that runs
@@ -159,11 +155,11 @@ impl<'s> Run<'s> {
     /// appended in the order they were added, as running the stages on the whole documents would
     /// have appended them.
     fn materialize_one(&self, r: Row) -> Document {
-        match r.src {
-            None => r.over,
-            Some(i) => {
-                let mut whole = self.src.whole(i);
-                for (n, v) in r.own {
+        match r {
+            Row::Whole(d) => d,
+            Row::Partial { src, own } => {
+                let mut whole = self.src.whole(src);
+                for (n, v) in own {
                     if n >= self.read {
                         whole.insert(self.names[n].clone(), v);
                     }
@@ -178,7 +174,7 @@ impl<'s> Run<'s> {
     }
 
     /// `$addFields` on rows: evaluated on each row's view, written into its own fields (a whole
-    /// row's `over`).
+    /// row's document).
     fn add_fields(
         &self,
         spec: &[(String, AddSpec)],
@@ -203,29 +199,32 @@ impl<'s> Run<'s> {
                     }
                 }
                 for (((k, _), slot), v) in spec.iter().zip(&slots).zip(values.drain(..)) {
-                    match (r.src, slot) {
-                        (Some(_), Some(n)) => r.set_own(*n, v),
-                        (Some(_), None) => return Err(unlisted(k)),
-                        (None, _) if is_missing(&v) => {
-                            r.over.remove(k);
+                    match (&mut *r, slot) {
+                        (Row::Partial { own, .. }, Some(n)) => set_own(own, *n, v),
+                        (Row::Partial { .. }, None) => return Err(unlisted(k)),
+                        (Row::Whole(d), _) if is_missing(&v) => {
+                            d.remove(k);
                         }
-                        (None, _) => {
-                            r.over.insert(k.clone(), v);
+                        (Row::Whole(d), _) => {
+                            d.insert(k.clone(), v);
                         }
                     }
                 }
-            } else if r.src.is_some() {
+            } else {
                 // Nested specifications read the row as it was while writing into it.
                 let before = r.clone();
-                let mut own = self.own_doc(r);
-                apply_add(&mut own, spec, &self.view(&before), ctx)?;
-                r.own = own
-                    .into_iter()
-                    .map(|(k, v)| self.name(&k).map(|n| (n, v)).ok_or_else(|| unlisted(&k)))
-                    .collect::<Result<_>>()?;
-            } else {
-                let before = r.clone();
-                apply_add(&mut r.over, spec, &self.view(&before), ctx)?;
+                let view = self.view(&before);
+                match r {
+                    Row::Partial { own, .. } => {
+                        let mut doc = self.own_doc(own);
+                        apply_add(&mut doc, spec, &view, ctx)?;
+                        *own = doc
+                            .into_iter()
+                            .map(|(k, v)| self.name(&k).map(|n| (n, v)).ok_or_else(|| unlisted(&k)))
+                            .collect::<Result<_>>()?;
+                    }
+                    Row::Whole(d) => apply_add(d, spec, &view, ctx)?,
+                }
             }
         }
         Ok(())
@@ -264,7 +263,7 @@ impl<'s> Run<'s> {
                 }
                 Stage::Limit(n) => rows.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
                 Stage::Count(name) => {
-                    rows = count_docs(rows.len(), name).into_iter().map(Row::whole).collect();
+                    rows = count_docs(rows.len(), name).into_iter().map(Row::Whole).collect();
                 }
                 Stage::Facet(facets) => {
                     let mut result = Document::new();
@@ -277,7 +276,7 @@ impl<'s> Run<'s> {
                         };
                         result.insert(name.clone(), Bson::Array(r.into_iter().map(Bson::Document).collect()));
                     }
-                    rows = vec![Row::whole(result)];
+                    rows = vec![Row::Whole(result)];
                 }
                 _ => {
                     let docs = self.materialize(rows);
@@ -321,7 +320,7 @@ impl<'s> Run<'s> {
                 }
                 Stage::Limit(n) => refs.truncate(usize::try_from(*n).unwrap_or(usize::MAX)),
                 Stage::Count(name) => {
-                    let counted = count_docs(refs.len(), name).into_iter().map(Row::whole).collect();
+                    let counted = count_docs(refs.len(), name).into_iter().map(Row::Whole).collect();
                     return self.rows(&stages[i + 1..], counted, env, ctx);
                 }
                 _ => {

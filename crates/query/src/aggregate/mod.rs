@@ -269,29 +269,23 @@ impl Pipeline {
         let partial =
             self.stages.first().is_some_and(runs_on_partial) && !written.iter().any(|w| src.may_have(w));
         if let (true, Some(mut fields)) = (partial, deps.into_fields()) {
-            // Fields the stages add are not the source's: not asked for.
+            // Fields the stages add are not the source's: not asked for. The live ones first:
+            // a row with a fixed document asks for those alone, and both answers index the names.
             fields.retain(|f| !written.contains(f));
-            let live: Vec<String> = fields.iter().filter(|f| src.is_live(f)).cloned().collect();
+            fields.sort_by_key(|f| !src.is_live(f));
+            let live = fields.iter().take_while(|f| src.is_live(f)).count();
             let read = fields.len();
-            let names: Vec<String> = fields.iter().chain(&written).cloned().collect();
-            // Where each live field sits among the names (`fields` are the names' first ones).
-            let live_at: Vec<usize> =
-                live.iter().map(|l| fields.iter().position(|f| f == l).unwrap_or(usize::MAX)).collect();
+            let mut names = fields;
+            names.extend(written.iter().cloned());
             let mut rows = Vec::with_capacity(src.len());
             for i in 0..src.len() {
                 t.tick()?;
-                let mut own = Vec::with_capacity(live.len() + written.len());
-                match src.fixed(i) {
-                    Some(_) if live.is_empty() => {}
-                    Some(_) => {
-                        src.partial_values(i, &live, &mut own);
-                        for (j, _) in &mut own {
-                            *j = live_at[*j];
-                        }
-                    }
-                    None => src.partial_values(i, &fields, &mut own),
+                let mut own = Vec::with_capacity(live + written.len());
+                let asked = if src.fixed(i).is_some() { &names[..live] } else { &names[..read] };
+                if !asked.is_empty() {
+                    src.partial_values(i, asked, &mut own);
                 }
-                rows.push(Row { over: Document::new(), own, src: Some(i) });
+                rows.push(Row::Partial { src: i, own });
             }
             let run = Run { src, names: &names, read };
             return run.rows(&self.stages, rows, env, &mut ctx);
